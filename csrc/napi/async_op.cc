@@ -1,0 +1,70 @@
+#include "napi/async_op.h"
+
+#include "core/executor.h"
+#include "napi/errors.h"
+#include "napi/state.h"
+#include "napi/tensor_handle.h"
+
+namespace imprint {
+namespace napi {
+
+struct PendingOp {
+  Napi::Promise::Deferred deferred;
+  ops::Launch launch;
+  bool ok = false;
+  ErrorCode code = ErrorCode::Internal;
+  std::string message;
+};
+
+void deliver_completion(Napi::Env env, Napi::Function, AddonState* s, PendingOp* op) {
+  if (env == nullptr) {  // the environment is shutting down: nobody is waiting
+    delete op;
+    return;
+  }
+  Napi::HandleScope scope(env);
+  if (op->ok) {
+    op->deferred.Resolve(TensorHandle::wrap(env, op->launch.output));
+  } else {
+    op->deferred.Reject(make_error(env, op->code, op->message));
+  }
+  delete op;  // drops the inputs' and output's extra references here, on the JS thread
+  if (--s->in_flight == 0) s->completions.Unref(env);
+}
+
+void init_completions(Napi::Env env) {
+  AddonState& s = state(env);
+  s.completions = CompletionTsfn::New(env, "imprint-completions", 0, 1, &s);
+  s.completions.Unref(env);  // idle: do not keep the process alive
+  env.AddCleanupHook([&s] { s.completions.Release(); });
+}
+
+Napi::Value run_async(Napi::Env env, ops::Launch launch) {
+  AddonState& s = state(env);
+  auto* op = new PendingOp{Napi::Promise::Deferred::New(env), std::move(launch), false, ErrorCode::Internal, std::string()};
+  Napi::Promise promise = op->deferred.Promise();
+  if (s.in_flight++ == 0) s.completions.Ref(env);  // pending work keeps the event loop alive
+  CompletionTsfn completions = s.completions;
+  completions.Acquire();
+  const Device queue = op->launch.queue;
+  submit_to_queue(queue, [op, completions]() mutable {
+    try {
+      op->launch.run();
+      op->ok = true;
+    } catch (const Error& e) {
+      op->code = e.code();
+      op->message = e.what();
+    } catch (const std::bad_alloc&) {
+      op->code = ErrorCode::OutOfMemory;
+      op->message = "out of host memory while running the op";
+    } catch (const std::exception& e) {
+      op->code = ErrorCode::Internal;
+      op->message = std::string("internal error: ") + e.what();
+    }
+    if (completions.BlockingCall(op) != napi_ok) delete op;
+    completions.Release();
+  });
+  return promise;
+}
+
+}  // namespace napi
+}  // namespace imprint

@@ -1,0 +1,34 @@
+// CUDA kernel launchers: one per kernel family, each taking the launch
+// description from core/kernel_args.h (the same one the CPU kernels take) and
+// queueing the work on `stream`. They only compute; validation happened in
+// csrc/ops. Each throws CUDA_ERROR when the launch fails.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/kernel_args.h"
+
+namespace imprint {
+namespace cuda {
+
+void launch_matmul(const MatmulArgs& args, cudaStream_t stream);  // matmul.cu
+void launch_binary(const BinaryArgs& args, cudaStream_t stream);  // elementwise.cu
+void launch_cast(const CastArgs& args, cudaStream_t stream);      // elementwise.cu
+void launch_fill(const FillArgs& args, cudaStream_t stream);      // elementwise.cu
+void launch_sum(const SumArgs& args, cudaStream_t stream);        // reduce.cu
+void launch_random(const RandomArgs& args, cudaStream_t stream);  // random.cu
+
+// Threads per block for the one-dimensional grid-stride kernels.
+constexpr int kThreads = 256;
+
+// Blocks for a grid-stride loop over n items: enough to fill any current GPU
+// many times over, and never more than the loop needs.
+inline unsigned grid_size(int64_t n, int threads = kThreads) {
+  const int64_t max_blocks = int64_t{1} << 16;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, max_blocks)));
+}
+
+}  // namespace cuda
+}  // namespace imprint

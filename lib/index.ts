@@ -1,0 +1,19 @@
+// Imprint's public API.
+export { ImprintError, type ErrorCode } from './errors.js';
+export { Tensor, type TensorData, type DataOf, type SumOf } from './tensor.js';
+export { tensor, full, zeros, ones, rand, randn, type TensorInput, type TensorOptions, type FillOptions, type RandomOptions } from './creation.js';
+export { matmul, add, mul, sum, type MatmulOptions, type SumOptions } from './ops.js';
+export {
+  devices,
+  defaultDevice,
+  buildInfo,
+  memoryStats,
+  resetPeakMemory,
+  setMemoryLimit,
+  numThreads,
+  setNumThreads,
+  type DevicesInfo,
+  type BuildInfo,
+  type MemoryStats,
+} from './device.js';
+export type { DType, FloatDType, Device } from './validate.js';

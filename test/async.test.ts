@@ -1,0 +1,48 @@
+// Native work runs off the JavaScript thread: the event loop keeps turning
+// while a large matmul runs, and concurrent ops all complete correctly.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { add, matmul, randn, sum, tensor } from '../lib/index.js';
+
+const loop = suite('async execution');
+
+loop('timers keep firing while a large matmul runs', async () => {
+  const n = 1024;
+  const a = await randn([4, n, n], { seed: 1 });
+  const b = await randn([4, n, n], { seed: 2 });
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const started = performance.now();
+  const pending = matmul(a, b);
+  let settled = false;
+  void pending.then(() => (settled = true));
+  assert.is(settled, false, 'the op returned before computing');
+  const out = await pending;
+  const elapsed = performance.now() - started;
+  clearInterval(timer);
+  assert.equal(out.shape, [4, n, n]);
+  // The JavaScript thread was free: the 1 ms timer ran throughout (allowing for
+  // timer coarseness, at least a fifth of the elapsed milliseconds).
+  assert.ok(elapsed > 20, `matmul took only ${elapsed} ms; make it larger`);
+  assert.ok(ticks >= elapsed / 5, `${ticks} timer ticks in ${elapsed.toFixed(0)} ms`);
+  for (const t of [a, b, out]) t.dispose();
+});
+
+loop('many concurrent ops each resolve to the right result', async () => {
+  const xs = Array.from({ length: 50 }, (_, i) => tensor([i, 2 * i]));
+  const results = await Promise.all(xs.map((x) => add(x, x).then((y) => sum(y))));
+  const values = results.map((r) => r.dataSync()[0]);
+  assert.equal(values, xs.map((_, i) => 6 * i));
+});
+
+loop('inputs disposed while an op is in flight stay valid for that op', async () => {
+  const a = await randn([256, 256], { seed: 3 });
+  const expected = (await sum(await matmul(a, a))).dataSync()[0];
+  const pending = matmul(a, a);
+  a.dispose();
+  const out = await pending;
+  assert.is((await sum(out)).dataSync()[0], expected);
+});
+
+loop.run();

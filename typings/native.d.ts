@@ -1,0 +1,83 @@
+// The native addon's surface (csrc/napi/addon.cc), declared by hand.
+// Applications use the wrapped API in lib/ (package entry point), not this.
+
+export type NativeDType = 'f32' | 'f16' | 'bf16' | 'i32' | 'i64' | 'u8';
+
+export declare class TensorHandle {
+  readonly shape: number[];
+  readonly dtype: NativeDType;
+  readonly device: string;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  /** A copy of the data, converted to `as` when given. CPU tensors only. */
+  dataSync(as?: NativeDType): ArrayBuffer;
+}
+
+export interface NativeBuildInfo {
+  blas: string;
+  cuda: boolean;
+  cudaRuntimeVersion: number;
+  napiVersion: number;
+}
+
+export interface NativeCudaDevice {
+  index: number;
+  device: string;
+  name: string;
+  totalMemory: number;
+  freeMemory: number;
+  computeCapability: string;
+  multiprocessors: number;
+}
+
+export interface NativeDevices {
+  cpu: { cores: number; threads: number; simd: string; totalMemory: number };
+  cuda: {
+    built: boolean;
+    available: boolean;
+    reason?: string;
+    runtimeVersion: number;
+    driverVersion: number;
+    devices: NativeCudaDevice[];
+  };
+}
+
+export interface NativeMemoryStats {
+  device: string;
+  liveBytes: number;
+  peakBytes: number;
+  liveAllocations: number;
+  totalAllocations: number;
+  limitBytes: number;
+  deviceFreeBytes: number;
+  deviceTotalBytes: number;
+}
+
+type U64 = number | bigint;
+
+export interface NativeAddon {
+  TensorHandle: typeof TensorHandle;
+  /** Native errors are constructed as `new ErrorClass(message, code)`. */
+  setErrorClass(ctor: new (message: string, code: never) => Error): void;
+  buildInfo(): NativeBuildInfo;
+  devices(): NativeDevices;
+  memoryStats(device: string): NativeMemoryStats;
+  resetPeakMemory(device: string): void;
+  setMemoryLimit(device: string, bytes: U64): void;
+  numThreads(): number;
+  setNumThreads(n: number): void;
+  /** A CPU tensor of `dtype` from data of `srcDtype` (converted when they differ). */
+  fromBuffer(data: ArrayBufferView, shape: number[], srcDtype: NativeDType, dtype?: NativeDType): TensorHandle;
+  matmul(a: TensorHandle, b: TensorHandle, transposeA: boolean, transposeB: boolean): Promise<TensorHandle>;
+  add(a: TensorHandle, b: TensorHandle): Promise<TensorHandle>;
+  mul(a: TensorHandle, b: TensorHandle): Promise<TensorHandle>;
+  sum(a: TensorHandle, dims: number[], keepDims: boolean): Promise<TensorHandle>;
+  cast(a: TensorHandle, dtype: NativeDType): Promise<TensorHandle>;
+  to(a: TensorHandle, device: string): Promise<TensorHandle>;
+  rand(shape: number[], dtype: NativeDType, device: string, seed: U64, offset: U64, low: number, high: number): Promise<TensorHandle>;
+  randn(shape: number[], dtype: NativeDType, device: string, seed: U64, offset: U64, mean: number, std: number): Promise<TensorHandle>;
+  full(shape: number[], dtype: NativeDType, device: string, value: number): Promise<TensorHandle>;
+  /** Test hook: one raw Philox4x32-10 block for a 4-word counter and 2-word key. */
+  philoxBlock(counter: number[], key: number[]): number[];
+}
