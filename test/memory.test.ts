@@ -50,10 +50,10 @@ mem('tensors dropped without dispose are freed by the garbage collector', async 
   const gc = (globalThis as { gc?: () => void }).gc;
   assert.ok(gc, 'run the tests with node --expose-gc (npm test does)');
   const before = memoryStats('cpu');
-  await (async () => {
-    for (let i = 0; i < 20; i++) await zeros([1024, 256]); // 1 MiB each, never disposed
-  })();
+  let held: unknown[] | null = [];
+  for (let i = 0; i < 20; i++) held.push(await zeros([1024, 256])); // 1 MiB each, never disposed
   assert.ok(memoryStats('cpu').liveBytes >= before.liveBytes + 20 * 2 ** 20);
+  held = null; // now unreachable
   for (let i = 0; i < 10 && memoryStats('cpu').liveBytes > before.liveBytes; i++) {
     gc!();
     await new Promise((r) => setTimeout(r, 10));

@@ -79,7 +79,7 @@ mm('errors name op, shapes, dtypes and device', async () => {
   const a = await onDevice(new Float32Array(6), [2, 3]);
   const b = await onDevice(new Float32Array(8), [2, 4]);
   await assertRejects(() => matmul(a, b), 'SHAPE_MISMATCH', /matmul: inner dimensions differ, 3 vs 2/, /a is f32\[2, 3\]/, /b is f32\[2, 4\]/);
-  await assertRejects(() => matmul(a, tensor([1, 2, 3])), 'SHAPE_MISMATCH', /at least 2 dimensions/);
+  await assertRejects(async () => matmul(a, await onDevice(new Float32Array(3), [3])), 'SHAPE_MISMATCH', /at least 2 dimensions/);
   const c = await onDevice(new Float32Array(24), [2, 3, 4]);
   const d = await onDevice(new Float32Array(24), [3, 4, 2]);
   await assertRejects(() => matmul(c, d), 'SHAPE_MISMATCH', /batch dimensions \[2\] and \[3\] do not broadcast/);
@@ -87,6 +87,7 @@ mm('errors name op, shapes, dtypes and device', async () => {
   await assertRejects(() => matmul(a, h), 'DTYPE_MISMATCH', /dtypes differ/, /f16\[3, 4\]/);
   const ints = tensor(new Int32Array(4), { shape: [2, 2] });
   await assertRejects(() => matmul(ints, ints), 'DTYPE_MISMATCH', /i32\[2, 2\] on cpu has dtype i32; this op supports f32, f16 and bf16/);
+  if (DEVICE !== 'cpu') await assertRejects(() => matmul(a, tensor(new Float32Array(12), { shape: [3, 4] })), 'DEVICE_MISMATCH', /different devices/);
   await assertRejects(() => matmul(a, b, { transposeA: 'yes' as never }), 'INVALID_ARGUMENT', /transposeA must be a boolean/);
   await assertRejects(() => matmul(a, [1, 2] as never), 'INVALID_ARGUMENT', /b must be a Tensor/);
   await assertRejects(() => matmul(a, b, { transpose: true } as never), 'INVALID_ARGUMENT', /unknown option 'transpose'/);
@@ -136,7 +137,8 @@ ew('shape and dtype errors', async () => {
   const a = await onDevice(new Float32Array(6), [2, 3]);
   const b = await onDevice(new Float32Array(4), [4]);
   await assertRejects(() => add(a, b), 'SHAPE_MISMATCH', /add: shapes \[2, 3\] and \[4\] do not broadcast/);
-  await assertRejects(() => mul(a, tensor(new Int32Array(3))), 'DTYPE_MISMATCH', /mul: dtypes differ/, /i32\[3\]/);
+  const ints = tensor(new Int32Array(3));
+  await assertRejects(async () => mul(a, DEVICE === 'cpu' ? ints : await ints.to(DEVICE)), 'DTYPE_MISMATCH', /mul: dtypes differ/, /i32\[3\]/);
 });
 
 const red = suite(`sum (${DEVICE})`);

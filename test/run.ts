@@ -39,7 +39,7 @@ for (const group of globalThis.UVU_QUEUE) {
       const [, ran, skip, total] = outcome;
       passed += ran;
       skipped += skip;
-      failed += total - ran - skip;
+      failed += total - ran;
       return outcome;
     };
   }
