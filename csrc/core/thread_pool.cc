@@ -50,7 +50,13 @@ class Pool {
       fn(0, n);
       return;
     }
-    std::unique_lock<std::mutex> job_lock(job_mutex_);
+    // A caller that finds the pool busy (the JavaScript thread converting data
+    // while an op runs on the CPU queue) works alone rather than wait.
+    std::unique_lock<std::mutex> job_lock(job_mutex_, std::try_to_lock);
+    if (!job_lock.owns_lock()) {
+      fn(0, n);
+      return;
+    }
     int64_t threads = static_cast<int64_t>(workers_.size()) + 1;
     int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, threads * 4);
     if (chunks <= 1 || threads == 1) {

@@ -13,7 +13,8 @@ void set_num_threads(int n);
 
 // Calls fn(begin, end) over [0, n) split into chunks of at least `grain`
 // elements, in parallel. Exceptions from fn are rethrown on the caller after
-// all chunks finish. Calls from inside a pool task run serially.
+// all chunks finish. Calls from inside a pool task, or made while another
+// thread's job holds the pool, run serially on the caller.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace imprint
