@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'CUDA_NOT_BUILT'
   | 'CUDA_UNAVAILABLE'
   | 'CUDA_ERROR'
+  | 'UNSUPPORTED'
   | 'NATIVE_LOAD_FAILED'
   | 'INTERNAL';
 

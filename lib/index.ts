@@ -17,3 +17,4 @@ export {
   type MemoryStats,
 } from './device.js';
 export type { DType, FloatDType, Device } from './validate.js';
+export * as nn from './nn/index.js';

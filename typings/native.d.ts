@@ -78,6 +78,13 @@ export interface NativeAddon {
   rand(shape: number[], dtype: NativeDType, device: string, seed: U64, offset: U64, low: number, high: number): Promise<TensorHandle>;
   randn(shape: number[], dtype: NativeDType, device: string, seed: U64, offset: U64, mean: number, std: number): Promise<TensorHandle>;
   full(shape: number[], dtype: NativeDType, device: string, value: number): Promise<TensorHandle>;
+  /**
+   * The neural-network op library (csrc/ops): runs op `name` on `inputs` (null
+   * for an omitted optional input) with named attributes; resolves to its outputs.
+   */
+  nnOp(name: string, inputs: (TensorHandle | null)[], attrs?: Record<string, number | boolean | number[] | undefined>): Promise<TensorHandle[]>;
+  /** Names of the registered nnOp ops. */
+  nnOpNames(): string[];
   /** Test hook: one raw Philox4x32-10 block for a 4-word counter and 2-word key. */
   philoxBlock(counter: number[], key: number[]): number[];
 }

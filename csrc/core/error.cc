@@ -13,6 +13,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::CudaNotBuilt: return "CUDA_NOT_BUILT";
     case ErrorCode::CudaUnavailable: return "CUDA_UNAVAILABLE";
     case ErrorCode::CudaError: return "CUDA_ERROR";
+    case ErrorCode::Unsupported: return "UNSUPPORTED";
     case ErrorCode::Internal: return "INTERNAL";
   }
   return "INTERNAL";

@@ -17,6 +17,7 @@ enum class ErrorCode {
   CudaNotBuilt,      // this binary was compiled without CUDA
   CudaUnavailable,   // CUDA built in, but no driver or no device
   CudaError,         // a CUDA call failed
+  Unsupported,       // the op has no kernel for this device or dtype yet
   Internal,          // a bug: an invariant of the engine did not hold
 };
 

@@ -11,6 +11,7 @@
 #include "napi/async_op.h"
 #include "napi/convert.h"
 #include "napi/errors.h"
+#include "napi/nn_op.h"
 #include "napi/state.h"
 #include "napi/tensor_handle.h"
 #include "ops/ops.h"
@@ -265,6 +266,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   fn("randn", random_fn<RandomKind::Normal>);
   fn("full", full_fn);
   fn("philoxBlock", philox_block);
+  register_nn_op(env, exports);
   return exports;
 }
 

@@ -14,6 +14,7 @@ struct PendingOp {
   bool ok = false;
   ErrorCode code = ErrorCode::Internal;
   std::string message;
+  bool all_outputs = false;  // resolve to an array of every output
 };
 
 void deliver_completion(Napi::Env env, Napi::Function, AddonState* s, PendingOp* op) {
@@ -22,7 +23,13 @@ void deliver_completion(Napi::Env env, Napi::Function, AddonState* s, PendingOp*
     return;
   }
   Napi::HandleScope scope(env);
-  if (op->ok) {
+  if (op->ok && op->all_outputs) {
+    Napi::Array list = Napi::Array::New(env, op->launch.outputs.size());
+    for (size_t i = 0; i < op->launch.outputs.size(); ++i) {
+      list.Set(static_cast<uint32_t>(i), TensorHandle::wrap(env, op->launch.outputs[i]));
+    }
+    op->deferred.Resolve(list);
+  } else if (op->ok) {
     op->deferred.Resolve(TensorHandle::wrap(env, op->launch.output));
   } else {
     op->deferred.Reject(make_error(env, op->code, op->message));
@@ -38,9 +45,12 @@ void init_completions(Napi::Env env) {
   env.AddCleanupHook([&s] { s.completions.Release(); });
 }
 
-Napi::Value run_async(Napi::Env env, ops::Launch launch) {
+namespace {
+
+Napi::Value submit(Napi::Env env, ops::Launch launch, bool all_outputs) {
   AddonState& s = state(env);
-  auto* op = new PendingOp{Napi::Promise::Deferred::New(env), std::move(launch), false, ErrorCode::Internal, std::string()};
+  auto* op = new PendingOp{Napi::Promise::Deferred::New(env), std::move(launch), false, ErrorCode::Internal,
+                           std::string(), all_outputs};
   Napi::Promise promise = op->deferred.Promise();
   if (s.in_flight++ == 0) s.completions.Ref(env);  // pending work keeps the event loop alive
   CompletionTsfn completions = s.completions;
@@ -65,6 +75,12 @@ Napi::Value run_async(Napi::Env env, ops::Launch launch) {
   });
   return promise;
 }
+
+}  // namespace
+
+Napi::Value run_async(Napi::Env env, ops::Launch launch) { return submit(env, std::move(launch), false); }
+
+Napi::Value run_async_outputs(Napi::Env env, ops::Launch launch) { return submit(env, std::move(launch), true); }
 
 }  // namespace napi
 }  // namespace imprint

@@ -10,6 +10,8 @@ namespace imprint {
 namespace napi {
 
 Napi::Value run_async(Napi::Env env, ops::Launch launch);
+// Same, resolving to an array of handles (launch.outputs), for nnOp.
+Napi::Value run_async_outputs(Napi::Env env, ops::Launch launch);
 
 // Creates the completion channel; called once per environment at load.
 void init_completions(Napi::Env env);

@@ -8,29 +8,11 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "ops/op_util.h"
 
 namespace imprint {
 namespace ops {
 namespace {
-
-std::string both(const Tensor& a, const Tensor& b) { return "a is " + a.describe() + ", b is " + b.describe(); }
-
-void check_same_device_and_dtype(const char* op, const Tensor& a, const Tensor& b) {
-  if (a.device != b.device) {
-    fail(ErrorCode::DeviceMismatch, std::string(op) + ": inputs are on different devices (" + both(a, b) +
-                                        "); move one with .to()");
-  }
-  if (a.dtype != b.dtype) {
-    fail(ErrorCode::DtypeMismatch, std::string(op) + ": dtypes differ (" + both(a, b) + "); convert one with .cast()");
-  }
-}
-
-void check_float(const char* op, const Tensor& a) {
-  if (!is_floating(a.dtype)) {
-    fail(ErrorCode::DtypeMismatch, std::string(op) + ": " + a.describe() + " has dtype " + dtype_name(a.dtype) +
-                                       "; this op supports f32, f16 and bf16");
-  }
-}
 
 // Right-aligned broadcast of two shapes; throws naming both operands.
 Shape broadcast_shapes(const char* op, const Shape& x, const Shape& y, const Tensor& a, const Tensor& b,
@@ -62,6 +44,7 @@ Launch make_launch(Tensor out, std::vector<Tensor> inputs, std::function<void(Ba
   Launch launch;
   launch.queue = out.device;
   launch.output = out;
+  launch.outputs = {out};
   launch.inputs = std::move(inputs);
   Backend* backend = &backend_for(out.device);
   launch.run = [backend, body = std::move(body)] {
@@ -220,6 +203,7 @@ Launch to_device(const Tensor& a, const Device& device) {
   Tensor out = Tensor::empty(a.shape, a.dtype, device);
   Launch launch;
   launch.output = out;
+  launch.outputs = {out};
   launch.inputs = {a};
   launch.queue = device.is_cpu() ? a.device : device;  // the GPU side drives the copy
   Backend* src = &backend_for(a.device);

@@ -13,7 +13,8 @@ namespace imprint {
 namespace ops {
 
 struct Launch {
-  Tensor output;
+  Tensor output;                // the result (the first one when there are several)
+  std::vector<Tensor> outputs;  // all results, for ops that return several (nnOp)
   Device queue;                 // the device queue `run` must go to
   std::vector<Tensor> inputs;   // kept alive until `run` has finished
   std::function<void()> run;

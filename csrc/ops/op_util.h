@@ -1,0 +1,52 @@
+// Shared checks and launch builders for op plans (csrc/ops/*.cc). Messages
+// name the op, the argument, and the tensor's dtype, shape and device.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/kernel_registry.h"
+#include "core/tensor.h"
+#include "ops/op_registry.h"
+#include "ops/ops.h"
+
+namespace imprint {
+namespace ops {
+
+std::string both(const Tensor& a, const Tensor& b);
+void check_float(const char* op, const Tensor& t);
+void check_same_device_and_dtype(const char* op, const Tensor& a, const Tensor& b);
+// Same device and dtype as `ref`, described by name ("weight", "bias").
+void check_matches(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t, const char* name);
+void check_ndim(const char* op, const Tensor& t, const char* name, int ndim, const char* layout);
+void check_shape(const char* op, const Tensor& t, const char* name, const Shape& expected);
+
+// Input i, which must be present.
+const Tensor& input(const char* op, const OpInputs& inputs, size_t i, const char* name);
+// Input i or nullptr when omitted.
+const Tensor* optional_input(const OpInputs& inputs, size_t i);
+
+// A launch of the registered kernel `kernel` on `device`: the kernel is looked
+// up now (UNSUPPORTED if the device has none), runs on the device queue, and
+// `inputs` and `outputs` stay alive until it finishes.
+template <class Args>
+Launch kernel_launch(const char* kernel, const Device& device, std::vector<Tensor> outputs, std::vector<Tensor> inputs,
+                     const Args& args) {
+  KernelFn fn = find_kernel(kernel, device);
+  Backend* backend = &backend_for(device);
+  Launch launch;
+  launch.queue = device;
+  launch.output = outputs.empty() ? Tensor() : outputs.front();
+  launch.outputs = std::move(outputs);
+  launch.inputs = std::move(inputs);
+  launch.run = [fn, backend, args] {
+    fn(&args);
+    backend->synchronize();
+  };
+  return launch;
+}
+
+}  // namespace ops
+}  // namespace imprint

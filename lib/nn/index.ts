@@ -1,0 +1,6 @@
+// The neural-network op library: functional forward and backward ops, the
+// building blocks of the model graphs. Backward functions take the forward's
+// inputs and the upstream gradient and return input gradients always and
+// weight gradients only when asked for.
+export { linear, linearBackward, type LinearBackwardOptions, type LinearGrads } from './linear.js';
+export { runOp, type Attrs } from './run.js';
