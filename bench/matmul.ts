@@ -41,7 +41,12 @@ export async function benchMatmul(suite: string, emit: (record: object) => void)
 
   for (const { device, dtypes } of targets) {
     for (const dtype of dtypes) {
-      const peerCases: PeerCase[] = CASES.map((c) => ({ kind: 'matmul', a: c.a, b: c.b, transposeB: c.transposeB, dtype, device }));
+      const torchDtype = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' }[dtype];
+      const peerCases: PeerCase[] = CASES.map((c) => ({
+        device,
+        setup: `a = torch.randn(${JSON.stringify(c.a)}, dtype=torch.${torchDtype}, device=device)\nb = torch.randn(${JSON.stringify(c.b)}, dtype=torch.${torchDtype}, device=device)`,
+        run: c.transposeB ? 'torch.matmul(a, b.transpose(-1, -2))' : 'torch.matmul(a, b)',
+      }));
       const peerTimes = peer ? runPeer(peer, peerCases, threads) : CASES.map(() => null);
       for (const [i, c] of CASES.entries()) {
         const a = await randn(c.a, { seed: 1, device, dtype: dtype as 'f32' });
