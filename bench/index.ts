@@ -1,20 +1,24 @@
 // npm run bench -- [suite] [--out FILE]
-// Suites: matmul (cpu and cuda), cpu, cuda, all (default). Prints JSON Lines;
-// --out also appends them to FILE (default dir bench/results/).
+// Suites: all (default), cpu, cuda, matmul, elementwise. Prints JSON Lines;
+// --out also appends them to FILE (default: a new file in bench/results/).
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { benchMatmul } from './matmul.js';
+import { devices } from '../lib/index.js';
+import { runCases, type BenchCase } from './cases.js';
+import { elementwiseCases } from './elementwise.js';
+import { matmulCases } from './matmul.js';
 
-const SUITES = ['all', 'matmul', 'cpu', 'cuda'];
+const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise'];
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 let outFile: string | null = null;
 if (outIndex >= 0) {
   const given = args[outIndex + 1];
-  outFile = given && !given.startsWith('--') ? given : join(dirname(fileURLToPath(import.meta.url)), 'results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
-  args.splice(outIndex, given && !given.startsWith('--') ? 2 : 1);
+  const explicit = given !== undefined && !given.startsWith('--');
+  outFile = explicit ? given : join(dirname(fileURLToPath(import.meta.url)), 'results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.jsonl`);
+  args.splice(outIndex, explicit ? 2 : 1);
 }
 const suite = args[0] ?? 'all';
 if (!SUITES.includes(suite)) {
@@ -22,11 +26,21 @@ if (!SUITES.includes(suite)) {
   process.exit(2);
 }
 if (outFile) mkdirSync(dirname(outFile), { recursive: true });
-
 const emit = (record: object): void => {
   const line = JSON.stringify(record);
   console.log(line);
   if (outFile) appendFileSync(outFile, line + '\n');
 };
 
-await benchMatmul(suite === 'matmul' || suite === 'all' ? 'all' : suite, emit);
+const cuda = devices().cuda;
+const targets: { device: string; dtypes: ('f32' | 'bf16')[] }[] = [];
+if (suite !== 'cuda') targets.push({ device: 'cpu', dtypes: ['f32'] });
+if (suite !== 'cpu' && cuda.available) targets.push({ device: 'cuda:0', dtypes: ['f32', 'bf16'] });
+if (suite === 'cuda' && !cuda.available) process.stderr.write(`bench: no CUDA device (${cuda.reason})\n`);
+
+const cases: BenchCase[] = [];
+for (const { device, dtypes } of targets) {
+  if (suite !== 'elementwise') for (const dtype of dtypes) cases.push(...matmulCases(device, dtype));
+  if (suite !== 'matmul') cases.push(...elementwiseCases(device));
+}
+await runCases(cases, emit);
