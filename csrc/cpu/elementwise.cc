@@ -37,6 +37,18 @@ void binary_typed(const BinaryArgs& args) {
   const int64_t cols = nd == 0 ? 1 : args.shape[nd - 1];
   const int64_t as = nd == 0 ? 0 : args.a_strides[nd - 1];
   const int64_t bs = nd == 0 ? 0 : args.b_strides[nd - 1];
+  using C = typename Compute<T>::type;
+  if (nd <= 1) {
+    // One run of elements (after dim merging): split it across threads directly.
+    parallel_for(args.numel, kGrain, [&](int64_t i0, int64_t i1) {
+      if (as == 1 && bs == 1) {
+        for (int64_t j = i0; j < i1; ++j) out[j] = store<T>(apply<C>(args.op, load(a[j]), load(b[j])));
+      } else {
+        for (int64_t j = i0; j < i1; ++j) out[j] = store<T>(apply<C>(args.op, load(a[j * as]), load(b[j * bs])));
+      }
+    });
+    return;
+  }
   const int64_t rows = cols == 0 ? 0 : args.numel / cols;
   const int64_t grain_rows = std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1));
   parallel_for(rows, grain_rows, [&](int64_t r0, int64_t r1) {
@@ -51,7 +63,6 @@ void binary_typed(const BinaryArgs& args) {
       const T* ar = a + ao;
       const T* br = b + bo;
       T* orow = out + r * cols;
-      using C = typename Compute<T>::type;
       if (as == 1 && bs == 1) {
         for (int64_t j = 0; j < cols; ++j) orow[j] = store<T>(apply<C>(args.op, load(ar[j]), load(br[j])));
       } else {

@@ -40,6 +40,46 @@ void broadcast_strides(const Shape& shape, const Shape& out, int64_t* strides) {
   }
 }
 
+// Merges neighbouring dims that walk memory as one (stride[d] == shape[d+1] *
+// stride[d+1]) and drops size-1 dims, so kernels do fewer index divisions.
+// The iteration order (and the output's row-major layout) is unchanged.
+void collapse_dims(int& ndim, int64_t* shape, int64_t* strides) {
+  int out = 0;
+  for (int d = 0; d < ndim; ++d) {
+    if (shape[d] == 1) continue;
+    if (out > 0 && strides[out - 1] == shape[d] * strides[d]) {
+      shape[out - 1] *= shape[d];
+      strides[out - 1] = strides[d];
+    } else {
+      shape[out] = shape[d];
+      strides[out] = strides[d];
+      ++out;
+    }
+  }
+  ndim = out;
+}
+
+// The same for a broadcast binary op: a dim merges into its left neighbour
+// when both operands (and the contiguous output) walk them as one.
+void collapse_binary_dims(BinaryArgs& args) {
+  int out = 0;
+  for (int d = 0; d < args.ndim; ++d) {
+    const int64_t n = args.shape[d];
+    if (n == 1) continue;
+    if (out > 0 && args.a_strides[out - 1] == n * args.a_strides[d] && args.b_strides[out - 1] == n * args.b_strides[d]) {
+      args.shape[out - 1] *= n;
+      args.a_strides[out - 1] = args.a_strides[d];
+      args.b_strides[out - 1] = args.b_strides[d];
+    } else {
+      args.shape[out] = n;
+      args.a_strides[out] = args.a_strides[d];
+      args.b_strides[out] = args.b_strides[d];
+      ++out;
+    }
+  }
+  args.ndim = out;
+}
+
 Launch make_launch(Tensor out, std::vector<Tensor> inputs, std::function<void(Backend&)> body) {
   Launch launch;
   launch.queue = out.device;
@@ -131,6 +171,7 @@ Launch binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   for (size_t i = 0; i < shape.size(); ++i) args.shape[i] = shape[i];
   broadcast_strides(a.shape, shape, args.a_strides);
   broadcast_strides(b.shape, shape, args.b_strides);
+  collapse_binary_dims(args);
   return make_launch(out, {a, b}, [args](Backend& backend) {
     if (args.numel > 0) backend.binary(args);
   });
@@ -173,6 +214,8 @@ Launch sum(const Tensor& a, const std::vector<int64_t>& dims, bool keep_dims) {
       out_shape.push_back(a.shape[i]);
     }
   }
+  collapse_dims(args.r_ndim, args.r_shape, args.r_strides);
+  collapse_dims(args.out_ndim, args.out_shape, args.in_out_strides);
   Tensor out = Tensor::empty(out_shape, out_dtype, a.device);
   args.in = a.data();
   args.out = out.data();
