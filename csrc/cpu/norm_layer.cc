@@ -66,7 +66,7 @@ template <class V>
 IMPRINT_NORM_INLINE void backward_rows(const LayerNormBackwardArgs& a, const float* __restrict w, int64_t r0,
                                        int64_t r1, ParamSums sums) {
   const int64_t d = a.d;
-  const double count = static_cast<double>(d);
+  const double inv_d = d > 0 ? 1.0 / static_cast<double>(d) : 0.0;
   float* __restrict acc_w = sums.acc_w;
   float* __restrict acc_b = sums.acc_b;
   for (int64_t r = r0; r < r1; ++r) {
@@ -77,9 +77,9 @@ IMPRINT_NORM_INLINE void backward_rows(const LayerNormBackwardArgs& a, const flo
     const double rs = static_cast<const float*>(a.rstd)[r];
     const GradSums s = grad_sums<V, true>(xr, dyr, w, d, mu);
     // The exact mean is mu + delta; mu is the f32-rounded one.
-    const double delta = d > 0 ? s.dev / count : 0.0;
-    const double mean_g = d > 0 ? s.g / count : 0.0;
-    const double mean_g_xhat = d > 0 ? rs * (s.g_dev - delta * s.g) / count : 0.0;
+    const double delta = s.dev * inv_d;
+    const double mean_g = s.g * inv_d;
+    const double mean_g_xhat = rs * (s.g_dev - delta * s.g) * inv_d;
     // dx = r·w·dy − r·mean_g − r²·mean_g_xhat·((x − mu) − delta)
     const float k1 = static_cast<float>(-rs * rs * mean_g_xhat);
     const float k0 = static_cast<float>(-rs * mean_g + delta * rs * rs * mean_g_xhat);

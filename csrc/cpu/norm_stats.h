@@ -47,13 +47,18 @@ IMPRINT_NORM_INLINE void load(V& v, const float* p) {
   std::memcpy(&v, p, sizeof v);
 }
 
-// The sum of the lanes of a and b, in double.
+// The sum of the lanes of a and b, in double, added as a tree (a chain of
+// adds would cost more than the loop it ends for rows of a few hundred).
 template <class V>
 IMPRINT_NORM_INLINE double lane_sum(const V& a, const V& b) {
   const V v = a + b;
-  double s = 0;
-  for (unsigned l = 0; l < sizeof(V) / sizeof(float); ++l) s += v[l];
-  return s;
+  if constexpr (sizeof(V) == 8 * sizeof(float)) {
+    const double s0 = static_cast<double>(v[0]) + v[4], s1 = static_cast<double>(v[1]) + v[5];
+    const double s2 = static_cast<double>(v[2]) + v[6], s3 = static_cast<double>(v[3]) + v[7];
+    return (s0 + s2) + (s1 + s3);
+  } else {
+    return (static_cast<double>(v[0]) + v[2]) + (static_cast<double>(v[1]) + v[3]);
+  }
 }
 
 // Count, mean and centred sum of squares (Σ (x − mean)²) of a set of values.
@@ -63,6 +68,12 @@ struct Moments {
   // Chan, Golub and LeVeque's pairwise update: exact for any two sets' moments,
   // whatever their means.
   IMPRINT_NORM_INLINE void merge(double n_b, double mean_b, double m2_b) {
+    if (count == 0) {
+      count = n_b;
+      mean = mean_b;
+      m2 = m2_b;
+      return;
+    }
     const double total = count + n_b;
     if (n_b == 0) return;
     const double delta = mean_b - mean;
@@ -98,21 +109,25 @@ IMPRINT_NORM_INLINE void centred_sums(const float* x, int64_t n, float c, double
 }
 
 // Moments of x[0, n), accurate for data of any offset. Each block's sums are
-// taken around a centre near its mean (the mean of its first 16 values, taken
+// taken around a centre near its mean (the mean of its first values, taken
 // relative to the first so large offsets cancel exactly): then Σd² − (Σd)²/len
 // cannot cancel badly. A block whose mean turns out far from the centre (next
 // to its spread) is summed again around its mean. Blocks merge in double.
 template <class V>
 IMPRINT_NORM_INLINE Moments moments(const float* x, int64_t n) {
+  constexpr int64_t W = sizeof(V) / sizeof(float);
   Moments m;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t len = b + kBlock < n ? kBlock : n - b;
     const double inv_len = 1.0 / static_cast<double>(len);
     const float* xb = x + b;
-    const int64_t head = len < 16 ? len : 16;
-    float head_sum = 0;
-    for (int64_t i = 0; i < head; ++i) head_sum += xb[i] - xb[0];
-    float center = xb[0] + head_sum / static_cast<float>(head);
+    float center = xb[0];
+    if (len >= 2 * W) {
+      V h0, h1;
+      load(h0, xb);
+      load(h1, xb + W);
+      center += static_cast<float>(lane_sum(V(h0 - xb[0]), V(h1 - xb[0])) / (2 * W));
+    }
     double s1, s2;
     centred_sums<V>(xb, len, center, s1, s2);
     if (s1 * s1 * inv_len * 2 > s2) {
