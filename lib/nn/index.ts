@@ -3,4 +3,17 @@
 // inputs and the upstream gradient and return input gradients always and
 // weight gradients only when asked for.
 export { linear, linearBackward, type LinearBackwardOptions, type LinearGrads } from './linear.js';
+export {
+  groupNorm,
+  groupNormBackward,
+  layerNorm,
+  layerNormBackward,
+  type NormStats,
+  type NormOutput,
+  type NormGrads,
+  type GroupNormOptions,
+  type GroupNormBackwardOptions,
+  type LayerNormOptions,
+  type LayerNormBackwardOptions,
+} from './norm.js';
 export { runOp, type Attrs } from './run.js';
