@@ -202,7 +202,9 @@ t('concat/split: bad inputs name the tensor, shape and dim', async () => {
   await assertRejects(() => misc.concat([a], { dim: 2 }), 'INVALID_ARGUMENT', /dim 2 is out of range for 2-D tensors \(expected -2 to 1\)/);
   await assertRejects(() => misc.concat([]), 'INVALID_ARGUMENT', /at least one/);
   await assertRejects(() => misc.concat([tensor(new Float32Array(1), { shape: [] })]), 'SHAPE_MISMATCH', /0-D/);
-  await assertRejects(() => misc.split(a, [2, 2], { dim: 1 }), 'SHAPE_MISMATCH', /split_forward: sizes add up to 4 but x \(f32\[2, 3\] on cpu\) has 3 along dim 1/);
+  await assertRejects(() => misc.split(a, [2, 2], { dim: 1 }), 'SHAPE_MISMATCH', /split_forward: sizes \[2, 2\] add up to more than 3 but x \(f32\[2, 3\] on cpu\) has 3 along dim 1/);
+  await assertRejects(() => misc.split(a, [1, 1], { dim: -1 }), 'SHAPE_MISMATCH', /sizes \[1, 1\] add up to 2 but x/);
+  await assertRejects(() => misc.split(a, [2 ** 53 - 1, 2 ** 53 - 1, 5]), 'SHAPE_MISMATCH', /add up to more than 2/);
   await assertRejects(() => misc.split(a, [-1, 4], { dim: 1 }), 'INVALID_ARGUMENT', /sizes\[0\] must be a non-negative integer/);
   await assertRejects(() => nn.runOp('split_forward', [a], { dim: 1 }), 'INVALID_ARGUMENT', /attribute 'sizes' \(a list of integers\) is required/);
 });

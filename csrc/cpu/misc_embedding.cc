@@ -74,22 +74,23 @@ void embedding_backward_cpu(const EmbeddingBackwardArgs& a) {
     if (k == 0 || ids[order[k]] != ids[order[k - 1]]) starts.push_back(static_cast<int64_t>(k));
   starts.push_back(static_cast<int64_t>(order.size()));
   const int64_t runs = static_cast<int64_t>(starts.size()) - 1;
-  parallel_for(runs, std::max<int64_t>(1, row_grain(a.dim) / 4), [&](int64_t r0, int64_t r1) {
-    std::vector<double> acc(static_cast<size_t>(a.dim));  // a repeated id (padding) can sum many rows
+  const int64_t dim = a.dim;
+  parallel_for(runs, std::max<int64_t>(1, row_grain(dim) / 4), [&](int64_t r0, int64_t r1) {
+    std::vector<double> acc(static_cast<size_t>(dim));  // a repeated id (padding) can sum many rows
+    double* accp = acc.data();
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t k0 = starts[r], k1 = starts[r + 1];
-      float* row = dtable + ids[order[k0]] * a.dim;
+      float* row = dtable + ids[order[k0]] * dim;
       if (k1 - k0 == 1) {
-        std::memcpy(row, dy + order[k0] * a.dim, a.dim * sizeof(float));
+        std::memcpy(row, dy + order[k0] * dim, dim * sizeof(float));
         continue;
       }
       std::fill(acc.begin(), acc.end(), 0.0);
-      double* accp = acc.data();
       for (int64_t k = k0; k < k1; ++k) {
-        const float* src = dy + order[k] * a.dim;
-        for (int64_t c = 0; c < a.dim; ++c) accp[c] += src[c];
+        const float* src = dy + order[k] * dim;
+        for (int64_t c = 0; c < dim; ++c) accp[c] += src[c];
       }
-      for (int64_t c = 0; c < a.dim; ++c) row[c] = static_cast<float>(accp[c]);
+      for (int64_t c = 0; c < dim; ++c) row[c] = static_cast<float>(accp[c]);
     }
   });
 }

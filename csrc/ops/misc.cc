@@ -177,14 +177,18 @@ Launch split_forward(const OpInputs& inputs, const Attrs& attrs) {
   const int dim = normalize_dim(op, attrs.get_int(op, "dim", 0), x.ndim());
   const std::vector<int64_t> sizes = attrs.get_ints(op, "sizes");
   if (sizes.empty()) bad_attr(op, "sizes must list at least one size");
+  const int64_t along = x.shape[dim];
   int64_t total = 0;
+  bool too_many = false;  // compared without adding past `along`, so no overflow
   for (int64_t s : sizes) {
     if (s < 0) bad_attr(op, "sizes must be >= 0, got " + std::to_string(s));
-    total += s;
+    if (s > along - total) too_many = true;
+    else total += s;
   }
-  if (total != x.shape[dim]) {
-    fail(ErrorCode::ShapeMismatch, std::string(op) + ": sizes add up to " + std::to_string(total) + " but x (" +
-                                       x.describe() + ") has " + std::to_string(x.shape[dim]) + " along dim " +
+  if (too_many || total != along) {
+    fail(ErrorCode::ShapeMismatch, std::string(op) + ": sizes " + shape_str(sizes) + " add up to " +
+                                       (too_many ? "more than " + std::to_string(along) : std::to_string(total)) +
+                                       " but x (" + x.describe() + ") has " + std::to_string(along) + " along dim " +
                                        std::to_string(dim));
   }
   const int64_t inner = prod(x.shape, dim + 1, x.shape.size());
