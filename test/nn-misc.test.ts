@@ -168,6 +168,12 @@ t('concat and split (its backward) match torch.cat and torch.split', async () =>
   }
 });
 
+t('concat: finite differences through split for a middle piece', async () => {
+  const [a, c] = [tensor(randomArray(8, 1), { shape: [2, 1, 4] }), tensor(randomArray(16, 2), { shape: [2, 2, 4] })];
+  await gradcheck('dx', randomArray(24, 3), [2, 3, 4], (x) => misc.concat([a, x, c], { dim: 1 }),
+    async (dy) => (await misc.split(dy, [1, 3, 2], { dim: 1 }))[1]);
+});
+
 t('concat/split at UNet skip size (multithreaded), any dtype, default dim 0', async () => {
   const a = tensor(randomArray(2 * 64 * 16 * 16, 1), { shape: [2, 64, 16, 16] });
   const b = tensor(randomArray(2 * 32 * 16 * 16, 2), { shape: [2, 32, 16, 16] });
