@@ -41,7 +41,7 @@ class CudaBackend final : public Backend {
   // Runs from Storage's destructor, which must not throw: a failure here (the
   // runtime shutting down at exit, or a context already broken by an earlier,
   // reported error) leaves nothing to recover, so it is cleared and ignored.
-  void raw_free(void* ptr) override {
+  void raw_free(void* ptr, size_t) override {
     if (cudaSetDevice(index_) != cudaSuccess || cudaFree(ptr) != cudaSuccess) cudaGetLastError();
   }
 

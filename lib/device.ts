@@ -36,6 +36,11 @@ export function memoryStats(device = 'cpu'): MemoryStats {
   return { ...native.memoryStats(d), collectedWithoutDispose: collectedWithoutDispose(d) };
 }
 
+/** Returns the blocks Imprint keeps for reuse (memoryStats().cachedBytes) to the system. */
+export function emptyCache(device = 'cpu'): void {
+  native.emptyCache(checkDevice('emptyCache', device));
+}
+
 export function resetPeakMemory(device = 'cpu'): void {
   native.resetPeakMemory(checkDevice('resetPeakMemory', device));
 }

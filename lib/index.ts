@@ -9,6 +9,7 @@ export {
   buildInfo,
   memoryStats,
   resetPeakMemory,
+  emptyCache,
   setMemoryLimit,
   numThreads,
   setNumThreads,

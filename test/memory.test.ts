@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { full, memoryStats, resetPeakMemory, setMemoryLimit, tensor, zeros } from '../lib/index.js';
+import { emptyCache, full, memoryStats, resetPeakMemory, setMemoryLimit, tensor, zeros } from '../lib/index.js';
 import { assertRejects } from './helpers.js';
 
 const mem = suite('memory');
@@ -61,6 +61,21 @@ mem('tensors dropped without dispose are freed by the garbage collector', async 
   const after = memoryStats('cpu');
   assert.ok(after.liveBytes <= before.liveBytes, `live bytes ${after.liveBytes} vs ${before.liveBytes} before`);
   assert.ok(after.collectedWithoutDispose >= before.collectedWithoutDispose + 20);
+});
+
+mem('large freed blocks are cached for reuse and given back by emptyCache', async () => {
+  emptyCache('cpu');
+  assert.is(memoryStats('cpu').cachedBytes, 0);
+  const a = await zeros([1024, 1024]); // 4 MiB
+  a.dispose();
+  const cached = memoryStats('cpu').cachedBytes;
+  assert.ok(cached >= 4 * 2 ** 20, `cached ${cached}`);
+  const b = await full([1024, 1024], 3); // same size class: takes the cached block
+  assert.ok(memoryStats('cpu').cachedBytes < cached, 'the cached block was reused');
+  assert.equal(Array.from(b.dataSync().subarray(0, 3)), [3, 3, 3], 'a reused block holds the new values');
+  b.dispose();
+  emptyCache('cpu');
+  assert.is(memoryStats('cpu').cachedBytes, 0);
 });
 
 mem('bad arguments', async () => {

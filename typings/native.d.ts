@@ -50,6 +50,8 @@ export interface NativeMemoryStats {
   liveAllocations: number;
   totalAllocations: number;
   limitBytes: number;
+  /** Freed blocks kept for reuse (not counted in liveBytes). */
+  cachedBytes: number;
   deviceFreeBytes: number;
   deviceTotalBytes: number;
 }
@@ -64,6 +66,7 @@ export interface NativeAddon {
   devices(): NativeDevices;
   memoryStats(device: string): NativeMemoryStats;
   resetPeakMemory(device: string): void;
+  emptyCache(device: string): void;
   setMemoryLimit(device: string, bytes: U64): void;
   numThreads(): number;
   setNumThreads(n: number): void;

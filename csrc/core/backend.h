@@ -17,9 +17,13 @@ class Backend {
   virtual ~Backend() = default;
   virtual Device device() const = 0;
 
-  // Memory. raw_allocate returns nullptr when the device has no room.
+  // Memory. raw_allocate returns nullptr when the device has no room;
+  // raw_free gets the size that was asked for.
   virtual void* raw_allocate(size_t bytes) = 0;
-  virtual void raw_free(void* ptr) = 0;
+  virtual void raw_free(void* ptr, size_t bytes) = 0;
+  // Bytes freed by tensors but kept for reuse, and a way to give them back.
+  virtual uint64_t cached_bytes() { return 0; }
+  virtual void empty_cache() {}
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_on_device(void* dst, const void* src, size_t bytes) = 0;

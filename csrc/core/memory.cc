@@ -87,7 +87,7 @@ std::shared_ptr<Storage> Storage::allocate(const Device& device, size_t bytes) {
 }
 
 Storage::~Storage() {
-  if (data_ != nullptr) backend_->raw_free(data_);
+  if (data_ != nullptr) backend_->raw_free(data_, bytes_);
   std::lock_guard<std::mutex> lock(g_mutex);
   MemoryStats& s = stats_locked(device_);
   s.live_bytes -= bytes_;

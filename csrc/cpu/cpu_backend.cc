@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/backend.h"
+#include "cpu/host_cache.h"
 #include "cpu/kernels.h"
 
 namespace imprint {
@@ -14,12 +15,10 @@ class CpuBackend final : public Backend {
  public:
   Device device() const override { return Device::cpu(); }
 
-  void* raw_allocate(size_t bytes) override {
-    void* p = nullptr;
-    if (posix_memalign(&p, 64, bytes) != 0) return nullptr;
-    return p;
-  }
-  void raw_free(void* ptr) override { std::free(ptr); }
+  void* raw_allocate(size_t bytes) override { return cpu::host_allocate(bytes); }
+  void raw_free(void* ptr, size_t bytes) override { cpu::host_free(ptr, bytes); }
+  uint64_t cached_bytes() override { return cpu::host_cached_bytes(); }
+  void empty_cache() override { cpu::host_empty_cache(); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_from_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void copy_on_device(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }

@@ -106,9 +106,17 @@ Napi::Value memory_stats_fn(Info info) {
     o.Set("liveAllocations", static_cast<double>(s.live_allocations));
     o.Set("totalAllocations", static_cast<double>(s.total_allocations));
     o.Set("limitBytes", static_cast<double>(s.limit_bytes));
+    o.Set("cachedBytes", static_cast<double>(backend.cached_bytes()));
     o.Set("deviceFreeBytes", static_cast<double>(free_b));
     o.Set("deviceTotalBytes", static_cast<double>(total_b));
     return o;
+  });
+}
+
+Napi::Value empty_cache_fn(Info info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    backend_for(to_device(info[0], "emptyCache")).empty_cache();
+    return info.Env().Undefined();
   });
 }
 
@@ -252,6 +260,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   fn("devices", devices);
   fn("memoryStats", memory_stats_fn);
   fn("resetPeakMemory", reset_peak_memory_fn);
+  fn("emptyCache", empty_cache_fn);
   fn("setMemoryLimit", set_memory_limit_fn);
   fn("numThreads", num_threads_fn);
   fn("setNumThreads", set_num_threads_fn);

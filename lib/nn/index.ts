@@ -16,4 +16,24 @@ export {
   type LayerNormOptions,
   type LayerNormBackwardOptions,
 } from './norm.js';
+export {
+  embedding,
+  embeddingBackward,
+  timestepEmbedding,
+  concat,
+  split,
+  mseLoss,
+  mseLossBackward,
+  adamwStep,
+  clipGradNorm,
+  type IdDType,
+  type EmbeddingBackwardOptions,
+  type TimestepEmbeddingOptions,
+  type DimOptions,
+  type MseLossOptions,
+  type MseLossBackwardOptions,
+  type AdamwState,
+  type AdamwOptions,
+  type ClipGradNormOptions,
+} from './misc.js';
 export { runOp, type Attrs } from './run.js';
