@@ -31,7 +31,14 @@ namespace {
 // enough to stay near the cache and far below the whole image's im2col.
 constexpr int64_t kColBudget = int64_t{1} << 20;
 
+// A forward tile split only to busy more threads keeps at least this many
+// output pixels; narrower GEMMs spend more time packing W than multiplying.
+constexpr int64_t kMinSplitPixels = 256;
+
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Start of part t when [0, total) is cut into `parts` near-equal ranges.
+int64_t part_start(int64_t total, int64_t parts, int64_t t) { return total * t / parts; }
 
 bool is_direct(const Conv2dGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad_top == 0 && g.pad_bottom == 0 && g.pad_left == 0 &&
@@ -152,20 +159,25 @@ void conv2d_forward_cpu(const Conv2dForwardArgs& a) {
   if (g.n == 0 || g.cout == 0) return;
   const bool direct = is_direct(g);
 
-  // Row tiles: bounded by the im2col budget, and enough of them to busy every thread.
+  // Row tiles: bounded by the im2col budget, and split further (down to
+  // kMinSplitPixels) when there are fewer images than threads. Too few items
+  // for the pool: run them one by one with BLAS's own threads instead.
   const int64_t threads = num_threads();
   int64_t tiles = direct ? 1 : ceil_div(g.ho, std::max<int64_t>(1, kColBudget / std::max<int64_t>(1, k * g.wo)));
-  if (g.n * tiles < threads) tiles = ceil_div(threads, g.n);
-  if (g.n % threads != 0) tiles = ceil_div(tiles, threads) * threads;  // even shares when images alone cannot be
+  if (g.n * tiles < threads) {
+    const int64_t splittable = std::max<int64_t>(1, pixels / kMinSplitPixels);
+    tiles = std::max(tiles, std::min(ceil_div(threads, g.n), splittable));
+  }
+  if (g.n * tiles >= threads && g.n % threads != 0) tiles = ceil_div(tiles, threads) * threads;  // even shares
   tiles = std::min(tiles, g.ho);
-  const int64_t rows = ceil_div(g.ho, tiles);
-  tiles = ceil_div(g.ho, rows);
   const int64_t items = g.n * tiles;
+  const int64_t max_rows = ceil_div(g.ho, tiles);
 
-  run_items(items, std::min(threads, items), [&](auto next) {
-    std::vector<float> col(direct || k == 0 ? 0 : static_cast<size_t>(k * rows * g.wo));
+  run_items(items, items >= threads ? threads : 1, [&](auto next) {
+    std::vector<float> col(direct || k == 0 ? 0 : static_cast<size_t>(k * max_rows * g.wo));
     for (int64_t item; (item = next()) >= 0;) {
-      const int64_t img = item / tiles, oh0 = (item % tiles) * rows, oh1 = std::min(g.ho, oh0 + rows);
+      const int64_t img = item / tiles, t = item % tiles;
+      const int64_t oh0 = part_start(g.ho, tiles, t), oh1 = part_start(g.ho, tiles, t + 1);
       const int64_t p0 = oh0 * g.wo, count = (oh1 - oh0) * g.wo;
       float* y_tile = y + img * g.cout * pixels + p0;
       if (k == 0) {
@@ -223,25 +235,23 @@ void conv2d_backward_cpu(const Conv2dBackwardArgs& a) {
   const bool direct = is_direct(g);
   const int64_t threads = num_threads();
 
-  // Channel blocks: about two per thread, each still a GEMM with a few hundred rows.
-  int64_t blocks = std::min<int64_t>(2 * threads, std::max<int64_t>(1, k / 256));
-  blocks = std::min(blocks, g.cin);
-  const int64_t block = ceil_div(g.cin, blocks);
-  blocks = ceil_div(g.cin, block);
-  const int64_t block_k = block * khw;
+  // Channel blocks: about two per thread, each still a GEMM with a few hundred
+  // rows. Fewer blocks than threads: one at a time with BLAS's own threads.
+  const int64_t blocks = std::min({2 * threads, std::max<int64_t>(1, k / 256), g.cin});
+  const int64_t max_block_k = ceil_div(g.cin, blocks) * khw;
   // Row tiles of each image within a block, bounded by the im2col budget.
-  int64_t tiles = direct ? 1 : ceil_div(g.ho, std::max<int64_t>(1, kColBudget / (block_k * g.wo)));
-  const int64_t rows = ceil_div(g.ho, tiles);
-  tiles = ceil_div(g.ho, rows);
+  const int64_t tiles = direct ? 1 : std::min(g.ho, ceil_div(g.ho, std::max<int64_t>(1, kColBudget / (max_block_k * g.wo))));
+  const int64_t max_rows = ceil_div(g.ho, tiles);
   // One tile in all: its GEMM writes dW directly; otherwise tiles are summed in double.
   const bool single_tile = g.n * tiles == 1;
 
-  run_items(blocks, std::min(threads, blocks), [&](auto next) {
-    std::vector<float> col(direct ? 0 : static_cast<size_t>(block_k * rows * g.wo));
-    std::vector<float> dw_tile(dw && !single_tile ? static_cast<size_t>(g.cout * block_k) : 0);
+  run_items(blocks, blocks >= threads ? threads : 1, [&](auto next) {
+    std::vector<float> col(direct ? 0 : static_cast<size_t>(max_block_k * max_rows * g.wo));
+    std::vector<float> dw_tile(dw && !single_tile ? static_cast<size_t>(g.cout * max_block_k) : 0);
     std::vector<double> dw_sum(dw_tile.size());
     for (int64_t item; (item = next()) >= 0;) {
-      const int64_t c0 = item * block, c1 = std::min(g.cin, c0 + block), bk = (c1 - c0) * khw;
+      const int64_t c0 = part_start(g.cin, blocks, item), c1 = part_start(g.cin, blocks, item + 1);
+      const int64_t bk = (c1 - c0) * khw;
       std::fill(dw_sum.begin(), dw_sum.end(), 0.0);
       for (int64_t img = 0; img < g.n; ++img) {
         const float* x_img = x + img * g.cin * plane;
@@ -249,7 +259,7 @@ void conv2d_backward_cpu(const Conv2dBackwardArgs& a) {
         float* dx_img = dx + img * g.cin * plane;
         if (!direct) std::fill(dx_img + c0 * plane, dx_img + c1 * plane, 0.0f);
         for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t oh0 = t * rows, oh1 = std::min(g.ho, oh0 + rows);
+          const int64_t oh0 = part_start(g.ho, tiles, t), oh1 = part_start(g.ho, tiles, t + 1);
           const int64_t p0 = oh0 * g.wo, count = (oh1 - oh0) * g.wo;
           // This tile's columns of x for the block: x itself when direct, else im2col.
           const float* cols = x_img + c0 * plane + p0;
