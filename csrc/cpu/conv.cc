@@ -7,7 +7,8 @@
 // Work is split into items that write disjoint outputs: the forward into
 // (image, output-row tile) items, the backward into input-channel blocks (so
 // col2im and the dW columns of one block never race). Each pool thread takes
-// items one at a time and runs single-threaded GEMMs on its own buffers.
+// items one at a time and runs single-threaded GEMMs on its own buffers; with
+// fewer items than threads, the items run one by one and BLAS threads each GEMM.
 //
 // Memory bound, per pool thread: the forward's im2col tile holds at most
 // max(kColBudget, K·Wo) floats; the backward's holds at most
