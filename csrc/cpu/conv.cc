@@ -241,7 +241,8 @@ void conv2d_backward_cpu(const Conv2dBackwardArgs& a) {
   const int64_t blocks = std::min({2 * threads, std::max<int64_t>(1, k / 256), g.cin});
   const int64_t max_block_k = ceil_div(g.cin, blocks) * khw;
   // Row tiles of each image within a block, bounded by the im2col budget.
-  const int64_t tiles = direct ? 1 : std::min(g.ho, ceil_div(g.ho, std::max<int64_t>(1, kColBudget / (max_block_k * g.wo))));
+  const int64_t rows_in_budget = std::max<int64_t>(1, kColBudget / (max_block_k * g.wo));
+  const int64_t tiles = direct ? 1 : ceil_div(g.ho, rows_in_budget);
   const int64_t max_rows = ceil_div(g.ho, tiles);
   // One tile in all: its GEMM writes dW directly; otherwise tiles are summed in double.
   const bool single_tile = g.n * tiles == 1;

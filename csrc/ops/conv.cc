@@ -40,13 +40,15 @@ Conv2dGeometry check_conv(const char* op, const Tensor& x, const Tensor& w, cons
   }
   const int64_t stride = attrs.get_int(op, "stride", 1);
   if (stride < 1) {
-    fail(ErrorCode::InvalidArgument, std::string(op) + ": stride must be a positive integer, got " + std::to_string(stride));
+    fail(ErrorCode::InvalidArgument,
+         std::string(op) + ": stride must be a positive integer, got " + std::to_string(stride));
   }
   const std::vector<int64_t> pad = attrs.get_ints(op, "padding", {0, 0, 0, 0});
   bool pad_ok = pad.size() == 4;
   for (int64_t p : pad) pad_ok = pad_ok && p >= 0;
   if (!pad_ok) {
-    fail(ErrorCode::InvalidArgument, std::string(op) + ": padding must be 4 non-negative integers [top, bottom, left, right], got " +
+    fail(ErrorCode::InvalidArgument, std::string(op) +
+                                         ": padding must be 4 non-negative integers [top, bottom, left, right], got " +
                                          list_str(pad));
   }
   Conv2dGeometry g{};
@@ -68,7 +70,8 @@ Conv2dGeometry check_conv(const char* op, const Tensor& x, const Tensor& w, cons
     fail(ErrorCode::ShapeMismatch, std::string(op) + ": the padded input is " + std::to_string(padded_h) + "x" +
                                        std::to_string(padded_w) + " (x is " + x.describe() + ", padding " +
                                        list_str(pad) + ") but the kernel is " + std::to_string(g.kh) + "x" +
-                                       std::to_string(g.kw) + " (weight is " + w.describe() + "); the output would be empty");
+                                       std::to_string(g.kw) + " (weight is " + w.describe() +
+                                       "); the output would be empty");
   }
   g.ho = (padded_h - g.kh) / stride + 1;
   g.wo = (padded_w - g.kw) / stride + 1;
@@ -136,7 +139,8 @@ Launch upsample_nearest2x_backward(const OpInputs& inputs, const Attrs&) {
   check_float(op, dy);
   check_ndim(op, dy, "dy", 4, "[N, C, 2H, 2W]");
   if (dy.shape[2] % 2 != 0 || dy.shape[3] % 2 != 0) {
-    fail(ErrorCode::ShapeMismatch, std::string(op) + ": dy's height and width must be even (the 2x upsampled size), got " +
+    fail(ErrorCode::ShapeMismatch, std::string(op) +
+                                       ": dy's height and width must be even (the 2x upsampled size), got " +
                                        dy.describe());
   }
   const int64_t h = dy.shape[2] / 2, w = dy.shape[3] / 2;
