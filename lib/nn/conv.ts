@@ -1,0 +1,77 @@
+// 2-D convolution and nearest 2x upsampling over NCHW tensors, as
+// torch.nn.functional.conv2d and F.interpolate(scale_factor=2, mode='nearest').
+import { invalidArgument } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
+import { runOp } from './run.js';
+
+/** Zero padding: one number for all four sides, or [top, bottom, left, right]. */
+export type Conv2dPadding = number | readonly [number, number, number, number];
+
+export interface Conv2dOptions {
+  /** Step of the kernel in both directions (default 1). */
+  stride?: number;
+  /** Zeros added around x before the kernel slides over it (default 0). */
+  padding?: Conv2dPadding;
+}
+
+export interface Conv2dBackwardOptions extends Conv2dOptions {
+  /** Compute dweight (default true). */
+  weightGrad?: boolean;
+  /** Compute dbias (default false). */
+  biasGrad?: boolean;
+}
+
+export interface Conv2dGrads<D extends FloatDType = FloatDType> {
+  dx: Tensor<D>;
+  dweight?: Tensor<D>;
+  dbias?: Tensor<D>;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function checkStride(fn: string, value: unknown): number {
+  if (value === undefined) return 1;
+  if (!isCount(value) || value < 1) throw invalidArgument(`${fn}: stride must be a positive integer, got ${describe(value)}`);
+  return value;
+}
+
+function checkPadding(fn: string, value: unknown): number[] {
+  if (value === undefined) return [0, 0, 0, 0];
+  if (isCount(value)) return [value, value, value, value];
+  if (Array.isArray(value) && value.length === 4 && value.every(isCount)) return [...value];
+  const got = Array.isArray(value) ? `[${value.map((v) => describe(v)).join(', ')}]` : describe(value);
+  throw invalidArgument(`${fn}: padding must be a non-negative integer or [top, bottom, left, right], got ${got}`);
+}
+
+/** x [N, Cin, H, W] convolved with weight [Cout, Cin, kh, kw], plus bias [Cout] → [N, Cout, Ho, Wo]. */
+export async function conv2d<D extends FloatDType>(x: Tensor<D>, weight: Tensor<D>, bias?: Tensor<D> | null, options?: Conv2dOptions): Promise<Tensor<D>> {
+  const o = checkOptions('conv2d', options, ['stride', 'padding']);
+  const stride = checkStride('conv2d', o.stride);
+  const padding = checkPadding('conv2d', o.padding);
+  const [y] = await runOp<D>('conv2d_forward', [x, weight, bias], { stride, padding });
+  return y;
+}
+
+/** Gradients of conv2d() for the upstream gradient dy [N, Cout, Ho, Wo]; pass the forward's stride and padding. */
+export async function conv2dBackward<D extends FloatDType>(dy: Tensor<D>, x: Tensor<D>, weight: Tensor<D>, options?: Conv2dBackwardOptions): Promise<Conv2dGrads<D>> {
+  const o = checkOptions('conv2dBackward', options, ['stride', 'padding', 'weightGrad', 'biasGrad']);
+  const stride = checkStride('conv2dBackward', o.stride);
+  const padding = checkPadding('conv2dBackward', o.padding);
+  const weightGrad = checkBoolean('conv2dBackward', 'weightGrad', o.weightGrad, true);
+  const biasGrad = checkBoolean('conv2dBackward', 'biasGrad', o.biasGrad, false);
+  const [dx, ...rest] = await runOp<D>('conv2d_backward', [dy, x, weight], { stride, padding, weightGrad, biasGrad });
+  return { dx, dweight: weightGrad ? rest.shift() : undefined, dbias: biasGrad ? rest.shift() : undefined };
+}
+
+/** x [N, C, H, W] → [N, C, 2H, 2W], each pixel repeated over a 2x2 block. */
+export async function upsampleNearest2x<D extends FloatDType>(x: Tensor<D>): Promise<Tensor<D>> {
+  const [y] = await runOp<D>('upsample_nearest2x_forward', [x]);
+  return y;
+}
+
+/** Gradient of upsampleNearest2x(): dy [N, C, 2H, 2W] → dx [N, C, H, W], the sum of each 2x2 block. */
+export async function upsampleNearest2xBackward<D extends FloatDType>(dy: Tensor<D>): Promise<Tensor<D>> {
+  const [dx] = await runOp<D>('upsample_nearest2x_backward', [dy]);
+  return dx;
+}
