@@ -1,0 +1,39 @@
+// Launch descriptions for fused scaled-dot-product attention
+// (o = softmax(q·kᵀ·scale + causal mask)·v), shared by CPU and CUDA kernels.
+// Tensors are contiguous; batch and heads index the leading dims together.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace imprint {
+
+struct AttentionForwardArgs {
+  DType dtype;      // of q, k, v and o; lse is always f32
+  const void* q;    // [batch, heads, nq, d]
+  const void* k;    // [batch, heads, nk, d]
+  const void* v;    // [batch, heads, nk, dv]
+  void* o;          // [batch, heads, nq, dv]
+  float* lse;       // [batch, heads, nq]: log Σ_j exp(scale·q_i·k_j), -inf for rows with no visible key
+  int64_t batch, heads, nq, nk, d, dv;
+  float scale;
+  bool causal;      // query i sees keys j ≤ i + (nk − nq)
+};
+
+struct AttentionBackwardArgs {
+  DType dtype;        // of every tensor but lse
+  const void* dout;   // [batch, heads, nq, dv]
+  const void* q;      // [batch, heads, nq, d]
+  const void* k;      // [batch, heads, nk, d]
+  const void* v;      // [batch, heads, nk, dv]
+  const void* o;      // [batch, heads, nq, dv], the forward's output
+  const float* lse;   // [batch, heads, nq], the forward's saved log-sum-exp
+  void* dq;           // [batch, heads, nq, d]
+  void* dk;           // [batch, heads, nk, d]
+  void* dv_grad;      // [batch, heads, nk, dv]
+  int64_t batch, heads, nq, nk, d, dv;
+  float scale;
+  bool causal;
+};
+
+}  // namespace imprint
