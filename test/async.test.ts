@@ -1,5 +1,8 @@
 // Native work runs off the JavaScript thread: the event loop keeps turning
 // while a large matmul runs, and concurrent ops all complete correctly.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -44,6 +47,25 @@ loop('inputs disposed while an op is in flight stay valid for that op', async ()
   a.dispose();
   const out = await pending;
   assert.is((await sum(out)).dataSync()[0], expected);
+});
+
+loop('the process exits cleanly, also with process.exit() while ops run', () => {
+  // Regression: a queue thread still inside OpenBLAS while exit() ran the
+  // library's teardown deadlocked; a completion posted after teardown aborted.
+  const lib = fileURLToPath(new URL('../lib/index.ts', import.meta.url));
+  const script = (exitEarly: boolean) => `
+    const im = await import(${JSON.stringify(lib)});
+    const a = await im.randn([384, 384], { seed: 1 });
+    await im.matmul(a, a);
+    ${exitEarly ? 'im.matmul(a, a); im.matmul(a, a); process.exit(0);' : 'void im.matmul(a, a);'}`;
+  for (let i = 0; i < 6; i++) {
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(i % 2 === 0)], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.is(child.signal, null, `run ${i} was killed (${child.signal}): hang or crash at exit`);
+    assert.is(child.status, 0, `run ${i}: ${child.stderr}`);
+  }
 });
 
 loop.run();

@@ -13,4 +13,10 @@ namespace imprint {
 // The task must not throw (wrap its body; see csrc/napi/async_op.cc).
 void submit_to_queue(const Device& device, std::function<void()> task);
 
+// At process exit: drops queued tasks and waits for the running ones, so no
+// native work (OpenBLAS, CUDA) is still running on a queue thread while the
+// libraries' own exit code tears them down (OpenBLAS deadlocks otherwise).
+// Registered with atexit when the addon loads; later submissions are dropped.
+void shutdown_queues();
+
 }  // namespace imprint

@@ -1,9 +1,12 @@
 // Module entry: the native surface declared in typings/native.d.ts.
 #include <napi.h>
 
+#include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "core/backend.h"
+#include "core/executor.h"
 #include "core/memory.h"
 #include "core/philox.h"
 #include "core/thread_pool.h"
@@ -248,6 +251,8 @@ Napi::Value philox_block(Info info) {
 }
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  static std::once_flag at_exit_once;
+  std::call_once(at_exit_once, [] { std::atexit(shutdown_queues); });
   auto* s = new AddonState();
   env.SetInstanceData<AddonState>(s);
   s->tensor_class = Napi::Persistent(TensorHandle::define(env));

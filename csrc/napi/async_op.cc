@@ -35,14 +35,19 @@ void deliver_completion(Napi::Env env, Napi::Function, AddonState* s, PendingOp*
     op->deferred.Reject(make_error(env, op->code, op->message));
   }
   delete op;  // drops the inputs' and output's extra references here, on the JS thread
-  if (--s->in_flight == 0) s->completions.Unref(env);
+  if (--s->in_flight == 0) s->completions->tsfn.Unref(env);
 }
 
 void init_completions(Napi::Env env) {
   AddonState& s = state(env);
-  s.completions = CompletionTsfn::New(env, "imprint-completions", 0, 1, &s);
-  s.completions.Unref(env);  // idle: do not keep the process alive
-  env.AddCleanupHook([&s] { s.completions.Release(); });
+  std::shared_ptr<CompletionChannel> channel = s.completions;
+  channel->tsfn = CompletionTsfn::New(env, "imprint-completions", 0, 1, &s);
+  channel->tsfn.Unref(env);  // idle: do not keep the process alive
+  env.AddCleanupHook([channel] {
+    std::lock_guard<std::mutex> lock(channel->mutex);
+    channel->open = false;
+    channel->tsfn.Release();
+  });
 }
 
 namespace {
@@ -52,11 +57,10 @@ Napi::Value submit(Napi::Env env, ops::Launch launch, bool all_outputs) {
   auto* op = new PendingOp{Napi::Promise::Deferred::New(env), std::move(launch), false, ErrorCode::Internal,
                            std::string(), all_outputs};
   Napi::Promise promise = op->deferred.Promise();
-  if (s.in_flight++ == 0) s.completions.Ref(env);  // pending work keeps the event loop alive
-  CompletionTsfn completions = s.completions;
-  completions.Acquire();
+  if (s.in_flight++ == 0) s.completions->tsfn.Ref(env);  // pending work keeps the event loop alive
+  std::shared_ptr<CompletionChannel> channel = s.completions;
   const Device queue = op->launch.queue;
-  submit_to_queue(queue, [op, completions]() mutable {
+  submit_to_queue(queue, [op, channel] {
     try {
       op->launch.run();
       op->ok = true;
@@ -70,8 +74,9 @@ Napi::Value submit(Napi::Env env, ops::Launch launch, bool all_outputs) {
       op->code = ErrorCode::Internal;
       op->message = std::string("internal error: ") + e.what();
     }
-    if (completions.BlockingCall(op) != napi_ok) delete op;
-    completions.Release();
+    std::lock_guard<std::mutex> lock(channel->mutex);
+    // The queue is unbounded, so this never blocks while holding the mutex.
+    if (!channel->open || channel->tsfn.NonBlockingCall(op) != napi_ok) delete op;
   });
   return promise;
 }
