@@ -36,4 +36,29 @@ export {
   type AdamwOptions,
   type ClipGradNormOptions,
 } from './misc.js';
+export {
+  conv2d,
+  conv2dBackward,
+  upsampleNearest2x,
+  upsampleNearest2xBackward,
+  type Conv2dPadding,
+  type Conv2dOptions,
+  type Conv2dBackwardOptions,
+  type Conv2dGrads,
+} from './conv.js';
+export {
+  silu,
+  siluBackward,
+  gelu,
+  geluBackward,
+  quickGelu,
+  quickGeluBackward,
+  geglu,
+  gegluBackward,
+  softmax,
+  softmaxBackward,
+  scale,
+  type SoftmaxOptions,
+} from './act.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads } from './attn.js';
 export { runOp, type Attrs } from './run.js';
