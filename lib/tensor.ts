@@ -7,7 +7,7 @@ import type { TensorHandle } from '../typings/native.js';
 import { ImprintError } from './errors.js';
 import { native } from './native.js';
 import * as ops from './ops.js';
-import { checkDType, checkDevice, type DType } from './validate.js';
+import { checkDType, checkDevice, checkShape, type DType } from './validate.js';
 
 /** What data() returns for each dtype: half types are widened to Float32Array. */
 export type DataOf<D extends DType> = D extends 'i32' ? Int32Array : D extends 'i64' ? BigInt64Array : D extends 'u8' ? Uint8Array : Float32Array;
@@ -108,6 +108,23 @@ export class Tensor<D extends DType = DType> {
       return Array.from({ length: this.shape[dim] }, (_, i) => nest(offset + i * stride, dim + 1));
     };
     return nest(0, 0);
+  }
+
+  /**
+   * The same elements under another shape (one dimension may be -1 and is
+   * inferred). Synchronous and copy-free: the result shares this tensor's
+   * memory, which stays alive until both are disposed.
+   */
+  reshape(shape: readonly number[]): Tensor<D> {
+    if (!Array.isArray(shape)) throw new ImprintError('reshape: shape must be an array of integers', 'INVALID_ARGUMENT');
+    const known = shape.filter((d) => d !== -1).reduce((n, d) => n * d, 1);
+    const inferred = shape.filter((d) => d === -1).length;
+    if (inferred > 1) throw new ImprintError('reshape: at most one dimension can be -1', 'INVALID_ARGUMENT');
+    const resolved = shape.map((d) => (d === -1 ? (known === 0 ? 0 : this.numel / known) : d));
+    if (inferred === 1 && !Number.isInteger(resolved[shape.indexOf(-1)])) {
+      throw new ImprintError(`reshape: ${this.numel} elements do not fit shape [${shape.join(', ')}]`, 'SHAPE_MISMATCH');
+    }
+    return new Tensor<D>(native.reshape(this.#handle, checkShape('reshape', resolved)));
   }
 
   /** A copy on another device ('cpu', 'cuda', 'cuda:N'). */

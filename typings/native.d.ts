@@ -72,6 +72,8 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   /** A CPU tensor of `dtype` from data of `srcDtype` (converted when they differ). */
   fromBuffer(data: ArrayBufferView, shape: number[], srcDtype: NativeDType, dtype?: NativeDType): TensorHandle;
+  /** The same data under another shape (shares memory; synchronous). */
+  reshape(a: TensorHandle, shape: number[]): TensorHandle;
   matmul(a: TensorHandle, b: TensorHandle, transposeA: boolean, transposeB: boolean): Promise<TensorHandle>;
   add(a: TensorHandle, b: TensorHandle): Promise<TensorHandle>;
   mul(a: TensorHandle, b: TensorHandle): Promise<TensorHandle>;

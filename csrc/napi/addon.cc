@@ -177,6 +177,13 @@ Napi::Value from_buffer(Info info) {
   });
 }
 
+Napi::Value reshape_fn(Info info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const Tensor& a = TensorHandle::unwrap(info[0], "reshape", "input");
+    return TensorHandle::wrap(info.Env(), ops::reshape(a, to_shape(info[1], "reshape")));
+  });
+}
+
 Napi::Value matmul_fn(Info info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Tensor& a = TensorHandle::unwrap(info[0], "matmul", "a");
@@ -270,6 +277,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   fn("numThreads", num_threads_fn);
   fn("setNumThreads", set_num_threads_fn);
   fn("fromBuffer", from_buffer);
+  fn("reshape", reshape_fn);
   fn("matmul", matmul_fn);
   fn("add", binary_fn<BinaryOp::Add>);
   fn("mul", binary_fn<BinaryOp::Mul>);

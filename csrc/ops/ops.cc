@@ -308,6 +308,17 @@ Launch full(const Shape& shape, DType dtype, const Device& device, double value)
   });
 }
 
+Tensor reshape(const Tensor& a, const Shape& shape) {
+  if (shape_numel(shape, a.dtype) != a.numel()) {
+    fail(ErrorCode::ShapeMismatch, "reshape: " + a.describe() + " has " + std::to_string(a.numel()) +
+                                       " elements, shape " + shape_str(shape) + " holds " +
+                                       std::to_string(shape_numel(shape, a.dtype)));
+  }
+  Tensor out = a;
+  out.shape = shape;
+  return out;
+}
+
 Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType src_dtype, DType dtype) {
   const int64_t n = shape_numel(shape, src_dtype);
   const size_t expected = static_cast<size_t>(n) * dtype_size(src_dtype);

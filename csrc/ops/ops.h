@@ -30,6 +30,10 @@ Launch random(RandomKind kind, const Shape& shape, DType dtype, const Device& de
               float a, float b);
 Launch full(const Shape& shape, DType dtype, const Device& device, double value);
 
+// The same data under another shape with as many elements (shares the storage;
+// tensors are immutable, so sharing is safe).
+Tensor reshape(const Tensor& a, const Shape& shape);
+
 // A CPU tensor of `dtype` made from host data of `src_dtype` (converted on the
 // calling thread; `bytes` must match shape × src_dtype).
 Tensor from_host(const void* data, size_t bytes, const Shape& shape, DType src_dtype, DType dtype);

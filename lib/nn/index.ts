@@ -2,6 +2,7 @@
 // building blocks of the model graphs. Backward functions take the forward's
 // inputs and the upstream gradient and return input gradients always and
 // weight gradients only when asked for.
+export { sumToShape, addBackward, mulBackward, matmulBackward, type BinaryGrads, type MatmulBackwardOptions } from './basic.js';
 export { linear, linearBackward, type LinearBackwardOptions, type LinearGrads } from './linear.js';
 export {
   groupNorm,
