@@ -132,18 +132,6 @@ inline int64_t visible_keys(bool causal, int64_t i, int64_t offset, int64_t j0, 
   return std::min(std::max<int64_t>(i + offset - j0 + 1, 0), cols);
 }
 
-// Tasks run single-threaded GEMMs; the pool's threads are the parallelism.
-// Restores the BLAS thread count on every exit.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : threads_(num_threads()) { blas_set_num_threads(1); }
-  ~SingleThreadedBlas() { blas_set_num_threads(threads_); }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int threads_;
-};
 
 // q·scale·log2(e), so scores come out in base 2. Forward and backward share it:
 // the backward recomputes scores from the same rounded operands, so that
@@ -235,7 +223,7 @@ void attention_forward_cpu(const AttentionForwardArgs& a) {
   const int64_t heads = a.batch * a.heads;
   const int64_t q_blocks = (a.nq + kFwdBlockQ - 1) / kFwdBlockQ;
   if (heads * q_blocks == 0) return;
-  SingleThreadedBlas single;
+  SerialBlasScope single;
   parallel_for(heads * q_blocks, 1, [&](int64_t t0, int64_t t1) {
     ForwardScratch scratch(a.d, a.dv);
     for (int64_t t = t0; t < t1; ++t) forward_block(a, t / q_blocks, (t % q_blocks) * kFwdBlockQ, scratch);
@@ -341,7 +329,7 @@ void attention_backward_cpu(const AttentionBackwardArgs& a) {
   const int64_t chunks = heads % threads == 0 ? 1 : std::min(key_blocks, (2 * threads + heads - 1) / heads);
   std::vector<float> partials(static_cast<size_t>(heads * (chunks - 1) * nq * d));
   {
-    SingleThreadedBlas single;
+    SerialBlasScope single;
     parallel_for(heads * chunks, 1, [&](int64_t t0, int64_t t1) {
       BackwardScratch scratch(d, dv);
       for (int64_t t = t0; t < t1; ++t) {

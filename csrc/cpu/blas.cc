@@ -11,6 +11,14 @@
 
 namespace imprint {
 
+SerialBlasScope::SerialBlasScope(bool active) : active_(active) {
+  if (active_) blas_set_num_threads(1);
+}
+
+SerialBlasScope::~SerialBlasScope() {
+  if (active_) blas_set_num_threads(num_threads());
+}
+
 #ifdef IMPRINT_HAVE_OPENBLAS
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,

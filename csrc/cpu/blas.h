@@ -14,4 +14,18 @@ void blas_set_num_threads(int n);
 // "OpenBLAS 0.3.21 ..." or "imprint (built-in blocked kernel)".
 std::string blas_name();
 
+// While alive, BLAS calls run single-threaded, for kernels whose pool threads
+// run GEMMs side by side (the pool is the parallelism); the thread count comes
+// back on every exit. `active = false` makes it a no-op.
+class SerialBlasScope {
+ public:
+  explicit SerialBlasScope(bool active = true);
+  ~SerialBlasScope();
+  SerialBlasScope(const SerialBlasScope&) = delete;
+  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
+
+ private:
+  bool active_;
+};
+
 }  // namespace imprint

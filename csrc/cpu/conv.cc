@@ -119,21 +119,6 @@ void col2im_add(const Conv2dGeometry& g, const float* col, int64_t c0, int64_t c
   }
 }
 
-// Pool threads run single-threaded GEMMs side by side; BLAS gets its threads back after.
-class SingleThreadedBlas {
- public:
-  explicit SingleThreadedBlas(bool active) : active_(active) {
-    if (active_) blas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() {
-    if (active_) blas_set_num_threads(num_threads());
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  bool active_;
-};
 
 // Calls worker(next) on up to `threads` pool threads; each worker pulls item
 // indices from next() (−1 when none are left), so a thread slowed by other load
@@ -145,7 +130,7 @@ void run_items(int64_t items, int64_t threads, const Worker& worker) {
     const int64_t item = counter.fetch_add(1);
     return item < items ? item : -1;
   };
-  SingleThreadedBlas blas(threads > 1);
+  SerialBlasScope blas(threads > 1);
   parallel_for(threads, 1, [&](int64_t, int64_t) { worker(next); });
 }
 

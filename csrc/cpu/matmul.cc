@@ -54,16 +54,10 @@ void matmul_typed(const MatmulArgs& args) {
   const int threads = num_threads();
   const bool small = m * n * k < (int64_t{1} << 18);
   if (args.batch >= threads && small && threads > 1) {
-    blas_set_num_threads(1);
-    try {
-      parallel_for(args.batch, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t i = b0; i < b1; ++i) one(i);
-      });
-    } catch (...) {
-      blas_set_num_threads(threads);
-      throw;
-    }
-    blas_set_num_threads(threads);
+    SerialBlasScope serial;
+    parallel_for(args.batch, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i) one(i);
+    });
   } else {
     for (int64_t i = 0; i < args.batch; ++i) one(i);
   }

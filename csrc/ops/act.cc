@@ -14,14 +14,6 @@ namespace imprint {
 namespace ops {
 namespace {
 
-// Like check_float, but the message names the argument.
-void check_float_arg(const char* op, const Tensor& t, const char* name) {
-  if (!is_floating(t.dtype)) {
-    fail(ErrorCode::DtypeMismatch, std::string(op) + ": " + name + " must be a float tensor (f32, f16 or bf16), got " +
-                                       t.describe());
-  }
-}
-
 // dy of a backward op: same dtype, device and shape as the forward's tensor `ref`.
 void check_grad(const char* op, const Tensor& ref, const char* ref_name, const Tensor& dy, const Shape& shape) {
   check_matches(op, ref, ref_name, dy, "dy");
@@ -30,7 +22,7 @@ void check_grad(const char* op, const Tensor& ref, const char* ref_name, const T
 
 Launch elementwise_forward(const char* op, const OpInputs& inputs) {
   const Tensor& x = input(op, inputs, 0, "x");
-  check_float_arg(op, x, "x");
+  check_float(op, x, "x");
   Tensor y = Tensor::empty(x.shape, x.dtype, x.device);
   ActForwardArgs args{x.dtype, x.data(), y.data(), x.numel()};
   return kernel_launch(op, x.device, {y}, {x}, args);
@@ -39,7 +31,7 @@ Launch elementwise_forward(const char* op, const OpInputs& inputs) {
 Launch elementwise_backward(const char* op, const OpInputs& inputs) {
   const Tensor& dy = input(op, inputs, 0, "dy");
   const Tensor& x = input(op, inputs, 1, "x");
-  check_float_arg(op, x, "x");
+  check_float(op, x, "x");
   check_grad(op, x, "x", dy, x.shape);
   Tensor dx = Tensor::empty(x.shape, x.dtype, x.device);
   ActBackwardArgs args{x.dtype, dy.data(), x.data(), dx.data(), x.numel()};
@@ -59,7 +51,7 @@ Launch quick_gelu_backward(const OpInputs& inputs, const Attrs&) {
 
 // x [..., 2F]: returns F; the last dimension holds the value half, then the gate half.
 int64_t geglu_features(const char* op, const Tensor& x) {
-  check_float_arg(op, x, "x");
+  check_float(op, x, "x");
   if (x.ndim() < 1 || x.shape.back() % 2 != 0) {
     fail(ErrorCode::ShapeMismatch, std::string(op) + ": x must be [..., 2·features] (value half, then gate half) " +
                                        "with an even last dimension, got " + x.describe());
@@ -121,7 +113,7 @@ SoftmaxAxis softmax_axis(const char* op, const Tensor& t, const char* name, cons
 Launch softmax_forward(const OpInputs& inputs, const Attrs& attrs) {
   const char* op = "softmax_forward";
   const Tensor& x = input(op, inputs, 0, "x");
-  check_float_arg(op, x, "x");
+  check_float(op, x, "x");
   const SoftmaxAxis axis = softmax_axis(op, x, "x", attrs);
   Tensor y = Tensor::empty(x.shape, x.dtype, x.device);
   SoftmaxForwardArgs args{x.dtype, x.data(), y.data(), axis.outer, axis.size, axis.inner};
@@ -132,7 +124,7 @@ Launch softmax_backward(const OpInputs& inputs, const Attrs& attrs) {
   const char* op = "softmax_backward";
   const Tensor& dy = input(op, inputs, 0, "dy");
   const Tensor& y = input(op, inputs, 1, "y");
-  check_float_arg(op, y, "y");
+  check_float(op, y, "y");
   check_grad(op, y, "y", dy, y.shape);
   const SoftmaxAxis axis = softmax_axis(op, y, "y", attrs);
   Tensor dx = Tensor::empty(y.shape, y.dtype, y.device);
@@ -143,7 +135,7 @@ Launch softmax_backward(const OpInputs& inputs, const Attrs& attrs) {
 Launch scale_forward(const OpInputs& inputs, const Attrs& attrs) {
   const char* op = "scale_forward";
   const Tensor& x = input(op, inputs, 0, "x");
-  check_float_arg(op, x, "x");
+  check_float(op, x, "x");
   const double factor = attrs.get_number(op, "factor");
   Tensor y = Tensor::empty(x.shape, x.dtype, x.device);
   ScaleArgs args{x.dtype, x.data(), y.data(), x.numel(), factor};

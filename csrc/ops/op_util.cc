@@ -12,6 +12,13 @@ void check_float(const char* op, const Tensor& t) {
   }
 }
 
+void check_float(const char* op, const Tensor& t, const char* name) {
+  if (!is_floating(t.dtype)) {
+    fail(ErrorCode::DtypeMismatch, std::string(op) + ": " + name + " must be a float tensor (f32, f16 or bf16), got " +
+                                       t.describe());
+  }
+}
+
 void check_same_device_and_dtype(const char* op, const Tensor& a, const Tensor& b) {
   if (a.device != b.device) {
     fail(ErrorCode::DeviceMismatch, std::string(op) + ": inputs are on different devices (" + both(a, b) +

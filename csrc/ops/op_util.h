@@ -17,6 +17,8 @@ namespace ops {
 
 std::string both(const Tensor& a, const Tensor& b);
 void check_float(const char* op, const Tensor& t);
+// The same, naming the argument: "x must be a float tensor (f32, f16 or bf16), got i32[2] on cpu".
+void check_float(const char* op, const Tensor& t, const char* name);
 void check_same_device_and_dtype(const char* op, const Tensor& a, const Tensor& b);
 // Same device and dtype as `ref`, described by name ("weight", "bias").
 void check_matches(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t, const char* name);
