@@ -1,16 +1,32 @@
 // npm run bench -- [suite] [--out FILE]
-// Suites: all (default), cpu, cuda, matmul, elementwise. Prints JSON Lines;
-// --out also appends them to FILE (default: a new file in bench/results/).
+// Suites: all (default), cpu, cuda, matmul, elementwise, nn (every nn family)
+// and each nn family alone: conv, norm, act, attn, misc, linear. The nn ops run
+// on the CPU only for now. Prints JSON Lines; --out also appends them to FILE
+// (default: a new file in bench/results/).
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { devices } from '../lib/index.js';
+import { actCases } from './act.js';
+import { attnCases } from './attn.js';
 import { runCases, type BenchCase } from './cases.js';
+import { convCases } from './conv.js';
 import { elementwiseCases } from './elementwise.js';
+import { linearCases } from './linear.js';
 import { matmulCases } from './matmul.js';
+import { miscCases } from './misc.js';
+import { normCases } from './norm.js';
 
-const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise'];
+const NN_FAMILIES: Record<string, (device: string) => BenchCase[]> = {
+  conv: convCases,
+  norm: normCases,
+  act: actCases,
+  attn: attnCases,
+  misc: miscCases,
+  linear: linearCases,
+};
+const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise', 'nn', ...Object.keys(NN_FAMILIES)];
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 let outFile: string | null = null;
@@ -38,9 +54,14 @@ if (suite !== 'cuda') targets.push({ device: 'cpu', dtypes: ['f32'] });
 if (suite !== 'cpu' && cuda.available) targets.push({ device: 'cuda:0', dtypes: ['f32', 'bf16'] });
 if (suite === 'cuda' && !cuda.available) process.stderr.write(`bench: no CUDA device (${cuda.reason})\n`);
 
+const broad = ['all', 'cpu', 'cuda'].includes(suite);
 const cases: BenchCase[] = [];
 for (const { device, dtypes } of targets) {
-  if (suite !== 'elementwise') for (const dtype of dtypes) cases.push(...matmulCases(device, dtype));
-  if (suite !== 'matmul') cases.push(...elementwiseCases(device));
+  if (broad || suite === 'matmul') for (const dtype of dtypes) cases.push(...matmulCases(device, dtype));
+  if (broad || suite === 'elementwise') cases.push(...elementwiseCases(device));
+  if (device !== 'cpu') continue;
+  for (const [family, familyCases] of Object.entries(NN_FAMILIES)) {
+    if (broad || suite === 'nn' || suite === family) cases.push(...familyCases(device));
+  }
 }
 await runCases(cases, emit);
