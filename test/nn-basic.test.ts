@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { matmul, nn, tensor } from '../lib/index.js';
+import { add, matmul, mul, nn, tensor } from '../lib/index.js';
 import { fixtureTensor, loadFixture } from './fixtures.js';
 import { gradcheck } from './gradcheck.js';
 import { assertClose, assertRejects, randomArray } from './helpers.js';
@@ -43,6 +43,17 @@ t('finite differences: matmul with a broadcast batch', async () => {
   await gradcheck('da', a0, sa, (a) => matmul(a, b), async (dy) => (await nn.matmulBackward(dy, tensor(a0, { shape: sa }), b, { bGrad: false })).da!);
   const a = tensor(a0, { shape: sa });
   await gradcheck('db', b.dataSync(), sb, (bt) => matmul(a, bt), async (dy) => (await nn.matmulBackward(dy, a, b, { aGrad: false })).db!);
+});
+
+t('finite differences: add and mul with broadcasting', async () => {
+  const [sa, sb] = [[2, 1, 4], [3, 1]];
+  const a0 = randomArray(8, 3);
+  const b0 = randomArray(3, 4);
+  const a = tensor(a0, { shape: sa });
+  const b = tensor(b0, { shape: sb });
+  await gradcheck('mul da', a0, sa, (x) => mul(x, b), async (dy) => (await nn.mulBackward(dy, a, b)).da);
+  await gradcheck('mul db', b0, sb, (x) => mul(a, x), async (dy) => (await nn.mulBackward(dy, a, b)).db);
+  await gradcheck('add db', b0, sb, (x) => add(a, x), async (dy) => (await nn.addBackward(dy, sa, sb)).db);
 });
 
 t('reshape shares data, infers -1, and refuses sizes that do not fit', async () => {
