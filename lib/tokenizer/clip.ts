@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
-import { ImprintError, invalidArgument } from '../errors.js';
+import { invalidArgument } from '../errors.js';
 import { checkOptions, describe, isPlainObject } from '../validate.js';
 import { bpeMerge, type MergeRanks } from './bpe.js';
 import { charToByte, toByteChars, vocabOrder } from './bytes.js';
