@@ -104,6 +104,13 @@ t('fromFolder / fromFiles on diffusers files give the same ids; the pad token co
   // special_tokens_map.json wins over tokenizer_config.json, as in transformers.
   writeFileSync(join(sd2, 'special_tokens_map.json'), JSON.stringify({ pad_token: '<|endoftext|>' }));
   assert.is((await ClipTokenizer.fromFolder(sd2)).padId, EOS);
+
+  // added_tokens.json from textual inversion: tokens come back with their ids.
+  writeFileSync(join(sd2, 'added_tokens.json'), JSON.stringify({ '<cat-toy>': 49409, '<new1>': 49408 }));
+  const d = await ClipTokenizer.fromFolder(sd2);
+  assert.is(d.vocabSize, 49410);
+  assert.equal(d.addedTokens, ['<new1>', '<cat-toy>']);
+  assert.equal(d.encode('a <cat-toy> and <new1>'), [BOS, 320, 49409, 537, 49408, EOS]);
 });
 
 t('encodePadded: 77 positions, eos / zero / id padding', () => {
@@ -172,6 +179,8 @@ t('added tokens: new ids in order, matched whole and case-sensitively before cle
   // regular-expression characters in a token are literal
   const [star] = a.addTokens(['[v*]']);
   assert.equal(a.encode('a [v*] dog [vv]'), [BOS, 320, star, 1929, ...tok.encode('[vv]').slice(1, -1), EOS]);
+  const [dash] = a.addTokens(['<my-token>']);
+  assert.equal(a.encode('a <my-token>'), [BOS, 320, dash, EOS]);
   // a pad id may now be an added id
   assert.is(a.encodePadded('x', { pad: star }).ids[76], star);
 });
@@ -234,6 +243,10 @@ t('hostile input: a 200 000-letter word and 20 000 distinct words stay fast', ()
   const ids = tok.encode(word);
   assert.ok(ids.length > 2 && ids.length < 200_002);
   assert.is(tok.decode(ids), word);
+  // bytes that never merge: one token per byte
+  const arabic = '\u0600'.repeat(100_000);
+  assert.is(tok.encode(arabic).length, 200_002);
+  assert.is(tok.decode(tok.encode('!?'.repeat(100_000))), '!?'.repeat(100_000));
   const many = Array.from({ length: 20_000 }, (_, i) => `w${i.toString(36)}x`).join(' ');
   assert.is(tok.encodePadded(many).truncated, true);
   assert.ok(Date.now() - start < 20_000, `took ${Date.now() - start} ms`);
@@ -276,6 +289,13 @@ t('missing and corrupt files name the file and the problem', async () => {
   await assertRejects(() => ClipTokenizer.fromFiles(file('v7.json', JSON.stringify(v)), merges), 'INVALID_ARGUMENT', /the start token '<\|startoftext\|>' is not in the vocabulary/);
   await assertRejects(() => ClipTokenizer.fromFiles(vocab, merges, { padToken: '<pad>' }), 'INVALID_ARGUMENT', /the pad token '<pad>' is not in the vocabulary/);
   await assertRejects(() => ClipTokenizer.fromFiles(vocab, merges, { pad: 0 } as never), 'INVALID_ARGUMENT', /unknown option 'pad'/);
+  writeFileSync(join(dir, 'added_tokens.json'), JSON.stringify({ '<new1>': 49409 }));
+  await assertRejects(() => ClipTokenizer.fromFolder(dir), 'INVALID_ARGUMENT', /added_tokens\.json': '<new1>' has id number 49409, expected 49408/);
+  writeFileSync(join(dir, 'added_tokens.json'), JSON.stringify({ '<new1>': 49408, ' ': 49409 }));
+  await assertRejects(() => ClipTokenizer.fromFolder(dir), 'INVALID_ARGUMENT', /added_tokens\.json' entry 2: .*must be a non-blank string/);
+  writeFileSync(join(dir, 'added_tokens.json'), '["<new1>"]');
+  await assertRejects(() => ClipTokenizer.fromFolder(dir), 'INVALID_ARGUMENT', /added_tokens\.json' must hold an object/);
+  rmSync(join(dir, 'added_tokens.json'));
   writeFileSync(join(dir, 'special_tokens_map.json'), '{"pad_token": 7}');
   await assertRejects(() => ClipTokenizer.fromFolder(dir), 'INVALID_ARGUMENT', /special_tokens_map\.json': pad_token must be a string or \{ content: string \}, got number 7/);
   writeFileSync(join(dir, 'special_tokens_map.json'), 'not json');

@@ -45,7 +45,8 @@ function cleanText(text: string): string {
 }
 
 function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  // Only syntax characters: the 'u' flag rejects needless escapes such as \-.
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 async function readText(path: string, what: string): Promise<Buffer> {
@@ -209,6 +210,7 @@ export class ClipTokenizer {
    * From a diffusers model folder (its tokenizer/ subfolder) or a tokenizer
    * folder itself. The pad token comes from special_tokens_map.json, else
    * tokenizer_config.json, else '<|endoftext|>' (SD 1.x; SD 2.x uses '!').
+   * Tokens in added_tokens.json (saved by textual inversion) are added.
    */
   static async fromFolder(dir: string): Promise<ClipTokenizer> {
     if (typeof dir !== 'string') throw invalidArgument(`ClipTokenizer.fromFolder: dir must be a string, got ${describe(dir)}`);
@@ -220,7 +222,27 @@ export class ClipTokenizer {
       const p = join(folder, name);
       if (padToken === undefined && (await exists(p))) padToken = specialToken(parseJson(await readText(p, name), p), 'pad_token', p);
     }
-    return ClipTokenizer.fromFiles(join(folder, 'vocab.json'), join(folder, 'merges.txt'), padToken === undefined ? {} : { padToken });
+    const tok = await ClipTokenizer.fromFiles(join(folder, 'vocab.json'), join(folder, 'merges.txt'), padToken === undefined ? {} : { padToken });
+    const addedPath = join(folder, 'added_tokens.json');
+    if (await exists(addedPath)) tok.addSaved(parseJson(await readText(addedPath, 'added_tokens.json'), addedPath), addedPath);
+    return tok;
+  }
+
+  /** added_tokens.json: { token: id }, ids continuing the vocabulary without gaps. */
+  private addSaved(json: unknown, path: string): void {
+    if (!isPlainObject(json)) throw invalidArgument(`ClipTokenizer: '${path}' must hold an object of token → id, got ${describe(json)}`);
+    const entries = Object.entries(json).sort((a, b) => Number(a[1]) - Number(b[1]));
+    entries.forEach(([token, id], i) => {
+      if (this.encoder.get(token) === id) return; // transformers may list tokens the vocabulary already has
+      if (id !== this.vocabSize) {
+        throw invalidArgument(`ClipTokenizer: '${path}': '${token}' has id ${describe(id)}, expected ${this.vocabSize} (ids must continue the vocabulary in order)`);
+      }
+      try {
+        this.addTokens([token]);
+      } catch (e) {
+        throw invalidArgument(`ClipTokenizer: '${path}' entry ${i + 1}: ${(e as Error).message}`);
+      }
+    });
   }
 
   /** Entries in the vocabulary, added tokens included (rows of the text encoder's embedding table). */
@@ -356,7 +378,8 @@ export class ClipTokenizer {
         if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
         this.cache.set(word, ids);
       }
-      out.push(...ids);
+      // Not push(...ids): a long word would overflow the argument limit.
+      for (const id of ids) out.push(id);
     }
   }
 }
