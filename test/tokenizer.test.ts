@@ -308,7 +308,8 @@ t('bad arguments name the problem', async () => {
   await assertRejects(() => tok.encode(42 as never), 'INVALID_ARGUMENT', /encode: text must be a string, got number 42/);
   await assertRejects(() => tok.encode(null as never), 'INVALID_ARGUMENT', /got null/);
   await assertRejects(() => tok.encodePadded(['a'] as never), 'INVALID_ARGUMENT', /encodePadded: text must be a string, got an array/);
-  await assertRejects(() => tok.encodePadded('a', { maxLength: 1 }), 'INVALID_ARGUMENT', /maxLength must be an integer >= 2, got number 1/);
+  await assertRejects(() => tok.encodePadded('a', { maxLength: 1 }), 'INVALID_ARGUMENT', /maxLength must be an integer in \[2, 65536\], got number 1/);
+  await assertRejects(() => tok.encodePadded('a', { maxLength: 1e9 }), 'INVALID_ARGUMENT', /maxLength must be an integer in \[2, 65536\], got number 1000000000/);
   await assertRejects(() => tok.encodePadded('a', { maxLength: 7.5 }), 'INVALID_ARGUMENT', /maxLength/);
   await assertRejects(() => tok.encodePadded('a', { pad: 'bos' as never }), 'INVALID_ARGUMENT', /pad must be 'eos', 'zero' or an id in \[0, 49408\), got 'bos'/);
   await assertRejects(() => tok.encodePadded('a', { pad: 49408 }), 'INVALID_ARGUMENT', /pad must be/);

@@ -39,6 +39,7 @@ const WHITESPACE = /[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f
 const SPLIT = /<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+/giu;
 /** Cached words before the cache is emptied, so hostile input cannot grow it without bound. */
 const CACHE_LIMIT = 20_000;
+const MAX_LENGTH_LIMIT = 65_536;
 
 function cleanText(text: string): string {
   return text.normalize('NFC').replace(WHITESPACE, ' ').trim().toLowerCase();
@@ -299,8 +300,9 @@ export class ClipTokenizer {
     if (typeof text !== 'string') throw invalidArgument(`ClipTokenizer.encodePadded: text must be a string, got ${describe(text)}`);
     const opts = checkOptions('ClipTokenizer.encodePadded', options, ['maxLength', 'pad']);
     const maxLength = opts.maxLength ?? 77;
-    if (typeof maxLength !== 'number' || !Number.isSafeInteger(maxLength) || maxLength < 2) {
-      throw invalidArgument(`ClipTokenizer.encodePadded: maxLength must be an integer >= 2, got ${describe(maxLength)}`);
+    // The upper bound keeps a typo from allocating gigabytes; CLIP uses 77.
+    if (typeof maxLength !== 'number' || !Number.isSafeInteger(maxLength) || maxLength < 2 || maxLength > MAX_LENGTH_LIMIT) {
+      throw invalidArgument(`ClipTokenizer.encodePadded: maxLength must be an integer in [2, ${MAX_LENGTH_LIMIT}], got ${describe(maxLength)}`);
     }
     const pad = opts.pad;
     let padId: number;
