@@ -19,3 +19,4 @@ export {
 } from './device.js';
 export type { DType, FloatDType, Device } from './validate.js';
 export * as nn from './nn/index.js';
+export { ClipTokenizer, START_TOKEN, END_TOKEN, type EncodeOptions, type PaddedIds } from './tokenizer/clip.js';
