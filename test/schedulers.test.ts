@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { full, memoryStats, randn, tensor, type Tensor } from '../lib/index.js';
 import { combine } from '../lib/schedulers/combine.js';
 import * as S from '../lib/schedulers/index.js';
-import { assertClose, assertRejects } from './helpers.js';
+import { assertClose, assertRejects, randomArray } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
 
@@ -157,6 +157,57 @@ t('DPM-Solver++ 2M: with < 15 steps the last step is first order (lower_order_fi
   assert.ok(second.some((v, i) => Math.abs(v - lower[i]) > 1e-5), 'without lower_order_final the last step is second order');
 });
 
+t('DPM-Solver++: leading and trailing spacing, λ clipping', async () => {
+  const lead = S.DPMSolverMultistepScheduler.fromConfig({ timestep_spacing: 'leading', steps_offset: 1 });
+  // diffusers: (arange(0, S + 1) · (N // (S + 1)))[::-1][:-1] + offset
+  assert.equal(lead.setTimesteps(10), [901, 811, 721, 631, 541, 451, 361, 271, 181, 91]);
+  const trail = S.DPMSolverMultistepScheduler.fromConfig({ timestep_spacing: 'trailing' });
+  assert.equal(trail.setTimesteps(10), [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]);
+  // λ_min_clipped drops the train steps whose λ lies below it from the noisy end.
+  const full1000 = S.DPMSolverMultistepScheduler.fromConfig({});
+  const cut = full1000.lambdaT.filter((l) => l < -2).length;
+  assert.ok(cut > 0 && cut < 1000);
+  const clipped = S.DPMSolverMultistepScheduler.fromConfig({ lambda_min_clipped: -2 });
+  assert.is(clipped.setTimesteps(4)[0], 1000 - cut - 1, "the schedule starts at the last unclipped step");
+});
+
+t('every sampler and prediction type: an exact model output lands on the next noise level of the same x0 and noise', async () => {
+  // The model that knows x0 and the noise: stepping must keep both and only
+  // change the noise level, for epsilon, v_prediction and sample outputs.
+  const x0 = randomArray(24, 11);
+  const n = randomArray(24, 12);
+  const shape = [2, 3, 4];
+  const at = (a: number, b: number): Tensor<'f32'> => tensor(x0.map((v, k) => a * v + b * n[k]), { shape });
+  for (const kind of ['epsilon', 'v_prediction', 'sample'] as const) {
+    // Each sampler as (x0 weight, noise weight) of the sample at step i and after it.
+    const ddim = S.DDIMScheduler.fromConfig({ prediction_type: kind, steps_offset: 1 });
+    const euler = S.EulerDiscreteScheduler.fromConfig({ prediction_type: kind });
+    const dpm = S.DPMSolverMultistepScheduler.fromConfig({ prediction_type: kind });
+    const ac = ddim.alphasCumprod;
+    const vp = (t: number): [number, number] => [Math.sqrt(ac[t]), Math.sqrt(1 - ac[t])];
+    const cases: Array<[string, Sampler, (i: number, ts: readonly number[]) => [number, number], (i: number, ts: readonly number[]) => [number, number]]> = [
+      ['ddim', ddim, (i, ts) => vp(ts[i]), (i, ts) => (ts[i] - 50 >= 0 ? vp(ts[i] - 50) : [1, 0])], // set_alpha_to_one: clean at the end,
+      ['euler', euler, (i) => [1, euler.sigmas[i]], (i) => [1, euler.sigmas[i + 1]]],
+      ['dpm', dpm, (i, ts) => vp(ts[i]), (i, ts) => vp(i + 1 < ts.length ? ts[i + 1] : 0)],
+    ];
+    for (const [name, s, now, after] of cases) {
+      const ts = s.setTimesteps(20);
+      for (let i = 0; i < ts.length; i++) {
+        const [a, b] = now(i, ts);
+        const x = at(a, b);
+        // In the VP view the noise level is ᾱ = a²/(a² + b²) whatever the scaling of x.
+        const ab = (a * a) / (a * a + b * b);
+        const out = kind === 'epsilon' ? at(0, 1) : kind === 'sample' ? at(1, 0) : at(-Math.sqrt(1 - ab), Math.sqrt(ab));
+        const y = await s.step(out, ts[i], x);
+        const [a2, b2] = after(i, ts);
+        assertClose(y.dataSync(), x0.map((v, k) => a2 * v + b2 * n[k]), 1e-5, 1e-6, `${name} ${kind} step ${i}`);
+        for (const v of [x, out, y]) v.dispose();
+      }
+    }
+    dpm.dispose();
+  }
+});
+
 t('Euler ancestral: σ_down² + σ_up² = σ_next², zero noise gives the σ_down Euler step, a seed reproduces', async () => {
   // No reference trajectory exists for this sampler, so it is checked by its definition.
   const s = S.EulerAncestralDiscreteScheduler.fromConfig({ beta_schedule: 'scaled_linear' });
@@ -166,6 +217,9 @@ t('Euler ancestral: σ_down² + σ_up² = σ_next², zero noise gives the σ_dow
     const next = s.sigmas[i + 1];
     assert.ok(Math.abs(sigmaDown ** 2 + sigmaUp ** 2 - next ** 2) <= 1e-12 * Math.max(1, next ** 2), `step ${i}: σ_down² + σ_up² = σ_next²`);
     assert.ok(sigmaDown <= next && sigmaUp >= 0, `step ${i}: σ_down ≤ σ_next`);
+    // η = 1 ancestral step: σ_up = σ_next·√(σ² − σ_next²)/σ, so σ_down = σ_next²/σ.
+    const sigma = s.sigmas[i];
+    assert.ok(Math.abs(sigmaDown - (next * next) / sigma) <= 1e-12 * sigma, `step ${i}: σ_down = σ_next²/σ`);
   }
   const x = await randn([1, 4, 4, 4], { seed: 1 });
   const out = await randn([1, 4, 4, 4], { seed: 2 });

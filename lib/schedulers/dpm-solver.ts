@@ -6,7 +6,7 @@ import type { Tensor } from '../tensor.js';
 import { describe, type FloatDType } from '../validate.js';
 import { checkFloatTensor, checkLike, combine } from './combine.js';
 import {
-  alphasCumprod, checkSteps, configObject, Fields, karrasSigmas, linspace, readScheduleConfig, roundHalfEven, sigmasOf,
+  alphasCumprod, arangeDown, checkSteps, configObject, Fields, karrasSigmas, linspace, readScheduleConfig, roundHalfEven, sigmasOf,
   sigmaToT, type ConfigInput, type ScheduleConfig,
 } from './config.js';
 
@@ -81,9 +81,7 @@ export class DPMSolverMultistepScheduler {
       const ratio = Math.floor(last / (steps + 1));
       ts = Array.from({ length: steps }, (_, i) => (steps - i) * ratio + stepsOffset);
     } else {
-      const ratio = n / steps;
-      ts = [];
-      for (let t = last; t > 0; t -= ratio) ts.push(roundHalfEven(t) - 1);
+      ts = arangeDown(last, 0, -n / steps).map((t) => roundHalfEven(t) - 1);
     }
     const all = sigmasOf(this.alphasCumprod);
     let sigmas = Array.from(all);

@@ -73,7 +73,7 @@ export class EulerDiscreteScheduler {
 
   protected onSetTimesteps(): void {}
 
-  /** The model sees x / √(σ² + 1), the variance-preserving scale. */
+  /** The model sees x / √(σ² + 1), the variance-preserving scale; a new tensor (DDIM and DPM-Solver return `sample` itself). */
   async scaleModelInput<D extends FloatDType>(sample: Tensor<D>, t: number): Promise<Tensor<D>> {
     const fn = `${this.constructor.name}.scaleModelInput`;
     checkFloatTensor(fn, 'sample', sample);
