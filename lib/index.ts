@@ -20,3 +20,4 @@ export {
 export type { DType, FloatDType, Device } from './validate.js';
 export * as nn from './nn/index.js';
 export { ClipTokenizer, START_TOKEN, END_TOKEN, type EncodeOptions, type PaddedIds } from './tokenizer/clip.js';
+export * as schedulers from './schedulers/index.js';
