@@ -1,7 +1,7 @@
 // safetensors: round trips of every dtype, the reference checkpoints read
 // exactly as their headers say, f16/bf16 bit patterns, and hostile files that
 // must each fail with a clear INVALID_ARGUMENT (never a crash).
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,7 @@ function jsHeader(path: string): { header: Record<string, { dtype: string; shape
 
 /** A file made of an explicit header (string or object), data bytes and, optionally, a forged length. */
 function craft(name: string, header: unknown, data: Uint8Array = new Uint8Array(0), length?: bigint): string {
-  const json = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
+  const json = Buffer.isBuffer(header) ? header : Buffer.from(typeof header === 'string' ? header : JSON.stringify(header), 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(length ?? BigInt(json.length));
   const path = join(dir, name);
@@ -177,7 +177,10 @@ const hostile: [string, () => string, RegExp[]][] = [
   ['not an object', () => craft('array.st', '[1, 2]'), [/must be a JSON object/]],
   ['trailing garbage', () => craft('trail.st', '{} x'), [/unexpected text after/]],
   ['deep nesting', () => craft('deep.st', '{"a":' + '['.repeat(100000) + ']'.repeat(100000) + '}'), [/nested deeper than 64/]],
-  ['invalid UTF-8', () => craft('utf8.st', Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]).toString('latin1')), [/not valid UTF-8|must be an object/]],
+  ['invalid UTF-8', () => craft('utf8.st', Buffer.from('{"\xc3(": {}}', 'latin1')), [/header is not valid UTF-8 \(at byte 2\)/]],
+  ['overlong UTF-8', () => craft('overlong.st', Buffer.from('{"\xc0\xaf": {}}', 'latin1')), [/header is not valid UTF-8 \(at byte 2\)/]],
+  ['header over 100 MB', () => { const p = craft('sparse.st', '{}', undefined, 100_000_001n); truncateSync(p, 100_000_100); return p; }, [/header length 100000001 exceeds the 100000000-byte limit/]],
+  ['entry not an object', () => craft('entry.st', { w: [1, 2] }), [/tensor 'w' must be an object, got an array/]],
   ['lone surrogate', () => craft('surr.st', '{"\\ud800": {}}'), [/lone high surrogate/]],
   ['duplicate key', () => craft('dup.st', '{"w": {"dtype":"F32","shape":[1],"data_offsets":[0,4]}, "w": {"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', new Uint8Array(8)), [/duplicate key 'w'/]],
   ['data_offsets past the end', () => craft('past.st', { w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, new Uint8Array(12)), [/tensor 'w' has data_offsets \[0, 16\] past the end of the data \(12 bytes\)/]],
@@ -247,6 +250,9 @@ t('options are checked', async () => {
   await assertRejects(() => loadSafetensors(path, { bogus: 1 } as never), 'INVALID_ARGUMENT', /unknown option 'bogus'/);
   await assertRejects(() => loadSafetensors(''), 'INVALID_ARGUMENT', /path must be a non-empty string/);
   await assertRejects(() => saveSafetensors(path, [] as never), 'INVALID_ARGUMENT', /tensors must be an object or Map/);
+  await assertRejects(() => loadSafetensors(path, { device: 'gpu' as never }), 'INVALID_ARGUMENT', /device must be 'cpu', 'cuda' or 'cuda:N'/);
+  const cpu = await loadSafetensors(path, { device: 'cpu' });
+  assert.is(cpu.get('w')!.device, 'cpu');
 });
 
 t.run();

@@ -72,18 +72,22 @@ export async function loadSafetensors(path: string, options?: LoadSafetensorsOpt
   const device = checkDevice(fn, o.device);
   if (names === null) names = native.safetensorsHeader(path).tensors.map((e) => e.name);
   const handles = await native.safetensorsLoad(path, names, dtype);
+  const loaded = handles.map((h) => new Tensor(h));
   const out = new Map<string, Tensor>();
-  for (let i = 0; i < handles.length; i++) {
-    const cpu = new Tensor(handles[i]);
-    if (device === 'cpu') {
-      out.set(names[i], cpu);
-    } else {
-      try {
-        out.set(names[i], await cpu.to(device));
-      } finally {
-        cpu.dispose();
-      }
+  if (device === 'cpu') {
+    loaded.forEach((x, i) => out.set(names[i], x));
+    return out;
+  }
+  // One tensor at a time, so at most one extra CPU copy is alive; a failed
+  // move frees everything loaded so far instead of leaving it to the GC.
+  try {
+    for (let i = 0; i < loaded.length; i++) {
+      out.set(names[i], await loaded[i].to(device));
+      loaded[i].dispose();
     }
+  } catch (e) {
+    for (const x of [...loaded, ...out.values()]) x.dispose();
+    throw e;
   }
   return out;
 }
