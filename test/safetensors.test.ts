@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
-import { assertRejects } from './helpers.js';
+import { assertRejects, seeded } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
 const tiny = join(shared, 'reference/parity/sd1-tiny');
@@ -209,6 +209,41 @@ t('hostile files fail with INVALID_ARGUMENT naming the file and the problem', as
   }
   await assertRejects(() => readSafetensorsHeader(join(dir, 'absent.safetensors')), 'INVALID_ARGUMENT', /absent\.safetensors: cannot open/);
   await assertRejects(() => loadSafetensors(dir), 'INVALID_ARGUMENT', /not a regular file/);
+});
+
+t('every truncation and 400 seeded byte corruptions of a valid file load or fail cleanly', async () => {
+  const good = join(dir, 'fuzz-src.safetensors');
+  await saveSafetensors(good, { a: tensor([1, 2, 3]), b: tensor(new Int32Array([4, 5])), c: tensor(new Uint16Array([0x3c00]), { dtype: 'f16' }) }, { k: 'v' });
+  const bytes = readFileSync(good);
+  const path = join(dir, 'fuzz.safetensors');
+  const attempt = async (): Promise<'ok' | 'rejected'> => {
+    try {
+      const all = await loadSafetensors(path);
+      for (const x of all.values()) x.dataSync();
+      return 'ok';
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      assert.is(err.name, 'ImprintError', err.message);
+      assert.is(err.code, 'INVALID_ARGUMENT', err.message);
+      assert.ok(err.message.startsWith(path + ': '), `names the file: ${err.message}`);
+      return 'rejected';
+    }
+  };
+  for (let n = 0; n < bytes.length; n++) {
+    writeFileSync(path, bytes.subarray(0, n));
+    assert.is(await attempt(), 'rejected', `truncated to ${n} bytes`);
+  }
+  const next = seeded(7);
+  let rejected = 0;
+  const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
+  for (let i = 0; i < 400; i++) {
+    const copy = Buffer.from(bytes);
+    const at = Math.floor(next() * headerEnd);
+    copy[at] = Math.floor(next() * 256);
+    writeFileSync(path, copy);
+    if ((await attempt()) === 'rejected') rejected++;
+  }
+  assert.ok(rejected > 200, `most header corruptions are caught (${rejected}/400)`);
 });
 
 t('a failed save leaves no partial file and the target unchanged', async () => {
