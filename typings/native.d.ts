@@ -58,6 +58,18 @@ export interface NativeMemoryStats {
 
 type U64 = number | bigint;
 
+export interface NativeSafetensorsEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  offsets: [number, number];
+}
+
+export interface NativeSafetensorsHeader {
+  tensors: NativeSafetensorsEntry[];
+  metadata: [string, string][];
+}
+
 export interface NativeAddon {
   TensorHandle: typeof TensorHandle;
   /** Native errors are constructed as `new ErrorClass(message, code)`. */
@@ -90,6 +102,12 @@ export interface NativeAddon {
   nnOp(name: string, inputs: (TensorHandle | null)[], attrs?: Record<string, number | boolean | number[] | undefined>): Promise<TensorHandle[]>;
   /** Names of the registered nnOp ops. */
   nnOpNames(): string[];
+  /** Validates a .safetensors file and returns its entries sorted by name. */
+  safetensorsHeader(path: string): NativeSafetensorsHeader;
+  /** Loads tensors (all, sorted by name, when names is null); dtype null keeps each file dtype's natural one. */
+  safetensorsLoad(path: string, names: string[] | null, dtype: NativeDType | null): Promise<TensorHandle[]>;
+  /** Writes CPU tensors atomically (temp file, fsync, rename). */
+  safetensorsSave(path: string, names: string[], tensors: TensorHandle[], metadata: [string, string][]): Promise<unknown>;
   /** Test hook: one raw Philox4x32-10 block for a 4-word counter and 2-word key. */
   philoxBlock(counter: number[], key: number[]): number[];
 }

@@ -15,6 +15,7 @@
 #include "napi/convert.h"
 #include "napi/errors.h"
 #include "napi/nn_op.h"
+#include "napi/safetensors_napi.h"
 #include "napi/state.h"
 #include "napi/tensor_handle.h"
 #include "ops/ops.h"
@@ -289,6 +290,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   fn("full", full_fn);
   fn("philoxBlock", philox_block);
   register_nn_op(env, exports);
+  register_safetensors(env, exports);
   return exports;
 }
 
