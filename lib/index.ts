@@ -21,3 +21,12 @@ export type { DType, FloatDType, Device } from './validate.js';
 export * as nn from './nn/index.js';
 export { ClipTokenizer, START_TOKEN, END_TOKEN, type EncodeOptions, type PaddedIds } from './tokenizer/clip.js';
 export * as schedulers from './schedulers/index.js';
+export {
+  readSafetensorsHeader,
+  loadSafetensors,
+  saveSafetensors,
+  type SafetensorsHeader,
+  type SafetensorsEntryInfo,
+  type SafetensorsDType,
+  type LoadSafetensorsOptions,
+} from './io/safetensors.js';
