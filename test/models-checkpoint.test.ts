@@ -88,6 +88,9 @@ t('hostile headers and layouts are INVALID_ARGUMENT', async () => {
   await assertRejects(() => checkAgainstLayout({ a: 5 } as never, small), 'INVALID_ARGUMENT', /entry 'a'/);
   await assertRejects(() => checkAgainstLayout({}, null as never), 'INVALID_ARGUMENT', /layout must be an object/);
   await assertRejects(() => checkAgainstLayout({}, small, { fle: 'x' } as never), 'INVALID_ARGUMENT', /unknown option 'fle'/);
+  await assertRejects(() => checkAgainstLayout({}, small, { ignore: 5 } as never), 'INVALID_ARGUMENT', /ignore must be an array of tensor names/);
+  await assertRejects(() => checkAgainstLayout({}, small, { file: 7 } as never), 'INVALID_ARGUMENT', /file must be a string/);
+  await assertRejects(() => checkAgainstLayout({}, { a: 3 } as never), 'INVALID_ARGUMENT', /layout entry 'a' must be a shape array/);
 });
 
 t('tiny parity folders load, validated, to exactly their files', async () => {

@@ -58,14 +58,21 @@ function shapesOf(fn: string, header: unknown): Map<string, readonly number[]> {
   return out;
 }
 
+function checkIgnore(fn: string, ignore: unknown): readonly string[] {
+  if (ignore === undefined) return [];
+  if (!Array.isArray(ignore) || ignore.some((n) => typeof n !== 'string')) throw invalidArgument(`${fn}: ignore must be an array of tensor names, got ${describe(ignore)}`);
+  return ignore as string[];
+}
+
 /** What differs between a checkpoint header and a layout (empty lists: they match). */
 export function diffAgainstLayout(header: HeaderLike, layout: Layout, options?: { ignore?: readonly string[] }): LayoutDiff {
   const fn = 'diffAgainstLayout';
   const found = shapesOf(fn, header);
   if (!isPlainObject(layout)) throw invalidArgument(`${fn}: layout must be an object of name → shape, got ${describe(layout)}`);
-  const ignore = new Set(options?.ignore ?? []);
+  const ignore = new Set(checkIgnore(fn, options?.ignore));
   const diff: LayoutDiff = { missing: [], unexpected: [], misshaped: [] };
   for (const [name, expected] of Object.entries(layout)) {
+    if (!Array.isArray(expected)) throw invalidArgument(`${fn}: layout entry '${name}' must be a shape array, got ${describe(expected)}`);
     const shape = found.get(name);
     if (shape === undefined) diff.missing.push(name);
     else if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i])) diff.misshaped.push({ name, expected: [...expected], found: [...shape] });
@@ -87,7 +94,8 @@ function listing(items: string[]): string {
  */
 export function checkAgainstLayout(header: HeaderLike, layout: Layout, options?: CheckOptions): void {
   const o = checkOptions('checkAgainstLayout', options, ['file', 'ignore']);
-  const file = typeof o.file === 'string' ? o.file : 'checkpoint';
+  if (o.file !== undefined && typeof o.file !== 'string') throw invalidArgument(`checkAgainstLayout: file must be a string, got ${describe(o.file)}`);
+  const file = o.file ?? 'checkpoint';
   const d = diffAgainstLayout(header, layout, { ignore: o.ignore as string[] | undefined });
   if (d.missing.length + d.unexpected.length + d.misshaped.length === 0) return;
   const parts: string[] = [];
