@@ -131,6 +131,8 @@ t('a pipeline folder loads all parts, reports tokenizer and scheduler, and conve
     sameTensors(part.weights, await loadSafetensors(join(sd1, kind, FILES[kind]), { dtype: 'bf16' }), kind);
   }
 
+  writeFileSync(join(root, 'scheduler', 'scheduler_config.json'), '"ddim"');
+  await assertRejects(() => loadDiffusersModel(root), 'INVALID_ARGUMENT', /scheduler_config\.json: expected a JSON object/);
   // Wrong class in model_index.json, a listed folder that is missing, bad JSON.
   writeFileSync(join(root, 'model_index.json'), JSON.stringify({ unet: ['diffusers', 'UNet2DModel'], vae: ['diffusers', 'AutoencoderKL'], text_encoder: ['transformers', 'CLIPTextModel'] }));
   await assertRejects(() => loadDiffusersModel(root), 'INVALID_ARGUMENT', /model_index\.json: 'unet' must be \["diffusers", "UNet2DConditionModel"\], got \["diffusers","UNet2DModel"\]/);

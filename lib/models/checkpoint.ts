@@ -338,6 +338,14 @@ export async function loadDiffusersModel(dir: string, options?: LoadOptions): Pr
     }
     if (!isDir(join(dir, kind))) throw invalidArgument(`${fn}: ${join(dir, kind)} is missing (model_index.json lists '${kind}')`);
   }
+  // Small JSON first, so a bad scheduler config fails before any weights are loaded.
+  const schedPath = join(dir, 'scheduler', 'scheduler_config.json');
+  let schedulerConfig: Record<string, unknown> | undefined;
+  if (isFile(schedPath)) {
+    const sched = readJsonFile(schedPath);
+    if (!isPlainObject(sched)) throw invalidArgument(`${schedPath}: expected a JSON object, got ${describe(sched)}`);
+    schedulerConfig = sched;
+  }
   const out: Partial<LoadedDiffusersModel> = {};
   try {
     out.unet = await loadDiffusersComponent(join(dir, 'unet'), 'unet', options);
@@ -349,15 +357,7 @@ export async function loadDiffusersModel(dir: string, options?: LoadOptions): Pr
   }
   const result: LoadedDiffusersModel = { unet: out.unet, vae: out.vae, textEncoder: out.textEncoder };
   if (isDir(join(dir, 'tokenizer'))) result.tokenizerDir = join(dir, 'tokenizer');
-  const schedPath = join(dir, 'scheduler', 'scheduler_config.json');
-  if (isFile(schedPath)) {
-    const sched = readJsonFile(schedPath);
-    if (!isPlainObject(sched)) {
-      disposeAll([result.unet, result.vae, result.textEncoder]);
-      throw invalidArgument(`${schedPath}: expected a JSON object, got ${describe(sched)}`);
-    }
-    result.schedulerConfig = sched;
-  }
+  if (schedulerConfig !== undefined) result.schedulerConfig = schedulerConfig;
   return result;
 }
 
