@@ -30,3 +30,29 @@ export {
   type SafetensorsDType,
   type LoadSafetensorsOptions,
 } from './io/safetensors.js';
+export {
+  parseUNetConfig,
+  parseVaeConfig,
+  parseClipTextConfig,
+  SD15_CONFIGS,
+  type Layout,
+  type UNetConfig,
+  type VaeConfig,
+  type ClipTextConfig,
+} from './models/configs.js';
+export { unetLayout } from './models/layout-unet.js';
+export { vaeLayout } from './models/layout-vae.js';
+export { clipTextLayout } from './models/layout-clip.js';
+export {
+  checkAgainstLayout,
+  diffAgainstLayout,
+  loadDiffusersComponent,
+  loadDiffusersModel,
+  loadSingleFileCheckpoint,
+  type LayoutDiff,
+  type LoadedComponent,
+  type LoadedDiffusersModel,
+  type LoadedSingleFile,
+  type LoadOptions,
+  type SingleFileOptions,
+} from './models/checkpoint.js';
