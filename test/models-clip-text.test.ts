@@ -168,6 +168,25 @@ t('bad ids: out of range (names the id and vocab size), too many tokens, ragged,
   await assertRejects(() => enc.encode([[1]], { penultimate: 1 } as never), 'INVALID_ARGUMENT', /penultimate/);
 });
 
+t('a weight disposed after fromWeights is named by encode', async () => {
+  const dir = join(parity, 'sd1-tiny');
+  const weights = await loadSafetensors(join(dir, 'text_encoder/model.safetensors'));
+  const enc = ClipTextEncoder.fromWeights(JSON.parse(readFileSync(join(dir, 'text_encoder/config.json'), 'utf8')), weights);
+  weights.get('text_model.encoder.layers.1.mlp.fc2.bias')!.dispose();
+  await assertRejects(() => enc.encode([[1, 2]]), 'DISPOSED', /weight 'text_model\.encoder\.layers\.1\.mlp\.fc2\.bias' has been disposed/);
+  weights.get('text_model.final_layer_norm.weight')!.dispose();
+  await assertRejects(() => ClipTextEncoder.fromWeights(enc.config, weights), 'DISPOSED', /weight 'text_model\.encoder\.layers\.1\.mlp\.fc2\.bias' has been disposed/);
+  for (const w of weights.values()) w.dispose();
+});
+
+t('an empty batch gives empty outputs', async () => {
+  const m = await model('sd2-tiny');
+  const enc = ClipTextEncoder.fromWeights(m.config, m.weights);
+  const out = await enc.encode(tensor(new Int32Array(0), { shape: [0, 5] }), { penultimate: true });
+  assert.equal(out.lastHiddenState.shape, [0, 5, 48]);
+  assert.equal(out.penultimate!.shape, [0, 5, 48]);
+});
+
 t('the native op checks its own inputs (count, shapes, attrs)', async () => {
   const m = await model('sd1-tiny');
   const ids = tensor(new Int32Array([1, 2]), { shape: [1, 2] });

@@ -101,12 +101,14 @@ const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.len
 
 export class ClipTextEncoder<D extends FloatDType = FloatDType> {
   readonly config: ClipTextConfig;
-  /** The weights in the native op's input order. */
+  /** The weights in the native op's input order, and their names. */
   readonly #weights: Tensor<D>[];
+  readonly #names: string[];
 
-  private constructor(config: ClipTextConfig, weights: Tensor<D>[]) {
+  private constructor(config: ClipTextConfig, weights: Tensor<D>[], names: string[]) {
     this.config = config;
     this.#weights = weights;
+    this.#names = names;
   }
 
   /**
@@ -122,6 +124,7 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     const c = checkConfig(config);
     if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
     const list: Tensor[] = [];
+    const names: string[] = [];
     let first: Tensor | undefined;
     for (const [name, shape] of expectedWeights(c)) {
       const full = PREFIX + name;
@@ -143,8 +146,9 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
         throw new ImprintError(`${fn}: weight '${full}' is on ${t.device} but the token embedding is on ${first.device}; move them to one device`, 'DEVICE_MISMATCH');
       }
       list.push(t);
+      names.push(full);
     }
-    return new ClipTextEncoder(c, list as Tensor<FloatDType>[]);
+    return new ClipTextEncoder(c, list as Tensor<FloatDType>[], names);
   }
 
   /** The weights' dtype and device. */
@@ -166,6 +170,10 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     const o = checkOptions(fn, options, ['penultimate']);
     const penultimate = checkBoolean(fn, 'penultimate', o.penultimate, false);
     const c = this.config;
+    // The weights are shared with the caller's Map, so one may have been disposed since.
+    this.#weights.forEach((w, i) => {
+      if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
+    });
     let ids: Tensor;
     let owned = false;
     if (inputIds instanceof Tensor) {
