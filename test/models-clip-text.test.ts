@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 
 import { nn, tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors } from '../lib/io/safetensors.js';
-import { ClipTextEncoder, type ClipTextConfig } from '../lib/models/clip-text.js';
+import { ClipTextEncoder, clipTextWeightShapes, type ClipTextConfig } from '../lib/models/clip-text.js';
 import { runOp } from '../lib/nn/run.js';
 import { assertClose, assertRejects } from './helpers.js';
 
@@ -113,6 +113,21 @@ t('the graph equals the same steps composed from nn ops (one layer, changed weig
   const pen = (await nn.layerNorm(x, { weight: w('final_layer_norm.weight'), bias: w('final_layer_norm.bias') })).y;
   assertClose(f32(out.lastHiddenState), f32(fin), 1e-5, 1e-6, 'last');
   assertClose(f32(out.penultimate!), f32(pen), 1e-5, 1e-6, 'penultimate (embeddings, for one layer)');
+});
+
+t('the expected names and shapes are exactly the CLIP-L text encoder layout (sd-layouts.json) and the tiny files', async () => {
+  const layout = JSON.parse(readFileSync(join(shared, 'reference/sd-layouts.json'), 'utf8')).clip_l_text;
+  const shapes = clipTextWeightShapes(layout.config);
+  assert.is(shapes.size, layout.count);
+  const expected = new Map<string, number[]>(Object.entries(layout.tensors));
+  assert.equal([...shapes.keys()].sort(), [...expected.keys()].sort());
+  for (const [name, shape] of shapes) assert.equal(shape, expected.get(name), name);
+  assert.is([...shapes.values()].reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0), layout.params);
+  for (const name of ['sd1-tiny', 'sd2-tiny'] as const) {
+    const m = await model(name);
+    assert.equal([...clipTextWeightShapes(m.config).keys()].sort(), [...m.weights.keys()].sort(), name);
+  }
+  await assertRejects(() => clipTextWeightShapes({ ...layout.config, hidden_act: 'swish' }), 'INVALID_ARGUMENT', /^clipTextWeightShapes: config\.hidden_act/);
 });
 
 t('bad configs name the field', async () => {

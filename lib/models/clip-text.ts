@@ -47,8 +47,7 @@ const LAYER_PARAMS = [
 
 const INT_FIELDS = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'max_position_embeddings'] as const;
 
-function checkConfig(config: unknown): ClipTextConfig {
-  const fn = 'ClipTextEncoder.fromWeights';
+function checkConfig(config: unknown, fn: string): ClipTextConfig {
   if (!isPlainObject(config)) throw invalidArgument(`${fn}: config must be a CLIPTextConfig object (config.json), got ${describe(config)}`);
   for (const k of INT_FIELDS) {
     const v = config[k];
@@ -73,6 +72,15 @@ function checkConfig(config: unknown): ClipTextConfig {
     num_attention_heads: c.num_attention_heads, intermediate_size: c.intermediate_size,
     max_position_embeddings: c.max_position_embeddings, hidden_act: c.hidden_act, layer_norm_eps: c.layer_norm_eps,
   });
+}
+
+/**
+ * Every weight a CLIPTextModel state dict holds for `config` (a transformers
+ * CLIPTextConfig), full name → shape, in the order the encoder passes them to
+ * the native op (text_model.embeddings.position_ids, a buffer, is not included).
+ */
+export function clipTextWeightShapes(config: unknown): Map<string, number[]> {
+  return new Map(expectedWeights(checkConfig(config, 'clipTextWeightShapes')).map(([name, shape]) => [PREFIX + name, shape]));
 }
 
 /** Every weight's name (without the text_model. prefix) and shape, in the native op's order. */
@@ -121,7 +129,7 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
    */
   static fromWeights(config: unknown, weights: Map<string, Tensor>): ClipTextEncoder {
     const fn = 'ClipTextEncoder.fromWeights';
-    const c = checkConfig(config);
+    const c = checkConfig(config, fn);
     if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
     const list: Tensor[] = [];
     const names: string[] = [];
