@@ -202,6 +202,16 @@ t('an empty batch gives empty outputs', async () => {
   assert.equal(out.penultimate!.shape, [0, 5, 48]);
 });
 
+t('f16 weights are accepted by fromWeights; on the CPU encode says f32 only (no crash)', async () => {
+  const m = await model('sd1-tiny');
+  const half = new Map<string, Tensor>();
+  for (const [k, v] of m.weights) half.set(k, await v.cast('f16'));
+  const enc = ClipTextEncoder.fromWeights(m.config, half);
+  assert.is(enc.dtype, 'f16');
+  await assertRejects(() => enc.encode([[1, 2]]), 'UNSUPPORTED', /on cpu supports f32 only/);
+  for (const v of half.values()) v.dispose();
+});
+
 t('the native op checks its own inputs (count, shapes, attrs)', async () => {
   const m = await model('sd1-tiny');
   const ids = tensor(new Int32Array([1, 2]), { shape: [1, 2] });
