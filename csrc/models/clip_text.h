@@ -39,7 +39,7 @@ struct ClipTextWeights {
   Tensor final_ln_w, final_ln_b;  // [H]
 };
 
-// What a backward pass will need, per layer (kept, not yet used).
+// What a backward pass will need, per layer (kept now; the backward is a later step).
 struct ClipTextLayerActivations {
   Tensor x;                    // layer input [B, T, H] (residual, ln1's input)
   Tensor ln1, ln1_mean, ln1_rstd;  // ln1 output and stats (q/k/v projections' input)
@@ -63,7 +63,7 @@ struct ClipTextActivations {
 // Checks every weight's dtype, device and shape against the config and the
 // token table (hidden size H, vocab V), and ids' dtype (i32/i64), rank
 // ([B, T]) and T ≤ P. Throws naming the offending tensor by transformers'
-// name. Does not read ids' values (see check_ids).
+// name. Does not read ids' values (see clip_text_check_ids).
 void clip_text_check(const char* op, const ClipTextConfig& config, const ClipTextWeights& w, const Tensor& ids);
 // Reads ids (on the CPU) and throws naming the first id outside [0, V).
 void clip_text_check_ids(const char* op, const Tensor& ids, int64_t vocab);
