@@ -8,7 +8,7 @@
     {
       "target_name": "imprint",
       "sources": [
-        "<!@(node -e \"const fs=require('fs');for(const d of ['core','cpu','ops','io','napi'])for(const f of fs.readdirSync('csrc/'+d).sort())if(f.endsWith('.cc'))console.log('csrc/'+d+'/'+f)\")",
+        "<!@(node -e \"const fs=require('fs');for(const d of ['core','cpu','ops','io','models','napi'])for(const f of fs.readdirSync('csrc/'+d).sort())if(f.endsWith('.cc'))console.log('csrc/'+d+'/'+f)\")",
         "csrc/cuda_stub.cc"
       ],
       "include_dirs": [

@@ -1,0 +1,196 @@
+// The CLIP text encoder's forward graph (see clip_text.h).
+#include "models/clip_text.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "core/args/norm.h"
+#include "core/error.h"
+#include "models/model_util.h"
+
+namespace imprint {
+namespace models {
+namespace {
+
+std::string prefix(const char* op) { return std::string(op) + ": "; }
+
+void check_weight(const char* op, const Tensor& ref, const Tensor& t, const std::string& name, const Shape& shape) {
+  if (t.dtype != ref.dtype || t.device != ref.device) {
+    fail(ErrorCode::DtypeMismatch, prefix(op) + name + " is " + t.describe() +
+                                       " but the token embedding is " + ref.describe() +
+                                       "; every weight must share one dtype and device");
+  }
+  if (t.shape != shape) {
+    fail(ErrorCode::ShapeMismatch, prefix(op) + name + " must be " + shape_str(shape) + ", got " + t.describe());
+  }
+}
+
+ops::Attrs eps_attrs(double eps) {
+  ops::Attrs a;
+  a.numbers["eps"] = eps;
+  return a;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) { return run_now(ops::binary(BinaryOp::Add, a, b)).front(); }
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) { return run_op("linear_forward", {&x, &w, &b}).front(); }
+
+// The final layer norm written straight into a preallocated output (the op's
+// result tensor, which exists before the graph runs); returns mean and rstd.
+std::pair<Tensor, Tensor> layer_norm_into(const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& out) {
+  const int64_t d = x.shape.back();
+  const int64_t rows = d == 0 ? 0 : x.numel() / d;
+  Tensor mean = Tensor::empty({rows}, DType::F32, x.device);
+  Tensor rstd = Tensor::empty({rows}, DType::F32, x.device);
+  LayerNormForwardArgs args{x.dtype, x.data(), w.data(), b.data(), out.data(), mean.data(), rstd.data(), rows, d, eps};
+  find_kernel("layer_norm_forward", x.device)(&args);
+  backend_for(x.device).synchronize();
+  return {mean, rstd};
+}
+
+}  // namespace
+
+void clip_text_check(const char* op, const ClipTextConfig& c, const ClipTextWeights& w, const Tensor& ids) {
+  if (c.layers < 1) fail(ErrorCode::InvalidArgument, prefix(op) + "layers must be >= 1, got " + std::to_string(c.layers));
+  if (static_cast<int64_t>(w.layers.size()) != c.layers) {
+    fail(ErrorCode::InvalidArgument, prefix(op) + "expected weights for " + std::to_string(c.layers) + " layers, got " +
+                                         std::to_string(w.layers.size()));
+  }
+  if (!(c.eps > 0) || !std::isfinite(c.eps)) {
+    fail(ErrorCode::InvalidArgument, prefix(op) + "eps must be a positive number, got " + std::to_string(c.eps));
+  }
+  const Tensor& tok = w.token_embedding;
+  if (tok.dtype != DType::F32 && tok.dtype != DType::F16 && tok.dtype != DType::BF16) {
+    fail(ErrorCode::DtypeMismatch, prefix(op) + "token_embedding.weight must be a float tensor, got " + tok.describe());
+  }
+  if (tok.ndim() != 2) {
+    fail(ErrorCode::ShapeMismatch, prefix(op) + "token_embedding.weight must be [vocab_size, hidden_size], got " +
+                                       tok.describe());
+  }
+  const int64_t H = tok.shape[1];
+  if (c.heads < 1 || H % c.heads != 0) {
+    fail(ErrorCode::InvalidArgument, prefix(op) + "heads must be >= 1 and divide hidden_size " + std::to_string(H) +
+                                         ", got " + std::to_string(c.heads));
+  }
+  const Tensor& pos = w.position_embedding;
+  if (pos.ndim() != 2 || pos.shape[1] != H) {
+    fail(ErrorCode::ShapeMismatch, prefix(op) + "position_embedding.weight must be [max_position_embeddings, " +
+                                       std::to_string(H) + "], got " + pos.describe());
+  }
+  check_weight(op, tok, pos, "position_embedding.weight", pos.shape);
+  const int64_t I = w.layers.front().fc1_w.ndim() == 2 ? w.layers.front().fc1_w.shape[0] : -1;
+  if (I < 1) {
+    fail(ErrorCode::ShapeMismatch, prefix(op) + "encoder.layers.0.mlp.fc1.weight must be [intermediate_size, " +
+                                       std::to_string(H) + "], got " + w.layers.front().fc1_w.describe());
+  }
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    const ClipTextLayerWeights& l = w.layers[i];
+    const std::string p = "encoder.layers." + std::to_string(i) + ".";
+    check_weight(op, tok, l.ln1_w, p + "layer_norm1.weight", {H});
+    check_weight(op, tok, l.ln1_b, p + "layer_norm1.bias", {H});
+    check_weight(op, tok, l.q_w, p + "self_attn.q_proj.weight", {H, H});
+    check_weight(op, tok, l.q_b, p + "self_attn.q_proj.bias", {H});
+    check_weight(op, tok, l.k_w, p + "self_attn.k_proj.weight", {H, H});
+    check_weight(op, tok, l.k_b, p + "self_attn.k_proj.bias", {H});
+    check_weight(op, tok, l.v_w, p + "self_attn.v_proj.weight", {H, H});
+    check_weight(op, tok, l.v_b, p + "self_attn.v_proj.bias", {H});
+    check_weight(op, tok, l.out_w, p + "self_attn.out_proj.weight", {H, H});
+    check_weight(op, tok, l.out_b, p + "self_attn.out_proj.bias", {H});
+    check_weight(op, tok, l.ln2_w, p + "layer_norm2.weight", {H});
+    check_weight(op, tok, l.ln2_b, p + "layer_norm2.bias", {H});
+    check_weight(op, tok, l.fc1_w, p + "mlp.fc1.weight", {I, H});
+    check_weight(op, tok, l.fc1_b, p + "mlp.fc1.bias", {I});
+    check_weight(op, tok, l.fc2_w, p + "mlp.fc2.weight", {H, I});
+    check_weight(op, tok, l.fc2_b, p + "mlp.fc2.bias", {H});
+  }
+  check_weight(op, tok, w.final_ln_w, "final_layer_norm.weight", {H});
+  check_weight(op, tok, w.final_ln_b, "final_layer_norm.bias", {H});
+  if (ids.dtype != DType::I32 && ids.dtype != DType::I64) {
+    fail(ErrorCode::DtypeMismatch, prefix(op) + "input_ids must be i32 or i64, got " + ids.describe());
+  }
+  if (ids.ndim() != 2) {
+    fail(ErrorCode::ShapeMismatch, prefix(op) + "input_ids must be [batch, tokens], got " + ids.describe());
+  }
+  if (ids.device != tok.device) {
+    fail(ErrorCode::DeviceMismatch, prefix(op) + "input_ids are " + ids.describe() + " but the weights are " +
+                                        tok.describe() + "; put them on one device");
+  }
+  if (ids.shape[1] > pos.shape[0]) {
+    fail(ErrorCode::ShapeMismatch, prefix(op) + "input_ids have " + std::to_string(ids.shape[1]) +
+                                       " tokens but max_position_embeddings is " + std::to_string(pos.shape[0]));
+  }
+}
+
+void clip_text_check_ids(const char* op, const Tensor& ids, int64_t vocab) {
+  if (ids.device.type != DeviceType::CPU) return;  // the embedding kernel checks them on its device
+  const int64_t n = ids.numel(), T = ids.ndim() == 2 ? ids.shape[1] : n;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t id = ids.dtype == DType::I32 ? static_cast<const int32_t*>(ids.data())[i]
+                                               : static_cast<const int64_t*>(ids.data())[i];
+    if (id < 0 || id >= vocab) {
+      fail(ErrorCode::InvalidArgument, prefix(op) + "input_ids[" + std::to_string(i / T) + "][" +
+                                           std::to_string(i % T) + "] = " + std::to_string(id) +
+                                           " is out of range for vocab_size " + std::to_string(vocab) +
+                                           " (valid ids are 0 to " + std::to_string(vocab - 1) + ")");
+    }
+  }
+}
+
+ClipTextActivations clip_text_forward(const ClipTextConfig& c, const ClipTextWeights& w, const Tensor& ids,
+                                      Tensor& last, Tensor* penultimate) {
+  const int64_t B = ids.shape[0], T = ids.shape[1], H = w.token_embedding.shape[1];
+  const int64_t hd = H / c.heads;
+  const Device device = w.token_embedding.device;
+  ClipTextActivations acts;
+
+  // Positions 0..T-1 as ids into the position table.
+  std::vector<int64_t> positions(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = t;
+  Tensor pos_ids = ops::from_host(positions.data(), positions.size() * sizeof(int64_t), {T}, DType::I64, DType::I64);
+  if (device.type != DeviceType::CPU) pos_ids = run_now(ops::to_device(pos_ids, device)).front();
+  const Tensor tok = run_op("embedding_forward", {&ids, &w.token_embedding}).front();
+  const Tensor pos = run_op("embedding_forward", {&pos_ids, &w.position_embedding}).front();
+  acts.embeddings = add(tok, pos);  // [B, T, H] + [T, H]
+
+  ops::Attrs attn_attrs;
+  attn_attrs.numbers["causal"] = 1;
+  attn_attrs.numbers["scale"] = 1.0 / std::sqrt(static_cast<double>(hd));
+  const ops::Attrs ln_attrs = eps_attrs(c.eps);
+  const char* act_op = c.quick_gelu ? "quick_gelu_forward" : "gelu_forward";
+
+  Tensor x = acts.embeddings;
+  for (const ClipTextLayerWeights& l : w.layers) {
+    ClipTextLayerActivations a;
+    a.x = x;
+    std::vector<Tensor> ln1 = run_op("layer_norm_forward", {&x, &l.ln1_w, &l.ln1_b}, ln_attrs);
+    a.ln1 = ln1[0], a.ln1_mean = ln1[1], a.ln1_rstd = ln1[2];
+    // [B, T, H] → [B, T, heads, hd] → [B, heads, T, hd]
+    auto split = [&](const Tensor& t) { return swap_dims12(ops::reshape(t, {B, T, c.heads, hd})); };
+    a.q = split(linear(a.ln1, l.q_w, l.q_b));
+    a.k = split(linear(a.ln1, l.k_w, l.k_b));
+    a.v = split(linear(a.ln1, l.v_w, l.v_b));
+    std::vector<Tensor> attn = run_op("attention_forward", {&a.q, &a.k, &a.v}, attn_attrs);
+    a.attn_o = attn[0], a.attn_lse = attn[1];
+    a.attn_merged = ops::reshape(swap_dims12(a.attn_o), {B, T, H});
+    a.h = add(x, linear(a.attn_merged, l.out_w, l.out_b));
+    std::vector<Tensor> ln2 = run_op("layer_norm_forward", {&a.h, &l.ln2_w, &l.ln2_b}, ln_attrs);
+    a.ln2 = ln2[0], a.ln2_mean = ln2[1], a.ln2_rstd = ln2[2];
+    a.fc1 = linear(a.ln2, l.fc1_w, l.fc1_b);
+    a.act = run_op(act_op, {&a.fc1}).front();
+    x = add(a.h, linear(a.act, l.fc2_w, l.fc2_b));
+    acts.layers.push_back(std::move(a));
+  }
+  acts.final_in = x;
+  std::tie(acts.final_mean, acts.final_rstd) = layer_norm_into(x, w.final_ln_w, w.final_ln_b, c.eps, last);
+  if (penultimate) {
+    std::tie(acts.penult_mean, acts.penult_rstd) =
+        layer_norm_into(acts.layers.back().x, w.final_ln_w, w.final_ln_b, c.eps, *penultimate);
+  }
+  return acts;
+}
+
+}  // namespace models
+}  // namespace imprint

@@ -1,0 +1,244 @@
+// The CLIP text encoder (transformers' CLIPTextModel, the text encoder of
+// SD 1.x and 2.x) run as one native graph (csrc/models/clip_text.h): token +
+// position embeddings, pre-norm causal transformer layers, final layer norm.
+import { ImprintError, invalidArgument } from '../errors.js';
+import { runOp } from '../nn/run.js';
+import { tensor } from '../creation.js';
+import { Tensor } from '../tensor.js';
+import { checkBoolean, checkOptions, describe, isPlainObject, type FloatDType } from '../validate.js';
+
+/** The fields of a transformers CLIPTextConfig (config.json) that the graph uses. */
+export interface ClipTextConfig {
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  max_position_embeddings: number;
+  /** 'quick_gelu' (SD1, OpenAI CLIP-L) or 'gelu' (SD2, OpenCLIP-H). */
+  hidden_act: 'quick_gelu' | 'gelu';
+  layer_norm_eps: number;
+}
+
+export interface ClipTextEncodeOptions {
+  /** Also return the final layer norm of the last layer's input (SD2's conditioning; default false). */
+  penultimate?: boolean;
+}
+
+export interface ClipTextOutputs<D extends FloatDType = FloatDType> {
+  /** [batch, tokens, hidden_size]: the last layer's output after the final layer norm. */
+  lastHiddenState: Tensor<D>;
+  /** [batch, tokens, hidden_size]: hidden_states[-2] after the final layer norm, when asked for. */
+  penultimate?: Tensor<D>;
+}
+
+const PREFIX = 'text_model.';
+// A layer's weights in the native op's input order (csrc/models/clip_text_op.cc).
+const LAYER_PARAMS = [
+  'layer_norm1.weight', 'layer_norm1.bias',
+  'self_attn.q_proj.weight', 'self_attn.q_proj.bias',
+  'self_attn.k_proj.weight', 'self_attn.k_proj.bias',
+  'self_attn.v_proj.weight', 'self_attn.v_proj.bias',
+  'self_attn.out_proj.weight', 'self_attn.out_proj.bias',
+  'layer_norm2.weight', 'layer_norm2.bias',
+  'mlp.fc1.weight', 'mlp.fc1.bias',
+  'mlp.fc2.weight', 'mlp.fc2.bias',
+] as const;
+
+const INT_FIELDS = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'max_position_embeddings'] as const;
+
+function checkConfig(config: unknown, fn: string): ClipTextConfig {
+  if (!isPlainObject(config)) throw invalidArgument(`${fn}: config must be a CLIPTextConfig object (config.json), got ${describe(config)}`);
+  for (const k of INT_FIELDS) {
+    const v = config[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      throw invalidArgument(`${fn}: config.${k} must be a positive integer, got ${describe(v)}`);
+    }
+  }
+  const act = config.hidden_act;
+  if (act !== 'quick_gelu' && act !== 'gelu') {
+    throw invalidArgument(`${fn}: config.hidden_act must be 'quick_gelu' or 'gelu', got ${describe(act)}`);
+  }
+  const eps = config.layer_norm_eps;
+  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) {
+    throw invalidArgument(`${fn}: config.layer_norm_eps must be a positive number, got ${describe(eps)}`);
+  }
+  const c = config as unknown as ClipTextConfig;
+  if (c.hidden_size % c.num_attention_heads !== 0) {
+    throw invalidArgument(`${fn}: config.hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
+  }
+  return Object.freeze({
+    vocab_size: c.vocab_size, hidden_size: c.hidden_size, num_hidden_layers: c.num_hidden_layers,
+    num_attention_heads: c.num_attention_heads, intermediate_size: c.intermediate_size,
+    max_position_embeddings: c.max_position_embeddings, hidden_act: c.hidden_act, layer_norm_eps: c.layer_norm_eps,
+  });
+}
+
+/**
+ * Every weight a CLIPTextModel state dict holds for `config` (a transformers
+ * CLIPTextConfig), full name → shape, in the order the encoder passes them to
+ * the native op (text_model.embeddings.position_ids, a buffer, is not included).
+ */
+export function clipTextWeightShapes(config: unknown): Map<string, number[]> {
+  return new Map(expectedWeights(checkConfig(config, 'clipTextWeightShapes')).map(([name, shape]) => [PREFIX + name, shape]));
+}
+
+/** Every weight's name (without the text_model. prefix) and shape, in the native op's order. */
+function expectedWeights(c: ClipTextConfig): [string, number[]][] {
+  const H = c.hidden_size;
+  const I = c.intermediate_size;
+  const out: [string, number[]][] = [
+    ['embeddings.token_embedding.weight', [c.vocab_size, H]],
+    ['embeddings.position_embedding.weight', [c.max_position_embeddings, H]],
+  ];
+  const shapes: Record<string, number[]> = {
+    'mlp.fc1.weight': [I, H], 'mlp.fc1.bias': [I], 'mlp.fc2.weight': [H, I], 'mlp.fc2.bias': [H],
+  };
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    for (const p of LAYER_PARAMS) {
+      out.push([`encoder.layers.${l}.${p}`, shapes[p] ?? (p.endsWith('proj.weight') ? [H, H] : [H])]);
+    }
+  }
+  out.push(['final_layer_norm.weight', [H]], ['final_layer_norm.bias', [H]]);
+  return out;
+}
+
+// As the native errors describe tensors: "f32[2, 77] on cpu".
+const desc = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}] on ${t.device}`;
+const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+
+export class ClipTextEncoder<D extends FloatDType = FloatDType> {
+  readonly config: ClipTextConfig;
+  /** The weights in the native op's input order, and their names. */
+  readonly #weights: Tensor<D>[];
+  readonly #names: string[];
+
+  private constructor(config: ClipTextConfig, weights: Tensor<D>[], names: string[]) {
+    this.config = config;
+    this.#weights = weights;
+    this.#names = names;
+  }
+
+  /**
+   * An encoder over `weights` named as transformers' CLIPTextModel state dict
+   * (text_model.embeddings.token_embedding.weight, ...), e.g. from
+   * loadSafetensors(text_encoder/model.safetensors). Every weight is checked
+   * against `config` for name, shape, dtype and device; other entries are
+   * ignored (older checkpoints carry text_model.embeddings.position_ids).
+   * The tensors are used, not copied: keep them undisposed while encoding.
+   */
+  static fromWeights(config: unknown, weights: Map<string, Tensor>): ClipTextEncoder {
+    const fn = 'ClipTextEncoder.fromWeights';
+    const c = checkConfig(config, fn);
+    if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
+    const list: Tensor[] = [];
+    const names: string[] = [];
+    let first: Tensor | undefined;
+    for (const [name, shape] of expectedWeights(c)) {
+      const full = PREFIX + name;
+      const t = weights.get(full);
+      if (t === undefined) throw invalidArgument(`${fn}: weight '${full}' is missing`);
+      if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: weight '${full}' must be a Tensor, got ${describe(t)}`);
+      if (t.disposed) throw new ImprintError(`${fn}: weight '${full}' has been disposed`, 'DISPOSED');
+      if (!sameShape(t.shape, shape)) {
+        throw new ImprintError(`${fn}: weight '${full}' must have shape [${shape.join(', ')}] for this config, got ${desc(t)}`, 'SHAPE_MISMATCH');
+      }
+      first ??= t;
+      if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
+        throw new ImprintError(`${fn}: weight '${full}' must be a float tensor, got ${desc(t)}`, 'DTYPE_MISMATCH');
+      }
+      if (t.dtype !== first.dtype) {
+        throw new ImprintError(`${fn}: weight '${full}' is ${t.dtype} but the token embedding is ${first.dtype}; cast them to one dtype`, 'DTYPE_MISMATCH');
+      }
+      if (t.device !== first.device) {
+        throw new ImprintError(`${fn}: weight '${full}' is on ${t.device} but the token embedding is on ${first.device}; move them to one device`, 'DEVICE_MISMATCH');
+      }
+      list.push(t);
+      names.push(full);
+    }
+    return new ClipTextEncoder(c, list as Tensor<FloatDType>[], names);
+  }
+
+  /** The weights' dtype and device. */
+  get dtype(): D {
+    return this.#weights[0].dtype;
+  }
+
+  get device(): string {
+    return this.#weights[0].device;
+  }
+
+  /**
+   * Encodes token ids, [batch, tokens] with tokens ≤ max_position_embeddings,
+   * as an i32/i64 tensor on the weights' device or as nested arrays of
+   * integers (e.g. a tokenizer's output, usually padded to 77).
+   */
+  async encode(inputIds: Tensor | number[][], options?: ClipTextEncodeOptions): Promise<ClipTextOutputs<D>> {
+    const fn = 'ClipTextEncoder.encode';
+    const o = checkOptions(fn, options, ['penultimate']);
+    const penultimate = checkBoolean(fn, 'penultimate', o.penultimate, false);
+    const c = this.config;
+    // The weights are shared with the caller's Map, so one may have been disposed since.
+    this.#weights.forEach((w, i) => {
+      if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
+    });
+    let ids: Tensor;
+    let owned = false;
+    if (inputIds instanceof Tensor) {
+      if (inputIds.dtype !== 'i32' && inputIds.dtype !== 'i64') {
+        throw new ImprintError(`${fn}: inputIds must be an i32 or i64 tensor, got ${desc(inputIds)}`, 'DTYPE_MISMATCH');
+      }
+      if (inputIds.ndim !== 2) throw new ImprintError(`${fn}: inputIds must be [batch, tokens], got ${desc(inputIds)}`, 'SHAPE_MISMATCH');
+      this.#checkTokens(fn, inputIds.shape[1]);
+      ids = inputIds;  // values are checked natively against vocab_size
+    } else {
+      ids = tensor(this.#idsFromArrays(fn, inputIds), { shape: [inputIds.length, inputIds[0].length] });
+      owned = true;
+      if (this.device !== 'cpu') {
+        const moved = await ids.to(this.device);
+        ids.dispose();
+        ids = moved;
+      }
+    }
+    try {
+      const outs = await runOp<D>('clip_text_forward', [ids, ...this.#weights], {
+        layers: c.num_hidden_layers, heads: c.num_attention_heads, eps: c.layer_norm_eps,
+        quickGelu: c.hidden_act === 'quick_gelu', penultimate,
+      });
+      return penultimate ? { lastHiddenState: outs[0], penultimate: outs[1] } : { lastHiddenState: outs[0] };
+    } finally {
+      if (owned) ids.dispose();
+    }
+  }
+
+  #checkTokens(fn: string, tokens: number): void {
+    if (tokens < 1) throw new ImprintError(`${fn}: inputIds must hold at least one token per row`, 'SHAPE_MISMATCH');
+    if (tokens > this.config.max_position_embeddings) {
+      throw new ImprintError(`${fn}: inputIds have ${tokens} tokens but max_position_embeddings is ${this.config.max_position_embeddings}`, 'SHAPE_MISMATCH');
+    }
+  }
+
+  #idsFromArrays(fn: string, rows: unknown): Int32Array {
+    if (!Array.isArray(rows) || rows.length === 0) {
+      throw invalidArgument(`${fn}: inputIds must be an i32/i64 tensor or a non-empty array of rows of token ids, got ${describe(rows)}`);
+    }
+    const first = rows[0];
+    if (!Array.isArray(first)) throw invalidArgument(`${fn}: inputIds[0] must be an array of token ids, got ${describe(first)}`);
+    const T = first.length;
+    this.#checkTokens(fn, T);
+    const vocab = this.config.vocab_size;
+    const out = new Int32Array(rows.length * T);
+    rows.forEach((row: unknown, b) => {
+      if (!Array.isArray(row) || row.length !== T) {
+        throw new ImprintError(`${fn}: inputIds[${b}] must be an array of ${T} token ids (as inputIds[0]), got ${describe(row)}`, 'SHAPE_MISMATCH');
+      }
+      row.forEach((id: unknown, t) => {
+        if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocab) {
+          throw invalidArgument(`${fn}: inputIds[${b}][${t}] = ${describe(id)} is not a token id for vocab_size ${vocab} (expected an integer 0 to ${vocab - 1})`);
+        }
+        out[b * T + t] = id;
+      });
+    });
+    return out;
+  }
+}
