@@ -34,6 +34,7 @@ export {
   parseUNetConfig,
   parseVaeConfig,
   parseClipTextConfig,
+  readJsonFile,
   SD15_CONFIGS,
   type Layout,
   type UNetConfig,
@@ -56,3 +57,4 @@ export {
   type LoadOptions,
   type SingleFileOptions,
 } from './models/checkpoint.js';
+export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';

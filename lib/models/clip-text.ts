@@ -5,20 +5,9 @@ import { ImprintError, invalidArgument } from '../errors.js';
 import { runOp } from '../nn/run.js';
 import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkBoolean, checkOptions, describe, isPlainObject, type FloatDType } from '../validate.js';
-
-/** The fields of a transformers CLIPTextConfig (config.json) that the graph uses. */
-export interface ClipTextConfig {
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  max_position_embeddings: number;
-  /** 'quick_gelu' (SD1, OpenAI CLIP-L) or 'gelu' (SD2, OpenCLIP-H). */
-  hidden_act: 'quick_gelu' | 'gelu';
-  layer_norm_eps: number;
-}
+import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
+import { parseClipTextConfig, type ClipTextConfig } from './configs.js';
+import { clipTextLayout } from './layout-clip.js';
 
 export interface ClipTextEncodeOptions {
   /** Also return the final layer norm of the last layer's input (SD2's conditioning; default false). */
@@ -45,62 +34,12 @@ const LAYER_PARAMS = [
   'mlp.fc2.weight', 'mlp.fc2.bias',
 ] as const;
 
-const INT_FIELDS = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'max_position_embeddings'] as const;
-
-function checkConfig(config: unknown, fn: string): ClipTextConfig {
-  if (!isPlainObject(config)) throw invalidArgument(`${fn}: config must be a CLIPTextConfig object (config.json), got ${describe(config)}`);
-  for (const k of INT_FIELDS) {
-    const v = config[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-      throw invalidArgument(`${fn}: config.${k} must be a positive integer, got ${describe(v)}`);
-    }
-  }
-  const act = config.hidden_act;
-  if (act !== 'quick_gelu' && act !== 'gelu') {
-    throw invalidArgument(`${fn}: config.hidden_act must be 'quick_gelu' or 'gelu', got ${describe(act)}`);
-  }
-  const eps = config.layer_norm_eps;
-  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) {
-    throw invalidArgument(`${fn}: config.layer_norm_eps must be a positive number, got ${describe(eps)}`);
-  }
-  const c = config as unknown as ClipTextConfig;
-  if (c.hidden_size % c.num_attention_heads !== 0) {
-    throw invalidArgument(`${fn}: config.hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
-  }
-  return Object.freeze({
-    vocab_size: c.vocab_size, hidden_size: c.hidden_size, num_hidden_layers: c.num_hidden_layers,
-    num_attention_heads: c.num_attention_heads, intermediate_size: c.intermediate_size,
-    max_position_embeddings: c.max_position_embeddings, hidden_act: c.hidden_act, layer_norm_eps: c.layer_norm_eps,
-  });
-}
-
-/**
- * Every weight a CLIPTextModel state dict holds for `config` (a transformers
- * CLIPTextConfig), full name → shape, in the order the encoder passes them to
- * the native op (text_model.embeddings.position_ids, a buffer, is not included).
- */
-export function clipTextWeightShapes(config: unknown): Map<string, number[]> {
-  return new Map(expectedWeights(checkConfig(config, 'clipTextWeightShapes')).map(([name, shape]) => [PREFIX + name, shape]));
-}
-
-/** Every weight's name (without the text_model. prefix) and shape, in the native op's order. */
-function expectedWeights(c: ClipTextConfig): [string, number[]][] {
-  const H = c.hidden_size;
-  const I = c.intermediate_size;
-  const out: [string, number[]][] = [
-    ['embeddings.token_embedding.weight', [c.vocab_size, H]],
-    ['embeddings.position_embedding.weight', [c.max_position_embeddings, H]],
-  ];
-  const shapes: Record<string, number[]> = {
-    'mlp.fc1.weight': [I, H], 'mlp.fc1.bias': [I], 'mlp.fc2.weight': [H, I], 'mlp.fc2.bias': [H],
-  };
-  for (let l = 0; l < c.num_hidden_layers; l++) {
-    for (const p of LAYER_PARAMS) {
-      out.push([`encoder.layers.${l}.${p}`, shapes[p] ?? (p.endsWith('proj.weight') ? [H, H] : [H])]);
-    }
-  }
-  out.push(['final_layer_norm.weight', [H]], ['final_layer_norm.bias', [H]]);
-  return out;
+/** Every weight's full name in the native op's input order (shapes come from clipTextLayout). */
+function opOrder(c: ClipTextConfig): string[] {
+  const names = [`${PREFIX}embeddings.token_embedding.weight`, `${PREFIX}embeddings.position_embedding.weight`];
+  for (let l = 0; l < c.numHiddenLayers; l++) for (const p of LAYER_PARAMS) names.push(`${PREFIX}encoder.layers.${l}.${p}`);
+  names.push(`${PREFIX}final_layer_norm.weight`, `${PREFIX}final_layer_norm.bias`);
+  return names;
 }
 
 // As the native errors describe tensors: "f32[2, 77] on cpu".
@@ -129,13 +68,14 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
    */
   static fromWeights(config: unknown, weights: Map<string, Tensor>): ClipTextEncoder {
     const fn = 'ClipTextEncoder.fromWeights';
-    const c = checkConfig(config, fn);
+    const c = parseClipTextConfig(config, fn);
+    const layout = clipTextLayout(c);
     if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
     const list: Tensor[] = [];
     const names: string[] = [];
     let first: Tensor | undefined;
-    for (const [name, shape] of expectedWeights(c)) {
-      const full = PREFIX + name;
+    for (const full of opOrder(c)) {
+      const shape = layout[full];
       const t = weights.get(full);
       if (t === undefined) throw invalidArgument(`${fn}: weight '${full}' is missing`);
       if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: weight '${full}' must be a Tensor, got ${describe(t)}`);
@@ -202,8 +142,8 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     }
     try {
       const outs = await runOp<D>('clip_text_forward', [ids, ...this.#weights], {
-        layers: c.num_hidden_layers, heads: c.num_attention_heads, eps: c.layer_norm_eps,
-        quickGelu: c.hidden_act === 'quick_gelu', penultimate,
+        layers: c.numHiddenLayers, heads: c.numAttentionHeads, eps: c.layerNormEps,
+        quickGelu: c.hiddenAct === 'quick_gelu', penultimate,
       });
       return penultimate ? { lastHiddenState: outs[0], penultimate: outs[1] } : { lastHiddenState: outs[0] };
     } finally {
@@ -213,8 +153,8 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
 
   #checkTokens(fn: string, tokens: number): void {
     if (tokens < 1) throw new ImprintError(`${fn}: inputIds must hold at least one token per row`, 'SHAPE_MISMATCH');
-    if (tokens > this.config.max_position_embeddings) {
-      throw new ImprintError(`${fn}: inputIds have ${tokens} tokens but max_position_embeddings is ${this.config.max_position_embeddings}`, 'SHAPE_MISMATCH');
+    if (tokens > this.config.maxPositionEmbeddings) {
+      throw new ImprintError(`${fn}: inputIds have ${tokens} tokens but max_position_embeddings is ${this.config.maxPositionEmbeddings}`, 'SHAPE_MISMATCH');
     }
   }
 
@@ -226,7 +166,7 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     if (!Array.isArray(first)) throw invalidArgument(`${fn}: inputIds[0] must be an array of token ids, got ${describe(first)}`);
     const T = first.length;
     this.#checkTokens(fn, T);
-    const vocab = this.config.vocab_size;
+    const vocab = this.config.vocabSize;
     const out = new Int32Array(rows.length * T);
     rows.forEach((row: unknown, b) => {
       if (!Array.isArray(row) || row.length !== T) {

@@ -245,8 +245,13 @@ export function parseClipTextConfig(raw: unknown, where = 'CLIP text config'): C
     numAttentionHeads,
     maxPositionEmbeddings: f.int('max_position_embeddings', 77),
     hiddenAct: f.oneOf('hidden_act', ['quick_gelu', 'gelu'] as const, 'quick_gelu'),
-    layerNormEps: f.num('layer_norm_eps', 1e-5),
+    layerNormEps: positive(f, 'layer_norm_eps', f.num('layer_norm_eps', 1e-5)),
   };
+}
+
+function positive(f: Fields, field: string, v: number): number {
+  if (!(v > 0)) f.fail(field, 'a positive number');
+  return v;
 }
 
 /** Reads and parses a JSON file; errors name the file. */
