@@ -191,4 +191,18 @@ t('a weight disposed after fromWeights is named by encode and decode', async () 
   for (const w of weights.values()) w.dispose();
 });
 
+t('f16 weights are accepted by fromWeights; on the CPU encode and decode say f32 only (no crash)', async () => {
+  const m = await model();
+  const half = new Map<string, Tensor>();
+  for (const [k, v] of m.weights) half.set(k, await v.cast('f16'));
+  const vae = AutoencoderKL.fromWeights(m.config, half);
+  assert.is(vae.dtype, 'f16');
+  const image = await m.case_.get('image')!.cast('f16');
+  const latent = await m.case_.get('latent')!.cast('f16');
+  await assertRejects(() => vae.encode(image), 'UNSUPPORTED', /on cpu supports f32 only/);
+  await assertRejects(() => vae.decode(latent), 'UNSUPPORTED', /on cpu supports f32 only/);
+  await assertRejects(() => vae.decode(m.case_.get('latent')!), 'DTYPE_MISMATCH', /latent is f32 but the weights are f16/);
+  for (const v of [...half.values(), image, latent]) v.dispose();
+});
+
 t.run();
