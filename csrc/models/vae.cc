@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "core/args/conv.h"
 #include "core/error.h"
 #include "models/model_util.h"
 
