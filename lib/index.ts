@@ -58,3 +58,4 @@ export {
   type SingleFileOptions,
 } from './models/checkpoint.js';
 export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';
+export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
