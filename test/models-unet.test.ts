@@ -171,4 +171,21 @@ t('the native op checks its inputs itself (names the weight, the input, the attr
   await assertRejects(() => runOp('unet_forward', [s, get(m, 'timestep'), e, ...ws], attrs), 'DTYPE_MISMATCH', /timestep is i64/);
 });
 
+t('a weight disposed after fromWeights is named; f16 weights on the CPU are refused cleanly', async () => {
+  const m = await model('sd1-tiny');
+  const copy = new Map(m.weights);
+  const bias = tensor(f32(m.weights.get('conv_out.bias')!).slice(), { shape: [4] });
+  copy.set('conv_out.bias', bias);
+  const unet = UNet2DConditionModel.fromWeights(m.config, copy);
+  bias.dispose();
+  await assertRejects(() => unet.forward(get(m, 'sample'), 1, get(m, 'encoder_hidden_states')), 'DISPOSED', /weight 'conv_out\.bias' has been disposed/);
+  const halves = new Map<string, Tensor>();
+  for (const [k, v] of m.weights) halves.set(k, await v.cast('f16'));
+  const u16 = UNet2DConditionModel.fromWeights(m.config, halves);
+  assert.is(u16.dtype, 'f16');
+  const s16 = await get(m, 'sample').cast('f16'), e16 = await get(m, 'encoder_hidden_states').cast('f16');
+  await assertRejects(() => u16.forward(s16, get(m, 'timestep'), e16), 'UNSUPPORTED', /supports f32 only, got f16/);
+  await assertRejects(() => u16.forward(get(m, 'sample'), 1, e16), 'DTYPE_MISMATCH', /sample is f32\[2, 4, 16, 16\] on cpu but the weights are f16/);
+});
+
 t.run();
