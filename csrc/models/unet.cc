@@ -1,0 +1,216 @@
+// The UNet2DConditionModel forward graph (see unet.h). Each module is a
+// function of its own with explicit inputs and outputs.
+#include "models/unet.h"
+
+#include <cmath>
+#include <utility>
+
+#include "core/args/conv.h"
+#include "models/model_util.h"
+
+namespace imprint {
+namespace models {
+namespace {
+
+Tensor add(const Tensor& a, const Tensor& b) { return run_now(ops::binary(BinaryOp::Add, a, b)).front(); }
+
+Tensor silu(const Tensor& x) { return run_op("silu_forward", {&x}).front(); }
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor* b) {
+  if (b) return run_op("linear_forward", {&x, &w, b}).front();
+  return run_op("linear_forward", {&x, &w}).front();
+}
+
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride = 1) {
+  ops::Attrs a;
+  const double p = static_cast<double>((w.shape[2] - 1) / 2);  // "same" padding for odd kernels
+  a.numbers["stride"] = static_cast<double>(stride);
+  a.lists["padding"] = {p, p, p, p};
+  return run_op("conv2d_forward", {&x, &w, &b}, a).front();
+}
+
+// y, mean, rstd
+std::vector<Tensor> group_norm(const Tensor& x, const Tensor& w, const Tensor& b, int64_t groups, double eps) {
+  ops::Attrs a;
+  a.numbers["groups"] = static_cast<double>(groups);
+  a.numbers["eps"] = eps;
+  return run_op("group_norm_forward", {&x, &w, &b}, a);
+}
+
+std::vector<Tensor> layer_norm(const Tensor& x, const Tensor& w, const Tensor& b) {
+  ops::Attrs a;
+  a.numbers["eps"] = 1e-5;  // BasicTransformerBlock's LayerNorm default
+  return run_op("layer_norm_forward", {&x, &w, &b}, a);
+}
+
+// [N, C, H, W] ↔ [N, HW, C] through the [a, b, c, 1] swap.
+Tensor to_tokens(const Tensor& x) {
+  const int64_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3];
+  return ops::reshape(swap_dims12(ops::reshape(x, {N, C, HW, 1})), {N, HW, C});
+}
+Tensor from_tokens(const Tensor& t, int64_t H, int64_t W) {
+  const int64_t N = t.shape[0], C = t.shape[2];
+  return ops::reshape(swap_dims12(ops::reshape(t, {N, H * W, C, 1})), {N, C, H, W});
+}
+
+ResnetActivations resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, const Tensor& emb_act,
+                         Tensor& y) {
+  ResnetActivations a;
+  a.x = x;
+  std::vector<Tensor> n1 = group_norm(x, w.norm1_w, w.norm1_b, c.groups, c.eps);
+  a.norm1 = n1[0], a.norm1_mean = n1[1], a.norm1_rstd = n1[2];
+  a.act1 = silu(a.norm1);
+  // The time projection is [N or 1, Cout]: added per channel, broadcast over H, W.
+  const Tensor t = linear(emb_act, w.temb_w, &w.temb_b);
+  a.h = add(conv(a.act1, w.conv1_w, w.conv1_b), ops::reshape(t, {t.shape[0], t.shape[1], 1, 1}));
+  std::vector<Tensor> n2 = group_norm(a.h, w.norm2_w, w.norm2_b, c.groups, c.eps);
+  a.norm2 = n2[0], a.norm2_mean = n2[1], a.norm2_rstd = n2[2];
+  a.act2 = silu(a.norm2);
+  const Tensor h = conv(a.act2, w.conv2_w, w.conv2_b);
+  y = add(w.has_shortcut ? conv(x, w.shortcut_w, w.shortcut_b) : x, h);  // output_scale_factor 1
+  return a;
+}
+
+// diffusers' Attention with heads·head_dim = C: q from x, k and v from kv.
+Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv, AttentionActivations& a) {
+  const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
+  const int64_t hd = C / heads;
+  auto split = [&](const Tensor& t, int64_t T) { return swap_dims12(ops::reshape(t, {N, T, heads, hd})); };
+  a.q = split(linear(x, w.q_w, nullptr), Tq);
+  a.k = split(linear(kv, w.k_w, nullptr), Tk);
+  a.v = split(linear(kv, w.v_w, nullptr), Tk);
+  std::vector<Tensor> o = run_op("attention_forward", {&a.q, &a.k, &a.v});  // scale 1/√hd
+  a.o = o[0], a.lse = o[1];
+  a.merged = ops::reshape(swap_dims12(a.o), {N, Tq, C});
+  return linear(a.merged, w.out_w, &w.out_b);
+}
+
+TransformerBlockActivations transformer_block(const TransformerBlockWeights& w, int64_t heads, const Tensor& x,
+                                              const Tensor& context, Tensor& y) {
+  TransformerBlockActivations a;
+  a.x = x;
+  std::vector<Tensor> l1 = layer_norm(x, w.norm1_w, w.norm1_b);
+  a.ln1 = l1[0], a.ln1_mean = l1[1], a.ln1_rstd = l1[2];
+  a.h1 = add(attention(w.attn1, heads, a.ln1, a.ln1, a.attn1), x);
+  std::vector<Tensor> l2 = layer_norm(a.h1, w.norm2_w, w.norm2_b);
+  a.ln2 = l2[0], a.ln2_mean = l2[1], a.ln2_rstd = l2[2];
+  a.h2 = add(attention(w.attn2, heads, a.ln2, context, a.attn2), a.h1);
+  std::vector<Tensor> l3 = layer_norm(a.h2, w.norm3_w, w.norm3_b);
+  a.ln3 = l3[0], a.ln3_mean = l3[1], a.ln3_rstd = l3[2];
+  a.ff1 = linear(a.ln3, w.ff1_w, &w.ff1_b);
+  a.geglu = run_op("geglu_forward", {&a.ff1}).front();
+  y = add(linear(a.geglu, w.ff2_w, &w.ff2_b), a.h2);
+  return a;
+}
+
+TransformerActivations transformer(const UNetConfig& c, const TransformerWeights& w, const Tensor& x,
+                                   const Tensor& context, Tensor& y) {
+  TransformerActivations a;
+  a.x = x;
+  const int64_t H = x.shape[2], W = x.shape[3];
+  std::vector<Tensor> n = group_norm(x, w.norm_w, w.norm_b, c.groups, 1e-6);
+  a.norm = n[0], a.norm_mean = n[1], a.norm_rstd = n[2];
+  a.tokens_in = c.linear_projection ? linear(to_tokens(a.norm), w.proj_in_w, &w.proj_in_b)
+                                    : to_tokens(conv(a.norm, w.proj_in_w, w.proj_in_b));
+  Tensor t = a.tokens_in;
+  for (const TransformerBlockWeights& b : w.blocks) {
+    Tensor next;
+    a.blocks.push_back(transformer_block(b, w.heads, t, context, next));
+    t = next;
+  }
+  a.tokens_out = t;
+  const Tensor h = c.linear_projection ? from_tokens(linear(t, w.proj_out_w, &w.proj_out_b), H, W)
+                                       : conv(from_tokens(t, H, W), w.proj_out_w, w.proj_out_b);
+  y = add(h, x);
+  return a;
+}
+
+Tensor downsample(const Tensor& x, const Tensor& w, const Tensor& b) { return conv(x, w, b, 2); }
+
+Tensor upsample(const Tensor& x, const Tensor& w, const Tensor& b) {
+  return conv(run_op("upsample_nearest2x_forward", {&x}).front(), w, b);
+}
+
+// Runs one resnet (+ transformer) layer, recording activations; returns the layer's output.
+Tensor layer(const UNetConfig& c, const ResnetWeights& r, const TransformerWeights* t, const Tensor& x,
+             const Tensor& emb_act, const Tensor& context, UNetActivations& acts) {
+  Tensor y;
+  acts.resnets.push_back(resnet(c, r, x, emb_act, y));
+  if (t) {
+    Tensor z;
+    acts.transformers.push_back(transformer(c, *t, y, context, z));
+    y = z;
+  }
+  return y;
+}
+
+}  // namespace
+
+UNetActivations unet_forward(const UNetConfig& c, const UNetWeights& w, const Tensor& sample, const Tensor& timestep,
+                             const Tensor& context, Tensor& out) {
+  UNetActivations acts;
+  ops::Attrs ta;
+  ta.numbers["dim"] = static_cast<double>(w.time1_w.shape[1]);
+  ta.numbers["flipSinToCos"] = c.flip_sin_to_cos ? 1 : 0;
+  ta.numbers["freqShift"] = c.freq_shift;
+  const Tensor t = timestep.ndim() == 0 ? ops::reshape(timestep, {1}) : timestep;
+  acts.t_proj = run_op("timestep_embedding_forward", {&t}, ta).front();
+  acts.time1 = linear(acts.t_proj, w.time1_w, &w.time1_b);
+  acts.time_act = silu(acts.time1);
+  acts.emb = linear(acts.time_act, w.time2_w, &w.time2_b);
+  acts.emb_act = silu(acts.emb);  // every resnet applies SiLU before its time_emb_proj
+
+  Tensor x = conv(sample, w.conv_in_w, w.conv_in_b);
+  acts.conv_in = x;
+  std::vector<Tensor> skips = {x};
+  for (const UNetBlockWeights& b : w.down) {
+    for (size_t j = 0; j < b.resnets.size(); ++j) {
+      x = layer(c, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], x, acts.emb_act, context, acts);
+      skips.push_back(x);
+    }
+    if (b.has_resample) {
+      acts.resample_in.push_back(x);
+      x = downsample(x, b.resample_w, b.resample_b);
+      skips.push_back(x);
+    }
+  }
+  x = layer(c, w.mid_res0, &w.mid_attn, x, acts.emb_act, context, acts);
+  x = layer(c, w.mid_res1, nullptr, x, acts.emb_act, context, acts);
+  for (const UNetBlockWeights& b : w.up) {
+    for (size_t j = 0; j < b.resnets.size(); ++j) {
+      const Tensor skip = skips.back();
+      skips.pop_back();
+      acts.concat_in.push_back(x);
+      acts.concat_in.push_back(skip);
+      ops::Attrs ca;
+      ca.numbers["dim"] = 1;
+      const Tensor cat = run_op("concat_forward", {&x, &skip}, ca).front();
+      x = layer(c, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], cat, acts.emb_act, context, acts);
+    }
+    if (b.has_resample) {
+      acts.resample_in.push_back(x);
+      x = upsample(x, b.resample_w, b.resample_b);
+    }
+  }
+  acts.norm_out_in = x;
+  std::vector<Tensor> n = group_norm(x, w.norm_out_w, w.norm_out_b, c.groups, c.eps);
+  acts.norm_out = n[0], acts.norm_out_mean = n[1], acts.norm_out_rstd = n[2];
+  acts.act_out = silu(acts.norm_out);
+
+  // conv_out straight into the op's preallocated output.
+  const Tensor& xo = acts.act_out;
+  Conv2dGeometry g{};
+  g.n = xo.shape[0], g.cin = xo.shape[1], g.h = xo.shape[2], g.w = xo.shape[3];
+  g.cout = w.conv_out_w.shape[0], g.kh = w.conv_out_w.shape[2], g.kw = w.conv_out_w.shape[3];
+  g.stride = 1;
+  g.pad_top = g.pad_bottom = (g.kh - 1) / 2;
+  g.pad_left = g.pad_right = (g.kw - 1) / 2;
+  g.ho = g.h, g.wo = g.w;
+  Conv2dForwardArgs args{xo.dtype, xo.data(), w.conv_out_w.data(), w.conv_out_b.data(), out.data(), g};
+  find_kernel("conv2d_forward", xo.device)(&args);
+  backend_for(xo.device).synchronize();
+  return acts;
+}
+
+}  // namespace models
+}  // namespace imprint

@@ -1,0 +1,136 @@
+// diffusers' UNet2DConditionModel (0.21, SD 1.x/2.x configs) as an explicit
+// forward graph over the registered kernels:
+//   emb = linear_2(silu(linear_1(timestep_embedding(t))))
+//   x = conv_in(sample); skips = [x]
+//   down blocks: per layer resnet(x, emb) [→ transformer(x, context)], push x;
+//                then (not the last) a stride-2 conv, push x
+//   mid: resnet → transformer → resnet
+//   up blocks: per layer x = concat(x, skips.pop()) on channels → resnet
+//              [→ transformer]; then (not the last) nearest 2x + conv
+//   out = conv_out(silu(conv_norm_out(x)))
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace imprint {
+namespace models {
+
+struct UNetConfig {
+  int64_t groups = 32;       // norm_num_groups (resnets, conv_norm_out, transformers' GroupNorm)
+  double eps = 1e-5;         // norm_eps (resnets, conv_norm_out)
+  bool flip_sin_to_cos = true;
+  double freq_shift = 0;
+  bool linear_projection = false;  // use_linear_projection: proj_in/out are linears, not 1x1 convs
+};
+
+// Names below are diffusers' (relative to the module's prefix).
+struct ResnetWeights {
+  Tensor norm1_w, norm1_b;     // norm1 [Cin]
+  Tensor conv1_w, conv1_b;     // conv1 [Cout, Cin, 3, 3]
+  Tensor temb_w, temb_b;       // time_emb_proj [Cout, Temb]
+  Tensor norm2_w, norm2_b;     // norm2 [Cout]
+  Tensor conv2_w, conv2_b;     // conv2 [Cout, Cout, 3, 3]
+  bool has_shortcut = false;   // conv_shortcut [Cout, Cin, 1, 1] when Cin != Cout
+  Tensor shortcut_w, shortcut_b;
+};
+
+struct AttentionWeights {
+  Tensor q_w, k_w, v_w;        // to_q [C, C], to_k/to_v [C, Ckv] (no bias)
+  Tensor out_w, out_b;         // to_out.0 [C, C], [C]
+};
+
+struct TransformerBlockWeights {
+  Tensor norm1_w, norm1_b;
+  AttentionWeights attn1;      // self-attention
+  Tensor norm2_w, norm2_b;
+  AttentionWeights attn2;      // cross-attention over encoder_hidden_states
+  Tensor norm3_w, norm3_b;
+  Tensor ff1_w, ff1_b;         // ff.net.0.proj [8C, C] (GEGLU: value half, then gate half)
+  Tensor ff2_w, ff2_b;         // ff.net.2 [C, 4C]
+};
+
+struct TransformerWeights {
+  int64_t heads = 1;
+  Tensor norm_w, norm_b;       // GroupNorm(groups, eps 1e-6)
+  Tensor proj_in_w, proj_in_b;   // [C, C, 1, 1] or, with linear projection, [C, C]
+  std::vector<TransformerBlockWeights> blocks;
+  Tensor proj_out_w, proj_out_b;
+};
+
+// A down or up block: resnets, transformers (none for DownBlock2D/UpBlock2D),
+// and the resampler conv (down: stride 2; up: after nearest 2x), absent in the last block.
+struct UNetBlockWeights {
+  std::vector<ResnetWeights> resnets;
+  std::vector<TransformerWeights> attentions;
+  bool has_resample = false;
+  Tensor resample_w, resample_b;  // [C, C, 3, 3]
+};
+
+struct UNetWeights {
+  Tensor conv_in_w, conv_in_b;
+  Tensor time1_w, time1_b, time2_w, time2_b;  // time_embedding.linear_1/2
+  std::vector<UNetBlockWeights> down, up;
+  ResnetWeights mid_res0, mid_res1;
+  TransformerWeights mid_attn;
+  Tensor norm_out_w, norm_out_b;  // conv_norm_out [C0]
+  Tensor conv_out_w, conv_out_b;  // conv_out [out_channels, C0, k, k]
+};
+
+// What a backward pass will need (kept now; the backward is a later step).
+struct ResnetActivations {
+  Tensor x;                          // input (norm1's and the shortcut's input)
+  Tensor norm1, norm1_mean, norm1_rstd;
+  Tensor act1;                       // silu(norm1) (conv1's input)
+  Tensor h;                          // conv1 + time projection (norm2's input)
+  Tensor norm2, norm2_mean, norm2_rstd;
+  Tensor act2;                       // silu(norm2) (conv2's input; dropout is identity)
+};
+
+struct AttentionActivations {
+  Tensor q, k, v;                    // [N, heads, T, hd]
+  Tensor o, lse;                     // attention output and log-sum-exp
+  Tensor merged;                     // [N, T, C] (to_out's input)
+};
+
+struct TransformerBlockActivations {
+  Tensor x;                          // block input [N, HW, C]
+  Tensor ln1, ln1_mean, ln1_rstd;
+  AttentionActivations attn1;
+  Tensor h1;                         // after the self-attention residual
+  Tensor ln2, ln2_mean, ln2_rstd;
+  AttentionActivations attn2;
+  Tensor h2;                         // after the cross-attention residual
+  Tensor ln3, ln3_mean, ln3_rstd;
+  Tensor ff1;                        // [N, HW, 8C] (GEGLU's input)
+  Tensor geglu;                      // [N, HW, 4C] (ff.net.2's input)
+};
+
+struct TransformerActivations {
+  Tensor x;                          // input [N, C, H, W] (the outer residual)
+  Tensor norm, norm_mean, norm_rstd;
+  Tensor tokens_in;                  // [N, HW, C] after proj_in
+  std::vector<TransformerBlockActivations> blocks;
+  Tensor tokens_out;                 // last block's output (proj_out's input)
+};
+
+struct UNetActivations {
+  Tensor t_proj, time1, time_act, emb, emb_act;  // the time embedding chain; emb_act = silu(emb)
+  Tensor conv_in;
+  std::vector<ResnetActivations> resnets;          // in execution order
+  std::vector<TransformerActivations> transformers;  // in execution order
+  std::vector<Tensor> resample_in;                 // each down/up resampler's input, in order
+  std::vector<Tensor> concat_in;                   // up path: each concat's two inputs, in order
+  Tensor norm_out_in, norm_out, norm_out_mean, norm_out_rstd, act_out;
+};
+
+// Runs the graph on the caller's thread (the device queue). sample
+// [N, Cin, h, w], timestep [N] or [1] (same float dtype as the weights),
+// context [N, T, D]; writes the prediction into `out` (preallocated
+// [N, out_channels, h, w]). Shapes are checked by the op (unet_op.cc).
+UNetActivations unet_forward(const UNetConfig& config, const UNetWeights& w, const Tensor& sample,
+                             const Tensor& timestep, const Tensor& context, Tensor& out);
+
+}  // namespace models
+}  // namespace imprint

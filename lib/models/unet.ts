@@ -1,0 +1,173 @@
+// diffusers' UNet2DConditionModel (SD 1.x/2.x) run as one native graph
+// (csrc/models/unet.h): predicts the noise in a latent sample at a timestep,
+// conditioned on text-encoder hidden states.
+import { ImprintError, invalidArgument } from '../errors.js';
+import { runOp } from '../nn/run.js';
+import { tensor } from '../creation.js';
+import { Tensor } from '../tensor.js';
+import { describe, type FloatDType } from '../validate.js';
+import { parseUNetConfig, type UNetConfig } from './configs.js';
+import { unetLayout } from './layout-unet.js';
+
+// As the native errors describe tensors: "f32[2, 4, 64, 64] on cpu".
+const desc = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}] on ${t.device}`;
+const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+
+export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
+  readonly config: UNetConfig;
+  /** The weights in the native op's input order (unetLayout's order), and their names. */
+  readonly #weights: Tensor<D>[];
+  readonly #names: string[];
+
+  private constructor(config: UNetConfig, weights: Tensor<D>[], names: string[]) {
+    this.config = config;
+    this.#weights = weights;
+    this.#names = names;
+  }
+
+  /**
+   * A UNet over `weights` named as diffusers' UNet2DConditionModel state dict
+   * (conv_in.weight, down_blocks.0.resnets.0.norm1.weight, ...), e.g. from
+   * loadSafetensors(unet/diffusion_pytorch_model.safetensors), with `config`
+   * the parsed or raw unet/config.json. Every weight is checked for name,
+   * shape, dtype and device; other entries are ignored. The tensors are used,
+   * not copied: keep them undisposed while running.
+   */
+  static fromWeights(config: unknown, weights: Map<string, Tensor>): UNet2DConditionModel {
+    const fn = 'UNet2DConditionModel.fromWeights';
+    const c = parseUNetConfig(config, fn);
+    const layout = unetLayout(c);
+    if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
+    const list: Tensor[] = [];
+    const names: string[] = [];
+    let first: Tensor | undefined;
+    for (const [name, shape] of Object.entries(layout)) {
+      const t = weights.get(name);
+      if (t === undefined) throw invalidArgument(`${fn}: weight '${name}' is missing`);
+      if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: weight '${name}' must be a Tensor, got ${describe(t)}`);
+      if (t.disposed) throw new ImprintError(`${fn}: weight '${name}' has been disposed`, 'DISPOSED');
+      if (!sameShape(t.shape, shape)) {
+        throw new ImprintError(`${fn}: weight '${name}' must have shape [${shape.join(', ')}] for this config, got ${desc(t)}`, 'SHAPE_MISMATCH');
+      }
+      first ??= t;
+      if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
+        throw new ImprintError(`${fn}: weight '${name}' must be a float tensor, got ${desc(t)}`, 'DTYPE_MISMATCH');
+      }
+      if (t.dtype !== first.dtype) {
+        throw new ImprintError(`${fn}: weight '${name}' is ${t.dtype} but conv_in.weight is ${first.dtype}; cast them to one dtype`, 'DTYPE_MISMATCH');
+      }
+      if (t.device !== first.device) {
+        throw new ImprintError(`${fn}: weight '${name}' is on ${t.device} but conv_in.weight is on ${first.device}; move them to one device`, 'DEVICE_MISMATCH');
+      }
+      list.push(t);
+      names.push(name);
+    }
+    return new UNet2DConditionModel(c, list as Tensor<FloatDType>[], names);
+  }
+
+  /** The weights' dtype and device. */
+  get dtype(): D {
+    return this.#weights[0].dtype;
+  }
+
+  get device(): string {
+    return this.#weights[0].device;
+  }
+
+  /**
+   * The noise prediction [N, out_channels, h, w] for `sample` [N, in_channels,
+   * h, w] (h, w multiples of 2^(blocks-1)) at `timestep` (a number for the
+   * whole batch, N numbers, or a tensor [N], [1] or [] of any numeric dtype),
+   * conditioned on `encoderHiddenStates` [N, tokens, cross_attention_dim].
+   * sample and encoderHiddenStates must have the weights' dtype and device.
+   */
+  async forward(sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor): Promise<Tensor<D>> {
+    const fn = 'UNet2DConditionModel.forward';
+    const c = this.config;
+    this.#weights.forEach((w, i) => {
+      if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
+    });
+    const N = this.#checkSample(fn, sample);
+    this.#checkContext(fn, encoderHiddenStates, N);
+    const t = await this.#timesteps(fn, timestep, N);
+    try {
+      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights], {
+        blockOutChannels: c.blockOutChannels,
+        layersPerBlock: c.layersPerBlock,
+        crossDown: c.downBlockTypes.map((b) => (b === 'CrossAttnDownBlock2D' ? 1 : 0)),
+        crossUp: c.upBlockTypes.map((b) => (b === 'CrossAttnUpBlock2D' ? 1 : 0)),
+        heads: c.heads,
+        transformerLayers: c.transformerLayersPerBlock,
+        linearProjection: c.useLinearProjection,
+        groups: c.normNumGroups,
+        eps: c.normEps,
+        flipSinToCos: c.flipSinToCos,
+        freqShift: c.freqShift,
+      });
+      return out;
+    } finally {
+      if (t.owned) t.tensor.dispose();
+    }
+  }
+
+  #checkSample(fn: string, s: unknown): number {
+    const c = this.config;
+    if (!(s instanceof Tensor)) throw invalidArgument(`${fn}: sample must be a Tensor [N, ${c.inChannels}, h, w], got ${describe(s)}`);
+    if (s.disposed) throw new ImprintError(`${fn}: sample has been disposed`, 'DISPOSED');
+    this.#checkKind(fn, 'sample', s);
+    if (s.ndim !== 4 || s.shape[1] !== c.inChannels) {
+      throw new ImprintError(`${fn}: sample must be [N, ${c.inChannels}, h, w] (in_channels ${c.inChannels}), got ${desc(s)}`, 'SHAPE_MISMATCH');
+    }
+    const f = 2 ** (c.blockOutChannels.length - 1);
+    const [n, , h, w] = s.shape;
+    if (n < 1 || h < 1 || w < 1 || h % f !== 0 || w % f !== 0) {
+      throw new ImprintError(`${fn}: sample's height and width must be positive multiples of ${f} (2^(blocks-1) for ${c.blockOutChannels.length} blocks), got ${desc(s)}`, 'SHAPE_MISMATCH');
+    }
+    return n;
+  }
+
+  #checkContext(fn: string, e: unknown, n: number): void {
+    const d = this.config.crossAttentionDim;
+    if (!(e instanceof Tensor)) throw invalidArgument(`${fn}: encoderHiddenStates must be a Tensor [${n}, tokens, ${d}], got ${describe(e)}`);
+    if (e.disposed) throw new ImprintError(`${fn}: encoderHiddenStates has been disposed`, 'DISPOSED');
+    this.#checkKind(fn, 'encoderHiddenStates', e);
+    if (e.ndim !== 3 || e.shape[0] !== n || e.shape[1] < 1 || e.shape[2] !== d) {
+      throw new ImprintError(`${fn}: encoderHiddenStates must be [${n}, tokens, ${d}] (sample's batch, cross_attention_dim ${d}), got ${desc(e)}`, 'SHAPE_MISMATCH');
+    }
+  }
+
+  #checkKind(fn: string, what: string, t: Tensor): void {
+    if (t.dtype !== this.dtype) {
+      throw new ImprintError(`${fn}: ${what} is ${desc(t)} but the weights are ${this.dtype}; cast it`, 'DTYPE_MISMATCH');
+    }
+    if (t.device !== this.device) {
+      throw new ImprintError(`${fn}: ${what} is on ${t.device} but the weights are on ${this.device}; move it`, 'DEVICE_MISMATCH');
+    }
+  }
+
+  // The timesteps as a tensor of the weights' dtype on their device: [N] or [1].
+  async #timesteps(fn: string, ts: unknown, n: number): Promise<{ tensor: Tensor; owned: boolean }> {
+    if (ts instanceof Tensor) {
+      if (ts.disposed) throw new ImprintError(`${fn}: timestep has been disposed`, 'DISPOSED');
+      if (ts.ndim > 1 || (ts.ndim === 1 && ts.shape[0] !== n && ts.shape[0] !== 1)) {
+        throw new ImprintError(`${fn}: timestep must be [${n}], [1] or a scalar tensor, got ${desc(ts)}`, 'SHAPE_MISMATCH');
+      }
+      if (ts.device !== this.device) {
+        throw new ImprintError(`${fn}: timestep is on ${ts.device} but the weights are on ${this.device}; move it`, 'DEVICE_MISMATCH');
+      }
+      if (ts.dtype === this.dtype) return { tensor: ts, owned: false };
+      return { tensor: await ts.cast(this.dtype), owned: true };  // e.g. i64 timesteps from a scheduler
+    }
+    const list = typeof ts === 'number' ? [ts] : ts;
+    if (!Array.isArray(list) || (list.length !== n && list.length !== 1) || !list.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+      throw invalidArgument(`${fn}: timestep must be a finite number, ${n} finite numbers or a tensor, got ${describe(ts)}`);
+    }
+    let t: Tensor = tensor(Float32Array.from(list as number[]), { shape: [list.length], dtype: this.dtype });
+    if (this.device !== 'cpu') {
+      const moved = await t.to(this.device);
+      t.dispose();
+      t = moved;
+    }
+    return { tensor: t, owned: true };
+  }
+}
