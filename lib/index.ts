@@ -59,3 +59,4 @@ export {
 } from './models/checkpoint.js';
 export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
+export { UNet2DConditionModel } from './models/unet.js';
