@@ -188,4 +188,19 @@ t('a weight disposed after fromWeights is named; f16 weights on the CPU are refu
   await assertRejects(() => u16.forward(get(m, 'sample'), 1, e16), 'DTYPE_MISMATCH', /sample is f32\[2, 4, 16, 16\] on cpu but the weights are f16/);
 });
 
+
+t('fromWeights takes the parsed config that loadDiffusersComponent returns', async () => {
+  const { loadDiffusersComponent } = await import('../lib/models/checkpoint.js');
+  const { UNet2DConditionModel } = await import('../lib/models/unet.js');
+  const { AutoencoderKL } = await import('../lib/models/vae.js');
+  const { ClipTextEncoder } = await import('../lib/models/clip-text.js');
+  const dir = join(shared, 'reference/parity/sd1-tiny');
+  const u = await loadDiffusersComponent(join(dir, 'unet'), 'unet');
+  assert.equal(UNet2DConditionModel.fromWeights(u.config, u.weights).config.blockOutChannels, u.config.blockOutChannels);
+  const v = await loadDiffusersComponent(join(dir, 'vae'), 'vae');
+  assert.is(AutoencoderKL.fromWeights(v.config, v.weights).scalingFactor, v.config.scalingFactor);
+  const c = await loadDiffusersComponent(join(dir, 'text_encoder'), 'text_encoder');
+  assert.is(ClipTextEncoder.fromWeights(c.config, c.weights).config.hiddenSize, c.config.hiddenSize);
+});
+
 t.run();

@@ -157,8 +157,23 @@ function checkGroups(f: Fields, channels: number[], groups: number, field = 'nor
   }
 }
 
+
+// Parsed configs carry this mark, so every parse function (and every
+// fromWeights) takes either a raw config.json object or an already parsed one.
+const PARSED = Symbol('imprint.parsedConfig');
+
+function markParsed<T extends object>(config: T): T {
+  Object.defineProperty(config, PARSED, { value: true, enumerable: false });
+  return Object.freeze(config);
+}
+
+function isParsed(raw: unknown): boolean {
+  return typeof raw === 'object' && raw !== null && (raw as Record<symbol, unknown>)[PARSED] === true;
+}
+
 /** Parses a UNet2DConditionModel config (diffusers 0.21 defaults). `where` names the file in errors. */
 export function parseUNetConfig(raw: unknown, where = 'UNet config'): UNetConfig {
+  if (isParsed(raw)) return raw as UNetConfig;
   const f = fields(raw, where, 'UNet2DConditionModel');
   const blockOutChannels = f.intList('block_out_channels', [320, 640, 1280, 1280]);
   const n = blockOutChannels.length;
@@ -187,7 +202,7 @@ export function parseUNetConfig(raw: unknown, where = 'UNet config'): UNetConfig
   const convOutKernel = f.int('conv_out_kernel', 3);
   if (convInKernel % 2 === 0) f.fail('conv_in_kernel', 'an odd integer');
   if (convOutKernel % 2 === 0) f.fail('conv_out_kernel', 'an odd integer');
-  return {
+  return markParsed({
     inChannels: f.int('in_channels', 4),
     outChannels: f.int('out_channels', 4),
     blockOutChannels,
@@ -206,11 +221,12 @@ export function parseUNetConfig(raw: unknown, where = 'UNet config'): UNetConfig
     convInKernel,
     convOutKernel,
     sampleSize: f.int('sample_size', 64),
-  };
+  });
 }
 
 /** Parses an AutoencoderKL config (diffusers 0.21 defaults). */
 export function parseVaeConfig(raw: unknown, where = 'VAE config'): VaeConfig {
+  if (isParsed(raw)) return raw as VaeConfig;
   const f = fields(raw, where, 'AutoencoderKL');
   const blockOutChannels = f.intList('block_out_channels', [64]);
   const n = blockOutChannels.length;
@@ -219,7 +235,7 @@ export function parseVaeConfig(raw: unknown, where = 'VAE config'): VaeConfig {
   const normNumGroups = f.int('norm_num_groups', 32);
   checkGroups(f, blockOutChannels, normNumGroups);
   f.unsupported('mid_block_add_attention', true);
-  return {
+  return markParsed({
     inChannels: f.int('in_channels', 3),
     outChannels: f.int('out_channels', 3),
     blockOutChannels,
@@ -228,16 +244,17 @@ export function parseVaeConfig(raw: unknown, where = 'VAE config'): VaeConfig {
     normNumGroups,
     scalingFactor: f.num('scaling_factor', 0.18215),
     sampleSize: f.int('sample_size', 32),
-  };
+  });
 }
 
 /** Parses a CLIPTextModel config (transformers' CLIPTextConfig defaults). */
 export function parseClipTextConfig(raw: unknown, where = 'CLIP text config'): ClipTextConfig {
+  if (isParsed(raw)) return raw as ClipTextConfig;
   const f = fields(raw, where, 'CLIPTextModel');
   const hiddenSize = f.int('hidden_size', 512);
   const numAttentionHeads = f.int('num_attention_heads', 8);
   if (hiddenSize % numAttentionHeads !== 0) f.fail('num_attention_heads', `a divisor of hidden_size ${hiddenSize}`);
-  return {
+  return markParsed({
     vocabSize: f.int('vocab_size', 49408),
     hiddenSize,
     intermediateSize: f.int('intermediate_size', 2048),
@@ -246,7 +263,7 @@ export function parseClipTextConfig(raw: unknown, where = 'CLIP text config'): C
     maxPositionEmbeddings: f.int('max_position_embeddings', 77),
     hiddenAct: f.oneOf('hidden_act', ['quick_gelu', 'gelu'] as const, 'quick_gelu'),
     layerNormEps: positive(f, 'layer_norm_eps', f.num('layer_norm_eps', 1e-5)),
-  };
+  });
 }
 
 function positive(f: Fields, field: string, v: number): number {
