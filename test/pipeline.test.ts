@@ -135,6 +135,21 @@ t('every intermediate is disposed: liveBytes returns to its start', async () => 
   assert.is(memoryStats().liveBytes, before);
 });
 
+t('penultimate conditioning changes the result; out-of-range token ids fail without leaking', async () => {
+  const parts = await tinyParts();
+  const make = (penultimate: boolean) => StableDiffusionPipeline.fromComponents({ ...parts, penultimate, scheduler: schedulers.DDIMScheduler.fromConfig({}) });
+  const a = await make(false).generate({ prompt: 'a dog', steps: 1, width: 8, height: 8, seed: 2 });
+  const b = await make(true).generate({ prompt: 'a dog', steps: 1, width: 8, height: 8, seed: 2 });
+  assert.not.ok(sameData(a.latents, b.latents));
+  disposeResult(a);
+  disposeResult(b);
+  const before = memoryStats().liveBytes;
+  // The real CLIP vocabulary (49408) overflows the tiny encoder's 1000 rows.
+  const raw = StableDiffusionPipeline.fromComponents({ ...parts, tokenizer: (parts.tokenizer as FoldedTokenizer).inner, scheduler: schedulers.DDIMScheduler.fromConfig({}) });
+  await assertRejects(() => raw.generate({ prompt: 'a dog', steps: 1, width: 8, height: 8, seed: 2 }), 'INVALID_ARGUMENT', /49406|vocab|range/);
+  assert.is(memoryStats().liveBytes, before);
+});
+
 // Fakes whose outputs are known in closed form, to check the guidance arithmetic exactly.
 function fakePipe(record: { batches: number[]; timesteps: number[] }) {
   const H = 4;

@@ -196,8 +196,8 @@ export class StableDiffusionPipeline {
       if (tokenizer.vocabSize > textEncoder.config.vocabSize) {
         throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${textEncoder.config.vocabSize}`);
       }
-      // SD 2.x (OpenCLIP ViT-H, hidden 1024) conditions on the penultimate layer.
-      const pipe = new StableDiffusionPipeline({ tokenizer, textEncoder, unet, vae, scheduler, penultimate: textEncoder.config.hiddenSize === 1024 });
+      // Diffusers folders of SD 2.x store the encoder already cut to its penultimate layer, so the last layer is right for every folder.
+      const pipe = new StableDiffusionPipeline({ tokenizer, textEncoder, unet, vae, scheduler });
       for (const part of [model.unet, model.vae, model.textEncoder]) pipe.#owned.push(...part.weights.values());
       return pipe;
     } catch (e) {
