@@ -83,18 +83,13 @@ export interface GenerateResult {
 const SCHEDULERS: Record<SchedulerName, (config: Record<string, unknown>) => Scheduler> = {
   ddim: (c) => DDIMScheduler.fromConfig(c),
   euler: (c) => EulerDiscreteScheduler.fromConfig({ ...c, use_karras_sigmas: false }),
-  'euler-a': (c) => EulerAncestralDiscreteScheduler.fromConfig(withoutKey(c, 'use_karras_sigmas')),
+  'euler-a': (c) => EulerAncestralDiscreteScheduler.fromConfig(c),
   'dpm++2m': (c) => DPMSolverMultistepScheduler.fromConfig({ ...c, use_karras_sigmas: false }),
   'dpm++2m-karras': (c) => DPMSolverMultistepScheduler.fromConfig({ ...c, use_karras_sigmas: true }),
 };
 
 // Only what every scheduler reads is carried over from another scheduler's config.
 const SHARED_FIELDS = ['num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'prediction_type', 'timestep_spacing', 'steps_offset'];
-
-function withoutKey(c: Record<string, unknown>, key: string): Record<string, unknown> {
-  const { [key]: _dropped, ...rest } = c;
-  return rest;
-}
 
 function sharedFields(c: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -104,9 +99,9 @@ function sharedFields(c: Record<string, unknown>): Record<string, unknown> {
 
 /** Builds the named scheduler from a scheduler_config.json written for any scheduler. */
 export function schedulerFromConfig(name: SchedulerName, config: Record<string, unknown>): Scheduler {
-  const make = SCHEDULERS[name];
-  if (typeof make !== 'function') throw invalidArgument(`scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(name)}`);
-  return make(sharedFields(config));
+  // hasOwn, so 'toString' or '__proto__' is not mistaken for a scheduler.
+  if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(name)}`);
+  return SCHEDULERS[name](sharedFields(config));
 }
 
 function checkPositiveInt(fn: string, name: string, v: unknown, def: number | undefined, max: number): number {
@@ -173,7 +168,7 @@ export class StableDiffusionPipeline {
     if (typeof dir !== 'string') throw invalidArgument(`${fn}: dir must be a string, got ${describe(dir)}`);
     const o = checkOptions(fn, options, ['scheduler', 'dtype']);
     const name = (o.scheduler ?? 'ddim') as SchedulerName;
-    if (!(name in SCHEDULERS)) throw invalidArgument(`${fn}: scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(o.scheduler)}`);
+    if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`${fn}: scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(o.scheduler)}`);
     const model = await loadDiffusersModel(dir, o.dtype === undefined ? {} : { dtype: o.dtype as DType });
     const drop = (): void => {
       for (const part of [model.unet, model.vae, model.textEncoder]) for (const w of part.weights.values()) if (!w.disposed) w.dispose();
