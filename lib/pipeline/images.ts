@@ -1,0 +1,124 @@
+// Image ↔ tensor conversion through sharp: files or encoded buffers become
+// f32 [1, 3, H, W] in [-1, 1] (the VAE's input range), and generated
+// [N, 3, H, W] tensors become PNGs, written atomically so a crash never
+// leaves a half-written image behind.
+import { randomBytes } from 'node:crypto';
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
+
+import { ImprintError, invalidArgument } from '../errors.js';
+import { tensor } from '../creation.js';
+import { Tensor } from '../tensor.js';
+import { checkOptions, describe } from '../validate.js';
+
+export type ImageFit = 'cover' | 'contain' | 'fill' | 'inside' | 'outside';
+
+export interface ImageToTensorOptions {
+  width: number;
+  height: number;
+  /** How the image is fitted to width × height (sharp's resize fit; default 'cover', a centred crop). */
+  fit?: ImageFit;
+}
+
+const FITS: readonly ImageFit[] = ['cover', 'contain', 'fill', 'inside', 'outside'];
+// Keeps a typo from asking sharp for gigapixel buffers.
+const MAX_SIDE = 16384;
+
+function checkSide(fn: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_SIDE) {
+    throw invalidArgument(`${fn}: ${name} must be an integer in [1, ${MAX_SIDE}], got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** Reads an image file or encoded buffer (PNG, JPEG, WebP, ...) as f32 [1, 3, height, width] in [-1, 1]. */
+export async function imageToTensor(input: string | Buffer, options: ImageToTensorOptions): Promise<Tensor<'f32'>> {
+  const fn = 'imageToTensor';
+  if (typeof input !== 'string' && !Buffer.isBuffer(input)) throw invalidArgument(`${fn}: input must be a file path or a Buffer, got ${describe(input)}`);
+  const o = checkOptions(fn, options, ['width', 'height', 'fit']);
+  const width = checkSide(fn, 'width', o.width);
+  const height = checkSide(fn, 'height', o.height);
+  const fit = o.fit ?? 'cover';
+  if (!FITS.includes(fit as ImageFit)) throw invalidArgument(`${fn}: fit must be one of ${FITS.join(', ')}, got ${describe(fit)}`);
+  const what = typeof input === 'string' ? `'${input}'` : `buffer of ${input.length} bytes`;
+  let data: Buffer;
+  let info: sharp.OutputInfo;
+  try {
+    // Alpha is flattened onto white and grey becomes RGB, so every image has 3 channels.
+    ({ data, info } = await sharp(input, { failOn: 'error' })
+      .flatten({ background: '#ffffff' })
+      .toColourspace('srgb')
+      .resize(width, height, { fit: fit as ImageFit, background: '#000000' })
+      .raw()
+      .toBuffer({ resolveWithObject: true }));
+  } catch (e) {
+    throw invalidArgument(`${fn}: cannot decode ${what}: ${(e as Error).message}`);
+  }
+  // 'inside'/'outside' keep the aspect ratio, so the size may differ from the request.
+  if (info.width !== width || info.height !== height) {
+    throw invalidArgument(`${fn}: ${what} resized to ${info.width}×${info.height} with fit '${fit}', expected ${width}×${height} (use 'cover', 'contain' or 'fill')`);
+  }
+  if (info.channels !== 3) throw new ImprintError(`${fn}: ${what} decoded to ${info.channels} channels, expected 3`, 'INTERNAL');
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) out[c * plane + p] = data[p * 3 + c] / 127.5 - 1;
+  }
+  return tensor(out, { shape: [1, 3, height, width] });
+}
+
+function checkImages(fn: string, t: unknown): { n: number; h: number; w: number; data: Float32Array } {
+  if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: images must be a Tensor, got ${describe(t)}`);
+  if (t.disposed) throw new ImprintError(`${fn}: images has been disposed`, 'DISPOSED');
+  if (t.shape.length !== 4 || t.shape[1] !== 3) throw new ImprintError(`${fn}: images must be [N, 3, H, W], got ${t.dtype}[${t.shape.join(', ')}]`, 'SHAPE_MISMATCH');
+  if (t.dtype !== 'f32') throw new ImprintError(`${fn}: images must be f32, got ${t.dtype} (cast it first)`, 'DTYPE_MISMATCH');
+  if (t.device !== 'cpu') throw new ImprintError(`${fn}: images must be on the cpu, got ${t.device} (move it with .to('cpu'))`, 'DEVICE_MISMATCH');
+  const [n, , h, w] = t.shape;
+  return { n, h, w, data: t.dataSync() as Float32Array };
+}
+
+/** Each image of f32 [N, 3, H, W] in [-1, 1] as a PNG (values clamped, then rounded to 8 bits; NaN becomes 0). */
+export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
+  const { n, h, w, data } = checkImages('tensorToImages', images);
+  const plane = h * w;
+  const pngs: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const rgb = Buffer.alloc(3 * plane);
+    const base = i * 3 * plane;
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) {
+        const v = Math.round((data[base + c * plane + p] + 1) * 127.5);
+        rgb[p * 3 + c] = v > 255 ? 255 : v > 0 ? v : 0;
+      }
+    }
+    pngs.push(await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer());
+  }
+  return pngs;
+}
+
+/**
+ * Writes each image as a PNG. `pathPattern` holds '{i}' (replaced by the
+ * image's index) unless there is exactly one image. Each file is written
+ * to a temporary name beside it and renamed into place. Returns the paths.
+ */
+export async function saveImages(images: Tensor, pathPattern: string): Promise<string[]> {
+  const fn = 'saveImages';
+  if (typeof pathPattern !== 'string' || pathPattern.length === 0) throw invalidArgument(`${fn}: pathPattern must be a non-empty string, got ${describe(pathPattern)}`);
+  const n = images instanceof Tensor && !images.disposed ? images.shape[0] : 0;
+  if (n > 1 && !pathPattern.includes('{i}')) {
+    throw invalidArgument(`${fn}: pathPattern '${pathPattern}' must contain '{i}' to name ${n} images`);
+  }
+  const pngs = await tensorToImages(images);
+  const paths = pngs.map((_, i) => pathPattern.replaceAll('{i}', String(i)));
+  for (let i = 0; i < pngs.length; i++) {
+    const tmp = `${paths[i]}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await writeFile(tmp, pngs[i], { flag: 'wx' });
+      await rename(tmp, paths[i]);
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw invalidArgument(`${fn}: cannot write '${paths[i]}': ${(e as Error).message}`);
+    }
+  }
+  return paths;
+}

@@ -1,0 +1,337 @@
+// Text-to-image sampling: prompt → CLIP embeddings → scheduler loop over the
+// UNet with classifier-free guidance → VAE decode. Every intermediate tensor
+// is disposed as soon as the next one exists, so memory stays flat over steps.
+import { join } from 'node:path';
+
+import { ImprintError, invalidArgument } from '../errors.js';
+import { randn } from '../creation.js';
+import { Tensor } from '../tensor.js';
+import { checkOptions, describe, type DType, type FloatDType } from '../validate.js';
+import { ClipTokenizer, type EncodeOptions, type PaddedIds } from '../tokenizer/clip.js';
+import { ClipTextEncoder } from '../models/clip-text.js';
+import { UNet2DConditionModel } from '../models/unet.js';
+import { AutoencoderKL } from '../models/vae.js';
+import { loadDiffusersModel } from '../models/checkpoint.js';
+import { readJsonFile } from '../models/configs.js';
+import { concat, split } from '../nn/misc.js';
+import { combine } from '../schedulers/combine.js';
+import { DDIMScheduler } from '../schedulers/ddim.js';
+import { EulerDiscreteScheduler } from '../schedulers/euler.js';
+import { EulerAncestralDiscreteScheduler } from '../schedulers/euler-ancestral.js';
+import { DPMSolverMultistepScheduler } from '../schedulers/dpm-solver.js';
+
+/** What the pipeline needs of a tokenizer (ClipTokenizer, or a wrapper around it). */
+export interface PromptTokenizer {
+  encodePadded(text: string, options?: EncodeOptions): PaddedIds;
+}
+
+/** What the pipeline needs of a text encoder. */
+export interface PromptEncoder {
+  readonly config: { maxPositionEmbeddings: number; hiddenSize?: number };
+  encode(ids: number[][], options?: { penultimate?: boolean }): Promise<{ lastHiddenState: Tensor; penultimate?: Tensor }>;
+}
+
+/** What the pipeline needs of a denoiser: UNet2DConditionModel's forward signature. */
+export interface Denoiser {
+  readonly config: { inChannels: number; blockOutChannels: number[] };
+  forward(sample: Tensor, timestep: number, context: Tensor): Promise<Tensor>;
+}
+
+export type Scheduler = DDIMScheduler | EulerDiscreteScheduler | EulerAncestralDiscreteScheduler | DPMSolverMultistepScheduler;
+export type SchedulerName = 'ddim' | 'euler' | 'euler-a' | 'dpm++2m' | 'dpm++2m-karras';
+
+export interface PipelineComponents {
+  tokenizer: PromptTokenizer;
+  textEncoder: PromptEncoder;
+  unet: Denoiser;
+  vae: AutoencoderKL | { readonly factor: number; readonly scalingFactor: number; decode(latent: Tensor): Promise<Tensor> };
+  scheduler: Scheduler;
+  /** Condition on the penultimate layer's hidden states (SD 2.x); default false. */
+  penultimate?: boolean;
+}
+
+export interface FromPretrainedOptions {
+  scheduler?: SchedulerName;
+  /** Convert the weights on load (default: the files' dtype). */
+  dtype?: DType;
+}
+
+export interface GenerateOptions {
+  prompt: string | string[];
+  /** One for all prompts, or one per prompt; default "". */
+  negativePrompt?: string | string[];
+  /** Default 30. */
+  steps?: number;
+  /** Default 7.5; ≤ 1 skips the unconditional half of the batch. */
+  guidanceScale?: number;
+  width: number;
+  height: number;
+  /** randn seed of the initial latents (and the ancestral noise); default random. */
+  seed?: number | bigint;
+  /** Images per prompt; default 1. */
+  numImages?: number;
+  onStep?: (i: number, total: number) => void;
+}
+
+export interface GenerateResult {
+  /** [N, 3, H, W] in roughly [-1, 1], N = prompts × numImages. */
+  images: Tensor;
+  /** The final latents [N, C, H/f, W/f], before the scaling factor is undone. */
+  latents: Tensor;
+}
+
+const SCHEDULERS: Record<SchedulerName, (config: Record<string, unknown>) => Scheduler> = {
+  ddim: (c) => DDIMScheduler.fromConfig(c),
+  euler: (c) => EulerDiscreteScheduler.fromConfig({ ...c, use_karras_sigmas: false }),
+  'euler-a': (c) => EulerAncestralDiscreteScheduler.fromConfig(c),
+  'dpm++2m': (c) => DPMSolverMultistepScheduler.fromConfig({ ...c, use_karras_sigmas: false }),
+  'dpm++2m-karras': (c) => DPMSolverMultistepScheduler.fromConfig({ ...c, use_karras_sigmas: true }),
+};
+
+// Only what every scheduler reads is carried over from another scheduler's config.
+const SHARED_FIELDS = ['num_train_timesteps', 'beta_start', 'beta_end', 'beta_schedule', 'trained_betas', 'prediction_type', 'timestep_spacing', 'steps_offset'];
+
+function sharedFields(c: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of SHARED_FIELDS) if (k in c) out[k] = c[k];
+  return out;
+}
+
+/** Builds the named scheduler from a scheduler_config.json written for any scheduler. */
+export function schedulerFromConfig(name: SchedulerName, config: Record<string, unknown>): Scheduler {
+  // hasOwn, so 'toString' or '__proto__' is not mistaken for a scheduler.
+  if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(name)}`);
+  return SCHEDULERS[name](sharedFields(config));
+}
+
+function checkPositiveInt(fn: string, name: string, v: unknown, def: number | undefined, max: number): number {
+  if (v === undefined && def !== undefined) return def;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) throw invalidArgument(`${fn}: ${name} must be an integer in [1, ${max}], got ${describe(v)}`);
+  return v;
+}
+
+function checkPrompts(fn: string, name: string, v: unknown): string[] {
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list)) throw invalidArgument(`${fn}: ${name} must be a string or an array of strings, got ${describe(v)}`);
+  if (list.length === 0) throw invalidArgument(`${fn}: ${name} must not be an empty list`);
+  list.forEach((p, i) => {
+    if (typeof p !== 'string') throw invalidArgument(`${fn}: ${name}[${i}] must be a string, got ${describe(p)}`);
+  });
+  return list as string[];
+}
+
+function disposeAll(ts: Array<Tensor | undefined>): void {
+  for (const t of ts) if (t !== undefined && !t.disposed) t.dispose();
+}
+
+export class StableDiffusionPipeline {
+  readonly tokenizer: PromptTokenizer;
+  readonly textEncoder: PromptEncoder;
+  readonly unet: Denoiser;
+  readonly vae: PipelineComponents['vae'];
+  readonly scheduler: Scheduler;
+  readonly penultimate: boolean;
+  /** Image sides must be multiples of this: the VAE factor times the UNet's downsampling. */
+  readonly sizeMultiple: number;
+  /** Weights loaded by fromPretrained, released by dispose(); fromComponents leaves ownership with the caller. */
+  #owned: Tensor[] = [];
+
+  private constructor(c: PipelineComponents) {
+    this.tokenizer = c.tokenizer;
+    this.textEncoder = c.textEncoder;
+    this.unet = c.unet;
+    this.vae = c.vae;
+    this.scheduler = c.scheduler;
+    this.penultimate = c.penultimate ?? false;
+    this.sizeMultiple = c.vae.factor * 2 ** (c.unet.config.blockOutChannels.length - 1);
+  }
+
+  static fromComponents(components: PipelineComponents): StableDiffusionPipeline {
+    const fn = 'StableDiffusionPipeline.fromComponents';
+    const c = checkOptions(fn, components, ['tokenizer', 'textEncoder', 'unet', 'vae', 'scheduler', 'penultimate']);
+    const need = (name: string, ok: boolean, what: string): void => {
+      if (!ok) throw invalidArgument(`${fn}: ${name} must be ${what}, got ${describe(c[name])}`);
+    };
+    const has = (o: unknown, m: string): boolean => typeof o === 'object' && o !== null && typeof (o as Record<string, unknown>)[m] === 'function';
+    need('tokenizer', has(c.tokenizer, 'encodePadded'), 'a tokenizer with encodePadded (a ClipTokenizer)');
+    need('textEncoder', has(c.textEncoder, 'encode') && typeof (c.textEncoder as PromptEncoder).config?.maxPositionEmbeddings === 'number', 'a ClipTextEncoder');
+    need('unet', has(c.unet, 'forward') && Array.isArray((c.unet as Denoiser).config?.blockOutChannels), 'a UNet2DConditionModel');
+    need('vae', has(c.vae, 'decode') && typeof (c.vae as AutoencoderKL).factor === 'number' && typeof (c.vae as AutoencoderKL).scalingFactor === 'number', 'an AutoencoderKL');
+    need('scheduler', has(c.scheduler, 'step') && has(c.scheduler, 'setTimesteps') && has(c.scheduler, 'scaleModelInput'), 'a scheduler (DDIM, Euler, Euler ancestral or DPM-Solver++)');
+    if (c.penultimate !== undefined && typeof c.penultimate !== 'boolean') throw invalidArgument(`${fn}: penultimate must be a boolean, got ${describe(c.penultimate)}`);
+    return new StableDiffusionPipeline(components);
+  }
+
+  /** Loads a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/). */
+  static async fromPretrained(dir: string, options?: FromPretrainedOptions): Promise<StableDiffusionPipeline> {
+    const fn = 'StableDiffusionPipeline.fromPretrained';
+    if (typeof dir !== 'string') throw invalidArgument(`${fn}: dir must be a string, got ${describe(dir)}`);
+    const o = checkOptions(fn, options, ['scheduler', 'dtype']);
+    const name = (o.scheduler ?? 'ddim') as SchedulerName;
+    if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`${fn}: scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(o.scheduler)}`);
+    const model = await loadDiffusersModel(dir, o.dtype === undefined ? {} : { dtype: o.dtype as DType });
+    const drop = (): void => {
+      for (const part of [model.unet, model.vae, model.textEncoder]) for (const w of part.weights.values()) if (!w.disposed) w.dispose();
+    };
+    try {
+      if (model.tokenizerDir === undefined) throw invalidArgument(`${fn}: ${join(dir, 'tokenizer')} is missing (the pipeline needs the CLIP tokenizer)`);
+      if (model.schedulerConfig === undefined) throw invalidArgument(`${fn}: ${join(dir, 'scheduler', 'scheduler_config.json')} is missing`);
+      let scheduler: Scheduler;
+      try {
+        scheduler = schedulerFromConfig(name, model.schedulerConfig);
+      } catch (e) {
+        throw invalidArgument(`${join(dir, 'scheduler', 'scheduler_config.json')}: ${(e as Error).message}`);
+      }
+      const tokenizer = await ClipTokenizer.fromFolder(model.tokenizerDir);
+      // fromWeights parses the raw config.json (the loader already validated it).
+      const raw = (part: string): unknown => readJsonFile(join(dir, part, 'config.json'));
+      const textEncoder = ClipTextEncoder.fromWeights(raw('text_encoder'), model.textEncoder.weights);
+      const unet = UNet2DConditionModel.fromWeights(raw('unet'), model.unet.weights);
+      const vae = AutoencoderKL.fromWeights(raw('vae'), model.vae.weights);
+      if (tokenizer.vocabSize > textEncoder.config.vocabSize) {
+        throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${textEncoder.config.vocabSize}`);
+      }
+      // Diffusers folders of SD 2.x store the encoder already cut to its penultimate layer, so the last layer is right for every folder.
+      const pipe = new StableDiffusionPipeline({ tokenizer, textEncoder, unet, vae, scheduler });
+      for (const part of [model.unet, model.vae, model.textEncoder]) pipe.#owned.push(...part.weights.values());
+      return pipe;
+    } catch (e) {
+      drop();
+      throw e;
+    }
+  }
+
+  /** Frees the weights fromPretrained loaded (the pipeline is unusable afterwards); nothing for fromComponents. */
+  dispose(): void {
+    disposeAll(this.#owned);
+    this.#owned = [];
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Runs the sampler; the caller owns (and disposes) the returned tensors. */
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const fn = 'StableDiffusionPipeline.generate';
+    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'width', 'height', 'seed', 'numImages', 'onStep']);
+    const prompts = checkPrompts(fn, 'prompt', o.prompt);
+    const negatives = o.negativePrompt === undefined ? [''] : checkPrompts(fn, 'negativePrompt', o.negativePrompt);
+    if (negatives.length !== 1 && negatives.length !== prompts.length) {
+      throw invalidArgument(`${fn}: negativePrompt must be one string or one per prompt (${prompts.length}), got ${negatives.length}`);
+    }
+    const steps = checkPositiveInt(fn, 'steps', o.steps, 30, 1000);
+    const g = o.guidanceScale ?? 7.5;
+    if (typeof g !== 'number' || !Number.isFinite(g)) throw invalidArgument(`${fn}: guidanceScale must be a finite number, got ${describe(o.guidanceScale)}`);
+    const m = this.sizeMultiple;
+    const width = checkPositiveInt(fn, 'width', o.width, undefined, 16384);
+    const height = checkPositiveInt(fn, 'height', o.height, undefined, 16384);
+    if (width % m !== 0 || height % m !== 0) throw invalidArgument(`${fn}: width and height must be multiples of ${m} for this model, got ${width}×${height}`);
+    const perPrompt = checkPositiveInt(fn, 'numImages', o.numImages, 1, 64);
+    const seed = o.seed;
+    if (seed !== undefined && !(typeof seed === 'bigint' && seed >= 0n) && !(typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0)) {
+      throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
+    }
+    const onStep = o.onStep;
+    if (onStep !== undefined && typeof onStep !== 'function') throw invalidArgument(`${fn}: onStep must be a function, got ${describe(onStep)}`);
+    const guided = g > 1;
+    const n = prompts.length * perPrompt;
+
+    // Rows in batch order: each prompt repeated numImages times; unconditional rows first.
+    const condTexts = prompts.flatMap((p) => Array<string>(perPrompt).fill(p));
+    const uncondTexts = prompts.flatMap((_, i) => Array<string>(perPrompt).fill(negatives.length === 1 ? negatives[0] : negatives[i]));
+    const maxLength = this.textEncoder.config.maxPositionEmbeddings;
+    const rows = (guided ? [...uncondTexts, ...condTexts] : condTexts).map((t) => Array.from(this.tokenizer.encodePadded(t, { maxLength }).ids));
+
+    const scheduler = this.scheduler;
+    const timesteps = scheduler.setTimesteps(steps);
+    const h = height / this.vae.factor;
+    const w = width / this.vae.factor;
+    const seedBig = seed === undefined ? undefined : BigInt(seed);
+    const latentNumel = n * this.unet.config.inChannels * h * w;
+
+    let context: Tensor | undefined;
+    let latents: Tensor<FloatDType> | undefined;
+    try {
+      const enc = await this.textEncoder.encode(rows, { penultimate: this.penultimate });
+      if (this.penultimate) {
+        enc.lastHiddenState.dispose();
+        context = enc.penultimate;
+        if (context === undefined) throw new ImprintError(`${fn}: the text encoder returned no penultimate hidden states`, 'INTERNAL');
+      } else {
+        enc.penultimate?.dispose();
+        context = enc.lastHiddenState;
+      }
+      const noise = await randn([n, this.unet.config.inChannels, h, w], { dtype: context.dtype as FloatDType, seed: seedBig });
+      try {
+        latents = await combine([[scheduler.initNoiseSigma, noise as Tensor<FloatDType>]]);
+      } finally {
+        noise.dispose();
+      }
+      for (let i = 0; i < timesteps.length; i++) {
+        const t = timesteps[i];
+        const eps = await this.#guidedNoise(latents, t, context, n, g, guided);
+        let next: Tensor<FloatDType>;
+        try {
+          if (scheduler instanceof EulerAncestralDiscreteScheduler) {
+            // Each step's noise continues the seed's stream past the initial latents (offset counts blocks of 4).
+            const offset = seedBig === undefined ? undefined : BigInt(Math.ceil(latentNumel / 4) * (i + 1));
+            next = await scheduler.step(eps, t, latents, seedBig === undefined ? {} : { seed: seedBig, offset });
+          } else {
+            next = await scheduler.step(eps, t, latents);
+          }
+        } finally {
+          eps.dispose();
+        }
+        latents.dispose();
+        latents = next;
+        onStep?.(i + 1, timesteps.length);
+      }
+      context.dispose();
+      context = undefined;
+      const unscaled = await combine([[1 / this.vae.scalingFactor, latents]]);
+      let images: Tensor;
+      try {
+        images = await this.vae.decode(unscaled);
+      } finally {
+        unscaled.dispose();
+      }
+      return { images, latents };
+    } catch (e) {
+      disposeAll([context, latents]);
+      throw e;
+    } finally {
+      // Multistep solvers keep the last prediction between steps; a finished run needs none of it.
+      if (scheduler instanceof DPMSolverMultistepScheduler) scheduler.reset();
+    }
+  }
+
+  /** ε for one step: the UNet on [uncond; cond] combined as ε_u + g·(ε_c − ε_u), or on cond alone. */
+  async #guidedNoise(latents: Tensor<FloatDType>, t: number, context: Tensor, n: number, g: number, guided: boolean): Promise<Tensor<FloatDType>> {
+    const scaled = await this.scheduler.scaleModelInput(latents, t);
+    // DDIM and DPM-Solver hand back `latents` itself, which must outlive this step.
+    const ownScaled = scaled !== latents;
+    let input: Tensor | undefined;
+    let out: Tensor | undefined;
+    let parts: Tensor[] = [];
+    try {
+      input = guided ? await concat([scaled, scaled], { dim: 0 }) : scaled;
+      out = await this.unet.forward(input, t, context);
+      const want = [guided ? 2 * n : n, ...latents.shape.slice(1)];
+      if (out.shape.length !== want.length || out.shape.some((d, i) => d !== want[i])) {
+        throw new ImprintError(`StableDiffusionPipeline.generate: the UNet returned [${out.shape.join(', ')}], expected [${want.join(', ')}]`, 'SHAPE_MISMATCH');
+      }
+      if (!guided) {
+        const eps = out;
+        out = undefined;
+        return eps as Tensor<FloatDType>;
+      }
+      parts = await split(out, [n, n], { dim: 0 });
+      return await combine([[1 - g, parts[0] as Tensor<FloatDType>], [g, parts[1] as Tensor<FloatDType>]]);
+    } finally {
+      disposeAll([...parts, out]);
+      if (input !== undefined && input !== scaled) input.dispose();
+      if (ownScaled) scaled.dispose();
+    }
+  }
+}
