@@ -60,3 +60,17 @@ export {
 export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
 export { UNet2DConditionModel } from './models/unet.js';
+export { imageToTensor, tensorToImages, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
+export {
+  StableDiffusionPipeline,
+  schedulerFromConfig,
+  type PipelineComponents,
+  type FromPretrainedOptions,
+  type GenerateOptions,
+  type GenerateResult,
+  type PromptTokenizer,
+  type PromptEncoder,
+  type Denoiser,
+  type Scheduler,
+  type SchedulerName,
+} from './pipeline/txt2img.js';
