@@ -2,6 +2,8 @@
 // versions of each op, a seeded generator for inputs, and tolerance checks.
 import * as assert from 'uvu/assert';
 
+import { memoryStats } from '../lib/index.js';
+
 /** Deterministic inputs (mulberry32), independent of the engine's RNG. */
 export function seeded(seed: number): () => number {
   let s = seed >>> 0;
@@ -124,4 +126,22 @@ export async function assertRejects(fn: () => unknown, code: string, ...patterns
   }
   assert.unreachable(`expected a ${code} error`);
   throw new Error('unreachable');
+}
+
+/**
+ * Earlier test files leave tensors for the garbage collector; collects them
+ * (node --expose-gc) until CPU live bytes stop changing, so their finalizers
+ * cannot shift the counts a test compares. Returns the settled live bytes.
+ */
+export async function settleGarbage(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  let last = -1;
+  for (let i = 0; gc !== undefined && i < 20; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 5));
+    const now = memoryStats('cpu').liveBytes;
+    if (now === last) break;
+    last = now;
+  }
+  return memoryStats('cpu').liveBytes;
 }

@@ -4,26 +4,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { emptyCache, full, memoryStats, resetPeakMemory, setMemoryLimit, tensor, zeros } from '../lib/index.js';
-import { assertRejects } from './helpers.js';
+import { assertRejects, settleGarbage } from './helpers.js';
 
 const mem = suite('memory');
 
-// Earlier test files leave tensors for the garbage collector; collect them
-// first, so their finalizers cannot change the counts a test compares.
-async function settleGarbage(): Promise<void> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) return;
-  let previous = -1;
-  for (let i = 0; i < 20; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 5));
-    const live = memoryStats('cpu').liveBytes;
-    if (live === previous) return;
-    previous = live;
-  }
-}
-
-mem.before.each(settleGarbage);
+mem.before.each(async () => {
+  await settleGarbage();
+});
 
 mem('live and peak bytes follow allocation and dispose', async () => {
   const before = memoryStats('cpu');

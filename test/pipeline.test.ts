@@ -25,7 +25,7 @@ import {
 import { imageToTensor, saveImages, tensorToImages } from '../lib/pipeline/images.js';
 import { StableDiffusionPipeline, type PromptTokenizer } from '../lib/pipeline/txt2img.js';
 import { byteToChar } from '../lib/tokenizer/bytes.js';
-import { assertClose, assertRejects, randomArray } from './helpers.js';
+import { assertClose, assertRejects, randomArray, settleGarbage } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
 const tinyDir = join(shared, 'reference', 'parity', 'sd1-tiny');
@@ -72,20 +72,7 @@ async function tinyPipe(scheduler: schedulers.DDIMScheduler | schedulers.EulerAn
   return StableDiffusionPipeline.fromComponents({ ...(await tinyParts()), scheduler });
 }
 
-// Tensors other test files dropped without dispose are freed by GC finalizers;
-// let them run before a baseline is taken, so only this file's tensors count.
-async function liveBaseline(): Promise<number> {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  let last = -1;
-  for (let i = 0; gc !== undefined && i < 20; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 5));
-    const now = memoryStats().liveBytes;
-    if (now === last) break;
-    last = now;
-  }
-  return memoryStats().liveBytes;
-}
+const liveBaseline = settleGarbage;
 
 const sameData = (a: Tensor, b: Tensor): boolean => {
   const x = a.dataSync();
