@@ -60,7 +60,7 @@ export {
 export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
 export { UNet2DConditionModel } from './models/unet.js';
-export { imageToTensor, tensorToImages, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
+export { imageToTensor, tensorToImages, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
 export {
   StableDiffusionPipeline,
   schedulerFromConfig,

@@ -22,7 +22,7 @@ import {
   tensor,
   type Tensor,
 } from '../lib/index.js';
-import { imageToTensor, saveImages, tensorToImages } from '../lib/pipeline/images.js';
+import { imageGrid, imageToTensor, saveImages, tensorToImages } from '../lib/pipeline/images.js';
 import { StableDiffusionPipeline, type PromptTokenizer } from '../lib/pipeline/txt2img.js';
 import { byteToChar } from '../lib/tokenizer/bytes.js';
 import { assertClose, assertRejects, randomArray, settleGarbage } from './helpers.js';
@@ -361,6 +361,33 @@ t('fromPretrained: an assembled diffusers folder samples end to end, for every s
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+
+t('image grid: cells land in place, row by row, with the gap black', async () => {
+  // Three 2x2 images of solid grey levels -1, 0 and 1 in a 2-column grid with a 1-pixel gap.
+  const levels = [-1, 0, 1];
+  const data = new Float32Array(3 * 3 * 4);
+  levels.forEach((v, i) => data.fill(v, i * 12, i * 12 + 12));
+  const png = await imageGrid(tensor(data, { shape: [3, 3, 2, 2] }), { columns: 2, gap: 1 });
+  const { data: px, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  assert.equal([info.width, info.height], [5, 5]);
+  const at = (x: number, y: number) => px[(y * info.width + x) * info.channels];
+  assert.equal([at(0, 0), at(3, 0), at(0, 3), at(2, 2), at(4, 4)], [0, 128, 255, 0, 0]);
+  await assertRejects(() => imageGrid(tensor(data, { shape: [3, 3, 2, 2] }), { columns: 0 }), 'INVALID_ARGUMENT', /columns must be a positive integer/);
+});
+
+t('a prompt longer than the text encoder is truncated with a warning', async () => {
+  const pipe = await tinyPipe();
+  const warnings: string[] = [];
+  const long = Array.from({ length: 100 }, (_, i) => `w${i}`).join(' ');
+  const r = await pipe.generate({ prompt: long, steps: 1, width: 8, height: 8, seed: 1, guidanceScale: 1, onWarning: (m) => warnings.push(m) });
+  disposeResult(r);
+  assert.is(warnings.length, 1);
+  assert.match(warnings[0], /longer than 77 tokens and was truncated/);
+  const quiet: string[] = [];
+  disposeResult(await pipe.generate({ prompt: 'a dog', steps: 1, width: 8, height: 8, seed: 1, guidanceScale: 1, onWarning: (m) => quiet.push(m) }));
+  assert.is(quiet.length, 0);
 });
 
 t.run();

@@ -97,6 +97,29 @@ export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
 }
 
 /**
+ * All images of f32 [N, 3, H, W] in one PNG grid, `columns` wide (default:
+ * about square), row by row, with `gap` pixels of black between cells.
+ */
+export async function imageGrid(images: Tensor, options: { columns?: number; gap?: number } = {}): Promise<Buffer> {
+  const fn = 'imageGrid';
+  const o = checkOptions(fn, options, ['columns', 'gap']);
+  const { n, h, w } = checkImages(fn, images);
+  if (n === 0) throw invalidArgument(`${fn}: there are no images (the batch is empty)`);
+  const columns = o.columns === undefined ? Math.ceil(Math.sqrt(n)) : o.columns;
+  const gap = o.gap === undefined ? 0 : o.gap;
+  if (!Number.isSafeInteger(columns) || (columns as number) < 1) throw invalidArgument(`${fn}: columns must be a positive integer, got ${describe(columns)}`);
+  if (!Number.isSafeInteger(gap) || (gap as number) < 0) throw invalidArgument(`${fn}: gap must be a non-negative integer, got ${describe(gap)}`);
+  const cols = Math.min(columns as number, n);
+  const rows = Math.ceil(n / cols);
+  const g = gap as number;
+  const cells = await tensorToImages(images);
+  return sharp({ create: { width: cols * w + (cols - 1) * g, height: rows * h + (rows - 1) * g, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .composite(cells.map((input, i) => ({ input, left: (i % cols) * (w + g), top: Math.floor(i / cols) * (h + g) })))
+    .png()
+    .toBuffer();
+}
+
+/**
  * Writes each image as a PNG. `pathPattern` holds '{i}' (replaced by the
  * image's index) unless there is exactly one image. Each file is written
  * to a temporary name beside it and renamed into place. Returns the paths.

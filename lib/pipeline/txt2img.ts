@@ -71,6 +71,8 @@ export interface GenerateOptions {
   /** Images per prompt; default 1. */
   numImages?: number;
   onStep?: (i: number, total: number) => void;
+  /** Called with a message when a prompt is cut to the text encoder's length; default: process.emitWarning. */
+  onWarning?: (message: string) => void;
 }
 
 export interface GenerateResult {
@@ -214,7 +216,9 @@ export class StableDiffusionPipeline {
   /** Runs the sampler; the caller owns (and disposes) the returned tensors. */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const fn = 'StableDiffusionPipeline.generate';
-    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'width', 'height', 'seed', 'numImages', 'onStep']);
+    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning']);
+    const onWarning = o.onWarning ?? ((message: string) => process.emitWarning(message, 'ImprintWarning'));
+    if (typeof onWarning !== 'function') throw invalidArgument(`${fn}: onWarning must be a function, got ${describe(onWarning)}`);
     const prompts = checkPrompts(fn, 'prompt', o.prompt);
     const negatives = o.negativePrompt === undefined ? [''] : checkPrompts(fn, 'negativePrompt', o.negativePrompt);
     if (negatives.length !== 1 && negatives.length !== prompts.length) {
@@ -241,7 +245,11 @@ export class StableDiffusionPipeline {
     const condTexts = prompts.flatMap((p) => Array<string>(perPrompt).fill(p));
     const uncondTexts = prompts.flatMap((_, i) => Array<string>(perPrompt).fill(negatives.length === 1 ? negatives[0] : negatives[i]));
     const maxLength = this.textEncoder.config.maxPositionEmbeddings;
-    const rows = (guided ? [...uncondTexts, ...condTexts] : condTexts).map((t) => Array.from(this.tokenizer.encodePadded(t, { maxLength }).ids));
+    const rows = (guided ? [...uncondTexts, ...condTexts] : condTexts).map((t) => {
+      const { ids, truncated } = this.tokenizer.encodePadded(t, { maxLength });
+      if (truncated) (onWarning as (m: string) => void)(`${fn}: the prompt "${t.length > 60 ? `${t.slice(0, 60)}…` : t}" is longer than ${maxLength} tokens and was truncated`);
+      return Array.from(ids);
+    });
 
     const scheduler = this.scheduler;
     const timesteps = scheduler.setTimesteps(steps);
