@@ -10,7 +10,10 @@ import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors } from '../lib/io/safetensors.js';
+import { parseUNetConfig } from '../lib/models/configs.js';
+import { unetLayout } from '../lib/models/layout-unet.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
+import { runOp } from '../lib/nn/run.js';
 import { assertClose, assertRejects } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
@@ -18,6 +21,8 @@ const parity = join(shared, 'reference/parity');
 const t = suite('models.unet-backward');
 
 interface Model {
+  config: Record<string, unknown>;
+  weights: Map<string, Tensor>;
   unet: UNet2DConditionModel;
   case_: Map<string, Tensor>;
 }
@@ -28,7 +33,7 @@ async function model(name: 'sd1-tiny' | 'sd2-tiny'): Promise<Model> {
     const dir = join(parity, name);
     const config = JSON.parse(readFileSync(join(dir, 'unet/config.json'), 'utf8'));
     const weights = await loadSafetensors(join(dir, 'unet/diffusion_pytorch_model.safetensors'));
-    m = { unet: UNet2DConditionModel.fromWeights(config, weights), case_: await loadSafetensors(join(dir, 'unet_case.safetensors')) };
+    m = { config, weights, unet: UNet2DConditionModel.fromWeights(config, weights), case_: await loadSafetensors(join(dir, 'unet_case.safetensors')) };
     cache.set(name, m);
   }
   return m;
@@ -99,6 +104,60 @@ t('sd1-tiny: d_sample agrees with a central finite difference along a random dir
   const numeric = ((await loss(1)) - (await loss(-1))) / (2 * eps);
   assert.ok(Math.abs(analytic) > 1e-3, `a direction with a visible slope (${analytic})`);
   assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.abs(analytic), `finite difference ${numeric} vs analytic ${analytic}`);
+});
+
+// No reference holds to_q / to_out gradients: check 'cross' ones by central differences of the loss.
+t("sd1-tiny: 'cross' gradients of attn2.to_q and to_out.0 agree with finite differences", async () => {
+  const m = await model('sd1-tiny');
+  const p = f32(get(m, 'probe'));
+  const r = await run(m, 'cross');
+  const base = 'down_blocks.0.attentions.1.transformer_blocks.0.attn2.';
+  for (const n of [`${base}to_q.weight`, `${base}to_out.0.weight`, `${base}to_out.0.bias`]) {
+    const w = m.weights.get(n)!;
+    const v = f32(w);
+    let seed = 777;
+    const dir = Float32Array.from(v, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+    const analytic = f32(r.grads.get(n)!).reduce((a, g, i) => a + g * dir[i], 0);
+    const eps = 1e-2;
+    const loss = async (sign: number): Promise<number> => {
+      const ws = new Map(m.weights);
+      ws.set(n, tensor(Float32Array.from(v, (x, i) => x + sign * eps * dir[i]), { shape: w.shape }));
+      const unet = UNet2DConditionModel.fromWeights(m.config, ws);
+      const out = f32(await unet.forward(get(m, 'sample'), get(m, 'timestep'), get(m, 'encoder_hidden_states')));
+      return out.reduce((a, o, i) => a + o * p[i], 0);
+    };
+    const numeric = ((await loss(1)) - (await loss(-1))) / (2 * eps);
+    assert.ok(Math.abs(analytic) > 1e-3, `${n}: a direction with a visible slope (${analytic})`);
+    assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.abs(analytic), `${n}: finite difference ${numeric} vs analytic ${analytic}`);
+  }
+});
+
+t('the native op checks dy and the trainable indices itself', async () => {
+  const m = await model('sd1-tiny');
+  const c = parseUNetConfig(m.config);
+  const names = Object.keys(unetLayout(c));
+  const ws = names.map((k) => m.weights.get(k)!);
+  const s = get(m, 'sample'), e = get(m, 'encoder_hidden_states'), p = get(m, 'probe');
+  const ts = tensor(new Float32Array([1, 500]));
+  const attrs = { blockOutChannels: c.blockOutChannels, layersPerBlock: c.layersPerBlock, crossDown: [1, 0], crossUp: [0, 1], heads: c.heads, transformerLayers: [1, 1] };
+  const k = names.indexOf('mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight');
+  const v = names.indexOf('mid_block.attentions.0.transformer_blocks.0.attn2.to_v.weight');
+  const outs = await runOp('unet_forward_backward', [s, ts, e, p, ...ws], { ...attrs, trainable: [k, v] });
+  assert.is(outs.length, 5, 'out, d_sample, d_context and the two trainable gradients');
+  assert.equal(outs[3].shape, ws[k].shape);
+  const none = await runOp('unet_forward_backward', [s, ts, e, p, ...ws], attrs);
+  assert.is(none.length, 3, 'nothing trainable by default: no weight gradients');
+  const op = (dy: Tensor, trainable: number[]) => runOp('unet_forward_backward', [s, ts, e, dy, ...ws], { ...attrs, trainable });
+  await assertRejects(() => op(tensor(new Float32Array(4), { shape: [1, 4] }), []), 'SHAPE_MISMATCH', /unet_forward_backward: dy must have the output's shape \[2, 4, 16, 16\]/);
+  await assertRejects(() => op(p, [v, k]), 'INVALID_ARGUMENT', /trainable must list ascending weight indices/);
+  await assertRejects(() => op(p, [ws.length]), 'INVALID_ARGUMENT', /trainable must list ascending weight indices in \[0, \d+\)/);
+  await assertRejects(() => op(p, [-1]), 'INVALID_ARGUMENT', /trainable must list ascending/);
+  await assertRejects(() => op(p, [0]), 'INVALID_ARGUMENT', /weight 0 is not an attention projection/);
+  // A weight passed twice (tied storage) cannot be told apart: refused rather than mis-attributed.
+  const tied = [...ws];
+  tied[v] = ws[k];
+  await assertRejects(() => runOp('unet_forward_backward', [s, ts, e, p, ...tied], { ...attrs, trainable: [k, v] }), 'INVALID_ARGUMENT', /shares its storage/);
+  await assertRejects(() => runOp('unet_forward_backward', [s, ts, e, ...ws], attrs), 'SHAPE_MISMATCH');
 });
 
 t('bad inputs: dy shape, unknown or untrainable names, bad trainable spec', async () => {
