@@ -83,7 +83,6 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
    */
   async forward(sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor): Promise<Tensor<D>> {
     const fn = 'UNet2DConditionModel.forward';
-    const c = this.config;
     this.#weights.forEach((w, i) => {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
     });
@@ -91,19 +90,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     this.#checkContext(fn, encoderHiddenStates, N);
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights], {
-        blockOutChannels: c.blockOutChannels,
-        layersPerBlock: c.layersPerBlock,
-        crossDown: c.downBlockTypes.map((b) => (b === 'CrossAttnDownBlock2D' ? 1 : 0)),
-        crossUp: c.upBlockTypes.map((b) => (b === 'CrossAttnUpBlock2D' ? 1 : 0)),
-        heads: c.heads,
-        transformerLayers: c.transformerLayersPerBlock,
-        linearProjection: c.useLinearProjection,
-        groups: c.normNumGroups,
-        eps: c.normEps,
-        flipSinToCos: c.flipSinToCos,
-        freqShift: c.freqShift,
-      });
+      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights], this.#attrs());
       return out;
     } finally {
       if (t.owned) t.tensor.dispose();
