@@ -21,18 +21,30 @@
 //   block), transformerLayers (list per down block), linearProjection = false,
 //   groups = 32, eps = 1e-5, flipSinToCos = true, freqShift = 0.
 // Output: the noise prediction [N, out_channels, h, w].
+//
+// unet_forward_backward: the forward keeping its activations, then the
+// backward of sum(out · dy) (models/unet_backward.h).
+// Inputs: sample, timestep, encoder_hidden_states, 3 dy (out's shape), then
+//   the weights as above. Attrs: as above, plus trainable: the indices (into
+//   the weights, ascending) of attention weights (attn1/attn2 to_q, to_k,
+//   to_v, to_out.0 weight or bias) that get gradients; the rest are frozen.
+// Outputs: out, d_sample, d_encoder_hidden_states, then each trainable
+//   weight's gradient in the order of `trainable`.
 #include <cmath>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "models/unet.h"
+#include "models/unet_backward.h"
 #include "ops/op_util.h"
 
 namespace imprint {
 namespace ops {
 namespace {
 
-constexpr const char* kOp = "unet_forward";
+// The op being planned (unet_forward or unet_forward_backward share the parsing), for error messages.
+thread_local const char* kOp = "unet_forward";
 
 std::string prefix() { return std::string(kOp) + ": "; }
 
@@ -180,7 +192,15 @@ std::vector<int64_t> per_block(const Attrs& attrs, const char* name, size_t n) {
   return v;
 }
 
-Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
+struct Parsed {
+  models::UNetConfig config;
+  std::shared_ptr<models::UNetWeights> w;
+  Tensor sample, timestep, context;
+  Shape out_shape;
+};
+
+// Reads the attrs, the data inputs 0-2 and the weights from input `first` on, checking them all.
+Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
   models::UNetConfig config;
   const std::vector<int64_t> ch = attrs.get_ints(kOp, "blockOutChannels");
   const size_t n = ch.size();
@@ -209,7 +229,7 @@ Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
   const Tensor& context = input(kOp, inputs, 2, "encoder_hidden_states");
 
   auto w = std::make_shared<models::UNetWeights>();
-  WeightReader r(inputs, 3);
+  WeightReader r(inputs, first);
   w->conv_in_w = r.take_any("conv_in.weight");
   const Tensor& ci = w->conv_in_w;
   if (ci.ndim() != 4 || ci.shape[0] != ch[0] || ci.shape[2] != ci.shape[3] || ci.shape[2] % 2 == 0) {
@@ -318,20 +338,117 @@ Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
                                        "weights'), got " + context.describe());
   }
 
+  return Parsed{config, w, sample, timestep, context, {N, co.shape[0], H, W}};
+}
+
+Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
+  kOp = "unet_forward";
+  const Parsed p = parse(inputs, attrs, 3);
+  const Tensor& ref = p.sample;
   Launch launch;
   launch.queue = ref.device;
-  launch.output = Tensor::empty({N, co.shape[0], H, W}, ref.dtype, ref.device);
+  launch.output = Tensor::empty(p.out_shape, ref.dtype, ref.device);
   launch.outputs.push_back(launch.output);
   for (const Tensor* t : inputs) launch.inputs.push_back(*t);
   Tensor out = launch.output;
-  const Tensor s = sample, ts = timestep, ctx = context;
+  const auto w = p.w;
+  const models::UNetConfig config = p.config;
+  const Tensor s = p.sample, ts = p.timestep, ctx = p.context;
   launch.run = [config, w, s, ts, ctx, out]() mutable { models::unet_forward(config, *w, s, ts, ctx, out); };
+  return launch;
+}
+
+void copy_into(Tensor& dst, const Tensor& src) {
+  backend_for(dst.device).copy_on_device(dst.data(), src.data(), dst.nbytes());
+}
+
+// Every attention projection's storage (the weights that may be trainable).
+std::set<const void*> attention_weights(const models::UNetWeights& w) {
+  std::set<const void*> s;
+  auto add = [&](const models::TransformerWeights& t) {
+    for (const models::TransformerBlockWeights& b : t.blocks) {
+      for (const models::AttentionWeights* a : {&b.attn1, &b.attn2}) {
+        for (const Tensor* x : {&a->q_w, &a->k_w, &a->v_w, &a->out_w, &a->out_b}) s.insert(x->data());
+      }
+    }
+  };
+  for (const auto* blocks : {&w.down, &w.up}) {
+    for (const models::UNetBlockWeights& b : *blocks) {
+      for (const models::TransformerWeights& t : b.attentions) add(t);
+    }
+  }
+  add(w.mid_attn);
+  return s;
+}
+
+Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
+  kOp = "unet_forward_backward";
+  const Parsed p = parse(inputs, attrs, 4);
+  const Tensor& ref = p.sample;
+  const Tensor& dy = input(kOp, inputs, 3, "dy");
+  check_matches(kOp, ref, "sample", dy, "dy");
+  if (dy.shape != p.out_shape) {
+    fail(ErrorCode::ShapeMismatch, prefix() + "dy must have the output's shape " + shape_str(p.out_shape) + ", got " +
+                                       dy.describe());
+  }
+  const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
+  const std::set<const void*> allowed = attention_weights(*p.w);
+  const int64_t count = static_cast<int64_t>(inputs.size()) - 4;
+  std::set<const void*> trainable;
+  std::vector<Tensor> grads;
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (idx[i] < 0 || idx[i] >= count || (i > 0 && idx[i] <= idx[i - 1])) {
+      fail(ErrorCode::InvalidArgument, prefix() + "trainable must list ascending weight indices in [0, " +
+                                           std::to_string(count) + "), got " + std::to_string(idx[i]) + " at position " +
+                                           std::to_string(i));
+    }
+    const Tensor& t = *inputs[4 + static_cast<size_t>(idx[i])];
+    if (!allowed.count(t.data())) {
+      fail(ErrorCode::InvalidArgument, prefix() + "weight " + std::to_string(idx[i]) +
+                                           " is not an attention projection; only attn1/attn2 to_q, to_k, to_v and "
+                                           "to_out.0 can be trained");
+    }
+    if (!trainable.insert(t.data()).second) {
+      fail(ErrorCode::InvalidArgument, prefix() + "weight " + std::to_string(idx[i]) +
+                                           " shares its storage with another trainable weight");
+    }
+    grads.push_back(Tensor::empty(t.shape, t.dtype, t.device));
+  }
+
+  Launch launch;
+  launch.queue = ref.device;
+  launch.output = Tensor::empty(p.out_shape, ref.dtype, ref.device);
+  launch.outputs = {launch.output, Tensor::empty(ref.shape, ref.dtype, ref.device),
+                    Tensor::empty(p.context.shape, ref.dtype, ref.device)};
+  for (const Tensor& g : grads) launch.outputs.push_back(g);
+  for (const Tensor* t : inputs) launch.inputs.push_back(*t);
+  std::vector<const void*> order;
+  for (int64_t i : idx) order.push_back(inputs[4 + static_cast<size_t>(i)]->data());
+  const auto w = p.w;
+  const models::UNetConfig config = p.config;
+  const Tensor s = p.sample, ts = p.timestep, ctx = p.context, d = dy;
+  std::vector<Tensor> outs = launch.outputs;
+  launch.run = [config, w, s, ts, ctx, d, trainable, order, outs]() mutable {
+    Tensor out = outs[0];
+    const models::UNetActivations acts = models::unet_forward(config, *w, s, ts, ctx, out);
+    const models::UNetGrads g = models::unet_backward(config, *w, acts, s, ctx, d, trainable);
+    copy_into(outs[1], g.d_sample);
+    if (g.d_context.data()) {
+      copy_into(outs[2], g.d_context);
+    } else {  // no transformer: the context does not reach the output
+      const std::vector<char> zeros(outs[2].nbytes(), 0);  // all-zero bits are 0.0 in every float dtype
+      backend_for(s.device).copy_from_host(outs[2].data(), zeros.data(), zeros.size());
+    }
+    for (size_t i = 0; i < order.size(); ++i) copy_into(outs[3 + i], g.weights.at(order[i]));
+    backend_for(s.device).synchronize();
+  };
   return launch;
 }
 
 }  // namespace
 
 IMPRINT_REGISTER_OP(unet_forward, unet_forward);
+IMPRINT_REGISTER_OP(unet_forward_backward, unet_forward_backward);
 
 }  // namespace ops
 }  // namespace imprint

@@ -83,7 +83,6 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
    */
   async forward(sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor): Promise<Tensor<D>> {
     const fn = 'UNet2DConditionModel.forward';
-    const c = this.config;
     this.#weights.forEach((w, i) => {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
     });
@@ -91,23 +90,96 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     this.#checkContext(fn, encoderHiddenStates, N);
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights], {
-        blockOutChannels: c.blockOutChannels,
-        layersPerBlock: c.layersPerBlock,
-        crossDown: c.downBlockTypes.map((b) => (b === 'CrossAttnDownBlock2D' ? 1 : 0)),
-        crossUp: c.upBlockTypes.map((b) => (b === 'CrossAttnUpBlock2D' ? 1 : 0)),
-        heads: c.heads,
-        transformerLayers: c.transformerLayersPerBlock,
-        linearProjection: c.useLinearProjection,
-        groups: c.normNumGroups,
-        eps: c.normEps,
-        flipSinToCos: c.flipSinToCos,
-        freqShift: c.freqShift,
-      });
+      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights], this.#attrs());
       return out;
     } finally {
       if (t.owned) t.tensor.dispose();
     }
+  }
+
+  /**
+   * The forward pass, then the backward of sum(out · dy): returns out, the
+   * gradients of sample and encoderHiddenStates, and the gradients of the
+   * `trainable` weights only (frozen weights cost no weight gradient):
+   * 'kv' = every attn2.to_k/to_v weight, 'cross' = every attn2 weight
+   * (to_q, to_k, to_v, to_out.0 weight and bias), 'none', or a list of
+   * attention weight names (attn1/attn2 to_q, to_k, to_v, to_out.0.weight/bias).
+   * grads maps each trainable name to its gradient (in layout order).
+   */
+  async forwardBackward(
+    sample: Tensor,
+    timestep: number | number[] | Tensor,
+    encoderHiddenStates: Tensor,
+    dy: Tensor,
+    options: { trainable?: 'kv' | 'cross' | 'none' | string[] } = {},
+  ): Promise<{ out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
+    const fn = 'UNet2DConditionModel.forwardBackward';
+    const c = this.config;
+    this.#weights.forEach((w, i) => {
+      if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
+    });
+    if (options === null || typeof options !== 'object') throw invalidArgument(`${fn}: options must be an object, got ${describe(options)}`);
+    const indices = this.#trainable(fn, options.trainable ?? 'kv');
+    const N = this.#checkSample(fn, sample);
+    this.#checkContext(fn, encoderHiddenStates, N);
+    if (!(dy instanceof Tensor)) throw invalidArgument(`${fn}: dy must be a Tensor shaped like the output, got ${describe(dy)}`);
+    if (dy.disposed) throw new ImprintError(`${fn}: dy has been disposed`, 'DISPOSED');
+    this.#checkKind(fn, 'dy', dy);
+    const outShape = [N, c.outChannels, sample.shape[2], sample.shape[3]];
+    if (!sameShape(dy.shape, outShape)) {
+      throw new ImprintError(`${fn}: dy must have the output's shape [${outShape.join(', ')}], got ${desc(dy)}`, 'SHAPE_MISMATCH');
+    }
+    const t = await this.#timesteps(fn, timestep, N);
+    try {
+      const [out, dSample, dContext, ...g] = await runOp<D>('unet_forward_backward', [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights], {
+        ...this.#attrs(),
+        trainable: indices,
+      });
+      return { out, dSample, dContext, grads: new Map(indices.map((i, k) => [this.#names[i], g[k]])) };
+    } finally {
+      if (t.owned) t.tensor.dispose();
+    }
+  }
+
+  // Layout indices of the trainable weights, ascending.
+  #trainable(fn: string, spec: unknown): number[] {
+    const projections = /\.attn[12]\.(to_q\.weight|to_k\.weight|to_v\.weight|to_out\.0\.weight|to_out\.0\.bias)$/;
+    let pick: (name: string) => boolean;
+    if (spec === 'kv') pick = (n) => /\.attn2\.to_[kv]\.weight$/.test(n);
+    else if (spec === 'cross') pick = (n) => /\.attn2\./.test(n) && projections.test(n);
+    else if (spec === 'none') pick = () => false;
+    else if (Array.isArray(spec)) {
+      const wanted = new Set<string>();
+      for (const n of spec) {
+        if (typeof n !== 'string') throw invalidArgument(`${fn}: trainable names must be strings, got ${describe(n)}`);
+        if (!this.#names.includes(n)) throw invalidArgument(`${fn}: trainable weight '${n}' is not a weight of this UNet`);
+        if (!projections.test(n)) {
+          throw invalidArgument(`${fn}: trainable weight '${n}' cannot be trained; only attn1/attn2 to_q, to_k, to_v and to_out.0 weights can`);
+        }
+        wanted.add(n);
+      }
+      pick = (n) => wanted.has(n);
+    } else {
+      throw invalidArgument(`${fn}: trainable must be 'kv', 'cross', 'none' or a list of weight names, got ${describe(spec)}`);
+    }
+    return this.#names.flatMap((n, i) => (pick(n) ? [i] : []));
+  }
+
+  #attrs(): Record<string, number | number[] | boolean> {
+    const c = this.config;
+    return {
+      blockOutChannels: c.blockOutChannels,
+      layersPerBlock: c.layersPerBlock,
+      crossDown: c.downBlockTypes.map((b) => (b === 'CrossAttnDownBlock2D' ? 1 : 0)),
+      crossUp: c.upBlockTypes.map((b) => (b === 'CrossAttnUpBlock2D' ? 1 : 0)),
+      heads: c.heads,
+      transformerLayers: c.transformerLayersPerBlock,
+      linearProjection: c.useLinearProjection,
+      groups: c.normNumGroups,
+      eps: c.normEps,
+      flipSinToCos: c.flipSinToCos,
+      freqShift: c.freqShift,
+    };
   }
 
   #checkSample(fn: string, s: unknown): number {

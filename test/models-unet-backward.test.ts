@@ -1,0 +1,176 @@
+// The UNet backward (unet_forward_backward) against diffusers 0.21 autograd
+// gradients of sum(out · probe) for the tiny SD1 and SD2 UNets in
+// shared/reference/parity: sample, encoder_hidden_states and every attn2
+// to_k/to_v weight; a finite-difference check; and bad inputs.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { tensor, type Tensor } from '../lib/index.js';
+import { loadSafetensors } from '../lib/io/safetensors.js';
+import { parseUNetConfig } from '../lib/models/configs.js';
+import { unetLayout } from '../lib/models/layout-unet.js';
+import { UNet2DConditionModel } from '../lib/models/unet.js';
+import { runOp } from '../lib/nn/run.js';
+import { assertClose, assertRejects } from './helpers.js';
+
+const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
+const parity = join(shared, 'reference/parity');
+const t = suite('models.unet-backward');
+
+interface Model {
+  config: Record<string, unknown>;
+  weights: Map<string, Tensor>;
+  unet: UNet2DConditionModel;
+  case_: Map<string, Tensor>;
+}
+const cache = new Map<string, Model>();
+async function model(name: 'sd1-tiny' | 'sd2-tiny'): Promise<Model> {
+  let m = cache.get(name);
+  if (!m) {
+    const dir = join(parity, name);
+    const config = JSON.parse(readFileSync(join(dir, 'unet/config.json'), 'utf8'));
+    const weights = await loadSafetensors(join(dir, 'unet/diffusion_pytorch_model.safetensors'));
+    m = { config, weights, unet: UNet2DConditionModel.fromWeights(config, weights), case_: await loadSafetensors(join(dir, 'unet_case.safetensors')) };
+    cache.set(name, m);
+  }
+  return m;
+}
+
+// Gradients sum many products: relative 1e-4 of the largest entry, as absolute floor.
+const RTOL = 1e-4;
+const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
+const get = (m: Model, k: string): Tensor => m.case_.get(k)!;
+const atol = (x: Float32Array): number => 1e-4 * x.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+
+async function run(m: Model, trainable: 'kv' | 'cross' | 'none' | string[] = 'kv') {
+  return m.unet.forwardBackward(get(m, 'sample'), get(m, 'timestep'), get(m, 'encoder_hidden_states'), get(m, 'probe'), { trainable });
+}
+
+for (const name of ['sd1-tiny', 'sd2-tiny'] as const) {
+  t(`${name}: out, d_sample, d_encoder_hidden_states and every attn2 K/V gradient match diffusers`, async () => {
+    const m = await model(name);
+    const r = await run(m, 'kv');
+    assertClose(f32(r.out), f32(get(m, 'out')), RTOL, 1e-5, `${name} out`);
+    const ds = f32(get(m, 'grad.sample'));
+    assertClose(f32(r.dSample), ds, RTOL, atol(ds), `${name} grad.sample`);
+    const dc = f32(get(m, 'grad.encoder_hidden_states'));
+    assertClose(f32(r.dContext), dc, RTOL, atol(dc), `${name} grad.encoder_hidden_states`);
+    const refNames = [...m.case_.keys()].filter((k) => k.startsWith('grad.') && k.includes('.attn2.')).map((k) => k.slice(5)).sort();
+    assert.ok(refNames.length >= 8, 'the reference lists the K/V weights');
+    assert.equal([...r.grads.keys()].sort(), refNames, 'exactly the attn2 K/V weights get gradients');
+    for (const n of refNames) {
+      const g = f32(get(m, `grad.${n}`));
+      assertClose(f32(r.grads.get(n)!), g, RTOL, atol(g), `${name} grad.${n}`);
+    }
+  });
+}
+
+t('frozen weights get no gradient outputs; input gradients do not depend on the trainable set', async () => {
+  const m = await model('sd1-tiny');
+  const none = await run(m, 'none');
+  assert.equal(none.grads.size, 0);
+  const ds = f32(get(m, 'grad.sample'));
+  assertClose(f32(none.dSample), ds, RTOL, atol(ds), 'grad.sample with nothing trainable');
+  const kName = 'mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight';
+  const one = await run(m, [kName]);
+  assert.equal([...one.grads.keys()], [kName]);
+  const g = f32(get(m, `grad.${kName}`));
+  assertClose(f32(one.grads.get(kName)!), g, RTOL, atol(g), kName);
+  const kv = [...m.case_.keys()].filter((k) => k.includes('.attn2.')).length;  // 2 per transformer
+  const cross = await run(m, 'cross');
+  assert.is(cross.grads.size, (5 * kv) / 2, "'cross': to_q, to_k, to_v, to_out.0 weight and bias of every transformer");
+  assert.ok([...cross.grads.keys()].every((n) => n.includes('.attn2.')));
+  assertClose(f32(cross.grads.get(kName)!), g, RTOL, atol(g), `${kName} under 'cross'`);
+});
+
+t('sd1-tiny: d_sample agrees with a central finite difference along a random direction', async () => {
+  const m = await model('sd1-tiny');
+  const s = f32(get(m, 'sample'));
+  const p = f32(get(m, 'probe'));
+  let seed = 12345;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  const dir = Float32Array.from(s, () => rnd());
+  const r = await run(m, 'none');
+  const analytic = f32(r.dSample).reduce((a, v, i) => a + v * dir[i], 0);
+  const eps = 1e-2;
+  const loss = async (sign: number): Promise<number> => {
+    const x = tensor(Float32Array.from(s, (v, i) => v + sign * eps * dir[i]), { shape: get(m, 'sample').shape });
+    const out = f32(await m.unet.forward(x, get(m, 'timestep'), get(m, 'encoder_hidden_states')));
+    return out.reduce((a, v, i) => a + v * p[i], 0);
+  };
+  const numeric = ((await loss(1)) - (await loss(-1))) / (2 * eps);
+  assert.ok(Math.abs(analytic) > 1e-3, `a direction with a visible slope (${analytic})`);
+  assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.abs(analytic), `finite difference ${numeric} vs analytic ${analytic}`);
+});
+
+// No reference holds to_q / to_out gradients: check 'cross' ones by central differences of the loss.
+t("sd1-tiny: 'cross' gradients of attn2.to_q and to_out.0 agree with finite differences", async () => {
+  const m = await model('sd1-tiny');
+  const p = f32(get(m, 'probe'));
+  const r = await run(m, 'cross');
+  const base = 'down_blocks.0.attentions.1.transformer_blocks.0.attn2.';
+  for (const n of [`${base}to_q.weight`, `${base}to_out.0.weight`, `${base}to_out.0.bias`]) {
+    const w = m.weights.get(n)!;
+    const v = f32(w);
+    let seed = 777;
+    const dir = Float32Array.from(v, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+    const analytic = f32(r.grads.get(n)!).reduce((a, g, i) => a + g * dir[i], 0);
+    const eps = 1e-2;
+    const loss = async (sign: number): Promise<number> => {
+      const ws = new Map(m.weights);
+      ws.set(n, tensor(Float32Array.from(v, (x, i) => x + sign * eps * dir[i]), { shape: w.shape }));
+      const unet = UNet2DConditionModel.fromWeights(m.config, ws);
+      const out = f32(await unet.forward(get(m, 'sample'), get(m, 'timestep'), get(m, 'encoder_hidden_states')));
+      return out.reduce((a, o, i) => a + o * p[i], 0);
+    };
+    const numeric = ((await loss(1)) - (await loss(-1))) / (2 * eps);
+    assert.ok(Math.abs(analytic) > 1e-3, `${n}: a direction with a visible slope (${analytic})`);
+    assert.ok(Math.abs(numeric - analytic) <= 2e-2 * Math.abs(analytic), `${n}: finite difference ${numeric} vs analytic ${analytic}`);
+  }
+});
+
+t('the native op checks dy and the trainable indices itself', async () => {
+  const m = await model('sd1-tiny');
+  const c = parseUNetConfig(m.config);
+  const names = Object.keys(unetLayout(c));
+  const ws = names.map((k) => m.weights.get(k)!);
+  const s = get(m, 'sample'), e = get(m, 'encoder_hidden_states'), p = get(m, 'probe');
+  const ts = tensor(new Float32Array([1, 500]));
+  const attrs = { blockOutChannels: c.blockOutChannels, layersPerBlock: c.layersPerBlock, crossDown: [1, 0], crossUp: [0, 1], heads: c.heads, transformerLayers: [1, 1] };
+  const k = names.indexOf('mid_block.attentions.0.transformer_blocks.0.attn2.to_k.weight');
+  const v = names.indexOf('mid_block.attentions.0.transformer_blocks.0.attn2.to_v.weight');
+  const outs = await runOp('unet_forward_backward', [s, ts, e, p, ...ws], { ...attrs, trainable: [k, v] });
+  assert.is(outs.length, 5, 'out, d_sample, d_context and the two trainable gradients');
+  assert.equal(outs[3].shape, ws[k].shape);
+  const none = await runOp('unet_forward_backward', [s, ts, e, p, ...ws], attrs);
+  assert.is(none.length, 3, 'nothing trainable by default: no weight gradients');
+  const op = (dy: Tensor, trainable: number[]) => runOp('unet_forward_backward', [s, ts, e, dy, ...ws], { ...attrs, trainable });
+  await assertRejects(() => op(tensor(new Float32Array(4), { shape: [1, 4] }), []), 'SHAPE_MISMATCH', /unet_forward_backward: dy must have the output's shape \[2, 4, 16, 16\]/);
+  await assertRejects(() => op(p, [v, k]), 'INVALID_ARGUMENT', /trainable must list ascending weight indices/);
+  await assertRejects(() => op(p, [ws.length]), 'INVALID_ARGUMENT', /trainable must list ascending weight indices in \[0, \d+\)/);
+  await assertRejects(() => op(p, [-1]), 'INVALID_ARGUMENT', /trainable must list ascending/);
+  await assertRejects(() => op(p, [0]), 'INVALID_ARGUMENT', /weight 0 is not an attention projection/);
+  // A weight passed twice (tied storage) cannot be told apart: refused rather than mis-attributed.
+  const tied = [...ws];
+  tied[v] = ws[k];
+  await assertRejects(() => runOp('unet_forward_backward', [s, ts, e, p, ...tied], { ...attrs, trainable: [k, v] }), 'INVALID_ARGUMENT', /shares its storage/);
+  await assertRejects(() => runOp('unet_forward_backward', [s, ts, e, ...ws], attrs), 'SHAPE_MISMATCH');
+});
+
+t('bad inputs: dy shape, unknown or untrainable names, bad trainable spec', async () => {
+  const m = await model('sd1-tiny');
+  const s = get(m, 'sample'), ts = get(m, 'timestep'), e = get(m, 'encoder_hidden_states');
+  const wrong = tensor(new Float32Array(2 * 4 * 8 * 8), { shape: [2, 4, 8, 8] });
+  await assertRejects(() => m.unet.forwardBackward(s, ts, e, wrong), 'SHAPE_MISMATCH', /dy must have the output's shape \[2, 4, 16, 16\]/);
+  const p = get(m, 'probe');
+  await assertRejects(() => m.unet.forwardBackward(s, ts, e, p, { trainable: ['no.such.weight'] }), 'INVALID_ARGUMENT', /'no.such.weight' is not a weight/);
+  await assertRejects(() => m.unet.forwardBackward(s, ts, e, p, { trainable: ['conv_in.weight'] }), 'INVALID_ARGUMENT', /'conv_in.weight' cannot be trained/);
+  await assertRejects(() => m.unet.forwardBackward(s, ts, e, p, { trainable: 'all' as never }), 'INVALID_ARGUMENT', /trainable must be/);
+  await assertRejects(() => m.unet.forwardBackward(s, ts, e, p, { trainable: [3 as never] }), 'INVALID_ARGUMENT', /must be strings/);
+  await assertRejects(() => m.unet.forwardBackward(s, ts, e, 'dy' as never), 'INVALID_ARGUMENT', /dy must be a Tensor/);
+});
+
+t.run();
