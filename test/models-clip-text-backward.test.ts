@@ -120,6 +120,25 @@ t("'none' returns outputs and no gradients; a bias alone can be trained", async 
     f32(get('both/text_model.final_layer_norm.weight')), 1e-4, 1e-4, 'final LN');
 });
 
+t('sd2-tiny (GELU, 3 layers): chosen weight gradients and the token rows match float64 autograd', async () => {
+  const sd2 = join(shared, 'reference/parity/sd2-tiny/text_encoder');
+  const cfg2 = JSON.parse(readFileSync(join(sd2, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const tr = ClipTextTrainer.fromWeights(cfg2, await loadSafetensors(join(sd2, 'model.safetensors')));
+  const chosen = [...fx.keys()].filter((k) => k.startsWith('sd2/both/')).map((k) => k.slice('sd2/both/'.length));
+  assert.ok(chosen.length > 30);
+  const ids2 = get('sd2/input_ids');
+  const r = await tr.forwardBackward(ids2, { dLast: get('sd2/d_last'), dPenultimate: get('sd2/d_penultimate'), trainable: chosen });
+  assertClose(f32(r.lastHiddenState), f32(get('sd2/last_hidden_state')), 1e-4, 1e-4, 'sd2 last_hidden_state');
+  assertClose(f32(r.penultimate!), f32(get('sd2/penultimate')), 1e-4, 1e-4, 'sd2 penultimate');
+  for (const n of chosen) assertClose(f32(r.grads.get(n)!), f32(get(`sd2/both/${n}`)), 1e-4, 1e-4, `sd2 ${n}`);
+  const e = await tr.forwardBackward(ids2, { dLast: get('sd2/d_last'), trainable: 'embeddings' });
+  const g = f32(e.grads.get(TOKEN_EMBEDDING)!);
+  const rows = [...(get('sd2/last_only/token_rows').dataSync() as BigInt64Array)].map(Number);
+  const got = new Float32Array(rows.length * 48);
+  rows.forEach((row, k) => got.set(g.subarray(row * 48, (row + 1) * 48), k * 48));
+  assertClose(got, f32(get(`sd2/last_only/${TOKEN_EMBEDDING}`)), 1e-4, 1e-4, 'sd2 token rows');
+});
+
 t('bad input: dy shape and dtype, trainable names, rowMask shape and dtype, ids', async () => {
   const z = (shape: number[]) => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), { shape });
   await assertRejects(() => trainer.forwardBackward(ids, { dLast: z([2, 8, 31]), trainable: 'embeddings' }), 'SHAPE_MISMATCH', /dLast must be \[2, 8, 32\]/);

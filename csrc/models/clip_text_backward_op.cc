@@ -231,6 +231,7 @@ Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
       backend_for(g.device).copy_on_device(grad_out[i].data(), g.data(), g.nbytes());
     }
     backend_for(last.device).synchronize();
+    grads->got.assign(grads->got.size(), Tensor());  // the launch may outlive the run: drop the scratch
   };
   return launch;
 }
