@@ -12,6 +12,7 @@ import { loadSafetensors } from '../lib/io/safetensors.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { ClipTextTrainer, TOKEN_EMBEDDING, clipTextWeightNames } from '../lib/models/clip-text-backward.js';
 import { parseClipTextConfig } from '../lib/models/configs.js';
+import { runOp } from '../lib/nn/run.js';
 import { assertClose, assertRejects, randomArray } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
@@ -153,6 +154,16 @@ t('bad input: dy shape and dtype, trainable names, rowMask shape and dtype, ids'
   const badIds = tensor(new Int32Array(16).fill(1000), { shape: [2, 8] });
   await assertRejects(() => trainer.forwardBackward(badIds, { dLast, trainable: 'embeddings' }), 'INVALID_ARGUMENT', /input_ids\[0\]\[0\] = 1000 is out of range/);
   await assertRejects(() => trainer.forwardBackward([[1]] as never, { dLast, trainable: 'none' }), 'INVALID_ARGUMENT', /inputIds must be/);
+});
+
+t('the native op checks its own inputs: count, trainable indices, ids dtype', async () => {
+  const ws = names.map((n) => weights.get(n)!);
+  const attrs = { layers: 2, heads: 4, quickGelu: true };
+  await assertRejects(() => runOp('clip_text_forward_backward', [ids, dLast, null, null, ...ws.slice(1)], attrs), 'INVALID_ARGUMENT', /expected 40 inputs for 2 layers/);
+  await assertRejects(() => runOp('clip_text_forward_backward', [ids, dLast, null, null, ...ws], { ...attrs, trainable: [36] }), 'INVALID_ARGUMENT', /trainable\[0\] = 36 is not a weight index \(0 to 35\)/);
+  await assertRejects(() => runOp('clip_text_forward_backward', [ids, dLast, null, null, ...ws], { ...attrs, trainable: [3, 3] }), 'INVALID_ARGUMENT', /ascending without repeats/);
+  const fIds = tensor(new Float32Array(16), { shape: [2, 8] });
+  await assertRejects(() => trainer.forwardBackward(fIds, { dLast, trainable: 'none' }), 'DTYPE_MISMATCH', /input_ids must be i32 or i64/);
 });
 
 t.run();

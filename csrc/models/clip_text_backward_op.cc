@@ -12,7 +12,6 @@
 //   then one gradient per trainable index, in the order given.
 #include <cmath>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
