@@ -1,0 +1,243 @@
+// clip_text_forward_backward: the CLIP text encoder's forward graph
+// (models/clip_text.h) followed by its backward pass, as one registered op.
+// Inputs, in order:
+//   0 input_ids i32|i64 [B, T]
+//   1 dLast [B, T, H] (gradient of last_hidden_state)
+//   2 dPenultimate? [B, T, H] (gradient of the normed penultimate state)
+//   3 rowMask? u8 [V] (token-embedding rows that get a gradient; others are 0)
+//   4.. the weights in clip_text_forward's order (token, position, 16 per layer, final LN).
+// Attrs: layers, heads, eps = 1e-5, quickGelu = true, trainable = [] (weight
+//   indices into the weight list, ascending: 0 = token embedding).
+// Outputs: last_hidden_state, then penultimate when dPenultimate is given,
+//   then one gradient per trainable index, in the order given.
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "models/clip_text.h"
+#include "models/model_util.h"
+#include "ops/op_util.h"
+
+namespace imprint {
+namespace ops {
+namespace {
+
+constexpr size_t kPerLayer = 16;
+constexpr size_t kFirstWeight = 4;
+
+Tensor add(const Tensor& a, const Tensor& b) { return models::run_now(binary(BinaryOp::Add, a, b)).front(); }
+
+// The gradients asked for, by weight index; a weight used twice (the final
+// layer norm, with the penultimate output) accumulates.
+struct Grads {
+  std::vector<bool> want;
+  std::vector<Tensor> got;
+  void put(size_t i, const Tensor& t) { got[i] = got[i].storage ? add(got[i], t) : t; }
+};
+
+// A layer norm's or linear's backward (`op`), with dweight / dbias only when trainable.
+Tensor param_backward(const char* op, const OpInputs& inputs, size_t wi, Grads& g) {
+  Attrs a;
+  const bool gw = g.want[wi], gb = g.want[wi + 1];
+  a.numbers["weightGrad"] = gw;
+  a.numbers["biasGrad"] = gb;
+  std::vector<Tensor> r = models::run_op(op, inputs, a);
+  size_t k = 1;
+  if (gw) g.put(wi, r[k++]);
+  if (gb) g.put(wi + 1, r[k++]);
+  return r[0];
+}
+
+Tensor ln_backward(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& w,
+                   size_t wi, Grads& g) {
+  return param_backward("layer_norm_backward", {&dy, &x, &mean, &rstd, &w}, wi, g);
+}
+
+// Frozen weights cost only the input gradient (weightGrad false).
+Tensor linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, size_t wi, Grads& g) {
+  return param_backward("linear_backward", {&dy, &x, &w}, wi, g);
+}
+
+void backward(const models::ClipTextConfig& c, const models::ClipTextWeights& w, const models::ClipTextActivations& acts,
+              const Tensor& ids, const Tensor& d_last, const Tensor* d_penult, const Tensor* row_mask, Grads& g) {
+  const int64_t B = ids.shape[0], T = ids.shape[1], H = w.token_embedding.shape[1];
+  const int64_t hd = H / c.heads;
+  const size_t L = w.layers.size();
+  const size_t final_w = 2 + kPerLayer * L;
+  Tensor dx = ln_backward(d_last, acts.final_in, acts.final_mean, acts.final_rstd, w.final_ln_w, final_w, g);
+
+  Attrs attn;
+  attn.numbers["causal"] = 1;
+  attn.numbers["scale"] = 1.0 / std::sqrt(static_cast<double>(hd));
+  const char* act_op = c.quick_gelu ? "quick_gelu_backward" : "gelu_backward";
+  for (size_t li = L; li-- > 0;) {
+    const models::ClipTextLayerWeights& l = w.layers[li];
+    const models::ClipTextLayerActivations& a = acts.layers[li];
+    const size_t b = 2 + kPerLayer * li;
+    // MLP: out = h + fc2(act(fc1(ln2(h))))
+    Tensor d_act = linear_backward(dx, a.act, l.fc2_w, b + 14, g);
+    Tensor d_fc1 = models::run_op(act_op, {&d_act, &a.fc1}).front();
+    Tensor d_ln2 = linear_backward(d_fc1, a.ln2, l.fc1_w, b + 12, g);
+    Tensor dh = add(dx, ln_backward(d_ln2, a.h, a.ln2_mean, a.ln2_rstd, l.ln2_w, b + 10, g));
+    // Attention: h = x + out_proj(merge(attention(split(q, k, v of ln1(x)))))
+    Tensor d_merged = linear_backward(dh, a.attn_merged, l.out_w, b + 8, g);
+    Tensor d_o = models::swap_dims12(reshape(d_merged, {B, T, c.heads, hd}));
+    std::vector<Tensor> dqkv =
+        models::run_op("attention_backward", {&d_o, &a.q, &a.k, &a.v, &a.attn_o, &a.attn_lse}, attn);
+    auto merge = [&](const Tensor& t) { return reshape(models::swap_dims12(t), {B, T, H}); };
+    Tensor d_ln1 = linear_backward(merge(dqkv[0]), a.ln1, l.q_w, b + 2, g);
+    d_ln1 = add(d_ln1, linear_backward(merge(dqkv[1]), a.ln1, l.k_w, b + 4, g));
+    d_ln1 = add(d_ln1, linear_backward(merge(dqkv[2]), a.ln1, l.v_w, b + 6, g));
+    dx = add(dh, ln_backward(d_ln1, a.x, a.ln1_mean, a.ln1_rstd, l.ln1_w, b, g));
+    if (li + 1 == L && d_penult) {
+      // penultimate = final_layer_norm(the last layer's input)
+      dx = add(dx, ln_backward(*d_penult, a.x, acts.penult_mean, acts.penult_rstd, w.final_ln_w, final_w, g));
+    }
+  }
+  // dx is now the gradient of token_embedding[ids] + position_embedding[0..T-1].
+  if (g.want[0]) {
+    Attrs a;
+    a.numbers["vocab"] = static_cast<double>(w.token_embedding.shape[0]);
+    g.put(0, models::run_op("embedding_backward", {&dx, &ids, row_mask}, a).front());
+  }
+  if (g.want[1]) {
+    std::vector<int64_t> pos(static_cast<size_t>(B * T));
+    for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % T;
+    Tensor pos_ids = from_host(pos.data(), pos.size() * sizeof(int64_t), {B, T}, DType::I64, DType::I64);
+    if (dx.device.type != DeviceType::CPU) pos_ids = models::run_now(to_device(pos_ids, dx.device)).front();
+    Attrs a;
+    a.numbers["vocab"] = static_cast<double>(w.position_embedding.shape[0]);
+    g.put(1, models::run_op("embedding_backward", {&dx, &pos_ids}, a).front());
+  }
+}
+
+Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
+  const char* op = "clip_text_forward_backward";
+  const std::string pre = std::string(op) + ": ";
+  models::ClipTextConfig config;
+  config.layers = attrs.get_int(op, "layers");
+  config.heads = attrs.get_int(op, "heads");
+  config.eps = attrs.get_number(op, "eps", 1e-5);
+  config.quick_gelu = attrs.get_bool(op, "quickGelu", true);
+  if (config.layers < 1 || config.layers > 1024) {
+    fail(ErrorCode::InvalidArgument, pre + "layers must be 1 to 1024, got " + std::to_string(config.layers));
+  }
+  const size_t n_weights = 2 + kPerLayer * static_cast<size_t>(config.layers) + 2;
+  const size_t expected = kFirstWeight + n_weights;
+  if (inputs.size() != expected) {
+    fail(ErrorCode::InvalidArgument, pre + "expected " + std::to_string(expected) + " inputs for " +
+                                         std::to_string(config.layers) + " layers (input_ids, dLast, dPenultimate?, "
+                                         "rowMask?, 2 embeddings, 16 per layer, 2 for the final layer norm), got " +
+                                         std::to_string(inputs.size()));
+  }
+  auto in = [&](size_t i) { return input(op, inputs, i, ("input " + std::to_string(i)).c_str()); };
+  const Tensor ids = in(0);
+  const Tensor d_last = input(op, inputs, 1, "dLast");
+  const Tensor* d_penult_p = optional_input(inputs, 2);
+  const Tensor* row_mask_p = optional_input(inputs, 3);
+  auto weights = std::make_shared<models::ClipTextWeights>();
+  weights->token_embedding = in(kFirstWeight);
+  weights->position_embedding = in(kFirstWeight + 1);
+  for (int64_t l = 0; l < config.layers; ++l) {
+    const size_t b = kFirstWeight + 2 + kPerLayer * static_cast<size_t>(l);
+    models::ClipTextLayerWeights lw;
+    Tensor* slots[kPerLayer] = {&lw.ln1_w, &lw.ln1_b, &lw.q_w,   &lw.q_b,   &lw.k_w,   &lw.k_b,   &lw.v_w,   &lw.v_b,
+                                &lw.out_w, &lw.out_b, &lw.ln2_w, &lw.ln2_b, &lw.fc1_w, &lw.fc1_b, &lw.fc2_w, &lw.fc2_b};
+    for (size_t j = 0; j < kPerLayer; ++j) *slots[j] = in(b + j);
+    weights->layers.push_back(lw);
+  }
+  weights->final_ln_w = in(expected - 2);
+  weights->final_ln_b = in(expected - 1);
+  models::clip_text_check(op, config, *weights, ids);
+
+  const Tensor& tok = weights->token_embedding;
+  const int64_t B = ids.shape[0], T = ids.shape[1], H = tok.shape[1], vocab = tok.shape[0];
+  const Shape out_shape = {B, T, H};
+  auto check_dy = [&](const Tensor& d, const char* name) {
+    if (d.dtype != tok.dtype || d.device != tok.device) {
+      fail(ErrorCode::DtypeMismatch, pre + name + " is " + d.describe() + " but the weights are " + tok.describe() +
+                                         "; it must share their dtype and device");
+    }
+    if (d.shape != out_shape) {
+      fail(ErrorCode::ShapeMismatch, pre + name + " must be " + shape_str(out_shape) +
+                                         " (the output's shape), got " + d.describe());
+    }
+  };
+  check_dy(d_last, "dLast");
+  if (d_penult_p) check_dy(*d_penult_p, "dPenultimate");
+  if (row_mask_p) {
+    if (row_mask_p->dtype != DType::U8) {
+      fail(ErrorCode::DtypeMismatch, pre + "rowMask must be u8 [vocab_size] (1 = the row gets a gradient), got " +
+                                         row_mask_p->describe());
+    }
+    if (row_mask_p->shape != Shape{vocab}) {
+      fail(ErrorCode::ShapeMismatch, pre + "rowMask must be [" + std::to_string(vocab) + "] (one flag per token), got " +
+                                         row_mask_p->describe());
+    }
+    if (row_mask_p->device != tok.device) {
+      fail(ErrorCode::DeviceMismatch, pre + "rowMask is " + row_mask_p->describe() + " but the weights are " +
+                                          tok.describe());
+    }
+  }
+  auto grads = std::make_shared<Grads>();
+  grads->want.assign(n_weights + 1, false);  // +1: param_backward reads wi + 1 past a final weight safely
+  grads->got.assign(n_weights + 1, Tensor());
+  const std::vector<int64_t> trainable = attrs.get_ints(op, "trainable", {});
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    const int64_t t = trainable[i];
+    if (t < 0 || static_cast<size_t>(t) >= n_weights) {
+      fail(ErrorCode::InvalidArgument, pre + "trainable[" + std::to_string(i) + "] = " + std::to_string(t) +
+                                           " is not a weight index (0 to " + std::to_string(n_weights - 1) + ")");
+    }
+    if (i > 0 && t <= trainable[i - 1]) {
+      fail(ErrorCode::InvalidArgument, pre + "trainable must be ascending without repeats");
+    }
+    grads->want[static_cast<size_t>(t)] = true;
+  }
+
+  Launch launch;
+  launch.queue = tok.device;
+  launch.outputs.push_back(Tensor::empty(out_shape, tok.dtype, tok.device));
+  if (d_penult_p) launch.outputs.push_back(Tensor::empty(out_shape, tok.dtype, tok.device));
+  // Gradients get their final storage now (outputs exist before the graph runs); the graph copies into them.
+  std::vector<Tensor> grad_out;
+  for (int64_t t : trainable) {
+    const Tensor& wt = t < 2 ? (t == 0 ? tok : weights->position_embedding) : *inputs[kFirstWeight + static_cast<size_t>(t)];
+    grad_out.push_back(Tensor::empty(wt.shape, wt.dtype, wt.device));
+    launch.outputs.push_back(grad_out.back());
+  }
+  launch.output = launch.outputs.front();
+  for (const Tensor* t : inputs) {
+    if (t) launch.inputs.push_back(*t);
+  }
+  Tensor last = launch.outputs[0];
+  Tensor penult = d_penult_p ? launch.outputs[1] : Tensor();
+  Tensor d_penult = d_penult_p ? *d_penult_p : Tensor();
+  Tensor row_mask = row_mask_p ? *row_mask_p : Tensor();
+  const bool has_penult = d_penult_p != nullptr, has_mask = row_mask_p != nullptr;
+  launch.run = [config, weights, ids, vocab, last, penult, d_last, d_penult, row_mask, has_penult, has_mask, grads,
+                trainable, grad_out]() mutable {
+    models::clip_text_check_ids("clip_text_forward_backward", ids, vocab);
+    models::ClipTextActivations acts =
+        models::clip_text_forward(config, *weights, ids, last, has_penult ? &penult : nullptr);
+    backward(config, *weights, acts, ids, d_last, has_penult ? &d_penult : nullptr, has_mask ? &row_mask : nullptr,
+             *grads);
+    for (size_t i = 0; i < trainable.size(); ++i) {
+      const Tensor& g = grads->got[static_cast<size_t>(trainable[i])];
+      backend_for(g.device).copy_on_device(grad_out[i].data(), g.data(), g.nbytes());
+    }
+    backend_for(last.device).synchronize();
+    grads->got.assign(grads->got.size(), Tensor());  // the launch may outlive the run: drop the scratch
+  };
+  return launch;
+}
+
+}  // namespace
+
+IMPRINT_REGISTER_OP(clip_text_forward_backward, clip_text_forward_backward);
+
+}  // namespace ops
+}  // namespace imprint
