@@ -58,6 +58,13 @@ export {
   type SingleFileOptions,
 } from './models/checkpoint.js';
 export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';
+export {
+  ClipTextTrainer,
+  TOKEN_EMBEDDING,
+  clipTextWeightNames,
+  type ClipTextBackwardOptions,
+  type ClipTextBackwardResult,
+} from './models/clip-text-backward.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
 export { UNet2DConditionModel } from './models/unet.js';
 export { imageToTensor, tensorToImages, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';

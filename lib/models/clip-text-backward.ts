@@ -8,8 +8,10 @@ import { Tensor } from '../tensor.js';
 import { checkOptions, describe, type FloatDType } from '../validate.js';
 import { ClipTextEncoder } from './clip-text.js';
 import { parseClipTextConfig, type ClipTextConfig } from './configs.js';
+import { clipTextWeightNames, TOKEN_EMBEDDING } from './layout-clip.js';
 
-export const TOKEN_EMBEDDING = 'text_model.embeddings.token_embedding.weight';
+export { clipTextWeightNames, TOKEN_EMBEDDING };
+
 
 export interface ClipTextBackwardOptions {
   /** Gradient of last_hidden_state, [batch, tokens, hidden_size] in the weights' dtype and device. */
@@ -27,25 +29,6 @@ export interface ClipTextBackwardResult<D extends FloatDType = FloatDType> {
   penultimate?: Tensor<D>;
   /** One gradient per trainable weight, by full name, in the weights' order. */
   grads: Map<string, Tensor<D>>;
-}
-
-const LAYER_PARAMS = [
-  'layer_norm1.weight', 'layer_norm1.bias',
-  'self_attn.q_proj.weight', 'self_attn.q_proj.bias',
-  'self_attn.k_proj.weight', 'self_attn.k_proj.bias',
-  'self_attn.v_proj.weight', 'self_attn.v_proj.bias',
-  'self_attn.out_proj.weight', 'self_attn.out_proj.bias',
-  'layer_norm2.weight', 'layer_norm2.bias',
-  'mlp.fc1.weight', 'mlp.fc1.bias',
-  'mlp.fc2.weight', 'mlp.fc2.bias',
-] as const;
-
-/** Every weight's full name in the native op's order. */
-export function clipTextWeightNames(c: ClipTextConfig): string[] {
-  const names = [TOKEN_EMBEDDING, 'text_model.embeddings.position_embedding.weight'];
-  for (let l = 0; l < c.numHiddenLayers; l++) for (const p of LAYER_PARAMS) names.push(`text_model.encoder.layers.${l}.${p}`);
-  names.push('text_model.final_layer_norm.weight', 'text_model.final_layer_norm.bias');
-  return names;
 }
 
 const desc = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}] on ${t.device}`;

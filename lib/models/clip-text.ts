@@ -7,7 +7,7 @@ import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
 import { parseClipTextConfig, type ClipTextConfig } from './configs.js';
-import { clipTextLayout } from './layout-clip.js';
+import { clipTextLayout, clipTextWeightNames } from './layout-clip.js';
 
 export interface ClipTextEncodeOptions {
   /** Also return the final layer norm of the last layer's input (SD2's conditioning; default false). */
@@ -19,27 +19,6 @@ export interface ClipTextOutputs<D extends FloatDType = FloatDType> {
   lastHiddenState: Tensor<D>;
   /** [batch, tokens, hidden_size]: hidden_states[-2] after the final layer norm, when asked for. */
   penultimate?: Tensor<D>;
-}
-
-const PREFIX = 'text_model.';
-// A layer's weights in the native op's input order (csrc/models/clip_text_op.cc).
-const LAYER_PARAMS = [
-  'layer_norm1.weight', 'layer_norm1.bias',
-  'self_attn.q_proj.weight', 'self_attn.q_proj.bias',
-  'self_attn.k_proj.weight', 'self_attn.k_proj.bias',
-  'self_attn.v_proj.weight', 'self_attn.v_proj.bias',
-  'self_attn.out_proj.weight', 'self_attn.out_proj.bias',
-  'layer_norm2.weight', 'layer_norm2.bias',
-  'mlp.fc1.weight', 'mlp.fc1.bias',
-  'mlp.fc2.weight', 'mlp.fc2.bias',
-] as const;
-
-/** Every weight's full name in the native op's input order (shapes come from clipTextLayout). */
-function opOrder(c: ClipTextConfig): string[] {
-  const names = [`${PREFIX}embeddings.token_embedding.weight`, `${PREFIX}embeddings.position_embedding.weight`];
-  for (let l = 0; l < c.numHiddenLayers; l++) for (const p of LAYER_PARAMS) names.push(`${PREFIX}encoder.layers.${l}.${p}`);
-  names.push(`${PREFIX}final_layer_norm.weight`, `${PREFIX}final_layer_norm.bias`);
-  return names;
 }
 
 // As the native errors describe tensors: "f32[2, 77] on cpu".
@@ -74,7 +53,7 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     const list: Tensor[] = [];
     const names: string[] = [];
     let first: Tensor | undefined;
-    for (const full of opOrder(c)) {
+    for (const full of clipTextWeightNames(c)) {
       const shape = layout[full];
       const t = weights.get(full);
       if (t === undefined) throw invalidArgument(`${fn}: weight '${full}' is missing`);
