@@ -3,7 +3,6 @@
 // shared/reference/parity, and bad configs, weights and ids.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -13,31 +12,13 @@ import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { parseClipTextConfig } from '../lib/models/configs.js';
 import { clipTextLayout } from '../lib/models/layout-clip.js';
 import { runOp } from '../lib/nn/run.js';
+import { PARITY, tinyModelLoader } from './tiny-models.js';
 import { assertClose, assertRejects } from './helpers.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const parity = join(shared, 'reference/parity');
+const parity = PARITY;
 const t = suite('models.clip-text');
 
-interface Model {
-  config: { hidden_size: number; num_attention_heads: number; num_hidden_layers: number; [field: string]: unknown };
-  weights: Map<string, Tensor>;
-  case_: Map<string, Tensor>;
-}
-const cache = new Map<string, Model>();
-async function model(name: 'sd1-tiny' | 'sd2-tiny'): Promise<Model> {
-  let m = cache.get(name);
-  if (!m) {
-    const dir = join(parity, name);
-    m = {
-      config: JSON.parse(readFileSync(join(dir, 'text_encoder/config.json'), 'utf8')),
-      weights: await loadSafetensors(join(dir, 'text_encoder/model.safetensors')),
-      case_: await loadSafetensors(join(dir, 'text_encoder_case.safetensors')),
-    };
-    cache.set(name, m);
-  }
-  return m;
-}
+const model = tinyModelLoader<{ hidden_size: number; num_attention_heads: number; num_hidden_layers: number; [field: string]: unknown }>('text_encoder');
 
 const RTOL = 1e-4;
 const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;

@@ -2,38 +2,29 @@
 // gradients of sum(out · probe) for the tiny SD1 and SD2 UNets in
 // shared/reference/parity: sample, encoder_hidden_states and every attn2
 // to_k/to_v weight; a finite-difference check; and bad inputs.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
-import { loadSafetensors } from '../lib/io/safetensors.js';
 import { parseUNetConfig } from '../lib/models/configs.js';
 import { unetLayout } from '../lib/models/layout-unet.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { runOp } from '../lib/nn/run.js';
+import { tinyModelLoader, type TinyModel } from './tiny-models.js';
 import { assertClose, assertRejects } from './helpers.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const parity = join(shared, 'reference/parity');
 const t = suite('models.unet-backward');
 
-interface Model {
-  config: Record<string, unknown>;
-  weights: Map<string, Tensor>;
+const loadTiny = tinyModelLoader('unet');
+interface Model extends TinyModel<Record<string, unknown>> {
   unet: UNet2DConditionModel;
-  case_: Map<string, Tensor>;
 }
 const cache = new Map<string, Model>();
 async function model(name: 'sd1-tiny' | 'sd2-tiny'): Promise<Model> {
   let m = cache.get(name);
   if (!m) {
-    const dir = join(parity, name);
-    const config = JSON.parse(readFileSync(join(dir, 'unet/config.json'), 'utf8'));
-    const weights = await loadSafetensors(join(dir, 'unet/diffusion_pytorch_model.safetensors'));
-    m = { config, weights, unet: UNet2DConditionModel.fromWeights(config, weights), case_: await loadSafetensors(join(dir, 'unet_case.safetensors')) };
+    const t = await loadTiny(name);
+    m = { ...t, unet: UNet2DConditionModel.fromWeights(t.config, t.weights) };
     cache.set(name, m);
   }
   return m;

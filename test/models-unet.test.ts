@@ -1,48 +1,27 @@
 // The UNet2DConditionModel graph against diffusers 0.21 outputs for the tiny
 // SD1 (1x1-conv projections, 2 heads) and SD2 (linear projections, per-block
 // heads) UNets in shared/reference/parity, and bad weights and inputs.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
-import { loadSafetensors } from '../lib/io/safetensors.js';
 import { parseUNetConfig } from '../lib/models/configs.js';
 import { unetLayout } from '../lib/models/layout-unet.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { runOp } from '../lib/nn/run.js';
+import { SHARED, tinyModelLoader, type TinyModel } from './tiny-models.js';
 import { assertClose, assertRejects } from './helpers.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const parity = join(shared, 'reference/parity');
+const shared = SHARED;
 const t = suite('models.unet');
 
-interface Model {
-  config: Record<string, unknown>;
-  weights: Map<string, Tensor>;
-  case_: Map<string, Tensor>;
-}
-const cache = new Map<string, Model>();
-async function model(name: 'sd1-tiny' | 'sd2-tiny'): Promise<Model> {
-  let m = cache.get(name);
-  if (!m) {
-    const dir = join(parity, name);
-    m = {
-      config: JSON.parse(readFileSync(join(dir, 'unet/config.json'), 'utf8')),
-      weights: await loadSafetensors(join(dir, 'unet/diffusion_pytorch_model.safetensors')),
-      case_: await loadSafetensors(join(dir, 'unet_case.safetensors')),
-    };
-    cache.set(name, m);
-  }
-  return m;
-}
+const model = tinyModelLoader<Record<string, unknown>>('unet');
 
 const RTOL = 1e-4;
 const ATOL = 1e-5;
 const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
-const get = (m: Model, k: string): Tensor => m.case_.get(k)!;
+const get = (m: TinyModel<Record<string, unknown>>, k: string): Tensor => m.case_.get(k)!;
 
 for (const name of ['sd1-tiny', 'sd2-tiny'] as const) {
   t(`${name}: the noise prediction matches diffusers (i64 timestep tensor)`, async () => {

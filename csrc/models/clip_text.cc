@@ -10,6 +10,7 @@
 #include "core/args/norm.h"
 #include "core/error.h"
 #include "models/model_util.h"
+#include "ops/op_util.h"
 
 namespace imprint {
 namespace models {
@@ -190,6 +191,26 @@ ClipTextActivations clip_text_forward(const ClipTextConfig& c, const ClipTextWei
         layer_norm_into(acts.layers.back().x, w.final_ln_w, w.final_ln_b, c.eps, *penultimate);
   }
   return acts;
+}
+
+ClipTextWeights clip_text_weights_from_inputs(const char* op, const std::vector<const Tensor*>& inputs, size_t first,
+                                              int64_t layers) {
+  auto in = [&](size_t i) { return ops::input(op, inputs, i, ("input " + std::to_string(i)).c_str()); };
+  ClipTextWeights w;
+  w.token_embedding = in(first);
+  w.position_embedding = in(first + 1);
+  for (int64_t l = 0; l < layers; ++l) {
+    const size_t b = first + 2 + 16 * static_cast<size_t>(l);
+    ClipTextLayerWeights lw;
+    Tensor* slots[16] = {&lw.ln1_w, &lw.ln1_b, &lw.q_w,   &lw.q_b,   &lw.k_w,   &lw.k_b,   &lw.v_w,   &lw.v_b,
+                         &lw.out_w, &lw.out_b, &lw.ln2_w, &lw.ln2_b, &lw.fc1_w, &lw.fc1_b, &lw.fc2_w, &lw.fc2_b};
+    for (size_t j = 0; j < 16; ++j) *slots[j] = in(b + j);
+    w.layers.push_back(lw);
+  }
+  const size_t last = first + clip_text_weight_count(layers);
+  w.final_ln_w = in(last - 2);
+  w.final_ln_b = in(last - 1);
+  return w;
 }
 
 }  // namespace models

@@ -60,6 +60,16 @@ struct ClipTextActivations {
   Tensor penult_mean, penult_rstd;   // final norm stats of the last layer's input, when asked
 };
 
+// The weights from an op's inputs: `inputs[first]` is the token embedding,
+// then the position embedding, 16 per layer in ClipTextLayerWeights' order
+// (ln1 w/b, q, k, v, out w/b, ln2 w/b, fc1 w/b, fc2 w/b) and the final layer
+// norm's weight and bias — the order lib/models/layout-clip.ts's
+// clipTextWeightNames gives. Throws naming a missing input.
+ClipTextWeights clip_text_weights_from_inputs(const char* op, const std::vector<const Tensor*>& inputs, size_t first,
+                                              int64_t layers);
+// Inputs a CLIP op takes for its weights.
+inline size_t clip_text_weight_count(int64_t layers) { return 2 + 16 * static_cast<size_t>(layers) + 2; }
+
 // Checks every weight's dtype, device and shape against the config and the
 // token table (hidden size H, vocab V), and ids' dtype (i32/i64), rank
 // ([B, T]) and T ≤ P. Throws naming the offending tensor by transformers'

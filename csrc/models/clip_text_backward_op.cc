@@ -125,7 +125,7 @@ Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   if (config.layers < 1 || config.layers > 1024) {
     fail(ErrorCode::InvalidArgument, pre + "layers must be 1 to 1024, got " + std::to_string(config.layers));
   }
-  const size_t n_weights = 2 + kPerLayer * static_cast<size_t>(config.layers) + 2;
+  const size_t n_weights = models::clip_text_weight_count(config.layers);
   const size_t expected = kFirstWeight + n_weights;
   if (inputs.size() != expected) {
     fail(ErrorCode::InvalidArgument, pre + "expected " + std::to_string(expected) + " inputs for " +
@@ -138,19 +138,8 @@ Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   const Tensor d_last = input(op, inputs, 1, "dLast");
   const Tensor* d_penult_p = optional_input(inputs, 2);
   const Tensor* row_mask_p = optional_input(inputs, 3);
-  auto weights = std::make_shared<models::ClipTextWeights>();
-  weights->token_embedding = in(kFirstWeight);
-  weights->position_embedding = in(kFirstWeight + 1);
-  for (int64_t l = 0; l < config.layers; ++l) {
-    const size_t b = kFirstWeight + 2 + kPerLayer * static_cast<size_t>(l);
-    models::ClipTextLayerWeights lw;
-    Tensor* slots[kPerLayer] = {&lw.ln1_w, &lw.ln1_b, &lw.q_w,   &lw.q_b,   &lw.k_w,   &lw.k_b,   &lw.v_w,   &lw.v_b,
-                                &lw.out_w, &lw.out_b, &lw.ln2_w, &lw.ln2_b, &lw.fc1_w, &lw.fc1_b, &lw.fc2_w, &lw.fc2_b};
-    for (size_t j = 0; j < kPerLayer; ++j) *slots[j] = in(b + j);
-    weights->layers.push_back(lw);
-  }
-  weights->final_ln_w = in(expected - 2);
-  weights->final_ln_b = in(expected - 1);
+  auto weights = std::make_shared<models::ClipTextWeights>(
+      models::clip_text_weights_from_inputs(op, inputs, kFirstWeight, config.layers));
   models::clip_text_check(op, config, *weights, ids);
 
   const Tensor& tok = weights->token_embedding;

@@ -22,7 +22,6 @@ namespace imprint {
 namespace ops {
 namespace {
 
-constexpr size_t kPerLayer = 16;
 
 Launch clip_text_forward(const OpInputs& inputs, const Attrs& attrs) {
   const char* op = "clip_text_forward";
@@ -35,7 +34,7 @@ Launch clip_text_forward(const OpInputs& inputs, const Attrs& attrs) {
   if (config.layers < 1 || config.layers > 1024) {
     fail(ErrorCode::InvalidArgument, std::string(op) + ": layers must be 1 to 1024, got " + std::to_string(config.layers));
   }
-  const size_t expected = 3 + kPerLayer * static_cast<size_t>(config.layers) + 2;
+  const size_t expected = 1 + models::clip_text_weight_count(config.layers);
   if (inputs.size() != expected) {
     fail(ErrorCode::InvalidArgument, std::string(op) + ": expected " + std::to_string(expected) + " inputs for " +
                                          std::to_string(config.layers) + " layers (input_ids, 2 embeddings, 16 per layer, "
@@ -43,19 +42,8 @@ Launch clip_text_forward(const OpInputs& inputs, const Attrs& attrs) {
   }
   auto in = [&](size_t i) { return input(op, inputs, i, ("input " + std::to_string(i)).c_str()); };
   const Tensor ids = in(0);
-  auto weights = std::make_shared<models::ClipTextWeights>();
-  weights->token_embedding = in(1);
-  weights->position_embedding = in(2);
-  for (int64_t l = 0; l < config.layers; ++l) {
-    const size_t b = 3 + kPerLayer * static_cast<size_t>(l);
-    models::ClipTextLayerWeights lw;
-    Tensor* slots[kPerLayer] = {&lw.ln1_w, &lw.ln1_b, &lw.q_w,   &lw.q_b,   &lw.k_w,   &lw.k_b,   &lw.v_w,   &lw.v_b,
-                                &lw.out_w, &lw.out_b, &lw.ln2_w, &lw.ln2_b, &lw.fc1_w, &lw.fc1_b, &lw.fc2_w, &lw.fc2_b};
-    for (size_t j = 0; j < kPerLayer; ++j) *slots[j] = in(b + j);
-    weights->layers.push_back(lw);
-  }
-  weights->final_ln_w = in(expected - 2);
-  weights->final_ln_b = in(expected - 1);
+  auto weights = std::make_shared<models::ClipTextWeights>(
+      models::clip_text_weights_from_inputs(op, inputs, 1, config.layers));
   models::clip_text_check(op, config, *weights, ids);
 
   const int64_t B = ids.shape[0], T = ids.shape[1], H = weights->token_embedding.shape[1];
