@@ -8,6 +8,7 @@ import { Tensor } from '../tensor.js';
 import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
 import { parseClipTextConfig, type ClipTextConfig } from './configs.js';
 import { clipTextLayout, clipTextWeightNames } from './layout-clip.js';
+import { describeTensor, takeWeights } from './weights.js';
 
 export interface ClipTextEncodeOptions {
   /** Also return the final layer norm of the last layer's input (SD2's conditioning; default false). */
@@ -22,8 +23,7 @@ export interface ClipTextOutputs<D extends FloatDType = FloatDType> {
 }
 
 // As the native errors describe tensors: "f32[2, 77] on cpu".
-const desc = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}] on ${t.device}`;
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+const desc = describeTensor;
 
 export class ClipTextEncoder<D extends FloatDType = FloatDType> {
   readonly config: ClipTextConfig;
@@ -49,33 +49,9 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     const fn = 'ClipTextEncoder.fromWeights';
     const c = parseClipTextConfig(config, fn);
     const layout = clipTextLayout(c);
-    if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
-    const list: Tensor[] = [];
-    const names: string[] = [];
-    let first: Tensor | undefined;
-    for (const full of clipTextWeightNames(c)) {
-      const shape = layout[full];
-      const t = weights.get(full);
-      if (t === undefined) throw invalidArgument(`${fn}: weight '${full}' is missing`);
-      if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: weight '${full}' must be a Tensor, got ${describe(t)}`);
-      if (t.disposed) throw new ImprintError(`${fn}: weight '${full}' has been disposed`, 'DISPOSED');
-      if (!sameShape(t.shape, shape)) {
-        throw new ImprintError(`${fn}: weight '${full}' must have shape [${shape.join(', ')}] for this config, got ${desc(t)}`, 'SHAPE_MISMATCH');
-      }
-      first ??= t;
-      if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
-        throw new ImprintError(`${fn}: weight '${full}' must be a float tensor, got ${desc(t)}`, 'DTYPE_MISMATCH');
-      }
-      if (t.dtype !== first.dtype) {
-        throw new ImprintError(`${fn}: weight '${full}' is ${t.dtype} but the token embedding is ${first.dtype}; cast them to one dtype`, 'DTYPE_MISMATCH');
-      }
-      if (t.device !== first.device) {
-        throw new ImprintError(`${fn}: weight '${full}' is on ${t.device} but the token embedding is on ${first.device}; move them to one device`, 'DEVICE_MISMATCH');
-      }
-      list.push(t);
-      names.push(full);
-    }
-    return new ClipTextEncoder(c, list as Tensor<FloatDType>[], names);
+    const names = clipTextWeightNames(c);
+    const list = takeWeights(fn, weights, names, layout, 'the token embedding');
+    return new ClipTextEncoder(c, list, names);
   }
 
   /** The weights' dtype and device. */

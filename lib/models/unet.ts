@@ -8,10 +8,10 @@ import { Tensor } from '../tensor.js';
 import { describe, type FloatDType } from '../validate.js';
 import { parseUNetConfig, type UNetConfig } from './configs.js';
 import { unetLayout } from './layout-unet.js';
+import { describeTensor, sameShape, takeWeights } from './weights.js';
 
 // As the native errors describe tensors: "f32[2, 4, 64, 64] on cpu".
-const desc = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}] on ${t.device}`;
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+const desc = describeTensor;
 
 export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
   readonly config: UNetConfig;
@@ -37,32 +37,9 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     const fn = 'UNet2DConditionModel.fromWeights';
     const c = parseUNetConfig(config, fn);
     const layout = unetLayout(c);
-    if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
-    const list: Tensor[] = [];
-    const names: string[] = [];
-    let first: Tensor | undefined;
-    for (const [name, shape] of Object.entries(layout)) {
-      const t = weights.get(name);
-      if (t === undefined) throw invalidArgument(`${fn}: weight '${name}' is missing`);
-      if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: weight '${name}' must be a Tensor, got ${describe(t)}`);
-      if (t.disposed) throw new ImprintError(`${fn}: weight '${name}' has been disposed`, 'DISPOSED');
-      if (!sameShape(t.shape, shape)) {
-        throw new ImprintError(`${fn}: weight '${name}' must have shape [${shape.join(', ')}] for this config, got ${desc(t)}`, 'SHAPE_MISMATCH');
-      }
-      first ??= t;
-      if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
-        throw new ImprintError(`${fn}: weight '${name}' must be a float tensor, got ${desc(t)}`, 'DTYPE_MISMATCH');
-      }
-      if (t.dtype !== first.dtype) {
-        throw new ImprintError(`${fn}: weight '${name}' is ${t.dtype} but conv_in.weight is ${first.dtype}; cast them to one dtype`, 'DTYPE_MISMATCH');
-      }
-      if (t.device !== first.device) {
-        throw new ImprintError(`${fn}: weight '${name}' is on ${t.device} but conv_in.weight is on ${first.device}; move them to one device`, 'DEVICE_MISMATCH');
-      }
-      list.push(t);
-      names.push(name);
-    }
-    return new UNet2DConditionModel(c, list as Tensor<FloatDType>[], names);
+    const names = Object.keys(layout);
+    const list = takeWeights(fn, weights, names, layout, 'conv_in.weight');
+    return new UNet2DConditionModel(c, list, names);
   }
 
   /** The weights' dtype and device. */

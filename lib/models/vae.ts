@@ -8,6 +8,7 @@ import { Tensor } from '../tensor.js';
 import { describe, type FloatDType } from '../validate.js';
 import { parseVaeConfig, type VaeConfig } from './configs.js';
 import { vaeLayout } from './layout-vae.js';
+import { describeTensor, takeWeights } from './weights.js';
 
 export interface VaeLatentDistribution<D extends FloatDType = FloatDType> {
   /** [N, latent_channels, H/f, W/f]: the latent's mean (unscaled). */
@@ -17,8 +18,7 @@ export interface VaeLatentDistribution<D extends FloatDType = FloatDType> {
 }
 
 // As the native errors describe tensors: "f32[2, 3] on cpu".
-const desc = (t: Tensor): string => `${t.dtype}[${t.shape.join(', ')}] on ${t.device}`;
-const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
+const desc = describeTensor;
 
 // The native ops take the layout's names in its own order (csrc/models/vae_op.cc).
 function encoderOrder(layout: Record<string, number[]>): string[] {
@@ -61,35 +61,12 @@ export class AutoencoderKL<D extends FloatDType = FloatDType> {
     const fn = 'AutoencoderKL.fromWeights';
     const c = parseVaeConfig(config, fn);
     const layout = vaeLayout(c);
-    if (!(weights instanceof Map)) throw invalidArgument(`${fn}: weights must be a Map of name → Tensor, got ${describe(weights)}`);
-    let first: Tensor | undefined;
-    const take = (names: string[]): Tensor[] =>
-      names.map((name) => {
-        const shape = layout[name];
-        const t = weights.get(name);
-        if (t === undefined) throw invalidArgument(`${fn}: weight '${name}' is missing`);
-        if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: weight '${name}' must be a Tensor, got ${describe(t)}`);
-        if (t.disposed) throw new ImprintError(`${fn}: weight '${name}' has been disposed`, 'DISPOSED');
-        if (!sameShape(t.shape, shape)) {
-          throw new ImprintError(`${fn}: weight '${name}' must have shape [${shape.join(', ')}] for this config, got ${desc(t)}`, 'SHAPE_MISMATCH');
-        }
-        if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
-          throw new ImprintError(`${fn}: weight '${name}' must be a float tensor, got ${desc(t)}`, 'DTYPE_MISMATCH');
-        }
-        first ??= t;
-        if (t.dtype !== first.dtype) {
-          throw new ImprintError(`${fn}: weight '${name}' is ${t.dtype} but encoder.conv_in.weight is ${first.dtype}; cast them to one dtype`, 'DTYPE_MISMATCH');
-        }
-        if (t.device !== first.device) {
-          throw new ImprintError(`${fn}: weight '${name}' is on ${t.device} but encoder.conv_in.weight is on ${first.device}; move them to one device`, 'DEVICE_MISMATCH');
-        }
-        return t;
-      });
+    const take = (names: string[]): Tensor<FloatDType>[] => takeWeights(fn, weights, names, layout, 'encoder.conv_in.weight');
     const encNames = encoderOrder(layout);
     const decNames = decoderOrder(layout);
     const enc = take(encNames);
     const dec = take(decNames);
-    return new AutoencoderKL(c, enc as Tensor<FloatDType>[], encNames, dec as Tensor<FloatDType>[], decNames);
+    return new AutoencoderKL(c, enc, encNames, dec, decNames);
   }
 
   /** The weights' dtype and device. */
