@@ -36,5 +36,16 @@ inline Tensor swap_dims12(const Tensor& x) {
   return y;
 }
 
+// [N, C, H, W] ↔ [N, HW, C] (tokens for attention) through the [a, b, c, 1]
+// swap. swap_dims12 is its own inverse, so each is the other's gradient too.
+inline Tensor to_tokens(const Tensor& x) {
+  const int64_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3];
+  return ops::reshape(swap_dims12(ops::reshape(x, {N, C, HW, 1})), {N, HW, C});
+}
+inline Tensor from_tokens(const Tensor& t, int64_t H, int64_t W) {
+  const int64_t N = t.shape[0], C = t.shape[2];
+  return ops::reshape(swap_dims12(ops::reshape(t, {N, H * W, C, 1})), {N, C, H, W});
+}
+
 }  // namespace models
 }  // namespace imprint

@@ -43,15 +43,6 @@ std::vector<Tensor> layer_norm(const Tensor& x, const Tensor& w, const Tensor& b
   return run_op("layer_norm_forward", {&x, &w, &b}, a);
 }
 
-// [N, C, H, W] ↔ [N, HW, C] through the [a, b, c, 1] swap.
-Tensor to_tokens(const Tensor& x) {
-  const int64_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3];
-  return ops::reshape(swap_dims12(ops::reshape(x, {N, C, HW, 1})), {N, HW, C});
-}
-Tensor from_tokens(const Tensor& t, int64_t H, int64_t W) {
-  const int64_t N = t.shape[0], C = t.shape[2];
-  return ops::reshape(swap_dims12(ops::reshape(t, {N, H * W, C, 1})), {N, C, H, W});
-}
 
 ResnetActivations resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, const Tensor& emb_act,
                          Tensor& y) {

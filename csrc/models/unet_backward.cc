@@ -63,15 +63,6 @@ Tensor layer_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& mean, con
   return run_op("layer_norm_backward", {&dy, &x, &mean, &rstd, &w}, a).front();
 }
 
-// swap_dims12 is its own inverse, so these are each other's gradients too.
-Tensor to_tokens(const Tensor& x) {
-  const int64_t N = x.shape[0], C = x.shape[1], HW = x.shape[2] * x.shape[3];
-  return ops::reshape(swap_dims12(ops::reshape(x, {N, C, HW, 1})), {N, HW, C});
-}
-Tensor from_tokens(const Tensor& t, int64_t H, int64_t W) {
-  const int64_t N = t.shape[0], C = t.shape[2];
-  return ops::reshape(swap_dims12(ops::reshape(t, {N, H * W, C, 1})), {N, C, H, W});
-}
 
 Tensor resnet_bwd(Ctx& k, const ResnetWeights& w, const ResnetActivations& a, const Tensor& dy) {
   // The time projection's gradient is not needed: the time embedding is frozen and t has no gradient.
