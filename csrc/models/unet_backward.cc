@@ -17,7 +17,11 @@ struct Ctx {
   const UNetConfig& c;
   const std::set<const void*>& trainable;
   UNetGrads& g;
+  const Tensor& emb_act;  // silu(emb), every time projection's input
+  bool time_chain;       // some time-embedding weight trains: the resnets' time projections pass gradients back
+  Tensor d_emb_act;      // their sum, when time_chain
   bool train(const Tensor& t) const { return trainable.count(t.data()) != 0; }
+  void put(const Tensor& w, const Tensor& grad) { g.weights[w.data()] = grad; }
 };
 
 Tensor silu_bwd(const Tensor& dy, const Tensor& x) { return run_op("silu_backward", {&dy, &x}).front(); }
@@ -30,47 +34,74 @@ Tensor linear_bwd(Ctx& k, const Tensor& dy, const Tensor& x, const Tensor& w, co
   a.numbers["biasGrad"] = bg ? 1 : 0;
   std::vector<Tensor> r = run_op("linear_backward", {&dy, &x, &w}, a);
   size_t i = 1;
-  if (wg) k.g.weights[w.data()] = r[i++];
-  if (bg) k.g.weights[b->data()] = r[i++];
+  if (wg) k.put(w, r[i++]);
+  if (bg) k.put(*b, r[i++]);
   return r[0];
 }
 
-// Convs are all frozen: only the input gradient.
-Tensor conv_bwd(const Tensor& dy, const Tensor& x, const Tensor& w, int64_t stride = 1) {
+// Input gradient of a "same"-padded conv; weight and bias gradients when trainable.
+Tensor conv_bwd(Ctx& k, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride = 1) {
   ops::Attrs a;
   const double p = static_cast<double>((w.shape[2] - 1) / 2);
+  const bool wg = k.train(w), bg = k.train(b);
   a.numbers["stride"] = static_cast<double>(stride);
   a.lists["padding"] = {p, p, p, p};
-  a.numbers["weightGrad"] = 0;
-  return run_op("conv2d_backward", {&dy, &x, &w}, a).front();
+  a.numbers["weightGrad"] = wg ? 1 : 0;
+  a.numbers["biasGrad"] = bg ? 1 : 0;
+  std::vector<Tensor> r = run_op("conv2d_backward", {&dy, &x, &w}, a);
+  size_t i = 1;
+  if (wg) k.put(w, r[i++]);
+  if (bg) k.put(b, r[i++]);
+  return r[0];
 }
 
-Tensor group_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& w,
-                      int64_t groups, double eps) {
+// Group or layer norm backward (op = "group_norm_backward" / "layer_norm_backward").
+Tensor norm_bwd(Ctx& k, const char* op, const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                const Tensor& w, const Tensor& b, ops::Attrs a) {
+  const bool wg = k.train(w), bg = k.train(b);
+  a.numbers["weightGrad"] = wg ? 1 : 0;
+  a.numbers["biasGrad"] = bg ? 1 : 0;
+  std::vector<Tensor> r = run_op(op, {&dy, &x, &mean, &rstd, &w}, a);
+  size_t i = 1;
+  if (wg) k.put(w, r[i++]);
+  if (bg) k.put(b, r[i++]);
+  return r[0];
+}
+
+Tensor group_norm_bwd(Ctx& k, const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                      const Tensor& w, const Tensor& b, double eps) {
   ops::Attrs a;
-  a.numbers["groups"] = static_cast<double>(groups);
+  a.numbers["groups"] = static_cast<double>(k.c.groups);
   a.numbers["eps"] = eps;
-  a.numbers["weightGrad"] = 0;
-  a.numbers["biasGrad"] = 0;
-  return run_op("group_norm_backward", {&dy, &x, &mean, &rstd, &w}, a).front();
+  return norm_bwd(k, "group_norm_backward", dy, x, mean, rstd, w, b, a);
 }
 
-Tensor layer_norm_bwd(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& w) {
+Tensor layer_norm_bwd(Ctx& k, const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                      const Tensor& w, const Tensor& b) {
   ops::Attrs a;
   a.numbers["eps"] = 1e-5;
-  a.numbers["weightGrad"] = 0;
-  a.numbers["biasGrad"] = 0;
-  return run_op("layer_norm_backward", {&dy, &x, &mean, &rstd, &w}, a).front();
+  return norm_bwd(k, "layer_norm_backward", dy, x, mean, rstd, w, b, a);
 }
 
+// The time projection t = time_emb_proj(silu(emb)) was added to h per channel
+// (broadcast over H, W and, for one timestep, over the batch): its gradient
+// is d_h summed over those dims.
+void time_projection_bwd(Ctx& k, const ResnetWeights& w, const Tensor& d_h) {
+  const Tensor& e = k.emb_act;
+  std::vector<int64_t> dims = {2, 3};
+  if (e.shape[0] == 1 && d_h.shape[0] != 1) dims.insert(dims.begin(), 0);
+  const Tensor d_t = ops::reshape(run_now(ops::sum(d_h, dims, false)).front(), {e.shape[0], d_h.shape[1]});
+  const Tensor d_e = linear_bwd(k, d_t, e, w.temb_w, &w.temb_b);
+  if (k.time_chain) k.d_emb_act = k.d_emb_act.data() ? add(k.d_emb_act, d_e) : d_e;
+}
 
 Tensor resnet_bwd(Ctx& k, const ResnetWeights& w, const ResnetActivations& a, const Tensor& dy) {
-  // The time projection's gradient is not needed: the time embedding is frozen and t has no gradient.
-  const Tensor d_act2 = conv_bwd(dy, a.act2, w.conv2_w);
-  const Tensor d_h = group_norm_bwd(silu_bwd(d_act2, a.norm2), a.h, a.norm2_mean, a.norm2_rstd, w.norm2_w, k.c.groups, k.c.eps);
-  const Tensor d_act1 = conv_bwd(d_h, a.act1, w.conv1_w);
-  const Tensor dx = group_norm_bwd(silu_bwd(d_act1, a.norm1), a.x, a.norm1_mean, a.norm1_rstd, w.norm1_w, k.c.groups, k.c.eps);
-  return add(dx, w.has_shortcut ? conv_bwd(dy, a.x, w.shortcut_w) : dy);
+  const Tensor d_act2 = conv_bwd(k, dy, a.act2, w.conv2_w, w.conv2_b);
+  const Tensor d_h = group_norm_bwd(k, silu_bwd(d_act2, a.norm2), a.h, a.norm2_mean, a.norm2_rstd, w.norm2_w, w.norm2_b, k.c.eps);
+  if (k.time_chain || k.train(w.temb_w) || k.train(w.temb_b)) time_projection_bwd(k, w, d_h);
+  const Tensor d_act1 = conv_bwd(k, d_h, a.act1, w.conv1_w, w.conv1_b);
+  const Tensor dx = group_norm_bwd(k, silu_bwd(d_act1, a.norm1), a.x, a.norm1_mean, a.norm1_rstd, w.norm1_w, w.norm1_b, k.c.eps);
+  return add(dx, w.has_shortcut ? conv_bwd(k, dy, a.x, w.shortcut_w, w.shortcut_b) : dy);
 }
 
 // dy on the attention's output; returns dx (the query side) and sets dkv.
@@ -89,28 +120,28 @@ Tensor attention_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Ten
 
 Tensor block_bwd(Ctx& k, const TransformerBlockWeights& w, int64_t heads, const TransformerBlockActivations& a,
                  const Tensor& context, const Tensor& dy) {
-  const Tensor d_geglu = linear_bwd(k, dy, a.geglu, w.ff2_w);
+  const Tensor d_geglu = linear_bwd(k, dy, a.geglu, w.ff2_w, &w.ff2_b);
   const Tensor d_ff1 = run_op("geglu_backward", {&d_geglu, &a.ff1}).front();
-  const Tensor d_ln3 = linear_bwd(k, d_ff1, a.ln3, w.ff1_w);
-  const Tensor d_h2 = add(dy, layer_norm_bwd(d_ln3, a.h2, a.ln3_mean, a.ln3_rstd, w.norm3_w));
+  const Tensor d_ln3 = linear_bwd(k, d_ff1, a.ln3, w.ff1_w, &w.ff1_b);
+  const Tensor d_h2 = add(dy, layer_norm_bwd(k, d_ln3, a.h2, a.ln3_mean, a.ln3_rstd, w.norm3_w, w.norm3_b));
   Tensor d_ctx;
   const Tensor d_ln2 = attention_bwd(k, w.attn2, heads, a.ln2, context, a.attn2, d_h2, d_ctx);
   k.g.d_context = k.g.d_context.data() ? add(k.g.d_context, d_ctx) : d_ctx;
-  const Tensor d_h1 = add(d_h2, layer_norm_bwd(d_ln2, a.h1, a.ln2_mean, a.ln2_rstd, w.norm2_w));
+  const Tensor d_h1 = add(d_h2, layer_norm_bwd(k, d_ln2, a.h1, a.ln2_mean, a.ln2_rstd, w.norm2_w, w.norm2_b));
   Tensor d_kv;
   const Tensor d_q = attention_bwd(k, w.attn1, heads, a.ln1, a.ln1, a.attn1, d_h1, d_kv);
-  return add(d_h1, layer_norm_bwd(add(d_q, d_kv), a.x, a.ln1_mean, a.ln1_rstd, w.norm1_w));
+  return add(d_h1, layer_norm_bwd(k, add(d_q, d_kv), a.x, a.ln1_mean, a.ln1_rstd, w.norm1_w, w.norm1_b));
 }
 
 Tensor transformer_bwd(Ctx& k, const TransformerWeights& w, const TransformerActivations& a, const Tensor& context,
                        const Tensor& dy) {
   const int64_t H = a.x.shape[2], W = a.x.shape[3];
-  Tensor d_t = k.c.linear_projection ? linear_bwd(k, to_tokens(dy), a.tokens_out, w.proj_out_w)
-                                     : to_tokens(conv_bwd(dy, from_tokens(a.tokens_out, H, W), w.proj_out_w));
+  Tensor d_t = k.c.linear_projection ? linear_bwd(k, to_tokens(dy), a.tokens_out, w.proj_out_w, &w.proj_out_b)
+                                     : to_tokens(conv_bwd(k, dy, from_tokens(a.tokens_out, H, W), w.proj_out_w, w.proj_out_b));
   for (size_t i = w.blocks.size(); i-- > 0;) d_t = block_bwd(k, w.blocks[i], w.heads, a.blocks[i], context, d_t);
-  const Tensor d_norm = k.c.linear_projection ? from_tokens(linear_bwd(k, d_t, to_tokens(a.norm), w.proj_in_w), H, W)
-                                              : conv_bwd(from_tokens(d_t, H, W), a.norm, w.proj_in_w);
-  return add(dy, group_norm_bwd(d_norm, a.x, a.norm_mean, a.norm_rstd, w.norm_w, k.c.groups, 1e-6));
+  const Tensor d_norm = k.c.linear_projection ? from_tokens(linear_bwd(k, d_t, to_tokens(a.norm), w.proj_in_w, &w.proj_in_b), H, W)
+                                              : conv_bwd(k, from_tokens(d_t, H, W), a.norm, w.proj_in_w, w.proj_in_b);
+  return add(dy, group_norm_bwd(k, d_norm, a.x, a.norm_mean, a.norm_rstd, w.norm_w, w.norm_b, 1e-6));
 }
 
 // Walks the kept activations from the end, as the backward consumes them in reverse.
@@ -126,16 +157,24 @@ Tensor layer_bwd(Ctx& k, const ResnetWeights& r, const TransformerWeights* t, co
 
 }  // namespace
 
+// Whether any weight of the time-embedding MLP trains (then every resnet's
+// time projection must pass its gradient back to silu(emb)).
+bool time_chain_trains(const UNetWeights& w, const std::set<const void*>& trainable) {
+  for (const Tensor* t : {&w.time1_w, &w.time1_b, &w.time2_w, &w.time2_b}) {
+    if (trainable.count(t->data())) return true;
+  }
+  return false;
+}
+
 UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetActivations& acts, const Tensor& sample,
                         const Tensor& context, const Tensor& dy, const std::set<const void*>& trainable) {
   UNetGrads g;
-  Ctx k{c, trainable, g};
+  Ctx k{c, trainable, g, acts.emb_act, time_chain_trains(w, trainable), Tensor()};
   Cursor cur{acts.resnets.size(), acts.transformers.size(), acts.resample_in.size(), acts.concat_in.size()};
 
-  Tensor dx = conv_bwd(dy, acts.act_out, w.conv_out_w);
-  dx = group_norm_bwd(silu_bwd(dx, acts.norm_out), acts.norm_out_in, acts.norm_out_mean, acts.norm_out_rstd,
-                      w.norm_out_w, c.groups, c.eps);
-
+  Tensor dx = conv_bwd(k, dy, acts.act_out, w.conv_out_w, w.conv_out_b);
+  dx = group_norm_bwd(k, silu_bwd(dx, acts.norm_out), acts.norm_out_in, acts.norm_out_mean, acts.norm_out_rstd,
+                      w.norm_out_w, w.norm_out_b, c.eps);
   // Up path, reversed. The k-th concat (forward order) took skip S-1-k.
   const size_t S = acts.concat_in.size() / 2;
   std::vector<Tensor> d_skip(S);
@@ -144,7 +183,7 @@ UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetAct
     if (b.has_resample) {
       const Tensor& in = acts.resample_in[--cur.resample];
       const Tensor up = run_op("upsample_nearest2x_forward", {&in}).front();  // conv input, recomputed
-      const Tensor d_up = conv_bwd(dx, up, b.resample_w);
+      const Tensor d_up = conv_bwd(k, dx, up, b.resample_w, b.resample_b);
       dx = run_op("upsample_nearest2x_backward", {&d_up}).front();
     }
     for (size_t j = b.resnets.size(); j-- > 0;) {
@@ -169,7 +208,7 @@ UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetAct
     const UNetBlockWeights& b = w.down[i];
     if (b.has_resample) {
       dx = add(dx, d_skip[--s]);
-      dx = conv_bwd(dx, acts.resample_in[--cur.resample], b.resample_w, 2);
+      dx = conv_bwd(k, dx, acts.resample_in[--cur.resample], b.resample_w, b.resample_b, 2);
     }
     for (size_t j = b.resnets.size(); j-- > 0;) {
       dx = add(dx, d_skip[--s]);
@@ -177,7 +216,14 @@ UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetAct
     }
   }
   dx = add(dx, d_skip[--s]);  // conv_in's output was skip 0
-  g.d_sample = conv_bwd(dx, sample, w.conv_in_w);
+  g.d_sample = conv_bwd(k, dx, sample, w.conv_in_w, w.conv_in_b);
+
+  // The time-embedding MLP: emb_act = silu(linear_2(silu(linear_1(t_proj)))).
+  if (k.d_emb_act.data()) {
+    const Tensor d_emb = silu_bwd(k.d_emb_act, acts.emb);
+    const Tensor d_time_act = linear_bwd(k, d_emb, acts.time_act, w.time2_w, &w.time2_b);
+    linear_bwd(k, silu_bwd(d_time_act, acts.time1), acts.t_proj, w.time1_w, &w.time1_b);
+  }
   return g;
 }
 

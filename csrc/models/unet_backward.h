@@ -1,8 +1,8 @@
 // The UNet2DConditionModel backward pass (llm.c style: each module's backward
 // written out, in reverse order, over the activations unet_forward kept).
-// Input gradients always; weight gradients only for the trainable attention
-// weights (every frozen conv/linear runs with weightGrad off), so training
-// attn2's K/V costs little more than the input gradients.
+// Input gradients always; weight gradients only for the weights marked
+// trainable (every frozen conv/linear/norm runs with weightGrad off), so
+// training attn2's K/V costs little more than the input gradients.
 #pragma once
 #include <map>
 #include <set>
@@ -18,8 +18,8 @@ struct UNetGrads {
   std::map<const void*, Tensor> weights;
 };
 
-// `trainable` holds the data pointers of attention weights (to_q/to_k/to_v/
-// to_out.0 weight, to_out.0 bias) that get gradients; others are frozen.
+// `trainable` holds the data pointers of the weights that get gradients (any
+// of the UNet's); others are frozen.
 UNetGrads unet_backward(const UNetConfig& config, const UNetWeights& w, const UNetActivations& acts,
                         const Tensor& sample, const Tensor& context, const Tensor& dy,
                         const std::set<const void*>& trainable);

@@ -26,8 +26,8 @@
 // backward of sum(out · dy) (models/unet_backward.h).
 // Inputs: sample, timestep, encoder_hidden_states, 3 dy (out's shape), then
 //   the weights as above. Attrs: as above, plus trainable: the indices (into
-//   the weights, ascending) of attention weights (attn1/attn2 to_q, to_k,
-//   to_v, to_out.0 weight or bias) that get gradients; the rest are frozen.
+//   the weights, ascending) of the weights that get gradients; the rest are
+//   frozen.
 // Outputs: out, d_sample, d_encoder_hidden_states, then each trainable
 //   weight's gradient in the order of `trainable`.
 #include <cmath>
@@ -362,25 +362,6 @@ void copy_into(Tensor& dst, const Tensor& src) {
   backend_for(dst.device).copy_on_device(dst.data(), src.data(), dst.nbytes());
 }
 
-// Every attention projection's storage (the weights that may be trainable).
-std::set<const void*> attention_weights(const models::UNetWeights& w) {
-  std::set<const void*> s;
-  auto add = [&](const models::TransformerWeights& t) {
-    for (const models::TransformerBlockWeights& b : t.blocks) {
-      for (const models::AttentionWeights* a : {&b.attn1, &b.attn2}) {
-        for (const Tensor* x : {&a->q_w, &a->k_w, &a->v_w, &a->out_w, &a->out_b}) s.insert(x->data());
-      }
-    }
-  };
-  for (const auto* blocks : {&w.down, &w.up}) {
-    for (const models::UNetBlockWeights& b : *blocks) {
-      for (const models::TransformerWeights& t : b.attentions) add(t);
-    }
-  }
-  add(w.mid_attn);
-  return s;
-}
-
 Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   kOp = "unet_forward_backward";
   const Parsed p = parse(inputs, attrs, 4);
@@ -392,7 +373,6 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
                                        dy.describe());
   }
   const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
-  const std::set<const void*> allowed = attention_weights(*p.w);
   const int64_t count = static_cast<int64_t>(inputs.size()) - 4;
   std::set<const void*> trainable;
   std::vector<Tensor> grads;
@@ -403,11 +383,6 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
                                            std::to_string(i));
     }
     const Tensor& t = *inputs[4 + static_cast<size_t>(idx[i])];
-    if (!allowed.count(t.data())) {
-      fail(ErrorCode::InvalidArgument, prefix() + "weight " + std::to_string(idx[i]) +
-                                           " is not an attention projection; only attn1/attn2 to_q, to_k, to_v and "
-                                           "to_out.0 can be trained");
-    }
     if (!trainable.insert(t.data()).second) {
       fail(ErrorCode::InvalidArgument, prefix() + "weight " + std::to_string(idx[i]) +
                                            " shares its storage with another trainable weight");

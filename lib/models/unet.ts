@@ -13,6 +13,9 @@ import { describeTensor, sameShape, takeWeights } from './weights.js';
 // As the native errors describe tensors: "f32[2, 4, 64, 64] on cpu".
 const desc = describeTensor;
 
+/** Which UNet weights get gradients in forwardBackward. */
+export type UNetTrainable = 'kv' | 'cross' | 'all' | 'none' | readonly string[];
+
 export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
   readonly config: UNetConfig;
   /** The weights in the native op's input order (unetLayout's order), and their names. */
@@ -40,6 +43,16 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     const names = Object.keys(layout);
     const list = takeWeights(fn, weights, names, layout, 'conv_in.weight');
     return new UNet2DConditionModel(c, list, names);
+  }
+
+  /** Every weight's diffusers name, in the native op's order. */
+  get weightNames(): readonly string[] {
+    return this.#names;
+  }
+
+  /** The weight tensors, in weightNames' order (used, not copied). */
+  get weights(): readonly Tensor<D>[] {
+    return this.#weights;
   }
 
   /** The weights' dtype and device. */
@@ -78,9 +91,9 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
    * The forward pass, then the backward of sum(out · dy): returns out, the
    * gradients of sample and encoderHiddenStates, and the gradients of the
    * `trainable` weights only (frozen weights cost no weight gradient):
-   * 'kv' = every attn2.to_k/to_v weight, 'cross' = every attn2 weight
-   * (to_q, to_k, to_v, to_out.0 weight and bias), 'none', or a list of
-   * attention weight names (attn1/attn2 to_q, to_k, to_v, to_out.0.weight/bias).
+   * 'kv' = every attn2.to_k/to_v weight (Custom Diffusion), 'cross' = every
+   * attn2 weight (to_q, to_k, to_v, to_out.0 weight and bias), 'all' = every
+   * weight (pretraining), 'none', or a list of weight names.
    * grads maps each trainable name to its gradient (in layout order).
    */
   async forwardBackward(
@@ -88,7 +101,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     timestep: number | number[] | Tensor,
     encoderHiddenStates: Tensor,
     dy: Tensor,
-    options: { trainable?: 'kv' | 'cross' | 'none' | string[] } = {},
+    options: { trainable?: UNetTrainable } = {},
   ): Promise<{ out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
     const fn = 'UNet2DConditionModel.forwardBackward';
     const c = this.config;
@@ -124,20 +137,18 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     let pick: (name: string) => boolean;
     if (spec === 'kv') pick = (n) => /\.attn2\.to_[kv]\.weight$/.test(n);
     else if (spec === 'cross') pick = (n) => /\.attn2\./.test(n) && projections.test(n);
+    else if (spec === 'all') pick = () => true;
     else if (spec === 'none') pick = () => false;
     else if (Array.isArray(spec)) {
       const wanted = new Set<string>();
       for (const n of spec) {
         if (typeof n !== 'string') throw invalidArgument(`${fn}: trainable names must be strings, got ${describe(n)}`);
         if (!this.#names.includes(n)) throw invalidArgument(`${fn}: trainable weight '${n}' is not a weight of this UNet`);
-        if (!projections.test(n)) {
-          throw invalidArgument(`${fn}: trainable weight '${n}' cannot be trained; only attn1/attn2 to_q, to_k, to_v and to_out.0 weights can`);
-        }
         wanted.add(n);
       }
       pick = (n) => wanted.has(n);
     } else {
-      throw invalidArgument(`${fn}: trainable must be 'kv', 'cross', 'none' or a list of weight names, got ${describe(spec)}`);
+      throw invalidArgument(`${fn}: trainable must be 'kv', 'cross', 'all', 'none' or a list of weight names, got ${describe(spec)}`);
     }
     return this.#names.flatMap((n, i) => (pick(n) ? [i] : []));
   }
