@@ -180,6 +180,26 @@ for (const [label, timestep] of [['per-sample timesteps', null], ['one timestep'
   });
 }
 
+t('lossBackward: the MSE loss and its backward in one call equal forwardBackward with dy = 2(out - target)/n', async () => {
+  const m = await model('sd2-tiny');
+  const s = get(m, 'sample'), ts = get(m, 'timestep'), e = get(m, 'encoder_hidden_states');
+  const target = get(m, 'probe');
+  const r = await m.unet.lossBackward(s, ts, e, target, { trainable: 'cross' });
+  const out = f32(r.out), tg = f32(target);
+  const n = out.length;
+  let loss = 0;
+  for (let i = 0; i < n; i++) loss += (out[i] - tg[i]) ** 2 / n;
+  assert.equal(r.loss.shape, []);
+  assertClose(f32(r.loss), new Float32Array([loss]), 1e-5, 0, 'loss');
+  const dy = tensor(Float32Array.from(out, (o, i) => (2 * (o - tg[i])) / n), { shape: target.shape });
+  const ref = await m.unet.forwardBackward(s, ts, e, dy, { trainable: 'cross' });
+  assertClose(f32(r.dSample), f32(ref.dSample), 1e-4, 1e-9, 'dSample');
+  assertClose(f32(r.dContext), f32(ref.dContext), 1e-4, 1e-9, 'dContext');
+  assert.equal([...r.grads.keys()], [...ref.grads.keys()]);
+  for (const [k, g] of r.grads) assertClose(f32(g), f32(ref.grads.get(k)!), 1e-4, 1e-9, k);
+  await assertRejects(() => m.unet.lossBackward(s, ts, e, tensor(new Float32Array(4), { shape: [1, 4] })), 'SHAPE_MISMATCH', /lossBackward: target must have the output's shape/);
+});
+
 t('the native op checks dy and the trainable indices itself', async () => {
   const m = await model('sd1-tiny');
   const c = parseUNetConfig(m.config);

@@ -30,12 +30,15 @@
 //   frozen.
 // Outputs: out, d_sample, d_encoder_hidden_states, then each trainable
 //   weight's gradient in the order of `trainable`.
+// With attr mseLoss = true, input 3 is a target instead of dy: the backward
+//   is that of mean((out - target)²), whose value is the last output.
 #include <cmath>
 #include <memory>
 #include <set>
 #include <string>
 
 #include "models/unet.h"
+#include "models/model_util.h"
 #include "models/unet_backward.h"
 #include "ops/op_util.h"
 
@@ -366,11 +369,14 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   kOp = "unet_forward_backward";
   const Parsed p = parse(inputs, attrs, 4);
   const Tensor& ref = p.sample;
-  const Tensor& dy = input(kOp, inputs, 3, "dy");
-  check_matches(kOp, ref, "sample", dy, "dy");
+  // With mseLoss, input 3 is the target and dy = d mean((out - target)²) / d out.
+  const bool mse = attrs.get_bool(kOp, "mseLoss", false);
+  const char* dy_name = mse ? "target" : "dy";
+  const Tensor& dy = input(kOp, inputs, 3, dy_name);
+  check_matches(kOp, ref, "sample", dy, dy_name);
   if (dy.shape != p.out_shape) {
-    fail(ErrorCode::ShapeMismatch, prefix() + "dy must have the output's shape " + shape_str(p.out_shape) + ", got " +
-                                       dy.describe());
+    fail(ErrorCode::ShapeMismatch, prefix() + dy_name + " must have the output's shape " + shape_str(p.out_shape) +
+                                       ", got " + dy.describe());
   }
   const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
   const int64_t count = static_cast<int64_t>(inputs.size()) - 4;
@@ -396,6 +402,7 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   launch.outputs = {launch.output, Tensor::empty(ref.shape, ref.dtype, ref.device),
                     Tensor::empty(p.context.shape, ref.dtype, ref.device)};
   for (const Tensor& g : grads) launch.outputs.push_back(g);
+  if (mse) launch.outputs.push_back(Tensor::empty({}, ref.dtype, ref.device));  // the loss, last
   for (const Tensor* t : inputs) launch.inputs.push_back(*t);
   std::vector<const void*> order;
   for (int64_t i : idx) order.push_back(inputs[4 + static_cast<size_t>(i)]->data());
@@ -403,10 +410,15 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   const models::UNetConfig config = p.config;
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context, d = dy;
   std::vector<Tensor> outs = launch.outputs;
-  launch.run = [config, w, s, ts, ctx, d, trainable, order, outs]() mutable {
+  launch.run = [config, w, s, ts, ctx, d, trainable, order, outs, mse]() mutable {
     Tensor out = outs[0];
     const models::UNetActivations acts = models::unet_forward(config, *w, s, ts, ctx, out);
-    const models::UNetGrads g = models::unet_backward(config, *w, acts, s, ctx, d, trainable);
+    Tensor dy = d;
+    if (mse) {
+      copy_into(outs.back(), models::run_op("mse_loss_forward", {&out, &d}).front());
+      dy = models::run_op("mse_loss_backward", {&out, &d}).front();
+    }
+    const models::UNetGrads g = models::unet_backward(config, *w, acts, s, ctx, dy, trainable);
     copy_into(outs[1], g.d_sample);
     if (g.d_context.data()) {
       copy_into(outs[2], g.d_context);

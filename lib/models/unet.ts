@@ -103,7 +103,19 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     dy: Tensor,
     options: { trainable?: UNetTrainable } = {},
   ): Promise<{ out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
-    const fn = 'UNet2DConditionModel.forwardBackward';
+    return this.#backward('UNet2DConditionModel.forwardBackward', 'dy', sample, timestep, encoderHiddenStates, dy, options, false);
+  }
+
+  async #backward(
+    fn: string,
+    what: 'dy' | 'target',
+    sample: Tensor,
+    timestep: number | number[] | Tensor,
+    encoderHiddenStates: Tensor,
+    dy: Tensor,
+    options: { trainable?: UNetTrainable },
+    mseLoss: boolean,
+  ): Promise<{ loss?: Tensor<D>; out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
     const c = this.config;
     this.#weights.forEach((w, i) => {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
@@ -112,23 +124,44 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     const indices = this.#trainable(fn, options.trainable ?? 'kv');
     const N = this.#checkSample(fn, sample);
     this.#checkContext(fn, encoderHiddenStates, N);
-    if (!(dy instanceof Tensor)) throw invalidArgument(`${fn}: dy must be a Tensor shaped like the output, got ${describe(dy)}`);
-    if (dy.disposed) throw new ImprintError(`${fn}: dy has been disposed`, 'DISPOSED');
-    this.#checkKind(fn, 'dy', dy);
+    if (!(dy instanceof Tensor)) throw invalidArgument(`${fn}: ${what} must be a Tensor shaped like the output, got ${describe(dy)}`);
+    if (dy.disposed) throw new ImprintError(`${fn}: ${what} has been disposed`, 'DISPOSED');
+    this.#checkKind(fn, what, dy);
     const outShape = [N, c.outChannels, sample.shape[2], sample.shape[3]];
     if (!sameShape(dy.shape, outShape)) {
-      throw new ImprintError(`${fn}: dy must have the output's shape [${outShape.join(', ')}], got ${desc(dy)}`, 'SHAPE_MISMATCH');
+      throw new ImprintError(`${fn}: ${what} must have the output's shape [${outShape.join(', ')}], got ${desc(dy)}`, 'SHAPE_MISMATCH');
     }
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const [out, dSample, dContext, ...g] = await runOp<D>('unet_forward_backward', [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights], {
+      const outs = await runOp<D>('unet_forward_backward', [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights], {
         ...this.#attrs(),
         trainable: indices,
+        mseLoss,
       });
-      return { out, dSample, dContext, grads: new Map(indices.map((i, k) => [this.#names[i], g[k]])) };
+      const [out, dSample, dContext, ...g] = outs;
+      const grads = new Map(indices.map((i, k) => [this.#names[i], g[k]]));
+      return mseLoss ? { loss: g[indices.length], out, dSample, dContext, grads } : { out, dSample, dContext, grads };
     } finally {
       if (t.owned) t.tensor.dispose();
     }
+  }
+
+  /**
+   * A training pass: the forward, the loss mean((out - target)²), and its
+   * backward in one native call (no second forward to form dy). Returns the
+   * loss (a scalar tensor), the gradients of sample and encoderHiddenStates,
+   * and those of the `trainable` weights (as forwardBackward).
+   */
+  async lossBackward(
+    sample: Tensor,
+    timestep: number | number[] | Tensor,
+    encoderHiddenStates: Tensor,
+    target: Tensor,
+    options: { trainable?: UNetTrainable } = {},
+  ): Promise<{ loss: Tensor<D>; out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
+    const fn = 'UNet2DConditionModel.lossBackward';
+    const r = await this.#backward(fn, 'target', sample, timestep, encoderHiddenStates, target, options, true);
+    return r as typeof r & { loss: Tensor<D> };
   }
 
   // Layout indices of the trainable weights, ascending.
