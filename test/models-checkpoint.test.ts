@@ -125,9 +125,9 @@ t('a pipeline folder loads all parts, reports tokenizer and scheduler, and conve
   assert.is(m.tokenizerDir, join(root, 'tokenizer'));
   assert.equal(m.schedulerConfig, { _class_name: 'DDIMScheduler', num_train_timesteps: 1000 });
   assert.equal(m.unet.config.blockOutChannels, [32, 64]);
-  assert.equal(m.vae.config.blockOutChannels, [32, 64]);
+  assert.equal(m.vae!.config.blockOutChannels, [32, 64]);
   assert.is(m.textEncoder.config.hiddenSize, 32);
-  for (const [part, kind] of [[m.unet, 'unet'], [m.vae, 'vae'], [m.textEncoder, 'text_encoder']] as const) {
+  for (const [part, kind] of [[m.unet, 'unet'], [m.vae!, 'vae'], [m.textEncoder, 'text_encoder']] as const) {
     sameTensors(part.weights, await loadSafetensors(join(sd1, kind, FILES[kind]), { dtype: 'bf16' }), kind);
   }
 
@@ -145,6 +145,22 @@ t('a pipeline folder loads all parts, reports tokenizer and scheduler, and conve
   await assertRejects(() => loadDiffusersModel(join(root, 'nope')), 'INVALID_ARGUMENT', /is not a folder/);
   await assertRejects(() => loadDiffusersModel(root, { variant: '../x' }), 'INVALID_ARGUMENT', /variant must be a short name/);
   await assertRejects(() => loadDiffusersModel(root, { dtype: 'f64' as never }), 'INVALID_ARGUMENT', /dtype/);
+});
+
+t('a pixel-space pipeline folder ("vae": [null, null], as DeepFloyd IF) loads without a vae/ folder', async () => {
+  const root = fresh('pixel');
+  const index = { _class_name: 'StableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'], vae: [null, null], text_encoder: ['transformers', 'CLIPTextModel'] };
+  writeFileSync(join(root, 'model_index.json'), JSON.stringify(index));
+  for (const kind of ['unet', 'text_encoder'] as const) {
+    mkdirSync(join(root, kind));
+    copyFileSync(join(sd1, kind, 'config.json'), join(root, kind, 'config.json'));
+    copyFileSync(join(sd1, kind, FILES[kind]), join(root, kind, FILES[kind]));
+  }
+  const m = await loadDiffusersModel(root);
+  assert.is(m.vae, undefined);
+  assert.equal(m.unet.config.blockOutChannels, [32, 64]);
+  writeFileSync(join(root, 'model_index.json'), JSON.stringify({ ...index, vae: [null] }));
+  await assertRejects(() => loadDiffusersModel(root), 'INVALID_ARGUMENT', /'vae' must be \["diffusers", "AutoencoderKL"\] \(or \[null, null\] for a pixel-space model\), got \[null\]/);
 });
 
 t('fp16 variant: found by name, loaded as stored or converted; absent variant is a clear error', async () => {

@@ -132,7 +132,8 @@ export interface LoadedComponent<C> {
 
 export interface LoadedDiffusersModel {
   unet: LoadedComponent<UNetConfig>;
-  vae: LoadedComponent<VaeConfig>;
+  /** Absent for pixel-space models (model_index.json lists "vae": [null, null], as DeepFloyd IF does). */
+  vae?: LoadedComponent<VaeConfig>;
   textEncoder: LoadedComponent<ClipTextConfig>;
   /** The tokenizer/ folder, when the model has one (read it with the CLIP tokenizer's loader). */
   tokenizerDir?: string;
@@ -330,11 +331,14 @@ export async function loadDiffusersModel(dir: string, options?: LoadOptions): Pr
   if (!isFile(indexPath)) throw invalidArgument(`${fn}: ${indexPath} is missing (is ${dir} a diffusers pipeline folder?)`);
   const index = readJsonFile(indexPath);
   if (!isPlainObject(index)) throw invalidArgument(`${indexPath}: expected a JSON object, got ${describe(index)}`);
+  const pixelSpace = Array.isArray(index.vae) && index.vae.length === 2 && index.vae[0] === null && index.vae[1] === null;
   for (const kind of Object.keys(COMPONENTS) as ComponentKind[]) {
     const entry = index[kind];
     const { library, cls } = COMPONENTS[kind];
+    if (kind === 'vae' && pixelSpace) continue;
     if (!Array.isArray(entry) || entry.length !== 2 || entry[0] !== library || entry[1] !== cls) {
-      throw invalidArgument(`${indexPath}: '${kind}' must be ["${library}", "${cls}"], got ${entry === undefined ? 'nothing' : JSON.stringify(entry)}`);
+      const alt = kind === 'vae' ? ' (or [null, null] for a pixel-space model)' : '';
+      throw invalidArgument(`${indexPath}: '${kind}' must be ["${library}", "${cls}"]${alt}, got ${entry === undefined ? 'nothing' : JSON.stringify(entry)}`);
     }
     if (!isDir(join(dir, kind))) throw invalidArgument(`${fn}: ${join(dir, kind)} is missing (model_index.json lists '${kind}')`);
   }
@@ -349,13 +353,14 @@ export async function loadDiffusersModel(dir: string, options?: LoadOptions): Pr
   const out: Partial<LoadedDiffusersModel> = {};
   try {
     out.unet = await loadDiffusersComponent(join(dir, 'unet'), 'unet', options);
-    out.vae = await loadDiffusersComponent(join(dir, 'vae'), 'vae', options);
+    if (!pixelSpace) out.vae = await loadDiffusersComponent(join(dir, 'vae'), 'vae', options);
     out.textEncoder = await loadDiffusersComponent(join(dir, 'text_encoder'), 'text_encoder', options);
   } catch (e) {
     disposeAll([out.unet, out.vae, out.textEncoder]);
     throw e;
   }
-  const result: LoadedDiffusersModel = { unet: out.unet, vae: out.vae, textEncoder: out.textEncoder };
+  const result: LoadedDiffusersModel = { unet: out.unet, textEncoder: out.textEncoder };
+  if (out.vae) result.vae = out.vae;
   if (isDir(join(dir, 'tokenizer'))) result.tokenizerDir = join(dir, 'tokenizer');
   if (schedulerConfig !== undefined) result.schedulerConfig = schedulerConfig;
   return result;

@@ -11,6 +11,7 @@ import { ClipTokenizer, type EncodeOptions, type PaddedIds } from '../tokenizer/
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL } from '../models/vae.js';
+import { PIXEL_SPACE } from './pixel-space.js';
 import { loadDiffusersModel } from '../models/checkpoint.js';
 import { readJsonFile } from '../models/configs.js';
 import { concat, split } from '../nn/misc.js';
@@ -173,7 +174,7 @@ export class StableDiffusionPipeline {
     if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`${fn}: scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(o.scheduler)}`);
     const model = await loadDiffusersModel(dir, o.dtype === undefined ? {} : { dtype: o.dtype as DType });
     const drop = (): void => {
-      for (const part of [model.unet, model.vae, model.textEncoder]) for (const w of part.weights.values()) if (!w.disposed) w.dispose();
+      for (const part of [model.unet, model.vae, model.textEncoder]) for (const w of part?.weights.values() ?? []) if (!w.disposed) w.dispose();
     };
     try {
       if (model.tokenizerDir === undefined) throw invalidArgument(`${fn}: ${join(dir, 'tokenizer')} is missing (the pipeline needs the CLIP tokenizer)`);
@@ -189,13 +190,13 @@ export class StableDiffusionPipeline {
       const raw = (part: string): unknown => readJsonFile(join(dir, part, 'config.json'));
       const textEncoder = ClipTextEncoder.fromWeights(raw('text_encoder'), model.textEncoder.weights);
       const unet = UNet2DConditionModel.fromWeights(raw('unet'), model.unet.weights);
-      const vae = AutoencoderKL.fromWeights(raw('vae'), model.vae.weights);
+      const vae = model.vae ? AutoencoderKL.fromWeights(raw('vae'), model.vae.weights) : PIXEL_SPACE;
       if (tokenizer.vocabSize > textEncoder.config.vocabSize) {
         throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${textEncoder.config.vocabSize}`);
       }
       // Diffusers folders of SD 2.x store the encoder already cut to its penultimate layer, so the last layer is right for every folder.
       const pipe = new StableDiffusionPipeline({ tokenizer, textEncoder, unet, vae, scheduler });
-      for (const part of [model.unet, model.vae, model.textEncoder]) pipe.#owned.push(...part.weights.values());
+      for (const part of [model.unet, model.vae, model.textEncoder]) pipe.#owned.push(...(part?.weights.values() ?? []));
       return pipe;
     } catch (e) {
       drop();
