@@ -4,7 +4,7 @@
 // tokenizer folder (vocab.json + merges.txt) or OpenAI's bpe_simple_vocab
 // .txt.gz. Added tokens (textual inversion, Custom Diffusion's <new1>) are
 // matched whole before anything else.
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
@@ -382,6 +382,33 @@ export class ClipTokenizer {
       }
       // Not push(...ids): a long word would overflow the argument limit.
       for (const id of ids) out.push(id);
+    }
+  }
+
+  /**
+   * Writes the tokenizer as a diffusers tokenizer/ folder: vocab.json,
+   * merges.txt, special_tokens_map.json, tokenizer_config.json and, when
+   * tokens were added, added_tokens.json. Each file is written to a temporary
+   * name and renamed, so a failed save leaves no half-written file.
+   */
+  async save(dir: string): Promise<void> {
+    if (typeof dir !== 'string' || dir === '') throw invalidArgument(`ClipTokenizer.save: dir must be a folder path, got ${describe(dir)}`);
+    await mkdir(dir, { recursive: true });
+    const base = Object.fromEntries([...this.encoder].filter(([t]) => !this.added.includes(t)));
+    const merges = [...this.ranks].sort((a, b) => a[1] - b[1]).map(([pair]) => pair);
+    const pad = this.decoder[this.padId];
+    const files: Array<[string, string]> = [
+      ['vocab.json', JSON.stringify(base)],
+      ['merges.txt', `#version: 0.2\n${merges.join('\n')}\n`],
+      ['special_tokens_map.json', JSON.stringify({ bos_token: START_TOKEN, eos_token: END_TOKEN, unk_token: END_TOKEN, pad_token: pad }, null, 2)],
+      ['tokenizer_config.json', JSON.stringify({ tokenizer_class: 'CLIPTokenizer', model_max_length: 77, do_lower_case: true, bos_token: START_TOKEN, eos_token: END_TOKEN, unk_token: END_TOKEN, pad_token: pad }, null, 2)],
+    ];
+    if (this.added.length > 0) files.push(['added_tokens.json', JSON.stringify(Object.fromEntries(this.added.map((t) => [t, this.encoder.get(t)])), null, 2)]);
+    for (const [name, text] of files) {
+      const path = join(dir, name);
+      const tmp = `${path}.tmp-${process.pid}`;
+      await writeFile(tmp, text);
+      await rename(tmp, path);
     }
   }
 }
