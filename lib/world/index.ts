@@ -1,0 +1,18 @@
+// The procedural shapes world (data for pretraining the embedded model, and
+// held-out concepts) and its geometric metrics.
+export { WorldRandom } from './random.js';
+export {
+  BACKGROUNDS, COLOURS, CONCEPT_SHAPES, GENERIC_NOUN, PALETTE, PALETTE_NAMES, POSITION_ANCHOR, POSITIONS, SHAPES, SIZE_EXTENT, SIZES,
+  captionOf, parseCaption, placeObject, positionOf, renderScene, sampleScene, sizeOf, worldSample,
+  type BackgroundName, type ColourName, type PaletteName, type ParsedCaption, type Pattern, type PatternKind, type Position,
+  type RequestedObject, type RGB, type SampleSceneOptions, type Scene, type ShapeName, type Size, type WorldObject,
+  type WorldSample, type WorldShape,
+} from './scene.js';
+export {
+  CONCEPT_IDS, CONCEPTS, conceptById, conceptImages, conceptScene,
+  type ConceptImage, type ConceptImageOptions, type ConceptLayout, type ConceptSpec,
+} from './concepts.js';
+export {
+  analyzeImage, conceptDescriptor, descriptorSimilarity, formatValidation, imageAlignment, textAlignment, validateMetrics, withNoise,
+  type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions,
+} from './metrics.js';

@@ -1,0 +1,580 @@
+// Metrics for the shapes world, by deterministic geometric analysis.
+//
+// The papers score text alignment and image alignment with CLIP embeddings.
+// In the shapes world every caption word names a measurable property (a colour
+// from a fixed palette, a shape, a size, a position), so the scores can be
+// computed exactly instead: find the background, segment the objects, measure
+// each one and compare the measurements with what the caption asks for, or with
+// the measurements of a concept's reference images. This needs no training and
+// no weights, gives the same number on every machine, and every score can be
+// audited: analyzeImage() shows what was seen and why a word did or did not match.
+//
+// Pipeline: background = dominant colour of the border pixels; foreground =
+// pixels far from it (an anti-aliased edge pixel counts when it is at least half
+// as far as its neighbourhood's strongest pixel, i.e. at least half covered);
+// 4-connected components, specks dropped; per object: palette colour by majority
+// vote of its inner pixels, bounding box → size and position words, shape by the
+// best intersection-over-union with the circle, square and triangle inscribed in
+// its bounding box ('unknown' below a threshold or with a hole).
+// validateMetrics() measures how far the scores can be trusted on ground truth.
+import { invalidArgument } from '../errors.js';
+import { checkNumber, checkOptions, describe } from '../validate.js';
+import { CONCEPTS, conceptImages } from './concepts.js';
+import { WorldRandom } from './random.js';
+import {
+  PALETTE, PALETTE_NAMES, checkResolution, parseCaption, positionOf, sizeOf, worldSample,
+  type PaletteName, type Position, type RGB, type RequestedObject, type Size, type WorldShape,
+} from './scene.js';
+
+export interface DetectedObject {
+  /** Nearest palette colour of the majority of the object's inner pixels. */
+  colour: PaletteName;
+  /** RGB distance from the mean of those pixels to the palette colour (0 for a clean render). */
+  colourDistance: number;
+  /** Mean RGB of the inner pixels (every colour of a patterned object mixed). */
+  meanColour: RGB;
+  /** Fraction of the inner pixels nearest to each palette colour. */
+  colourHistogram: Readonly<Record<PaletteName, number>>;
+  /** Foreground pixels. */
+  area: number;
+  /** Inclusive pixel bounds. */
+  bbox: { x0: number; y0: number; x1: number; y1: number };
+  /** Bounding-box centre and longer side, as fractions of the image side. */
+  cx: number;
+  cy: number;
+  extent: number;
+  position: Position;
+  size: Size;
+  shape: WorldShape | 'unknown';
+  /** Intersection-over-union with each world shape inscribed in the bounding box. */
+  shapeScores: Readonly<Record<WorldShape, number>>;
+  /** Enclosed background regions (a ring has one). */
+  holes: number;
+  /** Indices (y·resolution + x) of the object's pixels. */
+  pixels: Int32Array;
+}
+
+export interface ImageAnalysis {
+  background: RGB;
+  /** Nearest palette colour of the background. */
+  backgroundColour: PaletteName;
+  /** Largest first. */
+  objects: DetectedObject[];
+}
+
+/** Below this RGB distance from the background a pixel is background, whatever its neighbours. */
+const FOREGROUND_DISTANCE = 45;
+/** Border pixels this close to a candidate count towards it being the background. */
+const BACKGROUND_RADIUS = 48;
+/** Best template IoU needed to name a shape. */
+const SHAPE_MIN_IOU = 0.75;
+const MAX_DETECTED = 8;
+
+function checkImage(fn: string, image: unknown, resolution: unknown, what = 'image'): number {
+  const r = checkResolution(fn, resolution);
+  if (!(image instanceof Uint8Array)) throw invalidArgument(`${fn}: ${what} must be a Uint8Array of HWC RGB bytes, got ${describe(image)}`);
+  if (image.length !== r * r * 3) {
+    throw invalidArgument(`${fn}: ${what} has ${image.length} bytes, expected ${r}·${r}·3 = ${r * r * 3} for resolution ${r}`);
+  }
+  return r;
+}
+
+function distance(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+}
+
+function nearestPalette(rgb: ArrayLike<number>): PaletteName {
+  let best: PaletteName = PALETTE_NAMES[0];
+  let bestD = Infinity;
+  for (const name of PALETTE_NAMES) {
+    const d = distance(rgb, PALETTE[name]);
+    if (d < bestD) [best, bestD] = [name, d];
+  }
+  return best;
+}
+
+function pixelAt(image: Uint8Array, p: number): [number, number, number] {
+  return [image[p * 3], image[p * 3 + 1], image[p * 3 + 2]];
+}
+
+/** The dominant border colour: the border pixel with the most border pixels near it, averaged with those. */
+function borderBackground(image: Uint8Array, r: number): RGB {
+  const border: number[] = [];
+  for (let i = 0; i < r; i++) border.push(i, (r - 1) * r + i);
+  for (let i = 1; i < r - 1; i++) border.push(i * r, i * r + r - 1);
+  const colours = border.map((p) => pixelAt(image, p));
+  let best = colours[0];
+  let bestCount = -1;
+  for (const c of colours) {
+    let n = 0;
+    for (const o of colours) if (distance(c, o) <= BACKGROUND_RADIUS) n++;
+    if (n > bestCount) [best, bestCount] = [c, n];
+  }
+  const sum = [0, 0, 0];
+  let n = 0;
+  for (const o of colours) {
+    if (distance(best, o) > BACKGROUND_RADIUS) continue;
+    sum[0] += o[0];
+    sum[1] += o[1];
+    sum[2] += o[2];
+    n++;
+  }
+  return [sum[0] / n, sum[1] / n, sum[2] / n];
+}
+
+function foregroundMask(image: Uint8Array, r: number, bg: RGB): Uint8Array {
+  const d = new Float64Array(r * r);
+  for (let p = 0; p < r * r; p++) d[p] = distance(pixelAt(image, p), bg);
+  const mask = new Uint8Array(r * r);
+  for (let y = 0; y < r; y++) {
+    for (let x = 0; x < r; x++) {
+      const p = y * r + x;
+      if (d[p] <= FOREGROUND_DISTANCE) continue;
+      let strongest = 0;
+      for (let yy = Math.max(0, y - 1); yy <= Math.min(r - 1, y + 1); yy++) {
+        for (let xx = Math.max(0, x - 1); xx <= Math.min(r - 1, x + 1); xx++) strongest = Math.max(strongest, d[yy * r + xx]);
+      }
+      if (d[p] >= 0.5 * strongest) mask[p] = 1;
+    }
+  }
+  return mask;
+}
+
+/** 4-connected components of `mask` as lists of pixel indices. */
+function components(mask: Uint8Array, r: number): Int32Array[] {
+  const label = new Int32Array(r * r).fill(-1);
+  const out: Int32Array[] = [];
+  const stack: number[] = [];
+  for (let start = 0; start < r * r; start++) {
+    if (!mask[start] || label[start] >= 0) continue;
+    const pixels: number[] = [];
+    label[start] = out.length;
+    stack.push(start);
+    while (stack.length > 0) {
+      const p = stack.pop()!;
+      pixels.push(p);
+      const x = p % r;
+      const y = (p - x) / r;
+      const next = [x > 0 ? p - 1 : -1, x < r - 1 ? p + 1 : -1, y > 0 ? p - r : -1, y < r - 1 ? p + r : -1];
+      for (const q of next) {
+        if (q >= 0 && mask[q] && label[q] < 0) {
+          label[q] = out.length;
+          stack.push(q);
+        }
+      }
+    }
+    out.push(Int32Array.from(pixels));
+  }
+  return out;
+}
+
+/** Coverage of the pixel (x, y) of a w×h box by the world shape inscribed in it, from 4×4 samples. */
+function templateCoverage(shape: WorldShape, x: number, y: number, w: number, h: number): number {
+  let inside = 0;
+  for (let sy = 0; sy < 4; sy++) {
+    for (let sx = 0; sx < 4; sx++) {
+      const u = ((x + (sx + 0.5) / 4) / w) * 2 - 1;
+      const v = ((y + (sy + 0.5) / 4) / h) * 2 - 1;
+      if (shape === 'square' || (shape === 'circle' && u * u + v * v <= 1) || (shape === 'triangle' && Math.abs(u) <= (v + 1) / 2)) inside++;
+    }
+  }
+  return inside / 16;
+}
+
+function countHoles(objMask: Uint8Array, w: number, h: number): number {
+  // Flood the non-object pixels from a one-pixel frame around the box; what stays unreached is enclosed.
+  const W = w + 2;
+  const H = h + 2;
+  const seen = new Uint8Array(W * H);
+  const solid = (x: number, y: number) => x >= 1 && y >= 1 && x <= w && y <= h && objMask[(y - 1) * w + (x - 1)] === 1;
+  const flood = (sx: number, sy: number): number => {
+    let n = 0;
+    const stack = [sy * W + sx];
+    seen[sy * W + sx] = 1;
+    while (stack.length > 0) {
+      const p = stack.pop()!;
+      n++;
+      const x = p % W;
+      const y = (p - x) / W;
+      for (const [nx, ny] of [[x - 1, y], [x + 1, y], [x, y - 1], [x, y + 1]]) {
+        if (nx < 0 || ny < 0 || nx >= W || ny >= H || seen[ny * W + nx] || solid(nx, ny)) continue;
+        seen[ny * W + nx] = 1;
+        stack.push(ny * W + nx);
+      }
+    }
+    return n;
+  };
+  flood(0, 0);
+  let holes = 0;
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      if (seen[y * W + x] || solid(x, y)) continue;
+      if (flood(x, y) >= 2) holes++; // a single pixel is noise, not a hole
+    }
+  }
+  return holes;
+}
+
+function describeObject(image: Uint8Array, r: number, pixels: Int32Array, inMask: Uint8Array): DetectedObject {
+  let x0 = r, y0 = r, x1 = -1, y1 = -1;
+  for (const p of pixels) {
+    const x = p % r;
+    const y = (p - x) / r;
+    x0 = Math.min(x0, x);
+    x1 = Math.max(x1, x);
+    y0 = Math.min(y0, y);
+    y1 = Math.max(y1, y);
+  }
+  const w = x1 - x0 + 1;
+  const h = y1 - y0 + 1;
+  const objMask = new Uint8Array(w * h);
+  for (const p of pixels) objMask[(Math.floor(p / r) - y0) * w + ((p % r) - x0)] = 1;
+
+  // Colour from the inner pixels: edge pixels are blends with the background.
+  const inner = Array.from(pixels).filter((p) => {
+    const x = p % r;
+    const y = (p - x) / r;
+    return x > 0 && y > 0 && x < r - 1 && y < r - 1 && inMask[p - 1] && inMask[p + 1] && inMask[p - r] && inMask[p + r];
+  });
+  const voters = inner.length >= 3 ? inner : Array.from(pixels);
+  const votes = Object.fromEntries(PALETTE_NAMES.map((n) => [n, 0])) as Record<PaletteName, number>;
+  const sums = Object.fromEntries(PALETTE_NAMES.map((n) => [n, [0, 0, 0]])) as Record<PaletteName, number[]>;
+  const mean = [0, 0, 0];
+  for (const p of voters) {
+    const c = pixelAt(image, p);
+    const name = nearestPalette(c);
+    votes[name]++;
+    for (let k = 0; k < 3; k++) {
+      sums[name][k] += c[k];
+      mean[k] += c[k] / voters.length;
+    }
+  }
+  const colour = PALETTE_NAMES.reduce((a, b) => (votes[b] > votes[a] ? b : a));
+  const colourMean = sums[colour].map((s) => s / votes[colour]);
+  const colourHistogram = Object.fromEntries(PALETTE_NAMES.map((n) => [n, votes[n] / voters.length])) as Record<PaletteName, number>;
+
+  const shapeScores = {} as Record<WorldShape, number>;
+  for (const shape of ['circle', 'square', 'triangle'] as const) {
+    let both = 0;
+    let either = 0;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const t = templateCoverage(shape, x, y, w, h);
+        const m = objMask[y * w + x];
+        both += Math.min(t, m);
+        either += Math.max(t, m);
+      }
+    }
+    shapeScores[shape] = both / either;
+  }
+  const holes = countHoles(objMask, w, h);
+  const best = (Object.keys(shapeScores) as WorldShape[]).reduce((a, b) => (shapeScores[b] > shapeScores[a] ? b : a));
+  const aspect = w / h;
+  const shape = holes === 0 && aspect > 0.7 && aspect < 1 / 0.7 && shapeScores[best] >= SHAPE_MIN_IOU ? best : 'unknown';
+
+  const cx = (x0 + x1 + 1) / 2 / r;
+  const cy = (y0 + y1 + 1) / 2 / r;
+  const extent = Math.max(w, h) / r;
+  return {
+    colour,
+    colourDistance: distance(colourMean, PALETTE[colour]),
+    meanColour: [mean[0], mean[1], mean[2]],
+    colourHistogram,
+    area: pixels.length,
+    bbox: { x0, y0, x1, y1 },
+    cx,
+    cy,
+    extent,
+    position: positionOf(cx, cy),
+    size: sizeOf(extent),
+    shape,
+    shapeScores,
+    holes,
+    pixels,
+  };
+}
+
+/** Background, and the objects on it (largest first), measured. */
+export function analyzeImage(image: Uint8Array, resolution = 32): ImageAnalysis {
+  const r = checkImage('analyzeImage', image, resolution);
+  const background = borderBackground(image, r);
+  const mask = foregroundMask(image, r, background);
+  const minArea = Math.max(4, Math.round((r * r) / 256));
+  const objects = components(mask, r)
+    .filter((c) => c.length >= minArea)
+    .sort((a, b) => b.length - a.length)
+    .slice(0, MAX_DETECTED)
+    .map((c) => describeObject(image, r, c, mask));
+  return { background, backgroundColour: nearestPalette(background), objects };
+}
+
+// --- text alignment ----------------------------------------------------------
+
+function requestedPoints(req: RequestedObject): number {
+  return (req.shape ? 1 : 0) + (req.colour ? 1 : 0) + (req.size ? 1 : 0) + (req.position ? 1 : 0);
+}
+
+function satisfiedPoints(req: RequestedObject, obj: DetectedObject): number {
+  return (req.shape !== undefined && req.shape === obj.shape ? 1 : 0)
+    + (req.colour !== undefined && req.colour === obj.colour ? 1 : 0)
+    + (req.size !== undefined && req.size === obj.size ? 1 : 0)
+    + (req.position !== undefined && req.position === obj.position ? 1 : 0);
+}
+
+/** The most attribute points any one-to-one assignment of requested to detected objects earns. */
+function bestAssignment(requested: readonly RequestedObject[], detected: readonly DetectedObject[]): number {
+  const used = new Array<boolean>(detected.length).fill(false);
+  const search = (i: number): number => {
+    if (i === requested.length) return 0;
+    let best = search(i + 1); // requested object i left unmatched
+    for (let j = 0; j < detected.length; j++) {
+      if (used[j]) continue;
+      used[j] = true;
+      best = Math.max(best, satisfiedPoints(requested[i], detected[j]) + search(i + 1));
+      used[j] = false;
+    }
+    return best;
+  };
+  return search(0);
+}
+
+const MAX_REQUESTED = 6;
+
+/**
+ * The fraction of what the caption asks for that the image shows: per requested
+ * object its shape, colour, size and position (whichever the caption names),
+ * plus the background and the number of objects, under the best matching of
+ * requested to detected objects. A caption naming nothing measurable scores 1.
+ */
+export function textAlignment(image: Uint8Array, caption: string, resolution = 32): number {
+  checkImage('textAlignment', image, resolution);
+  if (typeof caption !== 'string') throw invalidArgument(`textAlignment: caption must be a string, got ${describe(caption)}`);
+  const parsed = parseCaption(caption);
+  if (parsed.objects.length > MAX_REQUESTED) {
+    throw invalidArgument(`textAlignment: caption asks for ${parsed.objects.length} objects, at most ${MAX_REQUESTED} are scored`);
+  }
+  const analysis = analyzeImage(image, resolution);
+  let total = 0;
+  let earned = 0;
+  if (parsed.background !== undefined) {
+    total++;
+    if (analysis.backgroundColour === parsed.background) earned++;
+  }
+  if (parsed.objects.length > 0) {
+    total++;
+    if (analysis.objects.length === parsed.objects.length) earned++;
+    total += parsed.objects.reduce((s, o) => s + requestedPoints(o), 0);
+    earned += bestAssignment(parsed.objects, analysis.objects);
+  }
+  return total === 0 ? 1 : earned / total;
+}
+
+// --- image alignment ---------------------------------------------------------
+
+/** Side of the normalised mask grid the descriptors compare. */
+const GRID = 24;
+
+export interface ConceptDescriptor {
+  /** The main object's mask, centred and scaled so its longer side spans 90% of a GRID×GRID grid (bilinear, soft). */
+  mask: Float32Array;
+  /** Fraction of the object's inner pixels nearest to each palette colour (colour and pattern statistics). */
+  colourHistogram: Readonly<Record<PaletteName, number>>;
+}
+
+function descriptorOf(analysis: ImageAnalysis, r: number): ConceptDescriptor | null {
+  const obj = analysis.objects[0];
+  if (obj === undefined) return null;
+  const { x0, y0, x1, y1 } = obj.bbox;
+  const w = x1 - x0 + 1;
+  const h = y1 - y0 + 1;
+  const solid = new Uint8Array(r * r);
+  for (const p of obj.pixels) solid[p] = 1;
+  const at = (x: number, y: number) => (x < 0 || y < 0 || x >= r || y >= r ? 0 : solid[y * r + x]);
+  const scale = Math.max(w, h) / (GRID * 0.9); // image pixels per grid cell
+  const midX = (x0 + x1 + 1) / 2;
+  const midY = (y0 + y1 + 1) / 2;
+  const mask = new Float32Array(GRID * GRID);
+  for (let gy = 0; gy < GRID; gy++) {
+    for (let gx = 0; gx < GRID; gx++) {
+      // Pixel centres sit at k + 0.5: bilinear between the four nearest.
+      const x = midX + (gx + 0.5 - GRID / 2) * scale - 0.5;
+      const y = midY + (gy + 0.5 - GRID / 2) * scale - 0.5;
+      const xi = Math.floor(x);
+      const yi = Math.floor(y);
+      const fx = x - xi;
+      const fy = y - yi;
+      mask[gy * GRID + gx] = (1 - fy) * ((1 - fx) * at(xi, yi) + fx * at(xi + 1, yi)) + fy * ((1 - fx) * at(xi, yi + 1) + fx * at(xi + 1, yi + 1));
+    }
+  }
+  return { mask, colourHistogram: obj.colourHistogram };
+}
+
+/** The main (largest) object's position-, size- and background-free description; null when there is no object. */
+export function conceptDescriptor(image: Uint8Array, resolution = 32): ConceptDescriptor | null {
+  const r = checkImage('conceptDescriptor', image, resolution);
+  return descriptorOf(analyzeImage(image, r), r);
+}
+
+/** Geometric mean of the soft-mask IoU (shape) and the colour-histogram intersection (colour and pattern). */
+export function descriptorSimilarity(a: ConceptDescriptor | null, b: ConceptDescriptor | null): number {
+  if (a === null || b === null) return 0;
+  let both = 0;
+  let either = 0;
+  for (let i = 0; i < a.mask.length; i++) {
+    both += Math.min(a.mask[i], b.mask[i]);
+    either += Math.max(a.mask[i], b.mask[i]);
+  }
+  const shape = either > 0 ? both / either : 0;
+  let colour = 0;
+  for (const name of PALETTE_NAMES) colour += Math.min(a.colourHistogram[name], b.colourHistogram[name]);
+  return Math.sqrt(shape * colour);
+}
+
+/** How much the image's main object looks like the concept: mean similarity to each reference image, in [0, 1]. */
+export function imageAlignment(image: Uint8Array, references: readonly Uint8Array[], resolution = 32): number {
+  const fn = 'imageAlignment';
+  const r = checkImage(fn, image, resolution);
+  if (!Array.isArray(references) || references.length === 0) {
+    throw invalidArgument(`${fn}: references must be a non-empty array of concept images, got ${describe(references)}`);
+  }
+  references.forEach((ref, i) => checkImage(fn, ref, r, `references[${i}]`));
+  const own = conceptDescriptor(image, r);
+  if (own === null) return 0;
+  let sum = 0;
+  for (const ref of references) sum += descriptorSimilarity(own, conceptDescriptor(ref, r));
+  return sum / references.length;
+}
+
+// --- validation --------------------------------------------------------------
+
+/** A copy of the image with deterministic Gaussian noise of standard deviation `sigma` (0-255 units) per channel. */
+export function withNoise(image: Uint8Array, sigma: number, seed = 0): Uint8Array {
+  if (!(image instanceof Uint8Array)) throw invalidArgument(`withNoise: image must be a Uint8Array, got ${describe(image)}`);
+  if (typeof sigma !== 'number' || !(sigma >= 0 && sigma <= 255)) throw invalidArgument(`withNoise: sigma must be a number in [0, 255], got ${describe(sigma)}`);
+  const rng = new WorldRandom(seed).fork('noise');
+  return Uint8Array.from(image, (v) => Math.min(255, Math.max(0, Math.round(v + sigma * rng.normal()))));
+}
+
+export interface Stat {
+  mean: number;
+  std: number;
+  min: number;
+  max: number;
+  count: number;
+}
+
+function stat(xs: readonly number[]): Stat {
+  const n = xs.length;
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  const std = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
+  return { mean, std, min: Math.min(...xs), max: Math.max(...xs), count: n };
+}
+
+export interface MetricValidation {
+  samples: number;
+  resolution: number;
+  seed: number;
+  noise: number;
+  /** textAlignment of each ground-truth image with its own caption. */
+  textMatching: Stat;
+  /** ... with the caption of another random scene. */
+  textMismatched: Stat;
+  /** ... with its own caption, after Gaussian noise of `noise` is added. */
+  textNoisy: Stat;
+  /** imageAlignment of held-out instances (another seed) with their own concept's references. */
+  imageSame: Stat;
+  /** ... with every other concept's references. */
+  imageDifferent: Stat;
+  /** Fraction of (instance, other concept) pairs where the own concept scores higher. */
+  rankedCorrectly: number;
+  /** Probability that a random same-concept score exceeds a random different-concept score (ties count half). */
+  auc: number;
+}
+
+export interface ValidateOptions {
+  /** Ground-truth scenes for the text scores (default 200). */
+  samples?: number;
+  resolution?: number;
+  seed?: number;
+  /** Noise standard deviation for the robustness figure (default 12, in 0-255 units). */
+  noise?: number;
+  /** Held-out instances per concept for the image scores (default 5). */
+  instances?: number;
+}
+
+/** Scores the metrics on ground truth from the generator: how well they separate right from wrong. */
+export function validateMetrics(options?: ValidateOptions): MetricValidation {
+  const fn = 'validateMetrics';
+  const o = checkOptions(fn, options, ['samples', 'resolution', 'seed', 'noise', 'instances']);
+  const count = (name: string, value: unknown, fallback: number, lo: number, hi: number): number => {
+    const v = value ?? fallback;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) {
+      throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
+    }
+    return v;
+  };
+  const samples = count('samples', o.samples, 200, 2, 100_000);
+  const seed = count('seed', o.seed, 0, 0, Number.MAX_SAFE_INTEGER - 1);
+  const instances = count('instances', o.instances, 5, 1, 100);
+  const resolution = checkResolution(fn, o.resolution ?? 32);
+  const noise = checkNumber(fn, 'noise', o.noise, 12);
+  if (noise < 0 || noise > 255) throw invalidArgument(`${fn}: noise must be in [0, 255], got ${noise}`);
+
+  const matching: number[] = [];
+  const mismatched: number[] = [];
+  const noisy: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const s = worldSample(seed, i, resolution);
+    matching.push(textAlignment(s.image, s.caption, resolution));
+    mismatched.push(textAlignment(s.image, worldSample(seed + 1, i, resolution).caption, resolution));
+    noisy.push(textAlignment(withNoise(s.image, noise, seed * 1_000_003 + i), s.caption, resolution));
+  }
+
+  const references = CONCEPTS.map((c) => conceptImages(c.id, { count: 5, resolution, seed }).map((x) => x.image));
+  const same: number[] = [];
+  const different: number[] = [];
+  let correct = 0;
+  let pairs = 0;
+  CONCEPTS.forEach((c, ci) => {
+    for (const { image } of conceptImages(c.id, { count: instances, resolution, seed: seed + 1 })) {
+      const own = imageAlignment(image, references[ci], resolution);
+      same.push(own);
+      references.forEach((refs, di) => {
+        if (di === ci) return;
+        const other = imageAlignment(image, refs, resolution);
+        different.push(other);
+        pairs++;
+        if (own > other) correct++;
+      });
+    }
+  });
+  let wins = 0;
+  for (const s of same) for (const d of different) wins += s > d ? 1 : s === d ? 0.5 : 0;
+
+  return {
+    samples, resolution, seed, noise,
+    textMatching: stat(matching),
+    textMismatched: stat(mismatched),
+    textNoisy: stat(noisy),
+    imageSame: stat(same),
+    imageDifferent: stat(different),
+    rankedCorrectly: correct / pairs,
+    auc: wins / (same.length * different.length),
+  };
+}
+
+/** A short plain-text table of a validation. */
+export function formatValidation(v: MetricValidation): string {
+  const row = (name: string, s: Stat) =>
+    `${name.padEnd(28)} ${s.mean.toFixed(3).padStart(6)} ${s.std.toFixed(3).padStart(6)} ${s.min.toFixed(3).padStart(6)} ${String(s.count).padStart(6)}`;
+  return [
+    `metric validation: ${v.samples} scenes at ${v.resolution}×${v.resolution}, seed ${v.seed}`,
+    `${'score'.padEnd(28)} ${'mean'.padStart(6)} ${'std'.padStart(6)} ${'min'.padStart(6)} ${'n'.padStart(6)}`,
+    row('text, own caption', v.textMatching),
+    row('text, other caption', v.textMismatched),
+    row(`text, own caption, noise ${v.noise}`, v.textNoisy),
+    row('image, same concept', v.imageSame),
+    row('image, different concept', v.imageDifferent),
+    `ranked correctly ${v.rankedCorrectly.toFixed(3)}   AUC ${v.auc.toFixed(3)}`,
+  ].join('\n');
+}
