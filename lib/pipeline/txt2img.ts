@@ -53,7 +53,7 @@ export interface PipelineComponents {
 
 export interface FromPretrainedOptions {
   scheduler?: SchedulerName;
-  /** Convert the weights on load (default: the files' dtype). */
+  /** The weights' dtype after loading (default 'f32', the CPU's compute dtype: fp16/bf16 files are widened). */
   dtype?: DType;
 }
 
@@ -172,7 +172,7 @@ export class StableDiffusionPipeline {
     const o = checkOptions(fn, options, ['scheduler', 'dtype']);
     const name = (o.scheduler ?? 'ddim') as SchedulerName;
     if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`${fn}: scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(o.scheduler)}`);
-    const model = await loadDiffusersModel(dir, o.dtype === undefined ? {} : { dtype: o.dtype as DType });
+    const model = await loadDiffusersModel(dir, { dtype: (o.dtype ?? 'f32') as DType });
     const drop = (): void => {
       for (const part of [model.unet, model.vae, model.textEncoder]) for (const w of part?.weights.values() ?? []) if (!w.disposed) w.dispose();
     };

@@ -13,6 +13,6 @@ export {
   type ConceptImage, type ConceptImageOptions, type ConceptLayout, type ConceptSpec,
 } from './concepts.js';
 export {
-  analyzeImage, conceptDescriptor, descriptorSimilarity, formatValidation, imageAlignment, textAlignment, validateMetrics, withNoise,
+  analyzeImage, conceptDescriptor, descriptorSimilarity, formatValidation, imageAlignment, stat, textAlignment, validateMetrics, withNoise,
   type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions,
 } from './metrics.js';

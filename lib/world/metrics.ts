@@ -463,7 +463,8 @@ export interface Stat {
   count: number;
 }
 
-function stat(xs: readonly number[]): Stat {
+/** Mean, standard deviation (population), min, max and count of scores. */
+export function stat(xs: readonly number[]): Stat {
   const n = xs.length;
   const mean = xs.reduce((a, b) => a + b, 0) / n;
   const std = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / n);

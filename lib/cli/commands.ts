@@ -1,0 +1,208 @@
+// The CLI's commands: each names its flags (with help text and defaults) and
+// runs one API call. Flag values arrive as strings and are converted here;
+// the API validates them and its errors name the option.
+import { existsSync, readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { invalidArgument } from '../errors.js';
+import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
+import { saveImages } from '../pipeline/images.js';
+import { evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
+import { formatValidation, validateMetrics } from '../world/metrics.js';
+import { worldModelDir } from '../world/model-path.js';
+import { pretrainWorld } from '../world/pretrain.js';
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+interface OptionSpec {
+  type: 'string' | 'boolean';
+  help: string;
+  arg?: string;
+  default?: string | number;
+  multiple?: boolean;
+}
+
+export interface Command {
+  summary: string;
+  usage?: string;
+  positionals?: boolean;
+  options: Record<string, OptionSpec>;
+  run(values: Values, positionals: string[]): Promise<void>;
+}
+
+/** A numeric flag: undefined when absent, else a finite number (or a clear error naming the flag). */
+function num(values: Values, flag: string): number | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+function str(values: Values, flag: string): string | undefined {
+  const v = values[flag];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** The model folder: --model, else the embedded world model (which must have been pretrained). */
+function modelDir(values: Values): string {
+  const dir = str(values, 'model') ?? worldModelDir();
+  if (!existsSync(join(dir, 'model_index.json'))) {
+    throw invalidArgument(dir === worldModelDir()
+      ? `the embedded world model is missing from ${dir} (run 'npm run pretrain:world' to train it)`
+      : `${dir} is not a diffusers model folder (no model_index.json)`);
+  }
+  return dir;
+}
+
+async function writeAtomic(path: string, data: Buffer): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+const modelFlag: OptionSpec = { type: 'string', arg: 'dir', help: 'diffusers model folder', default: 'the embedded world model' };
+const sampling: Record<string, OptionSpec> = {
+  steps: { type: 'string', arg: 'n', help: 'denoising steps', default: 25 },
+  guidance: { type: 'string', arg: 'scale', help: 'classifier-free guidance scale', default: 4 },
+  seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
+  scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
+};
+
+export const COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: 'draw a few prompts with the embedded world model, write a grid PNG and print the metrics',
+    options: {
+      out: { type: 'string', arg: 'file', help: 'grid PNG to write', default: 'imprint-demo.png' },
+      num: { type: 'string', arg: 'n', help: 'images per prompt', default: 4 },
+      ...sampling,
+    },
+    async run(v) {
+      const out = str(v, 'out') ?? 'imprint-demo.png';
+      const dir = modelDir({});
+      process.stdout.write(`loading the embedded world model (${dir})\n`);
+      const t0 = performance.now();
+      const r = await evaluate({
+        model: dir, prompts: WORLD_EVAL_PROMPTS, imagesPerPrompt: num(v, 'num') ?? 4, steps: num(v, 'steps') ?? 25,
+        guidanceScale: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0, scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName, gridPath: out,
+      });
+      process.stdout.write(`${formatEvaluation(r)}\n\n`);
+      process.stdout.write(`${r.images.length} images in ${((performance.now() - t0) / 1000).toFixed(1)} s; grid (one row per prompt): ${out}\n`);
+      process.stdout.write(`text alignment = the fraction of the prompt's attributes (shape, colour, size, position, background) the image shows; see 'imprint validate-metrics'\n`);
+    },
+  },
+
+  generate: {
+    summary: 'text to image: write one PNG per image (and optionally a grid)',
+    options: {
+      model: modelFlag,
+      prompt: { type: 'string', arg: 'text', help: 'prompt (repeat for several)', multiple: true },
+      negative: { type: 'string', arg: 'text', help: 'negative prompt' },
+      width: { type: 'string', arg: 'px', help: 'image width', default: 'the model’s sample size' },
+      height: { type: 'string', arg: 'px', help: 'image height', default: 'the model’s sample size' },
+      num: { type: 'string', arg: 'n', help: 'images per prompt', default: 1 },
+      out: { type: 'string', arg: 'pattern', help: "PNG path, '{i}' replaced by the image index", default: 'imprint-{i}.png' },
+      grid: { type: 'string', arg: 'file', help: 'also write all images as one grid PNG' },
+      ...sampling,
+    },
+    async run(v) {
+      const prompts = (v.prompt as string[] | undefined) ?? [];
+      if (prompts.length === 0) throw invalidArgument("give at least one --prompt 'text'");
+      const dir = modelDir(v);
+      const pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName });
+      try {
+        const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number };
+        const side = (config.sample_size ?? 64) * pipe.vae.factor;
+        const negative = str(v, 'negative');
+        const r = await pipe.generate({
+          prompt: prompts, numImages: num(v, 'num') ?? 1, width: num(v, 'width') ?? side, height: num(v, 'height') ?? side,
+          steps: num(v, 'steps') ?? 25, guidanceScale: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0,
+          ...(negative === undefined ? {} : { negativePrompt: negative }),
+        });
+        const pattern = str(v, 'out') ?? 'imprint-{i}.png';
+        const paths = await saveImages(r.images, r.images.shape[0] === 1 ? pattern.replace('{i}', '0') : pattern);
+        const grid = str(v, 'grid');
+        if (grid !== undefined) {
+          const [, , h] = r.images.shape;
+          await writeAtomic(grid, await rgbGrid(tensorToRgb(r.images), h, Math.ceil(Math.sqrt(r.images.shape[0])), h <= 64 ? 4 : 1));
+          paths.push(grid);
+        }
+        r.images.dispose();
+        r.latents.dispose();
+        process.stdout.write(paths.join('\n') + '\n');
+      } finally {
+        pipe.dispose();
+      }
+    },
+  },
+
+  eval: {
+    summary: 'generate for a prompt set, score text (and concept image) alignment, print a table, write a grid',
+    options: {
+      model: modelFlag,
+      prompts: { type: 'string', arg: 'file', help: 'prompts, one per line', default: 'the built-in world prompt set' },
+      concept: { type: 'string', arg: 'id', help: 'score image alignment against this held-out world concept (star, ring, ...)' },
+      num: { type: 'string', arg: 'n', help: 'images per prompt', default: 4 },
+      grid: { type: 'string', arg: 'file', help: 'grid PNG to write (one row per prompt)' },
+      json: { type: 'boolean', help: 'print the scores as JSON instead of a table' },
+      ...sampling,
+    },
+    async run(v) {
+      const file = str(v, 'prompts');
+      const prompts = file === undefined ? WORLD_EVAL_PROMPTS : readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+      if (prompts.length === 0) throw invalidArgument(`${file} holds no prompts`);
+      const concept = str(v, 'concept');
+      const grid = str(v, 'grid');
+      const r = await evaluate({
+        model: modelDir(v), prompts, imagesPerPrompt: num(v, 'num') ?? 4, steps: num(v, 'steps') ?? 25, guidanceScale: num(v, 'guidance') ?? 4,
+        seed: num(v, 'seed') ?? 0, scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName,
+        ...(concept === undefined ? {} : { concept }), ...(grid === undefined ? {} : { gridPath: grid }),
+      });
+      if (v.json) {
+        const { images: _images, ...scores } = r;
+        process.stdout.write(JSON.stringify(scores) + '\n');
+      } else {
+        process.stdout.write(formatEvaluation(r) + '\n');
+      }
+    },
+  },
+
+  'validate-metrics': {
+    summary: "check the world metrics on ground-truth images (matching vs mismatched captions, same vs other concept)",
+    options: {
+      samples: { type: 'string', arg: 'n', help: 'ground-truth scenes', default: 200 },
+      seed: { type: 'string', arg: 'n', help: 'world seed', default: 0 },
+    },
+    async run(v) {
+      const samples = num(v, 'samples');
+      const seed = num(v, 'seed');
+      process.stdout.write(formatValidation(validateMetrics({ ...(samples === undefined ? {} : { samples }), ...(seed === undefined ? {} : { seed }) })) + '\n');
+    },
+  },
+
+  'pretrain-world': {
+    summary: 'pretrain the embedded world model from scratch (about an hour on 2 CPU cores); resumes from its checkpoint',
+    options: {
+      out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes', default: 'lib/world/model' },
+      'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },
+      steps: { type: 'string', arg: 'n', help: 'training steps', default: 3000 },
+      'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: 16 },
+      lr: { type: 'string', arg: 'x', help: 'peak learning rate', default: 0.001 },
+      seed: { type: 'string', arg: 'n', help: 'world and initialisation seed', default: 0 },
+      fresh: { type: 'boolean', help: 'ignore an existing checkpoint' },
+      'max-steps-this-run': { type: 'string', arg: 'n', help: 'stop after this many steps (resume later)' },
+    },
+    async run(v) {
+      const pick = (flag: string, key: string): Record<string, number> => (num(v, flag) === undefined ? {} : { [key]: num(v, flag)! });
+      const out = str(v, 'out');
+      const work = str(v, 'work-dir');
+      const r = await pretrainWorld({
+        ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),
+        ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
+        resume: v.fresh !== true,
+      });
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+    },
+  },
+};

@@ -1,0 +1,155 @@
+// `imprint eval`: generate images for a prompt set, score each with the
+// world's geometric metrics (text alignment: does the image show what the
+// prompt asks; image alignment: does the subject look like a concept's
+// instance images), and summarise per prompt and overall.
+import { writeFile, rename } from 'node:fs/promises';
+
+import sharp from 'sharp';
+
+import { invalidArgument } from '../errors.js';
+import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
+import type { Tensor } from '../tensor.js';
+import { checkOptions, describe } from '../validate.js';
+import { conceptById, conceptImages } from './concepts.js';
+import { imageAlignment, stat, textAlignment, type Stat } from './metrics.js';
+import { WORLD_RESOLUTION } from './model-config.js';
+import { worldModelDir } from './model-path.js';
+
+/** The fixed prompt set the README's figures use: shape, colour, size, position, background, two objects. */
+export const WORLD_EVAL_PROMPTS: readonly string[] = Object.freeze([
+  'a red circle',
+  'a blue square',
+  'a yellow triangle',
+  'a large green circle',
+  'a small purple square',
+  'an orange triangle on the left',
+  'a white circle on the right',
+  'a red square at the top',
+  'a blue triangle at the bottom',
+  'a yellow circle on a blue background',
+  'a black square on a white background',
+  'a red circle on the left and a green square on the right',
+]);
+
+export interface EvaluateOptions {
+  /** A diffusers folder (default: the embedded world model), or a loaded pipeline. */
+  model?: string | StableDiffusionPipeline;
+  prompts?: readonly string[];
+  imagesPerPrompt?: number;
+  steps?: number;
+  guidanceScale?: number;
+  scheduler?: SchedulerName;
+  seed?: number;
+  /** Score image alignment against this held-out concept's instance images (world concept id, e.g. 'star'). */
+  concept?: string;
+  /** Write a grid (one row per prompt, upscaled 4×) here. */
+  gridPath?: string;
+}
+
+export interface PromptScores {
+  prompt: string;
+  textAlignment: Stat;
+  imageAlignment?: Stat;
+}
+
+export interface EvaluateResult {
+  rows: PromptScores[];
+  textAlignment: Stat;
+  imageAlignment?: Stat;
+  /** Every image, HWC RGB bytes, prompt by prompt. */
+  images: Uint8Array[];
+  resolution: number;
+}
+
+/** [N, 3, H, W] in [-1, 1] → HWC RGB bytes per image, as the metrics read them. */
+export function tensorToRgb(images: Tensor): Uint8Array[] {
+  const [n, , h, w] = images.shape;
+  const data = images.dataSync() as Float32Array;
+  const plane = h * w;
+  return Array.from({ length: n }, (_, i) => {
+    const out = new Uint8Array(plane * 3);
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) {
+        const v = Math.round((data[(i * 3 + c) * plane + p] + 1) * 127.5);
+        out[p * 3 + c] = v > 255 ? 255 : v > 0 ? v : 0;  // NaN → 0
+      }
+    }
+    return out;
+  });
+}
+
+/** RGB images (HWC bytes, all r×r) as a PNG grid, `columns` wide, each cell upscaled `scale`× (nearest). */
+export async function rgbGrid(images: readonly Uint8Array[], resolution: number, columns: number, scale = 4): Promise<Buffer> {
+  const r = resolution, cell = r * scale, gap = 2;
+  const cols = Math.min(columns, images.length);
+  const rows = Math.ceil(images.length / cols);
+  const cells = await Promise.all(images.map((img) => sharp(Buffer.from(img), { raw: { width: r, height: r, channels: 3 } }).resize(cell, cell, { kernel: 'nearest' }).png().toBuffer()));
+  return sharp({ create: { width: cols * cell + (cols - 1) * gap, height: rows * cell + (rows - 1) * gap, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .composite(cells.map((input, i) => ({ input, left: (i % cols) * (cell + gap), top: Math.floor(i / cols) * (cell + gap) })))
+    .png()
+    .toBuffer();
+}
+
+export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateResult> {
+  const fn = 'evaluate';
+  const o = checkOptions(fn, options, ['model', 'prompts', 'imagesPerPrompt', 'steps', 'guidanceScale', 'scheduler', 'seed', 'concept', 'gridPath']);
+  const prompts = (o.prompts ?? WORLD_EVAL_PROMPTS) as readonly string[];
+  if (!Array.isArray(prompts) || prompts.length === 0 || !prompts.every((p) => typeof p === 'string')) {
+    throw invalidArgument(`${fn}: prompts must be a non-empty array of strings, got ${describe(prompts)}`);
+  }
+  const perPrompt = o.imagesPerPrompt ?? 4;
+  if (!Number.isSafeInteger(perPrompt) || (perPrompt as number) < 1 || (perPrompt as number) > 64) throw invalidArgument(`${fn}: imagesPerPrompt must be an integer in [1, 64], got ${describe(perPrompt)}`);
+  const references = o.concept === undefined ? undefined : (conceptById(o.concept as string, fn), conceptImages(o.concept as string, { resolution: WORLD_RESOLUTION, seed: 1 }).map((c) => c.image));
+  if (o.gridPath !== undefined && (typeof o.gridPath !== 'string' || o.gridPath === '')) throw invalidArgument(`${fn}: gridPath must be a file path, got ${describe(o.gridPath)}`);
+  const model = o.model ?? worldModelDir();
+  if (typeof model !== 'string' && !(model instanceof StableDiffusionPipeline)) throw invalidArgument(`${fn}: model must be a folder path or a StableDiffusionPipeline, got ${describe(model)}`);
+  const pipe = typeof model === 'string' ? await StableDiffusionPipeline.fromPretrained(model, { scheduler: (o.scheduler ?? 'dpm++2m') as SchedulerName }) : model;
+  try {
+    const r = WORLD_RESOLUTION;  // the metrics read the world's images
+    const rows: PromptScores[] = [];
+    const all: Uint8Array[] = [];
+    const text: number[] = [];
+    const image: number[] = [];
+    for (let k = 0; k < prompts.length; k++) {
+      const out = await pipe.generate({
+        prompt: prompts[k], numImages: perPrompt as number, width: r, height: r,
+        steps: (o.steps ?? 25) as number, guidanceScale: (o.guidanceScale ?? 4) as number, seed: ((o.seed ?? 0) as number) * 1000 + k,
+      });
+      const rgb = tensorToRgb(out.images);
+      out.images.dispose();
+      out.latents.dispose();
+      const ts = rgb.map((img) => textAlignment(img, prompts[k], r));
+      const row: PromptScores = { prompt: prompts[k], textAlignment: stat(ts) };
+      text.push(...ts);
+      if (references) {
+        const is = rgb.map((img) => imageAlignment(img, references, r));
+        row.imageAlignment = stat(is);
+        image.push(...is);
+      }
+      rows.push(row);
+      all.push(...rgb);
+    }
+    if (o.gridPath !== undefined) {
+      const png = await rgbGrid(all, r, perPrompt as number);
+      const tmp = `${o.gridPath}.tmp-${process.pid}`;
+      await writeFile(tmp, png);
+      await rename(tmp, o.gridPath as string);
+    }
+    const result: EvaluateResult = { rows, textAlignment: stat(text), images: all, resolution: r };
+    if (references) result.imageAlignment = stat(image);
+    return result;
+  } finally {
+    if (typeof model === 'string') pipe.dispose();
+  }
+}
+
+/** A table: prompt, text alignment mean ± std (and image alignment), then the overall row. */
+export function formatEvaluation(r: EvaluateResult): string {
+  const width = Math.max(6, ...r.rows.map((x) => x.prompt.length));
+  const cell = (s: Stat | undefined): string => (s ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : '').padEnd(15);
+  const img = r.imageAlignment !== undefined;
+  const lines = [`${'prompt'.padEnd(width)}  ${'text align'.padEnd(15)}${img ? 'image align' : ''}`];
+  for (const row of r.rows) lines.push(`${row.prompt.padEnd(width)}  ${cell(row.textAlignment)}${img ? cell(row.imageAlignment) : ''}`);
+  lines.push(`${'overall'.padEnd(width)}  ${cell(r.textAlignment)}${img ? cell(r.imageAlignment) : ''}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,200 @@
+// Pretrains the embedded world model with Imprint's own training loop: every
+// UNet and text-encoder weight trainable, AdamW with warm-up and cosine decay,
+// DDPM noise (epsilon targets), captions dropped 10% of the time so
+// classifier-free guidance works, an EMA of the weights that is what ships.
+// Reproducible: batch k is samples k·B … k·B+B−1 of the world's stream for the
+// seed, and the noise and timesteps of step k come from seeds derived from k,
+// so a resumed run continues exactly where a checkpoint left off.
+import { existsSync, mkdirSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { invalidArgument } from '../errors.js';
+import { randn, tensor } from '../creation.js';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
+import { ClipTextEncoder } from '../models/clip-text.js';
+import { ClipTextTrainer } from '../models/clip-text-backward.js';
+import { parseClipTextConfig, parseUNetConfig } from '../models/configs.js';
+import { initWeights } from '../models/init.js';
+import { clipTextLayout } from '../models/layout-clip.js';
+import { unetLayout } from '../models/layout-unet.js';
+import { UNet2DConditionModel } from '../models/unet.js';
+import { DDPMTraining } from '../schedulers/ddpm.js';
+import type { Tensor } from '../tensor.js';
+import { ClipTokenizer } from '../tokenizer/clip.js';
+import { AdamW, warmupCosine } from '../train/optimizer.js';
+import { Progress } from '../train/progress.js';
+import { checkOptions, describe } from '../validate.js';
+import { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
+import { WorldRandom } from './random.js';
+import { worldSample } from './scene.js';
+import { worldModelDir } from './model-path.js';
+
+export interface PretrainOptions {
+  /** Where the finished diffusers folder goes (default: the package's lib/world/model). */
+  outDir?: string;
+  /** Checkpoints (default `${outDir}/../world-pretrain`). */
+  workDir?: string;
+  steps?: number;
+  batchSize?: number;
+  /** Peak learning rate (default 1e-3). */
+  lr?: number;
+  warmup?: number;
+  seed?: number;
+  /** Write a checkpoint every this many steps (default 250). */
+  checkpointEvery?: number;
+  /** Continue from the checkpoint in workDir when there is one (default true). */
+  resume?: boolean;
+  /** Probability of training on the empty caption (default 0.1). */
+  uncondProb?: number;
+  /** Stored dtype of the shipped weights (default 'f16', half the size; loaded as f32). */
+  saveDtype?: 'f16' | 'f32';
+  quiet?: boolean;
+  /** Stop after this many steps of this run (to split pretraining over sessions); default: run to the end. */
+  maxStepsThisRun?: number;
+}
+
+export interface PretrainResult {
+  steps: number;
+  outDir: string;
+  /** Mean loss of the last 50 steps. */
+  finalLoss: number;
+  secondsPerStep: number;
+}
+
+const UNET = 'unet/';
+const TEXT = 'text_encoder/';
+
+function checkInt(fn: string, name: string, v: unknown, lo: number, hi: number): number {
+  if (!Number.isSafeInteger(v) || (v as number) < lo || (v as number) > hi) throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
+  return v as number;
+}
+
+/** Images (HWC RGB bytes) → one [N, 3, R, R] f32 tensor in [-1, 1]. */
+export function imagesToTensor(images: readonly Uint8Array[], resolution: number): Tensor<'f32'> {
+  const n = images.length;
+  const plane = resolution * resolution;
+  const out = new Float32Array(n * 3 * plane);
+  images.forEach((img, b) => {
+    if (img.length !== plane * 3) throw invalidArgument(`imagesToTensor: image ${b} has ${img.length} bytes, expected ${plane * 3} (${resolution}×${resolution} RGB)`);
+    for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) out[(b * 3 + c) * plane + p] = img[p * 3 + c] / 127.5 - 1;
+  });
+  return tensor(out, { shape: [n, 3, resolution, resolution] });
+}
+
+export async function pretrainWorld(options: PretrainOptions = {}): Promise<PretrainResult> {
+  const fn = 'pretrainWorld';
+  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'checkpointEvery', 'resume', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun']);
+  const outDir = (o.outDir as string | undefined) ?? worldModelDir();
+  const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
+  const steps = checkInt(fn, 'steps', o.steps ?? 3000, 1, 10_000_000);
+  const batch = checkInt(fn, 'batchSize', o.batchSize ?? 16, 1, 4096);
+  const warmup = checkInt(fn, 'warmup', o.warmup ?? 100, 0, steps);
+  const seed = checkInt(fn, 'seed', o.seed ?? 0, 0, 2 ** 31);
+  const every = checkInt(fn, 'checkpointEvery', o.checkpointEvery ?? 250, 1, 10_000_000);
+  const lr = o.lr ?? 1e-3;
+  if (typeof lr !== 'number' || !(lr > 0 && lr < 1)) throw invalidArgument(`${fn}: lr must be in (0, 1), got ${describe(lr)}`);
+  const uncond = o.uncondProb ?? 0.1;
+  if (typeof uncond !== 'number' || !(uncond >= 0 && uncond <= 1)) throw invalidArgument(`${fn}: uncondProb must be in [0, 1], got ${describe(uncond)}`);
+  const saveDtype = o.saveDtype ?? 'f16';
+  if (saveDtype !== 'f16' && saveDtype !== 'f32') throw invalidArgument(`${fn}: saveDtype must be 'f16' or 'f32', got ${describe(saveDtype)}`);
+  const maxThisRun = o.maxStepsThisRun === undefined ? Infinity : checkInt(fn, 'maxStepsThisRun', o.maxStepsThisRun, 1, 10_000_000);
+  const tokDir = join(outDir, 'tokenizer');
+  if (!existsSync(join(tokDir, 'vocab.json'))) throw invalidArgument(`${fn}: ${tokDir} must hold the CLIP tokenizer (vocab.json, merges.txt)`);
+
+  const tokenizer = await ClipTokenizer.fromFolder(tokDir);
+  const unetCfg = parseUNetConfig(WORLD_UNET_CONFIG, fn);
+  const textCfg = parseClipTextConfig(WORLD_TEXT_ENCODER_CONFIG, fn);
+  const ddpm = DDPMTraining.fromConfig(WORLD_SCHEDULER_CONFIG);
+  const params = new Map<string, Tensor>();
+  for (const [n, t] of await initWeights(unetLayout(unetCfg), { seed })) params.set(UNET + n, t);
+  for (const [n, t] of await initWeights(clipTextLayout(textCfg), { seed: seed + 1 })) params.set(TEXT + n, t);
+  const opt = await AdamW.create(params, { weightDecay: 1e-2, maxGradNorm: 1, emaDecay: 0.999 });
+
+  const ckpt = join(workDir, 'checkpoint.safetensors');
+  let start = 0;
+  if (o.resume !== false && existsSync(ckpt)) {
+    const meta = readSafetensorsHeader(ckpt).metadata;
+    start = Number(meta.step);
+    if (!Number.isSafeInteger(start) || start < 0 || meta.seed !== String(seed) || meta.batch !== String(batch)) {
+      throw invalidArgument(`${fn}: ${ckpt} was written by a run with seed ${meta.seed}, batch ${meta.batch} (step ${meta.step}); remove it or pass the same settings`);
+    }
+    opt.restore(await loadSafetensors(ckpt), start, ckpt);
+  }
+
+  const split = (prefix: string): Map<string, Tensor> =>
+    new Map([...opt.params].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t]));
+  const textNames = [...split(TEXT).keys()];
+  const progress = new Progress(steps, start, { label: 'pretrain world', quiet: o.quiet === true });
+  const losses: number[] = [];
+  const end = Math.min(steps, start + maxThisRun);
+  mkdirSync(workDir, { recursive: true });
+
+  for (let step = start; step < end; step++) {
+    const rng = new WorldRandom(seed).fork(`step ${step}`);
+    const samples = Array.from({ length: batch }, (_, i) => worldSample(seed, step * batch + i, WORLD_RESOLUTION));
+    const captions = samples.map((s) => (rng.chance(uncond) ? '' : s.caption));
+    const timesteps = Array.from({ length: batch }, () => rng.int(0, 999));
+    const ids = new Int32Array(batch * 77);
+    captions.forEach((c, i) => ids.set(tokenizer.encodePadded(c).ids, i * 77));
+    const idTensor = tensor(ids, { shape: [batch, 77] });
+    const x0 = imagesToTensor(samples.map((s) => s.image), WORLD_RESOLUTION);
+    const noise = await randn(x0.shape, { seed: seed * 1_000_003 + step });
+    const owned: Tensor[] = [idTensor, x0, noise];
+    try {
+      const unet = UNet2DConditionModel.fromWeights(WORLD_UNET_CONFIG, split(UNET));
+      const textWeights = split(TEXT);
+      const encoder = ClipTextEncoder.fromWeights(WORLD_TEXT_ENCODER_CONFIG, textWeights);
+      const { lastHiddenState: context } = await encoder.encode(idTensor);
+      const noisy = await ddpm.addNoise(x0, noise, timesteps);
+      const target = await ddpm.target(x0, noise, timesteps);
+      owned.push(context, noisy, target);
+      const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: 'all' });
+      owned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
+      const trainer = ClipTextTrainer.fromWeights(WORLD_TEXT_ENCODER_CONFIG, textWeights);
+      const tr = await trainer.forwardBackward(idTensor, { dLast: r.dContext, trainable: textNames });
+      owned.push(tr.lastHiddenState, ...tr.grads.values());
+      const loss = (r.loss.dataSync() as Float32Array)[0];
+      if (!Number.isFinite(loss)) throw invalidArgument(`${fn}: the loss is ${loss} at step ${step}; the last checkpoint (${ckpt}) is kept`);
+      const grads = new Map<string, Tensor>();
+      for (const [n, g] of r.grads) grads.set(UNET + n, g);
+      for (const [n, g] of tr.grads) grads.set(TEXT + n, g);
+      const { gradNorm } = await opt.update(grads, warmupCosine(step, steps, lr, warmup));
+      losses.push(loss);
+      if (losses.length > 50) losses.shift();
+      progress.update(step + 1, { loss, gradNorm });
+    } finally {
+      for (const t of owned) if (!t.disposed) t.dispose();
+    }
+    if ((step + 1) % every === 0 || step + 1 === end) {
+      await saveSafetensors(ckpt, opt.stateTensors(), { step: String(step + 1), seed: String(seed), batch: String(batch) });
+    }
+  }
+
+  if (end === steps) await saveWorldModel(outDir, opt.averaged, saveDtype);
+  const result = { steps: end, outDir, finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), secondsPerStep: progress.secondsPerStep(end) };
+  opt.dispose();
+  return result;
+}
+
+/** Writes the diffusers folder (configs, weights in `dtype`); the tokenizer/ folder is already there. */
+async function saveWorldModel(outDir: string, weights: Map<string, Tensor>, dtype: 'f16' | 'f32'): Promise<void> {
+  const json = async (path: string, value: unknown): Promise<void> => {
+    mkdirSync(join(path, '..'), { recursive: true });
+    await writeFile(`${path}.tmp`, JSON.stringify(value, null, 2) + '\n');
+    await rename(`${path}.tmp`, path);
+  };
+  const part = async (prefix: string, file: string): Promise<void> => {
+    const out = new Map<string, Tensor>();
+    for (const [n, t] of weights) if (n.startsWith(prefix)) out.set(n.slice(prefix.length), dtype === 'f32' ? t : await t.cast(dtype));
+    mkdirSync(join(outDir, prefix), { recursive: true });
+    await saveSafetensors(join(outDir, prefix, file), out, { format: 'pt' });
+    if (dtype !== 'f32') for (const t of out.values()) t.dispose();
+  };
+  await json(join(outDir, 'model_index.json'), WORLD_MODEL_INDEX);
+  await json(join(outDir, 'unet', 'config.json'), WORLD_UNET_CONFIG);
+  await json(join(outDir, 'text_encoder', 'config.json'), WORLD_TEXT_ENCODER_CONFIG);
+  await json(join(outDir, 'scheduler', 'scheduler_config.json'), WORLD_SCHEDULER_CONFIG);
+  await part(UNET, 'diffusion_pytorch_model.safetensors');
+  await part(TEXT, 'model.safetensors');
+}
