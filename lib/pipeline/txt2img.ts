@@ -66,7 +66,12 @@ export interface GenerateOptions {
   guidanceScale?: number;
   width: number;
   height: number;
-  /** randn seed of the initial latents (and the ancestral noise); default random. */
+  /**
+   * DDIM's η (finite, ≥ 0; default 0). As diffusers passes eta only to a
+   * scheduler whose step takes it, the other schedulers ignore it.
+   */
+  eta?: number;
+  /** randn seed of the initial latents (and the ancestral / DDIM η noise); default random. */
   seed?: number | bigint;
   /** Images per prompt; default 1. */
   numImages?: number;
@@ -216,7 +221,7 @@ export class StableDiffusionPipeline {
   /** Runs the sampler; the caller owns (and disposes) the returned tensors. */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const fn = 'StableDiffusionPipeline.generate';
-    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning']);
+    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'eta', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning']);
     const onWarning = o.onWarning ?? ((message: string) => process.emitWarning(message, 'ImprintWarning'));
     if (typeof onWarning !== 'function') throw invalidArgument(`${fn}: onWarning must be a function, got ${describe(onWarning)}`);
     const prompts = checkPrompts(fn, 'prompt', o.prompt);
@@ -227,6 +232,8 @@ export class StableDiffusionPipeline {
     const steps = checkPositiveInt(fn, 'steps', o.steps, 30, 1000);
     const g = o.guidanceScale ?? 7.5;
     if (typeof g !== 'number' || !Number.isFinite(g)) throw invalidArgument(`${fn}: guidanceScale must be a finite number, got ${describe(o.guidanceScale)}`);
+    const eta = o.eta ?? 0;
+    if (typeof eta !== 'number' || !Number.isFinite(eta) || eta < 0) throw invalidArgument(`${fn}: eta must be a finite number ≥ 0, got ${describe(o.eta)}`);
     const m = this.sizeMultiple;
     const width = checkPositiveInt(fn, 'width', o.width, undefined, 16384);
     const height = checkPositiveInt(fn, 'height', o.height, undefined, 16384);
@@ -281,10 +288,13 @@ export class StableDiffusionPipeline {
         const eps = await this.#guidedNoise(latents, t, context, n, g, guided);
         let next: Tensor<FloatDType>;
         try {
+          // Each step's noise continues the seed's stream past the initial latents (offset counts blocks of 4).
+          const offset = seedBig === undefined ? undefined : BigInt(Math.ceil(latentNumel / 4) * (i + 1));
+          const noise = seedBig === undefined ? {} : { seed: seedBig, offset };
           if (scheduler instanceof EulerAncestralDiscreteScheduler) {
-            // Each step's noise continues the seed's stream past the initial latents (offset counts blocks of 4).
-            const offset = seedBig === undefined ? undefined : BigInt(Math.ceil(latentNumel / 4) * (i + 1));
-            next = await scheduler.step(eps, t, latents, seedBig === undefined ? {} : { seed: seedBig, offset });
+            next = await scheduler.step(eps, t, latents, noise);
+          } else if (scheduler instanceof DDIMScheduler) {
+            next = await scheduler.step(eps, t, latents, { ...noise, eta });
           } else {
             next = await scheduler.step(eps, t, latents);
           }
