@@ -80,6 +80,15 @@ export interface GenerateOptions {
   onWarning?: (message: string) => void;
 }
 
+export interface AddTokensOptions {
+  /**
+   * Where the new embedding rows start: a word that is one token (its row,
+   * for every new token), or one token id per new token. Default: the mean
+   * of all rows.
+   */
+  initializer?: string | number[];
+}
+
 export interface GenerateResult {
   /** [N, 3, H, W] in roughly [-1, 1], N = prompts × numImages. */
   images: Tensor;
@@ -133,7 +142,7 @@ function disposeAll(ts: Array<Tensor | undefined>): void {
 
 export class StableDiffusionPipeline {
   readonly tokenizer: PromptTokenizer;
-  readonly textEncoder: PromptEncoder;
+  #textEncoder: PromptEncoder;
   readonly unet: Denoiser;
   readonly vae: PipelineComponents['vae'];
   readonly scheduler: Scheduler;
@@ -145,7 +154,7 @@ export class StableDiffusionPipeline {
 
   private constructor(c: PipelineComponents) {
     this.tokenizer = c.tokenizer;
-    this.textEncoder = c.textEncoder;
+    this.#textEncoder = c.textEncoder;
     this.unet = c.unet;
     this.vae = c.vae;
     this.scheduler = c.scheduler;
@@ -208,7 +217,79 @@ export class StableDiffusionPipeline {
     }
   }
 
-  /** Frees the weights fromPretrained loaded (the pipeline is unusable afterwards); nothing for fromComponents. */
+  /** The text encoder; addTokens replaces it with one whose embedding table has the new rows. */
+  get textEncoder(): PromptEncoder {
+    return this.#textEncoder;
+  }
+
+  /**
+   * Adds concept tokens ('<new1>', a textual-inversion token): to the
+   * tokenizer, matched whole in prompts, and as new rows of the text
+   * encoder's token embedding (see AddTokensOptions.initializer). Returns
+   * their ids, which continue the vocabulary. Needs a ClipTokenizer and a
+   * ClipTextEncoder of the same vocabulary size. The pipeline owns the grown
+   * table (dispose() frees it); a table it loaded itself is freed at once.
+   */
+  async addTokens(tokens: string[], options?: AddTokensOptions): Promise<number[]> {
+    const fn = 'StableDiffusionPipeline.addTokens';
+    const o = checkOptions(fn, options, ['initializer']);
+    const tok = this.tokenizer as Partial<ClipTokenizer>;
+    if (typeof tok.addTokens !== 'function' || typeof tok.encode !== 'function' || typeof tok.tokenToId !== 'function' || typeof tok.vocabSize !== 'number') {
+      throw invalidArgument(`${fn}: the pipeline's tokenizer must be a ClipTokenizer (with addTokens, encode, tokenToId and vocabSize)`);
+    }
+    const enc = this.#textEncoder;
+    if (!(enc instanceof ClipTextEncoder)) throw invalidArgument(`${fn}: the pipeline's text encoder must be a ClipTextEncoder to grow its token embedding`);
+    if (tok.vocabSize !== enc.config.vocabSize) {
+      throw invalidArgument(`${fn}: the tokenizer has ${tok.vocabSize} tokens but the text encoder's vocab_size is ${enc.config.vocabSize}; new ids would not match the new rows`);
+    }
+    if (!Array.isArray(tokens) || tokens.length === 0) throw invalidArgument(`${fn}: tokens must be a non-empty array of strings, got ${describe(tokens)}`);
+    tokens.forEach((t, i) => {
+      if (typeof t !== 'string') throw invalidArgument(`${fn}: tokens[${i}] must be a string, got ${describe(t)}`);
+      const id = tok.tokenToId!(t);
+      if (id !== undefined) throw invalidArgument(`${fn}: token '${t}' is already in the vocabulary (id ${id})`);
+    });
+    const init = o.initializer;
+    let sources: Array<number | undefined>;
+    if (init === undefined) {
+      sources = tokens.map(() => undefined);
+    } else if (typeof init === 'string') {
+      const content = tok.encode(init).slice(1, -1);
+      if (content.length !== 1) {
+        const pieces = content.map((id) => `'${tok.idToToken?.(id) ?? id}'`).join(', ');
+        throw invalidArgument(`${fn}: initializer '${init}' must be a single token, but it tokenizes to ${content.length} tokens${pieces === '' ? '' : ` (${pieces})`}`);
+      }
+      sources = tokens.map(() => content[0]);
+    } else if (Array.isArray(init)) {
+      if (init.length !== tokens.length) throw invalidArgument(`${fn}: initializer must hold one token id per new token (${tokens.length}), got ${init.length}`);
+      init.forEach((id, i) => {
+        if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0 || id >= enc.config.vocabSize) {
+          throw invalidArgument(`${fn}: initializer[${i}] must be a token id in [0, ${enc.config.vocabSize}), got ${describe(id)}`);
+        }
+      });
+      sources = init;
+    } else {
+      throw invalidArgument(`${fn}: initializer must be a string (one token) or an array of token ids, got ${describe(init)}`);
+    }
+    const grown = await enc.addTokenRows(sources);
+    let ids: number[];
+    try {
+      ids = tok.addTokens(tokens);
+    } catch (e) {
+      grown.tokenEmbedding.dispose();
+      throw e;
+    }
+    const old = enc.tokenEmbedding;
+    const at = this.#owned.indexOf(old);
+    if (at >= 0) {
+      this.#owned.splice(at, 1);
+      old.dispose();
+    }
+    this.#owned.push(grown.tokenEmbedding);
+    this.#textEncoder = grown;
+    return ids;
+  }
+
+  /** Frees the weights fromPretrained loaded and tables addTokens grew (the pipeline is unusable afterwards). */
   dispose(): void {
     disposeAll(this.#owned);
     this.#owned = [];
