@@ -147,7 +147,7 @@ export class StableDiffusionPipeline {
   readonly vae: PipelineComponents['vae'];
   readonly scheduler: Scheduler;
   readonly penultimate: boolean;
-  /** Image sides must be multiples of this: the VAE factor times the UNet's downsampling. */
+  /** Image sides must be multiples of this: the VAE factor (8 for SD); the UNet takes any latent size, as in diffusers. */
   readonly sizeMultiple: number;
   /** Weights loaded by fromPretrained, released by dispose(); fromComponents leaves ownership with the caller. */
   #owned: Tensor[] = [];
@@ -159,7 +159,7 @@ export class StableDiffusionPipeline {
     this.vae = c.vae;
     this.scheduler = c.scheduler;
     this.penultimate = c.penultimate ?? false;
-    this.sizeMultiple = c.vae.factor * 2 ** (c.unet.config.blockOutChannels.length - 1);
+    this.sizeMultiple = c.vae.factor;
   }
 
   static fromComponents(components: PipelineComponents): StableDiffusionPipeline {
