@@ -376,4 +376,57 @@ t('clipGradNorm: bad inputs', async () => {
   await assertRejects(() => misc.clipGradNorm([a, 3] as never, { maxNorm: 1 }), 'INVALID_ARGUMENT', /grads\[1\] must be a Tensor/);
 });
 
+/** PyTorch's nearest source index: o·(in/out) with a float32 scale, floored, capped at in − 1. */
+const nearestIndex = (o: number, inSize: number, outSize: number): number =>
+  Math.min(Math.floor(Math.fround(o * Math.fround(inSize / outSize))), inSize - 1);
+
+t('upsampleNearest: a hand-worked case, every pixel of odd and 2x resizes, backward sums the readers', async () => {
+  // [a b c] → width 4: scale 0.75, columns floor(0, 0.75, 1.5, 2.25) = 0, 0, 1, 2; rows 1 → 2 repeat.
+  const small = await misc.upsampleNearest(tensor([[[[1, 2, 3]]]]), [2, 4]);
+  assert.equal(small.shape, [1, 1, 2, 4]);
+  assert.equal(Array.from(f32(small)), [1, 1, 2, 3, 1, 1, 2, 3]);
+  const dSmall = await misc.upsampleNearestBackward(tensor([[[[1, 10, 100, 1000], [2, 20, 200, 2000]]]]), [1, 3]);
+  assert.equal(Array.from(f32(dSmall)), [33, 300, 3000]);
+  for (const [inH, inW, outH, outW] of [[3, 5, 6, 10], [3, 5, 5, 7], [5, 3, 10, 7], [4, 6, 3, 4], [3, 3, 3, 3], [1, 1, 4, 3]]) {
+    const shape = [2, 3, inH, inW];
+    const x0 = randomArray(6 * inH * inW, inH * 100 + outW);
+    const y = f32(await misc.upsampleNearest(tensor(x0, { shape }), [outH, outW]));
+    const dy0 = randomArray(6 * outH * outW, outH * 100 + inW);
+    const dx = f32(await misc.upsampleNearestBackward(tensor(dy0, { shape: [2, 3, outH, outW] }), [inH, inW]));
+    const want = new Float64Array(6 * inH * inW);
+    for (let p = 0; p < 6; p++) {
+      for (let i = 0; i < outH; i++) {
+        for (let j = 0; j < outW; j++) {
+          const src = (p * inH + nearestIndex(i, inH, outH)) * inW + nearestIndex(j, inW, outW);
+          assert.is(y[(p * outH + i) * outW + j], x0[src], `${inH}x${inW} → ${outH}x${outW} at ${p},${i},${j}`);
+          want[src] += dy0[(p * outH + i) * outW + j];
+        }
+      }
+    }
+    assertClose(dx, want, 1e-6, 1e-6, `backward ${inH}x${inW} → ${outH}x${outW}`);
+    await gradcheck(`dx ${inH}x${inW} → ${outH}x${outW}`, x0, shape, (x) => misc.upsampleNearest(x, [outH, outW]), (d) => misc.upsampleNearestBackward(d, [inH, inW]));
+  }
+  // 2x is the upsampleNearest2x op itself, to the bit.
+  const x = tensor(randomArray(2 * 3 * 4 * 5, 3), { shape: [2, 3, 4, 5] });
+  assert.equal(Array.from(f32(await misc.upsampleNearest(x, [8, 10]))), Array.from(f32(await nn.upsampleNearest2x(x))));
+});
+
+t('upsampleNearest: bad sizes, shapes and dtypes name the problem', async () => {
+  const x = tensor(new Float32Array(12), { shape: [1, 1, 3, 4] });
+  await assertRejects(() => misc.upsampleNearest(x, 5 as never), 'INVALID_ARGUMENT', /upsampleNearest: size must be \[height, width\], got number 5/);
+  await assertRejects(() => misc.upsampleNearest(x, [5] as never), 'INVALID_ARGUMENT', /size must be \[height, width\], got an array/);
+  await assertRejects(() => misc.upsampleNearest(x, [0, 4]), 'INVALID_ARGUMENT', /size\[0\] must be an integer in \[1, 65536\], got number 0/);
+  await assertRejects(() => misc.upsampleNearest(x, [4, 2.5]), 'INVALID_ARGUMENT', /size\[1\] must be an integer in \[1, 65536\], got number 2\.5/);
+  await assertRejects(() => misc.upsampleNearest(x, [4, 1e9]), 'INVALID_ARGUMENT', /size\[1\] must be an integer in \[1, 65536\]/);
+  await assertRejects(() => misc.upsampleNearestBackward(x, [3, NaN]), 'INVALID_ARGUMENT', /upsampleNearestBackward: inputSize\[1\] must be an integer/);
+  await assertRejects(() => misc.upsampleNearest(tensor(new Float32Array(6), { shape: [2, 3] }), [4, 4]), 'SHAPE_MISMATCH', /upsample_nearest_forward: x must be 4-D \[N, C, H, W\], got f32\[2, 3\] on cpu/);
+  await assertRejects(() => misc.upsampleNearestBackward(tensor(new Float32Array(6), { shape: [6] }), [1, 1]), 'SHAPE_MISMATCH', /upsample_nearest_backward: dy must be 4-D/);
+  await assertRejects(() => misc.upsampleNearest(tensor(new Int32Array(12), { shape: [1, 1, 3, 4] }) as never, [4, 4]), 'DTYPE_MISMATCH', /i32\[1, 1, 3, 4\]/);
+  await assertRejects(() => misc.upsampleNearest(tensor(new Float32Array(0), { shape: [1, 1, 0, 4] }), [4, 4]), 'SHAPE_MISMATCH', /x must have a positive height and width, got f32\[1, 1, 0, 4\]/);
+  const half = await x.cast('f16');
+  await assertRejects(() => misc.upsampleNearest(half, [5, 5]), 'UNSUPPORTED', /upsample_nearest_forward on cpu supports f32 only/);
+  await assertRejects(() => misc.upsampleNearest('x' as never, [5, 5]), 'INVALID_ARGUMENT', /x/);
+  half.dispose();
+});
+
 t.run();

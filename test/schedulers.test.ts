@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { full, memoryStats, randn, tensor, type Tensor } from '../lib/index.js';
 import { combine } from '../lib/schedulers/combine.js';
 import * as S from '../lib/schedulers/index.js';
+import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { assertClose, assertRejects, randomArray } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
@@ -384,6 +385,97 @@ t('steps dispose their temporaries; a DPM-Solver run holds one stored tensor unt
   x.dispose();
   c.dispose();
   assert.is(live(), before);
+});
+
+t('DDIM η > 0: one step equals the formula with a known noise tensor; the seed reproduces; η = 0 ignores noise', async () => {
+  for (const kind of ['epsilon', 'v_prediction'] as const) {
+    const s = S.DDIMScheduler.fromConfig({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, steps_offset: 1, prediction_type: kind, set_alpha_to_one: false });
+    const ts = s.setTimesteps(10);
+    const shape = [1, 2, 3, 3];
+    const xa = randomArray(18, 11);
+    const oa = randomArray(18, 12);
+    const na = randomArray(18, 13);
+    const [x, out, noise] = [xa, oa, na].map((a) => tensor(a, { shape })) as Tensor<'f32'>[];
+    for (const [i, eta] of [[0, 0.5], [4, 1], [9, 1]] as const) {
+      const t0 = ts[i];
+      const prev = t0 - 100;
+      // By hand from diffusers' definitions (ᾱ_prev = ᾱ_0 past the first train step, set_alpha_to_one false).
+      const aT = s.alphasCumprod[t0];
+      const aP = prev >= 0 ? s.alphasCumprod[prev] : s.alphasCumprod[0];
+      const sigma = eta * Math.sqrt((1 - aP) / (1 - aT)) * Math.sqrt(1 - aT / aP);
+      const want = xa.map((xv, k) => {
+        const ov = oa[k];
+        const x0 = kind === 'epsilon' ? (xv - Math.sqrt(1 - aT) * ov) / Math.sqrt(aT) : Math.sqrt(aT) * xv - Math.sqrt(1 - aT) * ov;
+        const e = kind === 'epsilon' ? ov : Math.sqrt(1 - aT) * xv + Math.sqrt(aT) * ov;
+        return Math.sqrt(aP) * x0 + Math.sqrt(1 - aP - sigma * sigma) * e + sigma * na[k];
+      });
+      const y = await s.step(out, t0, x, { eta, noise });
+      assertClose(y.dataSync(), want, 1e-5, 1e-6, `${kind} η=${eta} step ${i}`);
+      assert.ok(sigma > 0 && Math.abs(y.dataSync()[0] - want[0]) < 1e-4);
+      y.dispose();
+    }
+    // η = 0 is the deterministic step whatever noise is offered.
+    const plain = await s.step(out, ts[3], x);
+    const zeroEta = await s.step(out, ts[3], x, { eta: 0, noise });
+    assert.equal(Array.from(zeroEta.dataSync()), Array.from(plain.dataSync()), 'η = 0 ignores noise');
+    // Drawn noise: randn(seed, offset) shaped like the sample, the same stream as Euler ancestral's.
+    const drawn = await randn(shape, { seed: 5, offset: 3 });
+    const fromSeed = await s.step(out, ts[3], x, { eta: 0.7, seed: 5, offset: 3 });
+    const fromTensor = await s.step(out, ts[3], x, { eta: 0.7, noise: drawn as Tensor<'f32'> });
+    assert.equal(Array.from(fromSeed.dataSync()), Array.from(fromTensor.dataSync()), 'seed + offset = randn noise');
+    const other = await s.step(out, ts[3], x, { eta: 0.7, seed: 6, offset: 3 });
+    assert.not.equal(Array.from(other.dataSync()), Array.from(fromSeed.dataSync()), 'another seed, other noise');
+    for (const v of [x, out, noise, plain, zeroEta, drawn, fromSeed, fromTensor, other]) v.dispose();
+  }
+});
+
+t('DDIM η: bad values are refused with the reason', async () => {
+  const s = S.DDIMScheduler.fromConfig({});
+  s.setTimesteps(10);
+  const x = await full([1, 2, 2], 0.5);
+  const small = await full([1, 2], 0.5);
+  await assertRejects(() => s.step(x, 901, x, { eta: -0.1 }), 'INVALID_ARGUMENT', /DDIMScheduler.step: eta must be a finite number ≥ 0, got number -0.1/);
+  await assertRejects(() => s.step(x, 901, x, { eta: NaN }), 'INVALID_ARGUMENT', /eta must be a finite number ≥ 0, got number NaN/);
+  await assertRejects(() => s.step(x, 901, x, { eta: Infinity }), 'INVALID_ARGUMENT', /eta must be a finite number/);
+  await assertRejects(() => s.step(x, 901, x, { eta: '1' as unknown as number }), 'INVALID_ARGUMENT', /eta must be a finite number ≥ 0, got '1'/);
+  await assertRejects(() => s.step(x, 901, x, { eta: 50 }), 'INVALID_ARGUMENT', /eta 50 is too large for timestep 901/);
+  await assertRejects(() => s.step(x, 901, x, { eta: 1, noise: small }), 'SHAPE_MISMATCH', /DDIMScheduler.step: noise f32\[1, 2\] on cpu must have the shape of sample/);
+  await assertRejects(() => s.step(x, 901, x, { eta: 1, seed: -2 }), 'INVALID_ARGUMENT', /seed must be a non-negative integer/);
+  await assertRejects(() => s.step(x, 901, x, { etta: 1 } as never), 'INVALID_ARGUMENT', /unknown option 'etta'/);
+  x.dispose();
+  small.dispose();
+});
+
+t('pipeline eta: DDIM adds σ_t·randn(seed, next offset); other schedulers ignore it; bad eta refused', async () => {
+  const shape = [1, 4, 2, 2];
+  const parts = {
+    tokenizer: { encodePadded: (_: string, o?: { maxLength?: number }) => ({ ids: new Int32Array(o?.maxLength ?? 4), length: 2, truncated: false }) },
+    textEncoder: { config: { maxPositionEmbeddings: 4 }, encode: async (ids: number[][]) => ({ lastHiddenState: await full([ids.length, 4, 2], 0) }) },
+    // ε = x/2
+    unet: { config: { inChannels: 4, blockOutChannels: [8] }, forward: async (x: Tensor) => combine([[0.5, x as Tensor<'f32'>]]) },
+    vae: { factor: 2, scalingFactor: 1, decode: async (z: Tensor) => combine([[1, z as Tensor<'f32'>]]) },
+  };
+  const ddim = S.DDIMScheduler.fromConfig({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, steps_offset: 1, set_alpha_to_one: false });
+  const pipe = StableDiffusionPipeline.fromComponents({ ...parts, scheduler: ddim });
+  const r = await pipe.generate({ prompt: 'a', steps: 1, guidanceScale: 1, width: 4, height: 4, seed: 21, eta: 0.8 });
+  const xt = await randn(shape, { seed: 21 });
+  const nt = await randn(shape, { seed: 21, offset: 4 }); // after the 16 latent values = 4 blocks of 4
+  const x = xt.dataSync();
+  const noise = nt.dataSync();
+  xt.dispose();
+  nt.dispose();
+  const aT = ddim.alphasCumprod[1];
+  const aP = ddim.alphasCumprod[0];
+  const sigma = 0.8 * Math.sqrt((1 - aP) / (1 - aT)) * Math.sqrt(1 - aT / aP);
+  assert.ok(sigma > 0.01, 'the noise term is far above the tolerance');
+  const want = Array.from(x, (v, k) => Math.sqrt(aP) * ((v - Math.sqrt(1 - aT) * v / 2) / Math.sqrt(aT)) + Math.sqrt(1 - aP - sigma * sigma) * (v / 2) + sigma * noise[k]);
+  assertClose(r.latents.dataSync() as Float32Array, want, 1e-5, 1e-6, 'DDIM η step in the pipeline');
+  await assertRejects(() => pipe.generate({ prompt: 'a', width: 4, height: 4, eta: -1 }), 'INVALID_ARGUMENT', /StableDiffusionPipeline.generate: eta must be a finite number ≥ 0, got number -1/);
+  const euler = StableDiffusionPipeline.fromComponents({ ...parts, scheduler: S.EulerDiscreteScheduler.fromConfig({}) });
+  const e0 = await euler.generate({ prompt: 'a', steps: 2, guidanceScale: 1, width: 4, height: 4, seed: 3 });
+  const e1 = await euler.generate({ prompt: 'a', steps: 2, guidanceScale: 1, width: 4, height: 4, seed: 3, eta: 1 });
+  assert.equal(Array.from(e1.latents.dataSync() as Float32Array), Array.from(e0.latents.dataSync() as Float32Array), 'Euler ignores eta');
+  for (const v of [r, e0, e1]) for (const k of [v.latents, v.images]) k.dispose();
 });
 
 t.run();

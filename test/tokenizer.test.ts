@@ -331,4 +331,90 @@ t('bad arguments name the problem', async () => {
   assert.is(a.vocabSize, 49409);
 });
 
+/** A tokenizers-format tokenizer.json as transformers saves CLIP's, built from the gz tokenizer. */
+function tokenizerJson(pairs = false): Record<string, unknown> {
+  const vocab: Record<string, number> = {};
+  for (let id = 0; id < 49408; id++) vocab[tok.idToToken(id)!] = id;
+  const lines = gunzipSync(readFileSync(gzPath)).toString('utf8').split('\n').slice(1, 48895);
+  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true });
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [special(BOS, '<|startoftext|>'), special(EOS, '<|endoftext|>')],
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' }, { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' }, { type: 'Lowercase' }] },
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', behavior: 'Removed', invert: true }, { type: 'ByteLevel', add_prefix_space: false }] },
+    post_processor: { type: 'RobertaProcessing', sep: ['<|endoftext|>', EOS], cls: ['<|startoftext|>', BOS] },
+    decoder: { type: 'ByteLevel' },
+    model: {
+      type: 'BPE', dropout: null, unk_token: '<|endoftext|>', continuing_subword_prefix: '', end_of_word_suffix: '</w>', fuse_unk: false, byte_fallback: false,
+      vocab,
+      merges: pairs ? lines.map((l) => l.split(' ')) : lines,
+    },
+  };
+}
+
+t('tokenizer.json (merges as strings or pairs) tokenizes every case as vocab.json + merges.txt; fromFolder falls back to it', async () => {
+  for (const pairs of [false, true]) {
+    const p = file(pairs ? 'tok-pairs.json' : 'tok-strings.json', JSON.stringify(tokenizerJson(pairs)));
+    const j = await ClipTokenizer.fromTokenizerJson(p);
+    assert.is(j.vocabSize, 49408);
+    assert.equal([j.bosId, j.eosId, j.padId], [BOS, EOS, EOS]);
+    for (const c of reference.cases) assert.equal(j.encode(c.text), c.ids, JSON.stringify(c.text));
+    assert.equal(j.idToToken(512), 'in');
+    assert.is(j.decode(j.encode('a photo of a dog')), 'a photo of a dog');
+  }
+  // Only tokenizer.json in tokenizer/: used; the config's pad token wins over padding.pad_token.
+  const dir = join(work, 'tj/tokenizer');
+  mkdirSync(dir, { recursive: true });
+  const json = tokenizerJson();
+  json.padding = { strategy: 'BatchLongest', pad_id: 0, pad_token: '!' };
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
+  const a = await ClipTokenizer.fromFolder(join(work, 'tj'));
+  assert.is(a.padId, 0, 'padding.pad_token');
+  for (const c of reference.cases) assert.equal(a.encode(c.text), c.ids, JSON.stringify(c.text));
+  writeFileSync(join(dir, 'special_tokens_map.json'), JSON.stringify({ pad_token: '<|endoftext|>' }));
+  assert.is((await ClipTokenizer.fromFolder(dir)).padId, EOS, 'special_tokens_map.json wins');
+  // Added tokens past the vocabulary (textual inversion) come back with their ids; vocab.json + merges.txt win when present.
+  (json.added_tokens as unknown[]).push({ id: 49409, content: '<cat-toy>', special: false }, { id: 49408, content: '<new1>', special: false });
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
+  const b = await ClipTokenizer.fromFolder(dir);
+  assert.equal(b.addedTokens, ['<new1>', '<cat-toy>']);
+  assert.equal(b.encode('a <cat-toy> and <new1>'), [BOS, 320, 49409, 537, 49408, EOS]);
+  writeFolder(dir);
+  assert.equal((await ClipTokenizer.fromFolder(dir)).addedTokens, [], 'vocab.json + merges.txt preferred');
+});
+
+t('corrupt tokenizer.json: errors name the file and the field', async () => {
+  const bad = async (name: string, edit: (j: Record<string, unknown>, m: Record<string, unknown>) => void, ...patterns: RegExp[]) => {
+    const j = tokenizerJson();
+    edit(j, j.model as Record<string, unknown>);
+    const p = file(name, JSON.stringify(j));
+    await assertRejects(() => ClipTokenizer.fromTokenizerJson(p), 'INVALID_ARGUMENT', new RegExp(`${name.replace('.', '\\.')}'`), ...patterns);
+  };
+  await bad('tj1.json', (_, m) => { m.type = 'WordPiece'; }, /model\.type must be 'BPE' \(CLIP's tokenizer\), got 'WordPiece'/);
+  await bad('tj2.json', (j) => { j.model = [1]; }, /model must be an object, got an array/);
+  await bad('tj3.json', (_, m) => { delete m.vocab; }, /model\.vocab must hold an object of token → id, got undefined/);
+  await bad('tj4.json', (_, m) => { (m.vocab as Record<string, unknown>).a = 'x'; }, /model\.vocab: entry 'a' must map to a non-negative integer id, got 'x'/);
+  await bad('tj5.json', (_, m) => { m.merges = 'i n'; }, /model\.merges must be an array, got 'i n'/);
+  await bad('tj6.json', (_, m) => { (m.merges as unknown[])[7] = 'i  n'; }, /model\.merges\[7\] must be "left right" or \[left, right\]/, /'i  n'/);
+  await bad('tj7.json', (_, m) => { (m.merges as unknown[])[3] = ['i', 5]; }, /model\.merges\[3\] must be .* got an array/);
+  await bad('tj8.json', (_, m) => { (m.merges as unknown[])[9] = 'zq xv'; }, /merge 10 'zq xv' makes 'zqxv', which is not in the vocabulary/);
+  await bad('tj9.json', (_, m) => { m.merges = []; }, /model\.merges holds no merges/);
+  await bad('tj10.json', (_, m) => { m.end_of_word_suffix = '@@'; }, /model\.end_of_word_suffix must be '<\/w>'/);
+  await bad('tj11.json', (j) => { j.added_tokens = { a: 1 }; }, /added_tokens must be an array, got a/);
+  await bad('tj12.json', (j) => { (j.added_tokens as unknown[]).push({ id: -1, content: '<x>' }); }, /added_tokens\[2\]\.id must be a non-negative integer, got number -1/);
+  await bad('tj13.json', (j) => { (j.added_tokens as unknown[]).push({ id: 49408, content: 7 }); }, /added_tokens\[2\]\.content must be a non-empty string, got number 7/);
+  await bad('tj14.json', (j) => { (j.added_tokens as unknown[]).push({ id: 49500, content: '<x>' }); }, /added_tokens: '<x>' has id number 49500, expected 49408/);
+  await bad('tj15.json', (j) => { (j.added_tokens as unknown[]).push('<x>'); }, /added_tokens\[2\] must be an object \{ id, content \}, got '<x>'/);
+  await bad('tj16.json', (j) => { j.padding = { pad_token: 0 }; }, /padding\.pad_token must be a string, got number 0/);
+  await bad('tj17.json', (j) => { j.padding = { pad_token: '<pad>' }; }, /the pad token '<pad>' is not in the vocabulary/);
+  await bad('tj18.json', (j) => { (j.added_tokens as unknown[]).push({ id: 49408, content: ' ' }); }, /added_tokens\[2\]: .*must be a non-blank string/);
+  await assertRejects(() => ClipTokenizer.fromTokenizerJson(file('tj19.json', '{"model": ')), 'INVALID_ARGUMENT', /tj19\.json' is not valid JSON/);
+  await assertRejects(() => ClipTokenizer.fromTokenizerJson(file('tj20.json', '[]')), 'INVALID_ARGUMENT', /tj20\.json' must hold an object, got an array/);
+  await assertRejects(() => ClipTokenizer.fromTokenizerJson(join(work, 'none.json')), 'INVALID_ARGUMENT', /cannot read tokenizer\.json '.*none\.json': no such file/);
+  await assertRejects(() => ClipTokenizer.fromTokenizerJson(3 as never), 'INVALID_ARGUMENT', /fromTokenizerJson: path must be a string, got number 3/);
+  await assertRejects(() => ClipTokenizer.fromTokenizerJson(join(work, 'x.json'), { pad: '!' } as never), 'INVALID_ARGUMENT', /unknown option 'pad'/);
+});
+
 t.run();

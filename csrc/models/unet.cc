@@ -118,8 +118,12 @@ TransformerActivations transformer(const UNetConfig& c, const TransformerWeights
 
 Tensor downsample(const Tensor& x, const Tensor& w, const Tensor& b) { return conv(x, w, b, 2); }
 
-Tensor upsample(const Tensor& x, const Tensor& w, const Tensor& b) {
-  return conv(run_op("upsample_nearest2x_forward", {&x}).front(), w, b);
+// Nearest resize to the pending skip's size (2x, or less after an odd-sized downsample), then conv.
+Tensor upsample(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& skip) {
+  ops::Attrs ua;
+  ua.numbers["outH"] = static_cast<double>(skip.shape[2]);
+  ua.numbers["outW"] = static_cast<double>(skip.shape[3]);
+  return conv(run_op("upsample_nearest_forward", {&x}, ua).front(), w, b);
 }
 
 // Runs one resnet (+ transformer) layer, recording activations; returns the layer's output.
@@ -180,7 +184,7 @@ UNetActivations unet_forward(const UNetConfig& c, const UNetWeights& w, const Te
     }
     if (b.has_resample) {
       acts.resample_in.push_back(x);
-      x = upsample(x, b.resample_w, b.resample_b);
+      x = upsample(x, b.resample_w, b.resample_b, skips.back());
     }
   }
   acts.norm_out_in = x;

@@ -182,9 +182,12 @@ UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetAct
     const UNetBlockWeights& b = w.up[i];
     if (b.has_resample) {
       const Tensor& in = acts.resample_in[--cur.resample];
-      const Tensor up = run_op("upsample_nearest2x_forward", {&in}).front();  // conv input, recomputed
+      ops::Attrs ua, da;  // resized to dx's size (the skip's), back to in's
+      ua.numbers["outH"] = static_cast<double>(dx.shape[2]), ua.numbers["outW"] = static_cast<double>(dx.shape[3]);
+      da.numbers["inH"] = static_cast<double>(in.shape[2]), da.numbers["inW"] = static_cast<double>(in.shape[3]);
+      const Tensor up = run_op("upsample_nearest_forward", {&in}, ua).front();  // conv input, recomputed
       const Tensor d_up = conv_bwd(k, dx, up, b.resample_w, b.resample_b);
-      dx = run_op("upsample_nearest2x_backward", {&d_up}).front();
+      dx = run_op("upsample_nearest_backward", {&d_up}, da).front();
     }
     for (size_t j = b.resnets.size(); j-- > 0;) {
       const Tensor d_cat = layer_bwd(k, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], acts, context, cur, dx);

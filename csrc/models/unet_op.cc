@@ -1,7 +1,8 @@
 // unet_forward: diffusers' UNet2DConditionModel (models/unet.h) as one op of
 // the registry, so JavaScript runs it through nnOp.
 // Inputs, in order:
-//   0 sample [N, in_channels, h, w] (h and w divisible by 2^(blocks-1))
+//   0 sample [N, in_channels, h, w] (h, w ≥ 1; sides that are not multiples of 2^(blocks-1)
+//     are handled as diffusers' forward_upsample_size does)
 //   1 timestep [N] or [1] (or []), the weights' float dtype
 //   2 encoder_hidden_states [N, T, cross_attention_dim]
 //   then every weight in the order of lib/models/layout-unet.ts (unetLayout):
@@ -321,11 +322,9 @@ Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
                                        ", h, w] (conv_in's in_channels), got " + sample.describe());
   }
   const int64_t N = sample.shape[0], H = sample.shape[2], W = sample.shape[3];
-  const int64_t factor = int64_t{1} << (n - 1);
-  if (N < 1 || H < 1 || W < 1 || H % factor != 0 || W % factor != 0) {
-    fail(ErrorCode::ShapeMismatch, prefix() + "sample's height and width must be positive multiples of " +
-                                       std::to_string(factor) + " (2^(blocks-1), for the " + std::to_string(n - 1) +
-                                       " downsamplers), got " + sample.describe());
+  // Any size: odd sides after a downsampler are matched by resizing the upsampler's input to the skip's size.
+  if (N < 1 || H < 1 || W < 1) {
+    fail(ErrorCode::ShapeMismatch, prefix() + "sample's batch, height and width must be positive, got " + sample.describe());
   }
   check_matches(kOp, ref, "conv_in.weight", timestep, "timestep");
   const bool t_ok = timestep.ndim() == 0 || (timestep.ndim() == 1 && (timestep.shape[0] == N || timestep.shape[0] == 1));

@@ -7,7 +7,8 @@ import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
 import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
 import { parseClipTextConfig, type ClipTextConfig } from './configs.js';
-import { clipTextLayout, clipTextWeightNames } from './layout-clip.js';
+import { growEmbedding } from './grow-embedding.js';
+import { clipTextLayout, clipTextWeightNames, TOKEN_EMBEDDING } from './layout-clip.js';
 import { describeTensor, takeWeights } from './weights.js';
 
 export interface ClipTextEncodeOptions {
@@ -52,6 +53,37 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     const names = clipTextWeightNames(c);
     const list = takeWeights(fn, weights, names, layout, 'the token embedding');
     return new ClipTextEncoder(c, list, names);
+  }
+
+  /**
+   * An encoder with one more token-embedding row per entry of `sources`
+   * (for tokens added to the tokenizer; their ids continue vocab_size): a
+   * copy of row `sources[i]`, or the mean of all rows when it is undefined.
+   * The other weights are shared with this encoder; the new table
+   * (`tokenEmbedding`) belongs to the caller, who disposes it.
+   */
+  async addTokenRows(sources: ReadonlyArray<number | undefined>): Promise<ClipTextEncoder<D>> {
+    const fn = 'ClipTextEncoder.addTokenRows';
+    if (!Array.isArray(sources) || sources.length === 0) throw invalidArgument(`${fn}: sources must be a non-empty array of token ids or undefined, got ${describe(sources)}`);
+    const at = this.#names.indexOf(TOKEN_EMBEDDING);
+    const table = this.#weights[at];
+    if (table.disposed) throw new ImprintError(`${fn}: weight '${TOKEN_EMBEDDING}' has been disposed`, 'DISPOSED');
+    const grown = await growEmbedding(fn, table, sources);
+    const c = this.config;
+    // Re-parsed from config.json names, so the result is a parsed config like any other.
+    const config = parseClipTextConfig({
+      vocab_size: c.vocabSize + sources.length, hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize,
+      num_hidden_layers: c.numHiddenLayers, num_attention_heads: c.numAttentionHeads,
+      max_position_embeddings: c.maxPositionEmbeddings, hidden_act: c.hiddenAct, layer_norm_eps: c.layerNormEps,
+    }, fn);
+    const weights = this.#weights.slice();
+    weights[at] = grown as Tensor<D>;
+    return new ClipTextEncoder(config, weights, this.#names);
+  }
+
+  /** text_model.embeddings.token_embedding.weight, [vocab_size, hidden_size]. */
+  get tokenEmbedding(): Tensor<D> {
+    return this.#weights[this.#names.indexOf(TOKEN_EMBEDDING)];
   }
 
   /** The weights' dtype and device. */

@@ -66,7 +66,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
 
   /**
    * The noise prediction [N, out_channels, h, w] for `sample` [N, in_channels,
-   * h, w] (h, w multiples of 2^(blocks-1)) at `timestep` (a number for the
+   * h, w] (any h, w ≥ 1, as in diffusers) at `timestep` (a number for the
    * whole batch, N numbers, or a tensor [N], [1] or [] of any numeric dtype),
    * conditioned on `encoderHiddenStates` [N, tokens, cross_attention_dim].
    * sample and encoderHiddenStates must have the weights' dtype and device.
@@ -211,10 +211,10 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     if (s.ndim !== 4 || s.shape[1] !== c.inChannels) {
       throw new ImprintError(`${fn}: sample must be [N, ${c.inChannels}, h, w] (in_channels ${c.inChannels}), got ${desc(s)}`, 'SHAPE_MISMATCH');
     }
-    const f = 2 ** (c.blockOutChannels.length - 1);
+    // Any positive size: the upsamplers resize to odd-sized skips (diffusers' forward_upsample_size).
     const [n, , h, w] = s.shape;
-    if (n < 1 || h < 1 || w < 1 || h % f !== 0 || w % f !== 0) {
-      throw new ImprintError(`${fn}: sample's height and width must be positive multiples of ${f} (2^(blocks-1) for ${c.blockOutChannels.length} blocks), got ${desc(s)}`, 'SHAPE_MISMATCH');
+    if (n < 1 || h < 1 || w < 1) {
+      throw new ImprintError(`${fn}: sample's batch, height and width must be positive, got ${desc(s)}`, 'SHAPE_MISMATCH');
     }
     return n;
   }

@@ -1,6 +1,6 @@
 // The small ops around the models: token embedding (with a row-masked
 // gradient for training only new tokens), the UNet's sinusoidal timestep
-// embedding, concat/split, the (masked) MSE loss, one AdamW step and
+// embedding, nearest resize to a size, concat/split, the (masked) MSE loss, one AdamW step and
 // gradient-norm clipping. Each follows its PyTorch counterpart.
 import { invalidArgument } from '../errors.js';
 import { Tensor } from '../tensor.js';
@@ -81,6 +81,35 @@ export async function timestepEmbedding<D extends FloatDType>(timesteps: Tensor<
     scale: checkNumber(fn, 'scale', o.scale, 1),
   });
   return out;
+}
+
+function checkSize(fn: string, name: string, size: unknown): [number, number] {
+  if (!Array.isArray(size) || size.length !== 2) throw invalidArgument(`${fn}: ${name} must be [height, width], got ${describe(size)}`);
+  size.forEach((v, i) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > 65536) {
+      throw invalidArgument(`${fn}: ${name}[${i}] must be an integer in [1, 65536], got ${describe(v)}`);
+    }
+  });
+  return size as [number, number];
+}
+
+/**
+ * x [N, C, H, W] resized to [N, C, h, w] by nearest neighbour, as
+ * F.interpolate(x, size=[h, w], mode='nearest'): output pixel (i, j) reads
+ * input (floor(i·H/h), floor(j·W/w)). The UNet's upsamplers use it to match
+ * an odd-sized skip.
+ */
+export async function upsampleNearest<D extends FloatDType>(x: Tensor<D>, size: [number, number]): Promise<Tensor<D>> {
+  const [outH, outW] = checkSize('upsampleNearest', 'size', size);
+  const [y] = await runOp<D>('upsample_nearest_forward', [x], { outH, outW });
+  return y;
+}
+
+/** Gradient of upsampleNearest(x, size): dy [N, C, h, w] → dx [N, C, H, W] for inputSize [H, W]; each input pixel sums the outputs that read it. */
+export async function upsampleNearestBackward<D extends FloatDType>(dy: Tensor<D>, inputSize: [number, number]): Promise<Tensor<D>> {
+  const [inH, inW] = checkSize('upsampleNearestBackward', 'inputSize', inputSize);
+  const [dx] = await runOp<D>('upsample_nearest_backward', [dy], { inH, inW });
+  return dx;
 }
 
 export interface DimOptions {

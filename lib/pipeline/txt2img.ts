@@ -67,13 +67,27 @@ export interface GenerateOptions {
   guidanceScale?: number;
   width: number;
   height: number;
-  /** randn seed of the initial latents (and the ancestral noise); default random. */
+  /**
+   * DDIM's η (finite, ≥ 0; default 0). As diffusers passes eta only to a
+   * scheduler whose step takes it, the other schedulers ignore it.
+   */
+  eta?: number;
+  /** randn seed of the initial latents (and the ancestral / DDIM η noise); default random. */
   seed?: number | bigint;
   /** Images per prompt; default 1. */
   numImages?: number;
   onStep?: (i: number, total: number) => void;
   /** Called with a message when a prompt is cut to the text encoder's length; default: process.emitWarning. */
   onWarning?: (message: string) => void;
+}
+
+export interface AddTokensOptions {
+  /**
+   * Where the new embedding rows start: a word that is one token (its row,
+   * for every new token), or one token id per new token. Default: the mean
+   * of all rows.
+   */
+  initializer?: string | number[];
 }
 
 export interface GenerateResult {
@@ -129,24 +143,24 @@ function disposeAll(ts: Array<Tensor | undefined>): void {
 
 export class StableDiffusionPipeline {
   readonly tokenizer: PromptTokenizer;
-  readonly textEncoder: PromptEncoder;
+  #textEncoder: PromptEncoder;
   readonly unet: Denoiser;
   readonly vae: PipelineComponents['vae'];
   readonly scheduler: Scheduler;
   readonly penultimate: boolean;
-  /** Image sides must be multiples of this: the VAE factor times the UNet's downsampling. */
+  /** Image sides must be multiples of this: the VAE factor (8 for SD); the UNet takes any latent size, as in diffusers. */
   readonly sizeMultiple: number;
   /** Weights loaded by fromPretrained, released by dispose(); fromComponents leaves ownership with the caller. */
   #owned: Tensor[] = [];
 
   private constructor(c: PipelineComponents) {
     this.tokenizer = c.tokenizer;
-    this.textEncoder = c.textEncoder;
+    this.#textEncoder = c.textEncoder;
     this.unet = c.unet;
     this.vae = c.vae;
     this.scheduler = c.scheduler;
     this.penultimate = c.penultimate ?? false;
-    this.sizeMultiple = c.vae.factor * 2 ** (c.unet.config.blockOutChannels.length - 1);
+    this.sizeMultiple = c.vae.factor;
   }
 
   static fromComponents(components: PipelineComponents): StableDiffusionPipeline {
@@ -204,7 +218,79 @@ export class StableDiffusionPipeline {
     }
   }
 
-  /** Frees the weights fromPretrained loaded (the pipeline is unusable afterwards); nothing for fromComponents. */
+  /** The text encoder; addTokens replaces it with one whose embedding table has the new rows. */
+  get textEncoder(): PromptEncoder {
+    return this.#textEncoder;
+  }
+
+  /**
+   * Adds concept tokens ('<new1>', a textual-inversion token): to the
+   * tokenizer, matched whole in prompts, and as new rows of the text
+   * encoder's token embedding (see AddTokensOptions.initializer). Returns
+   * their ids, which continue the vocabulary. Needs a ClipTokenizer and a
+   * ClipTextEncoder of the same vocabulary size. The pipeline owns the grown
+   * table (dispose() frees it); a table it loaded itself is freed at once.
+   */
+  async addTokens(tokens: string[], options?: AddTokensOptions): Promise<number[]> {
+    const fn = 'StableDiffusionPipeline.addTokens';
+    const o = checkOptions(fn, options, ['initializer']);
+    const tok = this.tokenizer as Partial<ClipTokenizer>;
+    if (typeof tok.addTokens !== 'function' || typeof tok.encode !== 'function' || typeof tok.tokenToId !== 'function' || typeof tok.vocabSize !== 'number') {
+      throw invalidArgument(`${fn}: the pipeline's tokenizer must be a ClipTokenizer (with addTokens, encode, tokenToId and vocabSize)`);
+    }
+    const enc = this.#textEncoder;
+    if (!(enc instanceof ClipTextEncoder)) throw invalidArgument(`${fn}: the pipeline's text encoder must be a ClipTextEncoder to grow its token embedding`);
+    if (tok.vocabSize !== enc.config.vocabSize) {
+      throw invalidArgument(`${fn}: the tokenizer has ${tok.vocabSize} tokens but the text encoder's vocab_size is ${enc.config.vocabSize}; new ids would not match the new rows`);
+    }
+    if (!Array.isArray(tokens) || tokens.length === 0) throw invalidArgument(`${fn}: tokens must be a non-empty array of strings, got ${describe(tokens)}`);
+    tokens.forEach((t, i) => {
+      if (typeof t !== 'string') throw invalidArgument(`${fn}: tokens[${i}] must be a string, got ${describe(t)}`);
+      const id = tok.tokenToId!(t);
+      if (id !== undefined) throw invalidArgument(`${fn}: token '${t}' is already in the vocabulary (id ${id})`);
+    });
+    const init = o.initializer;
+    let sources: Array<number | undefined>;
+    if (init === undefined) {
+      sources = tokens.map(() => undefined);
+    } else if (typeof init === 'string') {
+      const content = tok.encode(init).slice(1, -1);
+      if (content.length !== 1) {
+        const pieces = content.map((id) => `'${tok.idToToken?.(id) ?? id}'`).join(', ');
+        throw invalidArgument(`${fn}: initializer '${init}' must be a single token, but it tokenizes to ${content.length} tokens${pieces === '' ? '' : ` (${pieces})`}`);
+      }
+      sources = tokens.map(() => content[0]);
+    } else if (Array.isArray(init)) {
+      if (init.length !== tokens.length) throw invalidArgument(`${fn}: initializer must hold one token id per new token (${tokens.length}), got ${init.length}`);
+      init.forEach((id, i) => {
+        if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0 || id >= enc.config.vocabSize) {
+          throw invalidArgument(`${fn}: initializer[${i}] must be a token id in [0, ${enc.config.vocabSize}), got ${describe(id)}`);
+        }
+      });
+      sources = init;
+    } else {
+      throw invalidArgument(`${fn}: initializer must be a string (one token) or an array of token ids, got ${describe(init)}`);
+    }
+    const grown = await enc.addTokenRows(sources);
+    let ids: number[];
+    try {
+      ids = tok.addTokens(tokens);
+    } catch (e) {
+      grown.tokenEmbedding.dispose();
+      throw e;
+    }
+    const old = enc.tokenEmbedding;
+    const at = this.#owned.indexOf(old);
+    if (at >= 0) {
+      this.#owned.splice(at, 1);
+      old.dispose();
+    }
+    this.#owned.push(grown.tokenEmbedding);
+    this.#textEncoder = grown;
+    return ids;
+  }
+
+  /** Frees the weights fromPretrained loaded and tables addTokens grew (the pipeline is unusable afterwards). */
   dispose(): void {
     disposeAll(this.#owned);
     this.#owned = [];
@@ -217,7 +303,7 @@ export class StableDiffusionPipeline {
   /** Runs the sampler; the caller owns (and disposes) the returned tensors. */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const fn = 'StableDiffusionPipeline.generate';
-    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning']);
+    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'eta', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning']);
     const onWarning = o.onWarning ?? ((message: string) => process.emitWarning(message, 'ImprintWarning'));
     if (typeof onWarning !== 'function') throw invalidArgument(`${fn}: onWarning must be a function, got ${describe(onWarning)}`);
     const prompts = checkPrompts(fn, 'prompt', o.prompt);
@@ -228,6 +314,8 @@ export class StableDiffusionPipeline {
     const steps = checkPositiveInt(fn, 'steps', o.steps, 30, 1000);
     const g = o.guidanceScale ?? 7.5;
     if (typeof g !== 'number' || !Number.isFinite(g)) throw invalidArgument(`${fn}: guidanceScale must be a finite number, got ${describe(o.guidanceScale)}`);
+    const eta = o.eta ?? 0;
+    if (typeof eta !== 'number' || !Number.isFinite(eta) || eta < 0) throw invalidArgument(`${fn}: eta must be a finite number ≥ 0, got ${describe(o.eta)}`);
     const m = this.sizeMultiple;
     const width = checkPositiveInt(fn, 'width', o.width, undefined, 16384);
     const height = checkPositiveInt(fn, 'height', o.height, undefined, 16384);
@@ -282,10 +370,13 @@ export class StableDiffusionPipeline {
         const eps = await this.#guidedNoise(latents, t, context, n, g, guided);
         let next: Tensor<FloatDType>;
         try {
+          // Each step's noise continues the seed's stream past the initial latents (offset counts blocks of 4).
+          const offset = seedBig === undefined ? undefined : BigInt(Math.ceil(latentNumel / 4) * (i + 1));
+          const noise = seedBig === undefined ? {} : { seed: seedBig, offset };
           if (scheduler instanceof EulerAncestralDiscreteScheduler) {
-            // Each step's noise continues the seed's stream past the initial latents (offset counts blocks of 4).
-            const offset = seedBig === undefined ? undefined : BigInt(Math.ceil(latentNumel / 4) * (i + 1));
-            next = await scheduler.step(eps, t, latents, seedBig === undefined ? {} : { seed: seedBig, offset });
+            next = await scheduler.step(eps, t, latents, noise);
+          } else if (scheduler instanceof DDIMScheduler) {
+            next = await scheduler.step(eps, t, latents, { ...noise, eta });
           } else {
             next = await scheduler.step(eps, t, latents);
           }

@@ -1,20 +1,13 @@
 // Euler ancestral: an Euler step down to σ_down, then fresh noise of size
 // σ_up, with σ_down² + σ_up² = σ_next² (diffusers' EulerAncestralDiscreteScheduler).
-import { randn } from '../creation.js';
 import type { Tensor } from '../tensor.js';
-import { checkOptions, checkU64, type FloatDType } from '../validate.js';
-import { checkFloatTensor, checkLike, combine } from './combine.js';
+import { checkOptions, type FloatDType } from '../validate.js';
+import { combine } from './combine.js';
 import type { ConfigInput } from './config.js';
 import { EulerDiscreteScheduler, readEulerConfig } from './euler.js';
+import { stepNoise, type StepNoiseOptions } from './step-noise.js';
 
-export interface AncestralStepOptions {
-  /** Unit-variance noise shaped like the sample; drawn with randn when absent. */
-  noise?: Tensor;
-  /** randn seed when `noise` is absent (default: random). */
-  seed?: number | bigint;
-  /** randn offset when `noise` is absent (default 0); advance it per step for a fresh stream. */
-  offset?: number | bigint;
-}
+export type AncestralStepOptions = StepNoiseOptions;
 
 export class EulerAncestralDiscreteScheduler extends EulerDiscreteScheduler {
   static override fromConfig(json: ConfigInput): EulerAncestralDiscreteScheduler {
@@ -34,17 +27,7 @@ export class EulerAncestralDiscreteScheduler extends EulerDiscreteScheduler {
     const fn = 'EulerAncestralDiscreteScheduler.step';
     const o = checkOptions(fn, options, ['noise', 'seed', 'offset']);
     const i = this.checkStep(fn, modelOutput, t, sample);
-    let noise: Tensor<D>;
-    let owned = false;
-    if (o.noise !== undefined) {
-      noise = checkFloatTensor(fn, 'noise', o.noise) as Tensor<D>;
-      checkLike(fn, 'noise', noise, 'sample', sample);
-    } else {
-      const seed = o.seed === undefined ? undefined : checkU64(fn, 'seed', o.seed, 0);
-      const offset = checkU64(fn, 'offset', o.offset, 0);
-      noise = (await randn(sample.shape, { dtype: sample.dtype, device: sample.device, seed, offset })) as Tensor<D>;
-      owned = true;
-    }
+    const { noise, owned } = await stepNoise(fn, o, sample);
     try {
       const sigma = this.sigmaList[i];
       const [p, q] = this.x0Coefs(sigma);

@@ -1,8 +1,8 @@
 // CLIP's BPE tokenizer, as Stable Diffusion's text encoders expect it: text
 // cleanup, CLIP's split regex, GPT-2 byte-level BPE with a '</w>' end-of-word
-// marker, start/end tokens and 77-position padding. Reads either a diffusers
-// tokenizer folder (vocab.json + merges.txt) or OpenAI's bpe_simple_vocab
-// .txt.gz. Added tokens (textual inversion, Custom Diffusion's <new1>) are
+// marker, start/end tokens and 77-position padding. Reads a diffusers
+// tokenizer folder (vocab.json + merges.txt, or the Hugging Face tokenizers
+// file tokenizer.json) or OpenAI's bpe_simple_vocab.txt.gz. Added tokens (textual inversion, Custom Diffusion's <new1>) are
 // matched whole before anything else.
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ import { invalidArgument } from '../errors.js';
 import { checkOptions, describe, isPlainObject } from '../validate.js';
 import { bpeMerge, type MergeRanks } from './bpe.js';
 import { charToByte, toByteChars, vocabOrder } from './bytes.js';
+import { readTokenizerJson } from './tokenizer-json.js';
+import { parseVocab } from './vocab.js';
 
 export const START_TOKEN = '<|startoftext|>';
 export const END_TOKEN = '<|endoftext|>';
@@ -74,27 +76,6 @@ function parseJson(buf: Buffer, path: string): unknown {
   } catch (e) {
     throw invalidArgument(`ClipTokenizer: '${path}' is not valid JSON (${(e as Error).message})`);
   }
-}
-
-function parseVocab(buf: Buffer, path: string): Map<string, number> {
-  const json = parseJson(buf, path);
-  if (!isPlainObject(json)) throw invalidArgument(`ClipTokenizer: '${path}' must hold an object of token → id, got ${describe(json)}`);
-  const vocab = new Map<string, number>();
-  const seen = new Map<number, string>();
-  for (const [token, id] of Object.entries(json)) {
-    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
-      throw invalidArgument(`ClipTokenizer: '${path}': entry '${token}' must map to a non-negative integer id, got ${describe(id)}`);
-    }
-    const other = seen.get(id);
-    if (other !== undefined) throw invalidArgument(`ClipTokenizer: '${path}': entries '${other}' and '${token}' share id ${id}`);
-    seen.set(id, token);
-    vocab.set(token, id);
-  }
-  // The text encoder's embedding table has one row per id, so ids must be 0..n-1.
-  for (let id = 0; id < vocab.size; id++) {
-    if (!seen.has(id)) throw invalidArgument(`ClipTokenizer: '${path}': ids must run 0..${vocab.size - 1} without gaps, ${id} is missing`);
-  }
-  return vocab;
 }
 
 /**
@@ -202,28 +183,51 @@ export class ClipTokenizer {
     if (opts.padToken !== undefined && typeof opts.padToken !== 'string') {
       throw invalidArgument(`ClipTokenizer.fromFiles: padToken must be a string, got ${describe(opts.padToken)}`);
     }
-    const vocab = parseVocab(await readText(vocabPath, 'vocab.json'), vocabPath);
+    const vocab = parseVocab(parseJson(await readText(vocabPath, 'vocab.json'), vocabPath), `'${vocabPath}'`);
     const merges = parseMerges((await readText(mergesPath, 'merges.txt')).toString('utf8'), mergesPath);
     return new ClipTokenizer(vocab, merges, `'${vocabPath}' with '${mergesPath}'`, opts.padToken as string | undefined);
   }
 
   /**
+   * From a Hugging Face tokenizers file (tokenizer.json): model.vocab,
+   * model.merges and added_tokens. The pad token is `padToken`, else the
+   * file's padding.pad_token, else '<|endoftext|>'.
+   */
+  static async fromTokenizerJson(path: string, options: { padToken?: string } = {}): Promise<ClipTokenizer> {
+    const fn = 'ClipTokenizer.fromTokenizerJson';
+    if (typeof path !== 'string') throw invalidArgument(`${fn}: path must be a string, got ${describe(path)}`);
+    const opts = checkOptions(fn, options, ['padToken']);
+    if (opts.padToken !== undefined && typeof opts.padToken !== 'string') throw invalidArgument(`${fn}: padToken must be a string, got ${describe(opts.padToken)}`);
+    const file = readTokenizerJson(parseJson(await readText(path, 'tokenizer.json'), path), path);
+    const tok = new ClipTokenizer(file.vocab, file.merges, `'${path}'`, (opts.padToken as string | undefined) ?? file.padToken);
+    tok.addWithIds(file.added.map((a) => [a.content, a.id] as const), `'${path}': added_tokens`, (i) => `'${path}': added_tokens[${file.added[i].index}]`);
+    return tok;
+  }
+
+  /**
    * From a diffusers model folder (its tokenizer/ subfolder) or a tokenizer
-   * folder itself. The pad token comes from special_tokens_map.json, else
-   * tokenizer_config.json, else '<|endoftext|>' (SD 1.x; SD 2.x uses '!').
-   * Tokens in added_tokens.json (saved by textual inversion) are added.
+   * folder itself: vocab.json + merges.txt, or tokenizer.json when those are
+   * absent. The pad token comes from special_tokens_map.json, else
+   * tokenizer_config.json, else tokenizer.json's padding, else
+   * '<|endoftext|>' (SD 1.x; SD 2.x uses '!'). Tokens in added_tokens.json
+   * (saved by textual inversion) are added.
    */
   static async fromFolder(dir: string): Promise<ClipTokenizer> {
     if (typeof dir !== 'string') throw invalidArgument(`ClipTokenizer.fromFolder: dir must be a string, got ${describe(dir)}`);
     const sub = join(dir, 'tokenizer');
-    const folder = (await exists(join(sub, 'vocab.json'))) ? sub : dir;
+    const folder = (await exists(join(sub, 'vocab.json'))) || (await exists(join(sub, 'tokenizer.json'))) ? sub : dir;
     let padToken: string | undefined;
     // special_tokens_map.json overrides tokenizer_config.json, as in transformers.
     for (const name of ['special_tokens_map.json', 'tokenizer_config.json']) {
       const p = join(folder, name);
       if (padToken === undefined && (await exists(p))) padToken = specialToken(parseJson(await readText(p, name), p), 'pad_token', p);
     }
-    const tok = await ClipTokenizer.fromFiles(join(folder, 'vocab.json'), join(folder, 'merges.txt'), padToken === undefined ? {} : { padToken });
+    const pad = padToken === undefined ? {} : { padToken };
+    const split = (await exists(join(folder, 'vocab.json'))) && (await exists(join(folder, 'merges.txt')));
+    const tokenizerJson = join(folder, 'tokenizer.json');
+    const tok = !split && (await exists(tokenizerJson))
+      ? await ClipTokenizer.fromTokenizerJson(tokenizerJson, pad)
+      : await ClipTokenizer.fromFiles(join(folder, 'vocab.json'), join(folder, 'merges.txt'), pad);
     const addedPath = join(folder, 'added_tokens.json');
     if (await exists(addedPath)) tok.addSaved(parseJson(await readText(addedPath, 'added_tokens.json'), addedPath), addedPath);
     return tok;
@@ -233,15 +237,20 @@ export class ClipTokenizer {
   private addSaved(json: unknown, path: string): void {
     if (!isPlainObject(json)) throw invalidArgument(`ClipTokenizer: '${path}' must hold an object of token → id, got ${describe(json)}`);
     const entries = Object.entries(json).sort((a, b) => Number(a[1]) - Number(b[1]));
+    this.addWithIds(entries, `'${path}'`, (i) => `'${path}' entry ${i + 1}`);
+  }
+
+  /** Adds [token, id] entries in id order; `file` and `entry(i)` name them in errors. */
+  private addWithIds(entries: ReadonlyArray<readonly [string, unknown]>, file: string, entry: (i: number) => string): void {
     entries.forEach(([token, id], i) => {
       if (this.encoder.get(token) === id) return; // transformers may list tokens the vocabulary already has
       if (id !== this.vocabSize) {
-        throw invalidArgument(`ClipTokenizer: '${path}': '${token}' has id ${describe(id)}, expected ${this.vocabSize} (ids must continue the vocabulary in order)`);
+        throw invalidArgument(`ClipTokenizer: ${file}: '${token}' has id ${describe(id)}, expected ${this.vocabSize} (ids must continue the vocabulary in order)`);
       }
       try {
         this.addTokens([token]);
       } catch (e) {
-        throw invalidArgument(`ClipTokenizer: '${path}' entry ${i + 1}: ${(e as Error).message}`);
+        throw invalidArgument(`ClipTokenizer: ${entry(i)}: ${(e as Error).message}`);
       }
     });
   }

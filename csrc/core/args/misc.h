@@ -1,5 +1,5 @@
 // Launch descriptions for the misc ops (embedding, timestep embedding,
-// concat/split, MSE loss, AdamW, gradient clipping), shared by CPU and CUDA
+// nearest resize, concat/split, MSE loss, AdamW, gradient clipping), shared by CPU and CUDA
 // kernels. The plans in csrc/ops/misc.cc validate shapes and fill these.
 #pragma once
 #include <cstdint>
@@ -110,6 +110,19 @@ struct ClipGradNormArgs {
   void* total_norm;  // shape []
   double max_norm;
   double norm_type;  // > 0, or +infinity
+};
+
+// Nearest-neighbour resize to any size, as F.interpolate(mode='nearest'):
+// output index o reads input index min(floor(o·(in/out)), in − 1), the scale
+// a float as PyTorch computes it.
+// Forward: src [planes, in_h, in_w] → dst [planes, out_h, out_w].
+// Backward: src (dy) [planes, out_h, out_w] → dst (dx) [planes, in_h, in_w],
+// each dx entry the sum of the dy entries that read it.
+struct UpsampleNearestArgs {
+  DType dtype;
+  const void* src;
+  void* dst;
+  int64_t planes, in_h, in_w, out_h, out_w;
 };
 
 }  // namespace imprint
