@@ -66,7 +66,7 @@ export {
   type ClipTextBackwardResult,
 } from './models/clip-text-backward.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
-export { UNet2DConditionModel } from './models/unet.js';
+export { UNet2DConditionModel, type UNetTrainable } from './models/unet.js';
 export { imageToTensor, tensorToImages, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
 export {
   StableDiffusionPipeline,
@@ -80,4 +80,10 @@ export {
   type Denoiser,
   type Scheduler,
   type SchedulerName,
+  type AddTokensOptions,
 } from './pipeline/txt2img.js';
+export { PIXEL_SPACE } from './pipeline/pixel-space.js';
+export { initWeights, type InitOptions } from './models/init.js';
+export { AdamW, warmupCosine, type AdamWOptions, type StepResult } from './train/optimizer.js';
+export { Progress, formatSeconds, type ProgressOptions, type ProgressUpdate } from './train/progress.js';
+export * as world from './world/index.js';

@@ -21,6 +21,8 @@ export {
   embedding,
   embeddingBackward,
   timestepEmbedding,
+  upsampleNearest,
+  upsampleNearestBackward,
   concat,
   split,
   mseLoss,

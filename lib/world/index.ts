@@ -16,3 +16,10 @@ export {
   analyzeImage, conceptDescriptor, descriptorSimilarity, formatValidation, imageAlignment, stat, textAlignment, validateMetrics, withNoise,
   type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions,
 } from './metrics.js';
+export { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
+export { worldModelDir } from './model-path.js';
+export { imagesToTensor, pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
+export {
+  evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS,
+  type EvaluateOptions, type EvaluateResult, type PromptScores,
+} from './evaluate.js';
