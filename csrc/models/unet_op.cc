@@ -44,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "models/unet.h"
@@ -224,6 +225,13 @@ struct Parsed {
   std::vector<AdapterInput> adapter_inputs;        // inputs [first + count, ...), in order
 };
 
+// A number from an attr list as people write it ("3", "0.5").
+std::string num_str(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
 bool is_projection(const std::string& name) {
   auto ends = [&](const std::string& tail) {
     return name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
@@ -259,7 +267,7 @@ void parse_adapters(const OpInputs& inputs, const Attrs& attrs, const std::vecto
     const double wi = rec[pos], kind = rec[pos + 1];
     if (!(wi >= 0) || wi >= static_cast<double>(p.count) || wi != std::floor(wi)) {
       fail(ErrorCode::InvalidArgument, prefix() + "adapters: the record at position " + std::to_string(pos) +
-                                           " names weight " + std::to_string(wi) + "; weight indices are integers in [0, " +
+                                           " names weight " + num_str(wi) + "; weight indices are integers in [0, " +
                                            std::to_string(p.count) + ")");
     }
     const size_t w = static_cast<size_t>(wi);
@@ -270,7 +278,7 @@ void parse_adapters(const OpInputs& inputs, const Attrs& attrs, const std::vecto
     }
     if (kind != 1 && kind != 2 && kind != 3) {
       fail(ErrorCode::InvalidArgument, prefix() + who + ": adapter kind must be 1 (delta), 2 (LoRA) or 3 (mask), got " +
-                                           std::to_string(kind));
+                                           num_str(kind));
     }
     pos += 2;
     const Tensor& W = *inputs[p.first + w];
