@@ -76,7 +76,7 @@ t('sd1-tiny: the inference forward equals the training forward exactly', async (
 });
 
 // At 2×4×64×64 the tiny UNet's activations are hundreds of MB against about a
-// MB of weights. Measured here: forward 30 MB, forwardBackward 271 MB,
+// MB of weights. Measured here: forward 23 MB, forwardBackward 271 MB,
 // checkpointed forwardBackward 93 MB (trainable 'kv'; peaks above the live bytes before).
 t('sd1-tiny at 2×4×64×64: forward peaks far below forwardBackward; checkpointing lowers the backward peak', async () => {
   const m = await tiny('sd1-tiny');

@@ -44,8 +44,12 @@ std::vector<Tensor> layer_norm(const Tensor& x, const Tensor& w, const Tensor& b
 }
 
 
-// Each module below keeps its intermediates in *keep when given (training)
-// and otherwise in a local that is freed as the module returns (inference).
+// Each module below keeps its intermediates in *keep when given (training).
+// Otherwise (inference) they sit in a local, each dropped by `release` once
+// its last consumer has run, and the rest go when the module returns.
+void release(const void* keep, Tensor& t) {
+  if (!keep) t = Tensor();
+}
 
 Tensor resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, const Tensor& emb_act,
               ResnetActivations* keep) {
@@ -53,15 +57,20 @@ Tensor resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, cons
   ResnetActivations& a = keep ? *keep : local;
   a.x = x;
   std::vector<Tensor> n1 = group_norm(x, w.norm1_w, w.norm1_b, c.groups, c.eps);
-  a.norm1 = n1[0], a.norm1_mean = n1[1], a.norm1_rstd = n1[2];
+  a.norm1 = std::move(n1[0]), a.norm1_mean = std::move(n1[1]), a.norm1_rstd = std::move(n1[2]);
   a.act1 = silu(a.norm1);
+  release(keep, a.norm1);
   // The time projection is [N or 1, Cout]: added per channel, broadcast over H, W.
   const Tensor t = linear(emb_act, w.temb_w, &w.temb_b);
   a.h = add(conv(a.act1, w.conv1_w, w.conv1_b), ops::reshape(t, {t.shape[0], t.shape[1], 1, 1}));
+  release(keep, a.act1);
   std::vector<Tensor> n2 = group_norm(a.h, w.norm2_w, w.norm2_b, c.groups, c.eps);
-  a.norm2 = n2[0], a.norm2_mean = n2[1], a.norm2_rstd = n2[2];
+  release(keep, a.h);
+  a.norm2 = std::move(n2[0]), a.norm2_mean = std::move(n2[1]), a.norm2_rstd = std::move(n2[2]);
   a.act2 = silu(a.norm2);
-  const Tensor h = conv(a.act2, w.conv2_w, w.conv2_b);
+  release(keep, a.norm2);
+  Tensor h = conv(a.act2, w.conv2_w, w.conv2_b);
+  release(keep, a.act2);
   return add(w.has_shortcut ? conv(x, w.shortcut_w, w.shortcut_b) : x, h);  // output_scale_factor 1
 }
 
@@ -77,8 +86,10 @@ Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, cons
   a.k = split(linear(kv, w.k_w, nullptr), Tk);
   a.v = split(linear(kv, w.v_w, nullptr), Tk);
   std::vector<Tensor> o = run_op("attention_forward", {&a.q, &a.k, &a.v});  // scale 1/√hd
-  a.o = o[0], a.lse = o[1];
+  for (Tensor* t : {&a.q, &a.k, &a.v}) release(keep, *t);
+  a.o = std::move(o[0]), a.lse = std::move(o[1]);
   a.merged = ops::reshape(swap_dims12(a.o), {N, Tq, C});
+  release(keep, a.o);
   return linear(a.merged, w.out_w, &w.out_b);
 }
 
@@ -88,15 +99,20 @@ Tensor transformer_block(const TransformerBlockWeights& w, int64_t heads, const 
   TransformerBlockActivations& a = keep ? *keep : local;
   a.x = x;
   std::vector<Tensor> l1 = layer_norm(x, w.norm1_w, w.norm1_b);
-  a.ln1 = l1[0], a.ln1_mean = l1[1], a.ln1_rstd = l1[2];
+  a.ln1 = std::move(l1[0]), a.ln1_mean = std::move(l1[1]), a.ln1_rstd = std::move(l1[2]);
   a.h1 = add(attention(w.attn1, heads, a.ln1, a.ln1, keep ? &a.attn1 : nullptr), x);
+  release(keep, a.ln1);
   std::vector<Tensor> l2 = layer_norm(a.h1, w.norm2_w, w.norm2_b);
-  a.ln2 = l2[0], a.ln2_mean = l2[1], a.ln2_rstd = l2[2];
+  a.ln2 = std::move(l2[0]), a.ln2_mean = std::move(l2[1]), a.ln2_rstd = std::move(l2[2]);
   a.h2 = add(attention(w.attn2, heads, a.ln2, context, keep ? &a.attn2 : nullptr), a.h1);
+  release(keep, a.ln2);
+  release(keep, a.h1);
   std::vector<Tensor> l3 = layer_norm(a.h2, w.norm3_w, w.norm3_b);
-  a.ln3 = l3[0], a.ln3_mean = l3[1], a.ln3_rstd = l3[2];
+  a.ln3 = std::move(l3[0]), a.ln3_mean = std::move(l3[1]), a.ln3_rstd = std::move(l3[2]);
   a.ff1 = linear(a.ln3, w.ff1_w, &w.ff1_b);
+  release(keep, a.ln3);
   a.geglu = run_op("geglu_forward", {&a.ff1}).front();
+  release(keep, a.ff1);
   return add(linear(a.geglu, w.ff2_w, &w.ff2_b), a.h2);
 }
 
@@ -107,12 +123,12 @@ Tensor transformer(const UNetConfig& c, const TransformerWeights& w, const Tenso
   a.x = x;
   const int64_t H = x.shape[2], W = x.shape[3];
   std::vector<Tensor> n = group_norm(x, w.norm_w, w.norm_b, c.groups, 1e-6);
-  a.norm = n[0], a.norm_mean = n[1], a.norm_rstd = n[2];
+  a.norm = std::move(n[0]), a.norm_mean = std::move(n[1]), a.norm_rstd = std::move(n[2]);
   a.tokens_in = c.linear_projection ? linear(to_tokens(a.norm), w.proj_in_w, &w.proj_in_b)
                                     : to_tokens(conv(a.norm, w.proj_in_w, w.proj_in_b));
-  if (!keep) a.norm = Tensor();  // the group norm output is proj_in's input only
+  release(keep, a.norm);
   Tensor t = a.tokens_in;
-  if (!keep) a.tokens_in = Tensor();
+  release(keep, a.tokens_in);
   for (const TransformerBlockWeights& b : w.blocks) {
     TransformerBlockActivations* kb = nullptr;
     if (keep) {
