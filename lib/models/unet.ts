@@ -115,6 +115,8 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
    * whole batch, N numbers, or a tensor [N], [1] or [] of any numeric dtype),
    * conditioned on `encoderHiddenStates` [N, tokens, cross_attention_dim].
    * sample and encoderHiddenStates must have the weights' dtype and device.
+   * adapters: deltas, LoRA and masks on attention projection weights
+   * (UNetAdapter). Keeps no activations: memory stays near the skip tensors.
    */
   async forward(
     sample: Tensor,
