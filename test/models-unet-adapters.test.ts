@@ -203,6 +203,9 @@ t('bad adapters from JavaScript are named (weight, kind, what was expected)', as
   await assertRejects(() => fwd([{ weight: K, delta: w, extra: 1 }]), 'INVALID_ARGUMENT', /unknown option 'extra'/);
   await assertRejects(() => fwd({ weight: K, delta: w }), 'INVALID_ARGUMENT', /adapters must be an array of UNetAdapter/);
   await assertRejects(() => fwd([null]), 'INVALID_ARGUMENT', /adapters\[0\] must be an object/);
+  await assertRejects(() => fwd([{ weight: 3, delta: w }]), 'INVALID_ARGUMENT', /adapters\[0\]\.weight must be a weight name, got/);
+  await assertRejects(() => fwd([{ weight: K, lora: null }]), 'INVALID_ARGUMENT', /lora must be \{ a, b, scale\? \}, got null/);
+  await assertRejects(() => fwd([{ weight: K, mask: tensor(new Uint8Array(32 * 16), { shape: [32, 16], dtype: 'u8' }) }]), 'SHAPE_MISMATCH', /mask must have the weight's shape \[32, 32\], got u8\[32, 16\]/);
   const gone = like(w, 54, 0.1);
   gone.dispose();
   await assertRejects(() => fwd([{ weight: K, delta: gone }]), 'DISPOSED', /delta has been disposed/);
