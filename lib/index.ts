@@ -66,7 +66,7 @@ export {
   type ClipTextBackwardResult,
 } from './models/clip-text-backward.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
-export { UNet2DConditionModel, type UNetTrainable } from './models/unet.js';
+export { UNet2DConditionModel, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions } from './models/unet.js';
 export { imageToTensor, tensorToImages, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
 export {
   StableDiffusionPipeline,

@@ -44,26 +44,41 @@ std::vector<Tensor> layer_norm(const Tensor& x, const Tensor& w, const Tensor& b
 }
 
 
-ResnetActivations resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, const Tensor& emb_act,
-                         Tensor& y) {
-  ResnetActivations a;
+// Each module below keeps its intermediates in *keep when given (training).
+// Otherwise (inference) they sit in a local, each dropped by `release` once
+// its last consumer has run, and the rest go when the module returns.
+void release(const void* keep, Tensor& t) {
+  if (!keep) t = Tensor();
+}
+
+Tensor resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, const Tensor& emb_act,
+              ResnetActivations* keep) {
+  ResnetActivations local;
+  ResnetActivations& a = keep ? *keep : local;
   a.x = x;
   std::vector<Tensor> n1 = group_norm(x, w.norm1_w, w.norm1_b, c.groups, c.eps);
-  a.norm1 = n1[0], a.norm1_mean = n1[1], a.norm1_rstd = n1[2];
+  a.norm1 = std::move(n1[0]), a.norm1_mean = std::move(n1[1]), a.norm1_rstd = std::move(n1[2]);
   a.act1 = silu(a.norm1);
+  release(keep, a.norm1);
   // The time projection is [N or 1, Cout]: added per channel, broadcast over H, W.
   const Tensor t = linear(emb_act, w.temb_w, &w.temb_b);
   a.h = add(conv(a.act1, w.conv1_w, w.conv1_b), ops::reshape(t, {t.shape[0], t.shape[1], 1, 1}));
+  release(keep, a.act1);
   std::vector<Tensor> n2 = group_norm(a.h, w.norm2_w, w.norm2_b, c.groups, c.eps);
-  a.norm2 = n2[0], a.norm2_mean = n2[1], a.norm2_rstd = n2[2];
+  release(keep, a.h);
+  a.norm2 = std::move(n2[0]), a.norm2_mean = std::move(n2[1]), a.norm2_rstd = std::move(n2[2]);
   a.act2 = silu(a.norm2);
-  const Tensor h = conv(a.act2, w.conv2_w, w.conv2_b);
-  y = add(w.has_shortcut ? conv(x, w.shortcut_w, w.shortcut_b) : x, h);  // output_scale_factor 1
-  return a;
+  release(keep, a.norm2);
+  Tensor h = conv(a.act2, w.conv2_w, w.conv2_b);
+  release(keep, a.act2);
+  return add(w.has_shortcut ? conv(x, w.shortcut_w, w.shortcut_b) : x, h);  // output_scale_factor 1
 }
 
 // diffusers' Attention with heads·head_dim = C: q from x, k and v from kv.
-Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv, AttentionActivations& a) {
+Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
+                 AttentionActivations* keep) {
+  AttentionActivations local;
+  AttentionActivations& a = keep ? *keep : local;
   const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
   const int64_t hd = C / heads;
   auto split = [&](const Tensor& t, int64_t T) { return swap_dims12(ops::reshape(t, {N, T, heads, hd})); };
@@ -71,49 +86,61 @@ Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, cons
   a.k = split(linear(kv, w.k_w, nullptr), Tk);
   a.v = split(linear(kv, w.v_w, nullptr), Tk);
   std::vector<Tensor> o = run_op("attention_forward", {&a.q, &a.k, &a.v});  // scale 1/√hd
-  a.o = o[0], a.lse = o[1];
+  for (Tensor* t : {&a.q, &a.k, &a.v}) release(keep, *t);
+  a.o = std::move(o[0]), a.lse = std::move(o[1]);
   a.merged = ops::reshape(swap_dims12(a.o), {N, Tq, C});
+  release(keep, a.o);
   return linear(a.merged, w.out_w, &w.out_b);
 }
 
-TransformerBlockActivations transformer_block(const TransformerBlockWeights& w, int64_t heads, const Tensor& x,
-                                              const Tensor& context, Tensor& y) {
-  TransformerBlockActivations a;
+Tensor transformer_block(const TransformerBlockWeights& w, int64_t heads, const Tensor& x, const Tensor& context,
+                         TransformerBlockActivations* keep) {
+  TransformerBlockActivations local;
+  TransformerBlockActivations& a = keep ? *keep : local;
   a.x = x;
   std::vector<Tensor> l1 = layer_norm(x, w.norm1_w, w.norm1_b);
-  a.ln1 = l1[0], a.ln1_mean = l1[1], a.ln1_rstd = l1[2];
-  a.h1 = add(attention(w.attn1, heads, a.ln1, a.ln1, a.attn1), x);
+  a.ln1 = std::move(l1[0]), a.ln1_mean = std::move(l1[1]), a.ln1_rstd = std::move(l1[2]);
+  a.h1 = add(attention(w.attn1, heads, a.ln1, a.ln1, keep ? &a.attn1 : nullptr), x);
+  release(keep, a.ln1);
   std::vector<Tensor> l2 = layer_norm(a.h1, w.norm2_w, w.norm2_b);
-  a.ln2 = l2[0], a.ln2_mean = l2[1], a.ln2_rstd = l2[2];
-  a.h2 = add(attention(w.attn2, heads, a.ln2, context, a.attn2), a.h1);
+  a.ln2 = std::move(l2[0]), a.ln2_mean = std::move(l2[1]), a.ln2_rstd = std::move(l2[2]);
+  a.h2 = add(attention(w.attn2, heads, a.ln2, context, keep ? &a.attn2 : nullptr), a.h1);
+  release(keep, a.ln2);
+  release(keep, a.h1);
   std::vector<Tensor> l3 = layer_norm(a.h2, w.norm3_w, w.norm3_b);
-  a.ln3 = l3[0], a.ln3_mean = l3[1], a.ln3_rstd = l3[2];
+  a.ln3 = std::move(l3[0]), a.ln3_mean = std::move(l3[1]), a.ln3_rstd = std::move(l3[2]);
   a.ff1 = linear(a.ln3, w.ff1_w, &w.ff1_b);
+  release(keep, a.ln3);
   a.geglu = run_op("geglu_forward", {&a.ff1}).front();
-  y = add(linear(a.geglu, w.ff2_w, &w.ff2_b), a.h2);
-  return a;
+  release(keep, a.ff1);
+  return add(linear(a.geglu, w.ff2_w, &w.ff2_b), a.h2);
 }
 
-TransformerActivations transformer(const UNetConfig& c, const TransformerWeights& w, const Tensor& x,
-                                   const Tensor& context, Tensor& y) {
-  TransformerActivations a;
+Tensor transformer(const UNetConfig& c, const TransformerWeights& w, const Tensor& x, const Tensor& context,
+                   TransformerActivations* keep) {
+  TransformerActivations local;
+  TransformerActivations& a = keep ? *keep : local;
   a.x = x;
   const int64_t H = x.shape[2], W = x.shape[3];
   std::vector<Tensor> n = group_norm(x, w.norm_w, w.norm_b, c.groups, 1e-6);
-  a.norm = n[0], a.norm_mean = n[1], a.norm_rstd = n[2];
+  a.norm = std::move(n[0]), a.norm_mean = std::move(n[1]), a.norm_rstd = std::move(n[2]);
   a.tokens_in = c.linear_projection ? linear(to_tokens(a.norm), w.proj_in_w, &w.proj_in_b)
                                     : to_tokens(conv(a.norm, w.proj_in_w, w.proj_in_b));
+  release(keep, a.norm);
   Tensor t = a.tokens_in;
+  release(keep, a.tokens_in);
   for (const TransformerBlockWeights& b : w.blocks) {
-    Tensor next;
-    a.blocks.push_back(transformer_block(b, w.heads, t, context, next));
-    t = next;
+    TransformerBlockActivations* kb = nullptr;
+    if (keep) {
+      a.blocks.emplace_back();
+      kb = &a.blocks.back();
+    }
+    t = transformer_block(b, w.heads, t, context, kb);
   }
   a.tokens_out = t;
   const Tensor h = c.linear_projection ? from_tokens(linear(t, w.proj_out_w, &w.proj_out_b), H, W)
                                        : conv(from_tokens(t, H, W), w.proj_out_w, w.proj_out_b);
-  y = add(h, x);
-  return a;
+  return add(h, x);
 }
 
 Tensor downsample(const Tensor& x, const Tensor& w, const Tensor& b) { return conv(x, w, b, 2); }
@@ -126,24 +153,38 @@ Tensor upsample(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor&
   return conv(run_op("upsample_nearest_forward", {&x}, ua).front(), w, b);
 }
 
-// Runs one resnet (+ transformer) layer, recording activations; returns the layer's output.
+// One layer inside the forward: kept whole (training), only its input
+// (checkpointed training) or not at all (acts == nullptr, inference).
 Tensor layer(const UNetConfig& c, const ResnetWeights& r, const TransformerWeights* t, const Tensor& x,
-             const Tensor& emb_act, const Tensor& context, UNetActivations& acts) {
-  Tensor y;
-  acts.resnets.push_back(resnet(c, r, x, emb_act, y));
-  if (t) {
-    Tensor z;
-    acts.transformers.push_back(transformer(c, *t, y, context, z));
-    y = z;
+             const Tensor& emb_act, const Tensor& context, UNetActivations* acts) {
+  if (!acts) return unet_layer(c, r, t, x, emb_act, context, nullptr, nullptr);
+  if (acts->checkpointed) {
+    acts->layer_in.push_back(x);
+    return unet_layer(c, r, t, x, emb_act, context, nullptr, nullptr);
   }
-  return y;
+  acts->resnets.emplace_back();
+  TransformerActivations* ta = nullptr;
+  if (t) {
+    acts->transformers.emplace_back();
+    ta = &acts->transformers.back();
+  }
+  return unet_layer(c, r, t, x, emb_act, context, &acts->resnets.back(), ta);
 }
 
 }  // namespace
 
-UNetActivations unet_forward(const UNetConfig& c, const UNetWeights& w, const Tensor& sample, const Tensor& timestep,
-                             const Tensor& context, Tensor& out) {
-  UNetActivations acts;
+Tensor unet_layer(const UNetConfig& c, const ResnetWeights& r, const TransformerWeights* t, const Tensor& x,
+                  const Tensor& emb_act, const Tensor& context, ResnetActivations* ra, TransformerActivations* ta) {
+  const Tensor y = resnet(c, r, x, emb_act, ra);
+  return t ? transformer(c, *t, y, context, ta) : y;
+}
+
+void unet_forward(const UNetConfig& c, const UNetWeights& w, const Tensor& sample, const Tensor& timestep,
+                  const Tensor& context, Tensor& out, UNetActivations* keep) {
+  // Inference keeps the (small) time-embedding chain and the output tail in a
+  // local; the per-layer activations are never stored.
+  UNetActivations local;
+  UNetActivations& acts = keep ? *keep : local;
   ops::Attrs ta;
   ta.numbers["dim"] = static_cast<double>(w.time1_w.shape[1]);
   ta.numbers["flipSinToCos"] = c.flip_sin_to_cos ? 1 : 0;
@@ -156,34 +197,36 @@ UNetActivations unet_forward(const UNetConfig& c, const UNetWeights& w, const Te
   acts.emb_act = silu(acts.emb);  // every resnet applies SiLU before its time_emb_proj
 
   Tensor x = conv(sample, w.conv_in_w, w.conv_in_b);
-  acts.conv_in = x;
+  if (keep) acts.conv_in = x;
   std::vector<Tensor> skips = {x};
   for (const UNetBlockWeights& b : w.down) {
     for (size_t j = 0; j < b.resnets.size(); ++j) {
-      x = layer(c, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], x, acts.emb_act, context, acts);
+      x = layer(c, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], x, acts.emb_act, context, keep);
       skips.push_back(x);
     }
     if (b.has_resample) {
-      acts.resample_in.push_back(x);
+      if (keep) acts.resample_in.push_back(x);
       x = downsample(x, b.resample_w, b.resample_b);
       skips.push_back(x);
     }
   }
-  x = layer(c, w.mid_res0, &w.mid_attn, x, acts.emb_act, context, acts);
-  x = layer(c, w.mid_res1, nullptr, x, acts.emb_act, context, acts);
+  x = layer(c, w.mid_res0, &w.mid_attn, x, acts.emb_act, context, keep);
+  x = layer(c, w.mid_res1, nullptr, x, acts.emb_act, context, keep);
   for (const UNetBlockWeights& b : w.up) {
     for (size_t j = 0; j < b.resnets.size(); ++j) {
       const Tensor skip = skips.back();
       skips.pop_back();
-      acts.concat_in.push_back(x);
-      acts.concat_in.push_back(skip);
+      if (keep) {
+        acts.concat_in.push_back(x);
+        acts.concat_in.push_back(skip);
+      }
       ops::Attrs ca;
       ca.numbers["dim"] = 1;
       const Tensor cat = run_op("concat_forward", {&x, &skip}, ca).front();
-      x = layer(c, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], cat, acts.emb_act, context, acts);
+      x = layer(c, b.resnets[j], b.attentions.empty() ? nullptr : &b.attentions[j], cat, acts.emb_act, context, keep);
     }
     if (b.has_resample) {
-      acts.resample_in.push_back(x);
+      if (keep) acts.resample_in.push_back(x);
       x = upsample(x, b.resample_w, b.resample_b, skips.back());
     }
   }
@@ -204,7 +247,6 @@ UNetActivations unet_forward(const UNetConfig& c, const UNetWeights& w, const Te
   Conv2dForwardArgs args{xo.dtype, xo.data(), w.conv_out_w.data(), w.conv_out_b.data(), out.data(), g};
   find_kernel("conv2d_forward", xo.device)(&args);
   backend_for(xo.device).synchronize();
-  return acts;
 }
 
 }  // namespace models

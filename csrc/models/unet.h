@@ -78,7 +78,7 @@ struct UNetWeights {
   Tensor conv_out_w, conv_out_b;  // conv_out [out_channels, C0, k, k]
 };
 
-// What a backward pass will need (kept now; the backward is a later step).
+// What the backward pass needs, kept by a training forward (see unet_forward).
 struct ResnetActivations {
   Tensor x;                          // input (norm1's and the shortcut's input)
   Tensor norm1, norm1_mean, norm1_rstd;
@@ -116,10 +116,15 @@ struct TransformerActivations {
 };
 
 struct UNetActivations {
+  // Set by the caller before the forward: keep only each layer's input (and
+  // the skip path's tensors); the backward recomputes a layer's activations
+  // right before its backward and drops them after (activation checkpointing).
+  bool checkpointed = false;
   Tensor t_proj, time1, time_act, emb, emb_act;  // the time embedding chain; emb_act = silu(emb)
   Tensor conv_in;
-  std::vector<ResnetActivations> resnets;          // in execution order
-  std::vector<TransformerActivations> transformers;  // in execution order
+  std::vector<ResnetActivations> resnets;          // in execution order (empty when checkpointed)
+  std::vector<TransformerActivations> transformers;  // in execution order (empty when checkpointed)
+  std::vector<Tensor> layer_in;                    // checkpointed: each layer's input, in execution order
   std::vector<Tensor> resample_in;                 // each down/up resampler's input, in order
   std::vector<Tensor> concat_in;                   // up path: each concat's two inputs, in order
   Tensor norm_out_in, norm_out, norm_out_mean, norm_out_rstd, act_out;
@@ -129,8 +134,18 @@ struct UNetActivations {
 // [N, Cin, h, w], timestep [N] or [1] (same float dtype as the weights),
 // context [N, T, D]; writes the prediction into `out` (preallocated
 // [N, out_channels, h, w]). Shapes are checked by the op (unet_op.cc).
-UNetActivations unet_forward(const UNetConfig& config, const UNetWeights& w, const Tensor& sample,
-                             const Tensor& timestep, const Tensor& context, Tensor& out);
+// acts == nullptr is inference: nothing is kept, each module's intermediates
+// are freed when the module returns and only the skip tensors live across
+// blocks. Otherwise the activations the backward needs go into *acts.
+void unet_forward(const UNetConfig& config, const UNetWeights& w, const Tensor& sample, const Tensor& timestep,
+                  const Tensor& context, Tensor& out, UNetActivations* acts = nullptr);
+
+// One layer: a resnet, then (t not null) its transformer; returns the layer's
+// output. Keeps the activations in *ra / *ta when given. The checkpointed
+// backward reruns layers through this, so recomputed activations are the
+// forward's own.
+Tensor unet_layer(const UNetConfig& config, const ResnetWeights& r, const TransformerWeights* t, const Tensor& x,
+                  const Tensor& emb_act, const Tensor& context, ResnetActivations* ra, TransformerActivations* ta);
 
 }  // namespace models
 }  // namespace imprint

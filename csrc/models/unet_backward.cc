@@ -146,11 +146,23 @@ Tensor transformer_bwd(Ctx& k, const TransformerWeights& w, const TransformerAct
 
 // Walks the kept activations from the end, as the backward consumes them in reverse.
 struct Cursor {
-  size_t resnet, transformer, resample, concat;
+  size_t resnet, transformer, resample, concat, layer;
 };
 
 Tensor layer_bwd(Ctx& k, const ResnetWeights& r, const TransformerWeights* t, const UNetActivations& acts,
                  const Tensor& context, Cursor& cur, Tensor dy) {
+  if (acts.checkpointed) {
+    // Rerun this layer's forward from its kept input (same kernels, so the
+    // same activations), take its backward, and let the activations go.
+    ResnetActivations ra;
+    TransformerActivations ta;
+    unet_layer(k.c, r, t, acts.layer_in[--cur.layer], k.emb_act, context, &ra, t ? &ta : nullptr);
+    if (t) {
+      dy = transformer_bwd(k, *t, ta, context, dy);
+      ta = TransformerActivations();  // freed before the resnet's backward
+    }
+    return resnet_bwd(k, r, ra, dy);
+  }
   if (t) dy = transformer_bwd(k, *t, acts.transformers[--cur.transformer], context, dy);
   return resnet_bwd(k, r, acts.resnets[--cur.resnet], dy);
 }
@@ -170,7 +182,8 @@ UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetAct
                         const Tensor& context, const Tensor& dy, const std::set<const void*>& trainable) {
   UNetGrads g;
   Ctx k{c, trainable, g, acts.emb_act, time_chain_trains(w, trainable), Tensor()};
-  Cursor cur{acts.resnets.size(), acts.transformers.size(), acts.resample_in.size(), acts.concat_in.size()};
+  Cursor cur{acts.resnets.size(), acts.transformers.size(), acts.resample_in.size(), acts.concat_in.size(),
+             acts.layer_in.size()};
 
   Tensor dx = conv_bwd(k, dy, acts.act_out, w.conv_out_w, w.conv_out_b);
   dx = group_norm_bwd(k, silu_bwd(dx, acts.norm_out), acts.norm_out_in, acts.norm_out_mean, acts.norm_out_rstd,

@@ -23,23 +23,36 @@
 //   groups = 32, eps = 1e-5, flipSinToCos = true, freqShift = 0.
 // Output: the noise prediction [N, out_channels, h, w].
 //
+// Attention adapters (models/unet_adapters.h), on both ops: attr `adapters`,
+//   a flat list of records [weightIndex, kind, ...] for attention projection
+//   weights (attn1/attn2 to_q, to_k, to_v, to_out.0.weight): kind 1 delta
+//   (1 input, W's shape), kind 2 LoRA [weightIndex, 2, scale] (2 inputs: A
+//   [r, in], B [out, r]), kind 3 mask (1 u8 input, W's shape, 1 = shut, 0 =
+//   open; other values are not checked here). The adapter inputs follow the
+//   weights in record order. At most one record of each kind per weight.
+//
 // unet_forward_backward: the forward keeping its activations, then the
 // backward of sum(out · dy) (models/unet_backward.h).
 // Inputs: sample, timestep, encoder_hidden_states, 3 dy (out's shape), then
-//   the weights as above. Attrs: as above, plus trainable: the indices (into
-//   the weights, ascending) of the weights that get gradients; the rest are
-//   frozen.
+//   the weights as above, then the adapter inputs. Attrs: as above, plus
+//   trainable: the indices (ascending) of the weights that get gradients, the
+//   rest being frozen; indices from the weight count on address the adapter
+//   inputs in order (masks are not trainable); checkpoint = false: keep only
+//   each layer's input and recompute its activations in the backward.
 // Outputs: out, d_sample, d_encoder_hidden_states, then each trainable
-//   weight's gradient in the order of `trainable`.
+//   weight's or adapter input's gradient in the order of `trainable`.
 // With attr mseLoss = true, input 3 is a target instead of dy: the backward
 //   is that of mean((out - target)²), whose value is the last output.
 #include <cmath>
+#include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "models/unet.h"
 #include "models/model_util.h"
+#include "models/unet_adapters.h"
 #include "models/unet_backward.h"
 #include "ops/op_util.h"
 
@@ -73,6 +86,7 @@ class WeightReader {
     }
     const Tensor& t = input(kOp, inputs_, next_, name.c_str());
     ++next_;
+    names_.push_back(name);
     if (!ref_) {
       if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16) {
         fail(ErrorCode::DtypeMismatch, prefix() + name + " must be a float tensor, got " + t.describe());
@@ -87,10 +101,12 @@ class WeightReader {
 
   size_t used() const { return next_; }
   const Tensor& ref() const { return *ref_; }
+  const std::vector<std::string>& names() const { return names_; }
 
  private:
   const OpInputs& inputs_;
   size_t next_;
+  std::vector<std::string> names_;
   std::unique_ptr<Tensor> ref_;
 };
 
@@ -196,12 +212,168 @@ std::vector<int64_t> per_block(const Attrs& attrs, const char* name, size_t n) {
   return v;
 }
 
+// One adapter input (after the weights): which adapter and which part.
+enum class AdapterPart { Delta, LoraA, LoraB, Mask };
+struct AdapterInput {
+  size_t adapter;  // index into Parsed::adapters
+  AdapterPart part;
+};
+
 struct Parsed {
   models::UNetConfig config;
   std::shared_ptr<models::UNetWeights> w;
   Tensor sample, timestep, context;
   Shape out_shape;
+  size_t first = 0, count = 0;  // the weights are inputs [first, first + count)
+  std::vector<models::AttentionAdapter> adapters;  // by weight index, ascending
+  std::vector<AdapterInput> adapter_inputs;        // inputs [first + count, ...), in order
 };
+
+// A number from an attr list as people write it ("3", "0.5").
+std::string num_str(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+bool is_projection(const std::string& name) {
+  auto ends = [&](const std::string& tail) {
+    return name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const char* attn : {".attn1.", ".attn2."}) {
+    for (const char* proj : {"to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight"}) {
+      if (ends(std::string(attn) + proj)) return true;
+    }
+  }
+  return false;
+}
+
+// Reads the `adapters` records and their inputs (from p.first + p.count on),
+// checking each against its weight; errors name the weight by index and name.
+void parse_adapters(const OpInputs& inputs, const Attrs& attrs, const std::vector<std::string>& names, Parsed& p) {
+  if (attrs.numbers.count("adapters")) {
+    fail(ErrorCode::InvalidArgument, prefix() + "adapters must be a list of numbers ([weightIndex, kind, ...] records)");
+  }
+  const auto it = attrs.lists.find("adapters");
+  const std::vector<double> rec = it == attrs.lists.end() ? std::vector<double>{} : it->second;
+  std::map<size_t, models::AttentionAdapter> by_weight;
+  struct Pending {
+    size_t weight;
+    AdapterPart part;
+  };
+  std::vector<Pending> order;
+  size_t next = p.first + p.count;
+  for (size_t pos = 0; pos < rec.size();) {
+    if (pos + 2 > rec.size()) {
+      fail(ErrorCode::InvalidArgument, prefix() + "adapters: the record at position " + std::to_string(pos) +
+                                           " is cut short (records are [weightIndex, kind, ...])");
+    }
+    const double wi = rec[pos], kind = rec[pos + 1];
+    if (!(wi >= 0) || wi >= static_cast<double>(p.count) || wi != std::floor(wi)) {
+      fail(ErrorCode::InvalidArgument, prefix() + "adapters: the record at position " + std::to_string(pos) +
+                                           " names weight " + num_str(wi) + "; weight indices are integers in [0, " +
+                                           std::to_string(p.count) + ")");
+    }
+    const size_t w = static_cast<size_t>(wi);
+    const std::string who = "adapters: weight " + std::to_string(w) + " (" + names[w] + ")";
+    if (!is_projection(names[w])) {
+      fail(ErrorCode::InvalidArgument, prefix() + who + " is not an attention projection weight (attn1/attn2 to_q, to_k, "
+                                                      "to_v, to_out.0.weight); only those take adapters");
+    }
+    if (kind != 1 && kind != 2 && kind != 3) {
+      fail(ErrorCode::InvalidArgument, prefix() + who + ": adapter kind must be 1 (delta), 2 (LoRA) or 3 (mask), got " +
+                                           num_str(kind));
+    }
+    pos += 2;
+    const Tensor& W = *inputs[p.first + w];
+    models::AttentionAdapter& a = by_weight[w];
+    a.weight = w;
+    a.name = names[w];
+    const char* kind_name = kind == 1 ? "delta" : kind == 2 ? "LoRA" : "mask";
+    if ((kind == 1 && a.has_delta()) || (kind == 2 && a.has_lora()) || (kind == 3 && a.has_mask())) {
+      fail(ErrorCode::InvalidArgument, prefix() + who + " has two " + kind_name + " adapters; merge them into one");
+    }
+    auto take = [&](const char* part) -> const Tensor& {
+      if (next >= inputs.size()) {
+        fail(ErrorCode::InvalidArgument, prefix() + who + " " + part + ": its input (input " + std::to_string(next) +
+                                             ") is missing; each record's inputs follow the weights in record order");
+      }
+      const Tensor& t = input(kOp, inputs, next++, part);
+      if (t.device != W.device) {
+        fail(ErrorCode::DeviceMismatch, prefix() + who + " " + part + " is " + t.describe() + " but the weight is " +
+                                            W.describe());
+      }
+      if (std::string(part) != "mask" && t.dtype != W.dtype) {
+        fail(ErrorCode::DtypeMismatch, prefix() + who + " " + part + " must have the weight's dtype (" + W.describe() +
+                                           "), got " + t.describe());
+      }
+      return t;
+    };
+    if (kind == 1) {
+      a.delta = take("delta");
+      if (a.delta.shape != W.shape) {
+        fail(ErrorCode::ShapeMismatch, prefix() + who + " delta must have the weight's shape " + shape_str(W.shape) +
+                                           ", got " + a.delta.describe());
+      }
+      order.push_back({w, AdapterPart::Delta});
+    } else if (kind == 2) {
+      if (pos >= rec.size() || !std::isfinite(rec[pos])) {
+        fail(ErrorCode::InvalidArgument, prefix() + who + " LoRA: the record needs a finite scale after the kind");
+      }
+      a.scale = rec[pos++];
+      a.lora_a = take("lora A");
+      a.lora_b = take("lora B");
+      const Tensor &A = a.lora_a, &B = a.lora_b;
+      const int64_t out = W.shape[0], in = W.shape[1];
+      if (A.ndim() != 2 || A.shape[0] < 1 || A.shape[1] != in) {
+        fail(ErrorCode::ShapeMismatch, prefix() + who + " lora A must be [rank, " + std::to_string(in) +
+                                           "] with rank >= 1, got " + A.describe());
+      }
+      if (B.ndim() != 2 || B.shape[0] != out || B.shape[1] < 1) {
+        fail(ErrorCode::ShapeMismatch, prefix() + who + " lora B must be [" + std::to_string(out) + ", rank], got " +
+                                           B.describe());
+      }
+      if (A.shape[0] != B.shape[1]) {
+        fail(ErrorCode::ShapeMismatch, prefix() + who + " LoRA rank mismatch: A is " + A.describe() + " (rank " +
+                                           std::to_string(A.shape[0]) + ") but B is " + B.describe() + " (rank " +
+                                           std::to_string(B.shape[1]) + ")");
+      }
+      order.push_back({w, AdapterPart::LoraA});
+      order.push_back({w, AdapterPart::LoraB});
+    } else {
+      a.mask = take("mask");
+      if (a.mask.dtype != DType::U8) {
+        fail(ErrorCode::DtypeMismatch, prefix() + who + " mask must be u8 (1 = shut), got " + a.mask.describe());
+      }
+      if (a.mask.shape != W.shape) {
+        fail(ErrorCode::ShapeMismatch, prefix() + who + " mask must have the weight's shape " + shape_str(W.shape) +
+                                           ", got " + a.mask.describe());
+      }
+      order.push_back({w, AdapterPart::Mask});
+    }
+  }
+  if (next != inputs.size()) {
+    fail(ErrorCode::InvalidArgument, prefix() + "expected " + std::to_string(next) + " inputs for this config" +
+                                         (rec.empty() ? "" : " and these adapters") + ", got " +
+                                         std::to_string(inputs.size()));
+  }
+  // An adapted weight gets its own W_eff; a weight stored twice could not tell which use is adapted.
+  for (const auto& [w, a] : by_weight) {
+    for (size_t j = 0; j < p.count; ++j) {
+      if (j != w && inputs[p.first + j]->data() == inputs[p.first + w]->data()) {
+        fail(ErrorCode::InvalidArgument, prefix() + "adapters: weight " + std::to_string(w) + " (" + a.name +
+                                             ") shares its storage with weight " + std::to_string(j) + " (" + names[j] +
+                                             "); an adapted weight needs its own tensor");
+      }
+    }
+  }
+  std::map<size_t, size_t> slot;
+  for (auto& [w, a] : by_weight) {
+    slot[w] = p.adapters.size();
+    p.adapters.push_back(a);
+  }
+  for (const Pending& o : order) p.adapter_inputs.push_back({slot[o.weight], o.part});
+}
 
 // Reads the attrs, the data inputs 0-2 and the weights from input `first` on, checking them all.
 Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
@@ -309,10 +481,10 @@ Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
                                        ", k, k] with k odd, got " + co.describe());
   }
   w->conv_out_b = r.take("conv_out.bias", {co.shape[0]});
-  if (r.used() != inputs.size()) {
-    fail(ErrorCode::InvalidArgument, prefix() + "expected " + std::to_string(r.used()) + " inputs for this config, got " +
-                                         std::to_string(inputs.size()));
-  }
+  Parsed parsed;
+  parsed.first = first;
+  parsed.count = r.used() - first;
+  parse_adapters(inputs, attrs, r.names(), parsed);
 
   // The data inputs, against the weights.
   const Tensor& ref = r.ref();
@@ -340,8 +512,36 @@ Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
                                        "weights'), got " + context.describe());
   }
 
-  return Parsed{config, w, sample, timestep, context, {N, co.shape[0], H, W}};
+  parsed.config = config;
+  parsed.w = w;
+  parsed.sample = sample, parsed.timestep = timestep, parsed.context = context;
+  parsed.out_shape = {N, co.shape[0], H, W};
+  return parsed;
 }
+
+// The adapters with the weights they adapt, as the graph's run needs them.
+struct Adapted {
+  std::vector<models::AttentionAdapter> adapters;
+  std::vector<Tensor> originals;  // originals[i]: the weight adapters[i] adapts
+
+  Adapted(const Parsed& p, const OpInputs& inputs) : adapters(p.adapters) {
+    for (const models::AttentionAdapter& a : adapters) originals.push_back(*inputs[p.first + a.weight]);
+  }
+
+  // On the device queue: the weights with every adapted projection replaced
+  // by its W_eff (effective[i] for adapters[i]).
+  models::UNetWeights materialise(const models::UNetWeights& w, std::vector<Tensor>& effective) const {
+    models::UNetWeights out = w;
+    if (adapters.empty()) return out;
+    std::map<const void*, Tensor> swap;
+    for (size_t i = 0; i < adapters.size(); ++i) {
+      effective.push_back(models::adapted_weight(originals[i], adapters[i]));
+      swap[originals[i].data()] = effective.back();
+    }
+    models::replace_projections(out, swap);
+    return out;
+  }
+};
 
 Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
   kOp = "unet_forward";
@@ -356,13 +556,25 @@ Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
   const auto w = p.w;
   const models::UNetConfig config = p.config;
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context;
-  launch.run = [config, w, s, ts, ctx, out]() mutable { models::unet_forward(config, *w, s, ts, ctx, out); };
+  const auto adapted = std::make_shared<Adapted>(p, inputs);
+  launch.run = [config, w, s, ts, ctx, out, adapted]() mutable {
+    std::vector<Tensor> effective;
+    const models::UNetWeights run_w = adapted->materialise(*w, effective);
+    models::unet_forward(config, run_w, s, ts, ctx, out);  // inference: keeps no activations
+  };
   return launch;
 }
 
 void copy_into(Tensor& dst, const Tensor& src) {
   backend_for(dst.device).copy_on_device(dst.data(), src.data(), dst.nbytes());
 }
+
+// Where one trainable entry's gradient comes from.
+struct GradSource {
+  const void* weight = nullptr;  // a plain weight: its gradient from the backward
+  int adapter = -1;              // else adapters[adapter] ...
+  int part = 0;                  // ... 0 the adapted weight itself, 1 delta, 2 lora A, 3 lora B
+};
 
 Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   kOp = "unet_forward_backward";
@@ -377,21 +589,45 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
     fail(ErrorCode::ShapeMismatch, prefix() + dy_name + " must have the output's shape " + shape_str(p.out_shape) +
                                        ", got " + dy.describe());
   }
+  const bool checkpoint = attrs.get_bool(kOp, "checkpoint", false);
   const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
-  const int64_t count = static_cast<int64_t>(inputs.size()) - 4;
-  std::set<const void*> trainable;
+  const int64_t count = static_cast<int64_t>(p.count);
+  const int64_t total = count + static_cast<int64_t>(p.adapter_inputs.size());
+  std::map<size_t, int> adapter_of;  // weight index → its adapter
+  for (size_t i = 0; i < p.adapters.size(); ++i) adapter_of[p.adapters[i].weight] = static_cast<int>(i);
+  std::set<const void*> seen;
   std::vector<Tensor> grads;
+  std::vector<GradSource> sources;
   for (size_t i = 0; i < idx.size(); ++i) {
-    if (idx[i] < 0 || idx[i] >= count || (i > 0 && idx[i] <= idx[i - 1])) {
+    if (idx[i] < 0 || idx[i] >= total || (i > 0 && idx[i] <= idx[i - 1])) {
       fail(ErrorCode::InvalidArgument, prefix() + "trainable must list ascending weight indices in [0, " +
-                                           std::to_string(count) + "), got " + std::to_string(idx[i]) + " at position " +
-                                           std::to_string(i));
+                                           std::to_string(total) + "), got " + std::to_string(idx[i]) + " at position " +
+                                           std::to_string(i) +
+                                           (p.adapter_inputs.empty() ? "" : " (indices from " + std::to_string(count) +
+                                                                                " address the adapter inputs)"));
     }
-    const Tensor& t = *inputs[4 + static_cast<size_t>(idx[i])];
-    if (!trainable.insert(t.data()).second) {
+    const size_t at = p.first + static_cast<size_t>(idx[i]);
+    const Tensor& t = *inputs[at];
+    GradSource src;
+    if (idx[i] < count) {
+      auto a = adapter_of.find(static_cast<size_t>(idx[i]));
+      if (a == adapter_of.end()) src.weight = t.data();
+      else src.adapter = a->second, src.part = 0;
+    } else {
+      const AdapterInput& ai = p.adapter_inputs[static_cast<size_t>(idx[i] - count)];
+      if (ai.part == AdapterPart::Mask) {
+        fail(ErrorCode::InvalidArgument, prefix() + "trainable index " + std::to_string(idx[i]) + " is the mask of weight " +
+                                             std::to_string(p.adapters[ai.adapter].weight) + " (" +
+                                             p.adapters[ai.adapter].name + "); masks are not trainable");
+      }
+      src.adapter = static_cast<int>(ai.adapter);
+      src.part = ai.part == AdapterPart::Delta ? 1 : ai.part == AdapterPart::LoraA ? 2 : 3;
+    }
+    if (!seen.insert(t.data()).second) {
       fail(ErrorCode::InvalidArgument, prefix() + "weight " + std::to_string(idx[i]) +
                                            " shares its storage with another trainable weight");
     }
+    sources.push_back(src);
     grads.push_back(Tensor::empty(t.shape, t.dtype, t.device));
   }
 
@@ -403,21 +639,31 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
   for (const Tensor& g : grads) launch.outputs.push_back(g);
   if (mse) launch.outputs.push_back(Tensor::empty({}, ref.dtype, ref.device));  // the loss, last
   for (const Tensor* t : inputs) launch.inputs.push_back(*t);
-  std::vector<const void*> order;
-  for (int64_t i : idx) order.push_back(inputs[4 + static_cast<size_t>(i)]->data());
   const auto w = p.w;
   const models::UNetConfig config = p.config;
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context, d = dy;
+  const auto adapted = std::make_shared<Adapted>(p, inputs);
   std::vector<Tensor> outs = launch.outputs;
-  launch.run = [config, w, s, ts, ctx, d, trainable, order, outs, mse]() mutable {
+  launch.run = [config, w, s, ts, ctx, d, sources, outs, adapted, checkpoint, mse]() mutable {
+    std::vector<Tensor> effective;
+    const models::UNetWeights run_w = adapted->materialise(*w, effective);
+    // The backward sees W_eff in place of each adapted weight: it trains when
+    // the weight or any of its adapter parameters does.
+    std::set<const void*> trainable;
+    for (const GradSource& g : sources) trainable.insert(g.adapter < 0 ? g.weight : effective[g.adapter].data());
     Tensor out = outs[0];
-    const models::UNetActivations acts = models::unet_forward(config, *w, s, ts, ctx, out);
-    Tensor dy = d;
-    if (mse) {
-      copy_into(outs.back(), models::run_op("mse_loss_forward", {&out, &d}).front());
-      dy = models::run_op("mse_loss_backward", {&out, &d}).front();
+    models::UNetGrads g;
+    {
+      models::UNetActivations acts;
+      acts.checkpointed = checkpoint;
+      models::unet_forward(config, run_w, s, ts, ctx, out, &acts);
+      Tensor dy = d;
+      if (mse) {
+        copy_into(outs.back(), models::run_op("mse_loss_forward", {&out, &d}).front());
+        dy = models::run_op("mse_loss_backward", {&out, &d}).front();
+      }
+      g = models::unet_backward(config, run_w, acts, s, ctx, dy, trainable);
     }
-    const models::UNetGrads g = models::unet_backward(config, *w, acts, s, ctx, dy, trainable);
     copy_into(outs[1], g.d_sample);
     if (g.d_context.data()) {
       copy_into(outs[2], g.d_context);
@@ -425,7 +671,20 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
       const std::vector<char> zeros(outs[2].nbytes(), 0);  // all-zero bits are 0.0 in every float dtype
       backend_for(s.device).copy_from_host(outs[2].data(), zeros.data(), zeros.size());
     }
-    for (size_t i = 0; i < order.size(); ++i) copy_into(outs[3 + i], g.weights.at(order[i]));
+    std::map<int, Tensor> masked;  // per adapter: dW' = dW_eff ⊙ (1 - m)
+    for (size_t i = 0; i < sources.size(); ++i) {
+      const GradSource& src = sources[i];
+      if (src.adapter < 0) {
+        copy_into(outs[3 + i], g.weights.at(src.weight));
+        continue;
+      }
+      const models::AttentionAdapter& a = adapted->adapters[src.adapter];
+      if (!masked.count(src.adapter)) {
+        masked[src.adapter] = models::masked_gradient(g.weights.at(effective[src.adapter].data()), a);
+      }
+      const Tensor& dm = masked[src.adapter];
+      copy_into(outs[3 + i], src.part == 2 ? models::lora_a_gradient(dm, a) : src.part == 3 ? models::lora_b_gradient(dm, a) : dm);
+    }
     backend_for(s.device).synchronize();
   };
   return launch;
