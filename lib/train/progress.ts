@@ -22,13 +22,14 @@ export class Progress {
   #start = performance.now();
   #first: number;
   #loss: number | undefined;
-  #lastPrinted = -1;
+  #lastPrinted: number;
   readonly #o: Required<Omit<ProgressOptions, 'stream'>> & { stream: ProgressOptions['stream'] };
 
   /** `first` is the step a resumed run starts at (its ETA counts from there). */
   constructor(total: number, first = 0, options: ProgressOptions = {}) {
     this.total = total;
     this.#first = first;
+    this.#lastPrinted = first;
     this.#o = { label: options.label ?? 'train', stream: options.stream ?? process.stderr, every: options.every ?? Math.max(1, Math.round(total / 20)), quiet: options.quiet ?? false };
   }
 

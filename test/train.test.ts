@@ -1,0 +1,131 @@
+// The training helpers: AdamW (against the adamw_step op applied by hand and
+// PyTorch's formula), gradient clipping, the EMA, checkpoint state round
+// trips, the learning-rate schedule and the progress line.
+import { Writable } from 'node:stream';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { tensor, type Tensor } from '../lib/index.js';
+import { AdamW, warmupCosine } from '../lib/train/optimizer.js';
+import { formatSeconds, Progress } from '../lib/train/progress.js';
+import { assertClose, assertRejects } from './helpers.js';
+
+const t = suite('train');
+const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
+
+/** torch.optim.AdamW for one scalar, in float64. */
+function adamwRef(p: number, grads: number[], lr: number, wd: number, b1 = 0.9, b2 = 0.999, eps = 1e-8): number {
+  let m = 0, v = 0;
+  grads.forEach((g, i) => {
+    const step = i + 1;
+    p *= 1 - lr * wd;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g * g;
+    const mh = m / (1 - b1 ** step), vh = v / (1 - b2 ** step);
+    p -= (lr * mh) / (Math.sqrt(vh) + eps);
+  });
+  return p;
+}
+
+t('AdamW follows torch.optim.AdamW over several steps; parameters without a gradient stay put', async () => {
+  const params = new Map<string, Tensor>([['a', tensor(new Float32Array([1, -2, 0.5]))], ['b', tensor(new Float32Array([3]))]]);
+  const opt = await AdamW.create(params, { weightDecay: 0.1 });
+  const gs = [[0.5, -1, 2], [0.1, 0.3, -0.2], [-0.4, 0.2, 0.9]];
+  for (const g of gs) {
+    const grad = tensor(new Float32Array(g));
+    await opt.update(new Map([['a', grad]]), 0.01);
+    grad.dispose();
+  }
+  assert.is(opt.step, 3);
+  const want = [1, -2, 0.5].map((p, i) => adamwRef(p, gs.map((g) => g[i]), 0.01, 0.1));
+  assertClose(f32(params.get('a')!), Float32Array.from(want), 1e-5, 1e-7, 'a');
+  assert.equal(Array.from(f32(params.get('b')!)), [3], 'b had no gradient');
+  opt.dispose();
+});
+
+t('clipping scales the gradients to maxGradNorm and reports the norm before; a non-finite gradient skips the step', async () => {
+  const params = new Map<string, Tensor>([['w', tensor(new Float32Array([0, 0]))]]);
+  const opt = await AdamW.create(params, { maxGradNorm: 1, weightDecay: 0 });
+  const g = tensor(new Float32Array([3, 4]));
+  const r = await opt.update(new Map([['w', g]]), 0.1);
+  assertClose(new Float32Array([r.gradNorm]), new Float32Array([5]), 1e-6, 0, 'norm');
+  // The first Adam step moves each entry by about lr·sign(g) whatever the scale: check the moments saw the clipped gradient.
+  const state = opt.stateTensors();
+  assertClose(f32(state.get('adam_m/w')!), new Float32Array([0.1 * 0.6, 0.1 * 0.8]), 1e-5, 1e-8, 'first moment of the clipped gradient');
+  const before = Array.from(f32(params.get('w')!));
+  const bad = tensor(new Float32Array([NaN, 1]));
+  const r2 = await opt.update(new Map([['w', bad]]), 0.1);
+  assert.ok(Number.isNaN(r2.gradNorm));
+  assert.is(opt.step, 1, 'the step was skipped');
+  assert.equal(Array.from(f32(params.get('w')!)), before);
+  g.dispose();
+  bad.dispose();
+  opt.dispose();
+});
+
+t('the EMA is d·ema + (1−d)·param after each step, starting from the initial weights', async () => {
+  const params = new Map<string, Tensor>([['w', tensor(new Float32Array([1]))]]);
+  const opt = await AdamW.create(params, { emaDecay: 0.5, weightDecay: 0 });
+  let ema = 1;
+  for (const gv of [1, -1, 2]) {
+    const g = tensor(new Float32Array([gv]));
+    await opt.update(new Map([['w', g]]), 0.1);
+    g.dispose();
+    ema = 0.5 * ema + 0.5 * f32(params.get('w')!)[0];
+  }
+  assertClose(f32(opt.averaged.get('w')!), new Float32Array([ema]), 1e-6, 0, 'ema');
+  opt.dispose();
+});
+
+t('stateTensors / restore carry a run over exactly; restore refuses a mismatched state', async () => {
+  const mk = () => new Map<string, Tensor>([['w', tensor(new Float32Array([1, 2]))]]);
+  const grads = [[0.3, -0.1], [0.2, 0.5], [-0.7, 0.1], [0.05, 0.05]];
+  const straight = await AdamW.create(mk(), { emaDecay: 0.9 });
+  for (const g of grads) await straight.update(new Map([['w', tensor(new Float32Array(g))]]), 0.05);
+  const first = await AdamW.create(mk(), { emaDecay: 0.9 });
+  for (const g of grads.slice(0, 2)) await first.update(new Map([['w', tensor(new Float32Array(g))]]), 0.05);
+  const saved = new Map([...first.stateTensors()].map(([k, v]) => [k, tensor(Float32Array.from(f32(v)), { shape: v.shape })]));
+  const second = await AdamW.create(mk(), { emaDecay: 0.9 });
+  second.restore(saved, 2);
+  for (const g of grads.slice(2)) await second.update(new Map([['w', tensor(new Float32Array(g))]]), 0.05);
+  assert.equal(Array.from(f32(second.params.get('w')!)), Array.from(f32(straight.params.get('w')!)));
+  assert.equal(Array.from(f32(second.averaged.get('w')!)), Array.from(f32(straight.averaged.get('w')!)));
+  const wrong = new Map(saved);
+  wrong.set('adam_v/w', tensor(new Float32Array(3)));
+  const third = await AdamW.create(mk());
+  assert.throws(() => third.restore(wrong, 2, 'ckpt.safetensors'), /ckpt\.safetensors 'adam_v\/w' is f32\[3\], expected f32\[2\]/);
+  wrong.delete('adam_v/w');
+  assert.throws(() => third.restore(wrong, 2, 'ckpt.safetensors'), /lacks 'adam_v\/w'/);
+  for (const o of [straight, first, second, third]) o.dispose();
+});
+
+t('bad options and gradients are refused', async () => {
+  await assertRejects(() => AdamW.create(new Map()), 'INVALID_ARGUMENT', /params must be a non-empty Map/);
+  const params = new Map<string, Tensor>([['w', tensor(new Float32Array([1]))]]);
+  await assertRejects(() => AdamW.create(params, { betas: [1.5, 0.9] }), 'INVALID_ARGUMENT', /betas\[0\] must be a number in/);
+  await assertRejects(() => AdamW.create(params, { lr: 1 } as never), 'INVALID_ARGUMENT', /lr/);
+  const opt = await AdamW.create(params);
+  await assertRejects(() => opt.update(new Map([['nope', tensor(new Float32Array([1]))]]), 0.1), 'INVALID_ARGUMENT', /gradient 'nope' has no parameter/);
+  await assertRejects(() => opt.update(new Map(), NaN), 'INVALID_ARGUMENT', /lr must be a number/);
+  opt.dispose();
+});
+
+t('warmupCosine: linear warm-up, cosine to the floor', () => {
+  assertClose(new Float64Array([warmupCosine(0, 100, 1, 10)]), new Float64Array([0.1]), 1e-12, 0, 'first warm-up step');
+  assertClose(new Float64Array([warmupCosine(9, 100, 1, 10)]), new Float64Array([1]), 1e-12, 0, 'end of warm-up');
+  assertClose(new Float64Array([warmupCosine(55, 100, 1, 10, 0.1)]), new Float64Array([0.1 + 0.9 * 0.5]), 1e-12, 0, 'half way');
+  assertClose(new Float64Array([warmupCosine(100, 100, 2, 10, 0.1)]), new Float64Array([0.2]), 1e-12, 0, 'the floor');
+});
+
+t('Progress prints step, loss and ETA lines on a non-terminal stream, every `every` steps and the last', () => {
+  const lines: string[] = [];
+  const stream = new Writable({ write(chunk, _e, cb) { lines.push(String(chunk)); cb(); } });
+  const p = new Progress(10, 0, { stream, every: 5, label: 'x' });
+  for (let s = 1; s <= 10; s++) p.update(s, { loss: 1 });
+  assert.is(lines.length, 2, 'steps 5 and 10');
+  assert.match(lines[1], /^x 10\/10 {2}\[#{24}\] {2}loss 1\.0000 .* ETA 0s\n$/);
+  assert.is(formatSeconds(3725), '1h02m');
+  assert.is(formatSeconds(65), '1m05s');
+});
+
+t.run();

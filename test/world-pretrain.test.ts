@@ -1,0 +1,75 @@
+// The world model's pretraining loop: a few steps on a tiny budget learn
+// (the loss falls on a repeated batch is not asserted here; the shipped
+// model's quality is), resume from a checkpoint gives bit-identical weights,
+// the written folder loads as a pixel-space pipeline, and bad options fail.
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { loadSafetensors } from '../lib/io/safetensors.js';
+import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
+import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
+import { imagesToTensor, pretrainWorld } from '../lib/world/pretrain.js';
+import { worldModelDir } from '../lib/world/model-path.js';
+import { assertRejects } from './helpers.js';
+
+const t = suite('world.pretrain');
+const work = mkdtempSync(join(tmpdir(), 'imprint-pretrain-'));
+
+function folder(name: string): string {
+  const dir = join(work, name, 'model');
+  cpSync(join(worldModelDir(), 'tokenizer'), join(dir, 'tokenizer'), { recursive: true });
+  return dir;
+}
+
+const common = { steps: 3, batchSize: 2, warmup: 1, checkpointEvery: 1, saveDtype: 'f32' as const, quiet: true };
+
+t('an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one', async () => {
+  const a = folder('straight');
+  const ra = await pretrainWorld({ ...common, outDir: a, workDir: join(work, 'straight', 'ckpt') });
+  assert.is(ra.steps, 3);
+  assert.ok(Number.isFinite(ra.finalLoss) && ra.finalLoss > 0);
+  const b = folder('resumed');
+  const first = await pretrainWorld({ ...common, outDir: b, workDir: join(work, 'resumed', 'ckpt'), maxStepsThisRun: 1 });
+  assert.is(first.steps, 1);
+  assert.not.ok(existsSync(join(b, 'unet')), 'an unfinished run writes no model');
+  await pretrainWorld({ ...common, outDir: b, workDir: join(work, 'resumed', 'ckpt') });
+  for (const [part, file] of [['unet', 'diffusion_pytorch_model.safetensors'], ['text_encoder', 'model.safetensors']]) {
+    const wa = await loadSafetensors(join(a, part, file));
+    const wb = await loadSafetensors(join(b, part, file));
+    assert.equal([...wa.keys()].sort(), [...wb.keys()].sort());
+    for (const [k, v] of wa) assert.ok(Buffer.from((v.dataSync() as Float32Array).buffer).equals(Buffer.from((wb.get(k)!.dataSync() as Float32Array).buffer)), `${part} ${k}`);
+  }
+  // The folder is a pixel-space diffusers pipeline.
+  const pipe = await StableDiffusionPipeline.fromPretrained(a);
+  assert.is(pipe.vae, PIXEL_SPACE);
+  const r = await pipe.generate({ prompt: 'a red circle', width: 32, height: 32, steps: 2, seed: 1 });
+  assert.equal(r.images.shape, [1, 3, 32, 32]);
+  pipe.dispose();
+});
+
+t('a checkpoint from other settings is refused, not silently mixed', async () => {
+  const dir = folder('mismatch');
+  const ckpt = join(work, 'mismatch', 'ckpt');
+  await pretrainWorld({ ...common, outDir: dir, workDir: ckpt, maxStepsThisRun: 1 });
+  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2 \(step 1\)/);
+});
+
+t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused', async () => {
+  const img = new Uint8Array(2 * 2 * 3);
+  img.set([255, 0, 127.5], 0);
+  const x = imagesToTensor([img], 2);
+  assert.equal(x.shape, [1, 3, 2, 2]);
+  const d = x.dataSync() as Float32Array;
+  assert.equal([d[0], d[4], d[5]], [1, -1, -1]);
+  assert.throws(() => imagesToTensor([new Uint8Array(5)], 2), /image 0 has 5 bytes, expected 12/);
+  await assertRejects(() => pretrainWorld({ steps: 0 }), 'INVALID_ARGUMENT', /steps must be an integer in \[1/);
+  await assertRejects(() => pretrainWorld({ lr: -1 }), 'INVALID_ARGUMENT', /lr must be in \(0, 1\)/);
+  await assertRejects(() => pretrainWorld({ bogus: 1 } as never), 'INVALID_ARGUMENT', /bogus/);
+  await assertRejects(() => pretrainWorld({ outDir: join(work, 'empty') }), 'INVALID_ARGUMENT', /must hold the CLIP tokenizer/);
+});
+
+t.after(() => rmSync(work, { recursive: true, force: true }));
+t.run();
