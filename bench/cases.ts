@@ -16,6 +16,8 @@ export interface BenchCase {
   prepare(): Promise<{ step: () => Promise<unknown>; dispose: () => void }>;
   /** The same work in PyTorch: `setup` code and the `run` expression (see peer.ts). */
   torch?: { setup: string; run: string };
+  /** Fewer repetitions for steps that take seconds (default: 2 warm-up runs, at least 5 timed). */
+  timing?: { warmup?: number; minRuns?: number };
 }
 
 export async function runCases(cases: BenchCase[], emit: (record: object) => void): Promise<void> {
@@ -31,7 +33,7 @@ export async function runCases(cases: BenchCase[], emit: (record: object) => voi
     const { step, dispose } = await c.prepare();
     resetPeakMemory(c.device);
     const base = memoryStats(c.device).liveBytes;
-    const t = await time(step);
+    const t = await time(step, c.timing);
     const peakBytes = memoryStats(c.device).peakBytes - base;
     dispose();
     const peer_s = peerTimes.get(c) ?? null;

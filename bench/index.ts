@@ -1,6 +1,7 @@
 // npm run bench -- [suite] [--out FILE]
 // Suites: all (default), cpu, cuda, matmul, elementwise, nn (every nn family)
-// and each nn family alone: conv, norm, act, attn, misc, linear. The nn ops run
+// and each nn family alone: conv, norm, act, attn, misc, linear; train (UNet
+// training steps, bench/train.ts). The nn ops run
 // on the CPU only for now. Prints JSON Lines; --out also appends them to FILE
 // (default: a new file in bench/results/).
 import { appendFileSync, mkdirSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { linearCases } from './linear.js';
 import { matmulCases } from './matmul.js';
 import { miscCases } from './misc.js';
 import { normCases } from './norm.js';
+import { trainCases } from './train.js';
 
 const NN_FAMILIES: Record<string, (device: string) => BenchCase[]> = {
   conv: convCases,
@@ -26,7 +28,7 @@ const NN_FAMILIES: Record<string, (device: string) => BenchCase[]> = {
   misc: miscCases,
   linear: linearCases,
 };
-const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise', 'nn', ...Object.keys(NN_FAMILIES)];
+const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise', 'nn', 'train', ...Object.keys(NN_FAMILIES)];
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 let outFile: string | null = null;
@@ -63,5 +65,6 @@ for (const { device, dtypes } of targets) {
   for (const [family, familyCases] of Object.entries(NN_FAMILIES)) {
     if (broad || suite === 'nn' || suite === family) cases.push(...familyCases(device));
   }
+  if (broad || suite === 'train') cases.push(...trainCases());
 }
 await runCases(cases, emit);
