@@ -23,7 +23,7 @@ import { imageToTensor } from '../lib/pipeline/images.js';
 import { DDPMTraining } from '../lib/schedulers/ddpm.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { conceptFolder, SCHEDULER_CONFIG, squarePng, tinyModelFolder } from './cd-fixture.js';
-import { assertRejects } from './helpers.js';
+import { assertRejects, settleGarbage } from './helpers.js';
 
 const t = suite('cd-train');
 const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
@@ -216,6 +216,20 @@ t('a user regularization folder: captions from .txt files, the class prompt othe
   assert.ok(r.losses.every(Number.isFinite));
   assert.not.ok(existsSync(join(dir, 'regularization')), 'nothing sampled');
 });
+
+t('memory: a run frees everything but its result, and a failed run frees everything', async () => {
+  await trainCustomDiffusion(await base({ steps: 1 })).then(disposeResult);  // first-use caches settle
+  const before = await settleGarbage();
+  disposeResult(await trainCustomDiffusion(await base({ steps: 3 })));
+  assert.is(await settleGarbage(), before, 'after a run');
+  await assertRejects(async () => trainCustomDiffusion(await base({ steps: 2, maxLoss: 1e-9 })), 'INVALID_ARGUMENT', /at step 1/);
+  assert.is(await settleGarbage(), before, 'after a failed run');
+});
+
+function disposeResult(r: Awaited<ReturnType<typeof trainCustomDiffusion>>): void {
+  for (const d of r.concept.deltas.values()) d.dispose();
+  for (const x of r.concept.tokens) x.embedding.dispose();
+}
 
 t('bad options are refused with clear errors', async () => {
   const f = await setup();
