@@ -243,6 +243,11 @@ t('bad options are refused with clear errors', async () => {
   await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', token: 'ca' }] }), 'INVALID_ARGUMENT', /token 'ca' is already in the vocabulary/);
   await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x' }, { classWord: 'cat', images: f.blue, initializer: 'x', token: '<new1>' }] }), 'INVALID_ARGUMENT', /'<new1>' is used by two concepts/);
   await assertRejects(() => go({ concepts: [{ images: f.red, initializer: 'x' }] }), 'INVALID_ARGUMENT', /classWord must be a non-empty string/);
+  await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', instancePrompt: 'a photo of a dog' }] }), 'INVALID_ARGUMENT', /instancePrompt 'a photo of a dog' must contain the token '<new1>'/);
+  await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', token: 'two words' }] }), 'INVALID_ARGUMENT', /must not contain whitespace/);
+  await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', numRegImages: 0 }] }), 'INVALID_ARGUMENT', /numRegImages must be an integer/);
+  await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', regImages: join(f.red, 'none') }] }), 'INVALID_ARGUMENT', /regImages folder .*none does not exist/);
+  await assertRejects(() => go({ concepts: 'dog' }), 'INVALID_ARGUMENT', /concepts must be a non-empty array/);
   const broken = await mkdtemp(join(tmpdir(), 'imprint-cd-bad-'));
   writeFileSync(join(broken, 'fine.png'), await squarePng(8, 8, [1, 2, 3], 0, 0, 2));
   writeFileSync(join(broken, 'broken.png'), 'not an image at all');

@@ -161,11 +161,14 @@ function checkConcepts(fn: string, list: unknown): Concept[] {
     if (c.initializer === undefined && i >= DEFAULT_INITIALIZERS.length) throw invalidArgument(`${fn}: ${at}.initializer is required (defaults exist for the first ${DEFAULT_INITIALIZERS.length} concepts)`);
     const classWord = str(fn, `${at}.classWord`, c.classWord);
     if (c.images === undefined) throw invalidArgument(`${fn}: ${at}.images is required (a folder, image paths or image Buffers)`);
+    const instancePrompt = str(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`);
+    // Without the token in its prompt the token's row would never get a gradient.
+    if (!instancePrompt.split(/\s+/).includes(token)) throw invalidArgument(`${fn}: ${at}.instancePrompt '${instancePrompt}' must contain the token '${token}' as a word`);
     return {
       token,
       initializer: str(fn, `${at}.initializer`, c.initializer, DEFAULT_INITIALIZERS[i]),
       classWord,
-      instancePrompt: str(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`),
+      instancePrompt,
       classPrompt: str(fn, `${at}.classPrompt`, c.classPrompt, `photo of a ${classWord}`),
       images: c.images as ImageSource,
       regImages: c.regImages === undefined ? undefined : str(fn, `${at}.regImages`, c.regImages),
@@ -283,6 +286,7 @@ export async function trainCustomDiffusion(options: TrainCustomDiffusionOptions)
     disposeLater.push(grownTable);
     const vocab = grownEncoder.config.vocabSize;
     const hidden = grownEncoder.config.hiddenSize;
+    const tokens = grownEncoder.config.maxPositionEmbeddings;  // 77 for CLIP
     newIds.forEach((id, i) => {
       if (id !== encoder0.config.vocabSize + i) throw new ImprintError(`${fn}: token '${concepts[i].token}' got id ${id}, expected ${encoder0.config.vocabSize + i}`, 'INTERNAL');
     });
@@ -390,14 +394,14 @@ export async function trainCustomDiffusion(options: TrainCustomDiffusionOptions)
           for (let p = 0; p < plane; p++) maskData[k * plane + p] = s.mask[p] * w;
         });
         const lossScale = prior ? 1 + priorWeight : 1;
-        const ids = new Int32Array(N * 77);
-        picked.forEach((s, k) => ids.set(tokenizer.encodePadded(s.prompt).ids, k * 77));
+        const ids = new Int32Array(N * tokens);
+        picked.forEach((s, k) => ids.set(tokenizer.encodePadded(s.prompt, { maxLength: tokens }).ids, k * tokens));
         const stepOwned: Tensor[] = [];
         const keep = <T extends Tensor>(t: T): T => (stepOwned.push(t), t);
         let loss: number;
         let gradNorm: number;
         try {
-          const idT = keep(tensor(ids, { shape: [N, 77] }));
+          const idT = keep(tensor(ids, { shape: [N, tokens] }));
           const x0 = keep(await concat(picked.map((s) => s.latent), { dim: 0 }));
           const noise = keep(await randn(x0.shape, { seed: seed * 1_000_003 + step }));
           const mask = keep(tensor(maskData, { shape: [N, 1, latentSide, latentSide] }));
