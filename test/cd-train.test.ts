@@ -11,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { randn, tensor, type Tensor } from '../lib/index.js';
-import { trainCustomDiffusion, trainedWeightNames, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
+import { trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
 import { readSafetensorsHeader } from '../lib/io/safetensors.js';
 import { loadDiffusersModel } from '../lib/models/checkpoint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
@@ -81,6 +81,26 @@ t('kv mode: only attn2 to_k/to_v change, every one of them; the checkpoint holds
   assert.match(r.concept.baseFingerprint, /^sha256:[0-9a-f]{32}$/);
   assert.is(r.losses.length, 2);
   assert.ok(r.losses.every(Number.isFinite));
+});
+
+t('on loaded weights: every weight of the model (trained ones included) keeps its bytes, and stays the caller\'s', async () => {
+  const f = await setup();
+  const loaded = await loadDiffusersModel(f.model);
+  const fresh = await loadDiffusersModel(f.model);
+  const r = await trainCustomDiffusionOnLoaded(await base({ mode: 'cross', steps: 3 }), loaded);
+  assert.ok(r.concept.deltas.size > 0 && [...r.concept.deltas.values()].every((d) => f32(d).some((v) => v !== 0)));
+  let compared = 0;
+  for (const part of ['unet', 'textEncoder', 'vae'] as const) {
+    for (const [n, w] of loaded[part]!.weights) {
+      assert.not.ok(w.disposed, `${part} ${n} is not disposed`);
+      assert.ok(Buffer.from(f32(w).buffer).equals(Buffer.from(f32(fresh[part]!.weights.get(n)!).buffer)), `${part} ${n} unchanged`);
+      compared++;
+    }
+  }
+  assert.ok(compared > 100);
+  await assertRejects(() => trainCustomDiffusionOnLoaded(base() as never, {} as never), 'INVALID_ARGUMENT', /loaded must be what loadDiffusersModel returns/);
+  const half = await loadDiffusersModel(f.model, { dtype: 'f16' });
+  await assertRejects(async () => trainCustomDiffusionOnLoaded(await base(), half), 'INVALID_ARGUMENT', /training needs f32 weights/);
 });
 
 t('cross mode trains q, k, v, out (weight and bias) of every attn2, never attn1', async () => {

@@ -191,8 +191,25 @@ export function trainedWeightNames(names: readonly string[], mode: CustomDiffusi
 }
 
 /** Trains one or several concepts; see TrainCustomDiffusionOptions. */
-export async function trainCustomDiffusion(options: TrainCustomDiffusionOptions): Promise<TrainCustomDiffusionResult> {
-  const fn = 'trainCustomDiffusion';
+export function trainCustomDiffusion(options: TrainCustomDiffusionOptions): Promise<TrainCustomDiffusionResult> {
+  return train('trainCustomDiffusion', options, undefined);
+}
+
+/**
+ * As trainCustomDiffusion, over weights already loaded from options.model
+ * (loadDiffusersModel(options.model), f32): configs, tokenizer and scheduler
+ * are still read from the folder. The weights stay the caller's and are
+ * neither written nor disposed.
+ */
+export function trainCustomDiffusionOnLoaded(options: TrainCustomDiffusionOptions, loaded: LoadedDiffusersModel): Promise<TrainCustomDiffusionResult> {
+  const fn = 'trainCustomDiffusionOnLoaded';
+  if (!isPlainObject(loaded) || !isPlainObject(loaded.unet) || !(loaded.unet.weights instanceof Map) || !isPlainObject(loaded.textEncoder) || !(loaded.textEncoder.weights instanceof Map)) {
+    throw invalidArgument(`${fn}: loaded must be what loadDiffusersModel returns ({ unet, textEncoder, vae?, tokenizerDir, schedulerConfig }), got ${describe(loaded)}`);
+  }
+  return train(fn, options, loaded);
+}
+
+async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded: LoadedDiffusersModel | undefined): Promise<TrainCustomDiffusionResult> {
   if (!isPlainObject(options)) throw invalidArgument(`${fn}: options must be an object { model, concepts, ... }, got ${describe(options)}`);
   const o = checkOptions(fn, options, OPTION_KEYS);
   const modelDir = str(fn, 'model', o.model);
@@ -225,12 +242,12 @@ export async function trainCustomDiffusion(options: TrainCustomDiffusionOptions)
 
   let model: LoadedDiffusersModel;
   try {
-    model = await loadDiffusersModel(modelDir, { dtype: 'f32' });
+    model = preloaded ?? await loadDiffusersModel(modelDir, { dtype: 'f32' });
   } catch (e) {
     if (e instanceof ImprintError) throw new ImprintError(`${fn}: model ${modelDir}: ${e.message}`, e.code);
     throw e;
   }
-  const owned: Tensor[] = [...model.unet.weights.values(), ...model.textEncoder.weights.values(), ...(model.vae?.weights.values() ?? [])];
+  const owned: Tensor[] = preloaded ? [] : [...model.unet.weights.values(), ...model.textEncoder.weights.values(), ...(model.vae?.weights.values() ?? [])];
   const disposeLater: Tensor[] = [];
   try {
     if (model.tokenizerDir === undefined) throw invalidArgument(`${fn}: ${join(modelDir, 'tokenizer')} is missing (training needs the CLIP tokenizer)`);
@@ -239,6 +256,7 @@ export async function trainCustomDiffusion(options: TrainCustomDiffusionOptions)
     const rawText = readJsonFile(join(modelDir, 'text_encoder', 'config.json')) as Record<string, unknown>;
     const unet0 = UNet2DConditionModel.fromWeights(rawUnet, model.unet.weights);
     const encoder0 = ClipTextEncoder.fromWeights(rawText, model.textEncoder.weights);
+    if (unet0.dtype !== 'f32' || encoder0.dtype !== 'f32') throw invalidArgument(`${fn}: training needs f32 weights, got a ${unet0.dtype} UNet and a ${encoder0.dtype} text encoder (load with dtype 'f32')`);
     const vae = model.vae ? AutoencoderKL.fromWeights(readJsonFile(join(modelDir, 'vae', 'config.json')), model.vae.weights) : PIXEL_SPACE;
     const ddpm = DDPMTraining.fromConfig(model.schedulerConfig);
     const tokenizer = await ClipTokenizer.fromFolder(model.tokenizerDir);
