@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 
 import { randn, tensor, type Tensor } from '../lib/index.js';
 import { trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
-import { readSafetensorsHeader } from '../lib/io/safetensors.js';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
 import { loadDiffusersModel } from '../lib/models/checkpoint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { TOKEN_EMBEDDING } from '../lib/models/clip-text-backward.js';
@@ -220,6 +220,17 @@ t('generated regularization images are cached in workDir and reused by the next 
   await trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false }));
   assert.equal(stamp(), before);
   assert.equal(readdirSync(root), sets);
+  // The latents are cached beside them and read back: zeroed on disk, they change the next run's loss.
+  const latentFiles = readdirSync(dir).filter((x) => x.startsWith('latents-'));
+  assert.is(latentFiles.length, 1);
+  const cacheFile = join(dir, latentFiles[0]);
+  const cachedLatents = await loadSafetensors(cacheFile);
+  assert.equal([...cachedLatents.keys()].sort(), ['instance/0/0/0', 'instance/0/0/1', 'instance/0/1/0', 'instance/0/1/1', 'regularization/0/0', 'regularization/0/1']);
+  const again = await trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false }));
+  const zeroed = new Map([...cachedLatents].map(([k, v]) => [k, tensor(new Float32Array(v.numel), { shape: v.shape })]));
+  await saveSafetensors(cacheFile, zeroed);
+  const fromZeros = await trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false }));
+  assert.is.not(fromZeros.losses[0], again.losses[0]);
   // Another prompt or count gets its own set.
   await trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false, concepts: [{ classWord: 'dog', images: (await setup()).red, initializer: 'x', numRegImages: 1 }] }));
   assert.is(readdirSync(root).length, 2);

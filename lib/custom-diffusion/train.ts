@@ -7,6 +7,7 @@
 // once, and step k's batch, timesteps and noise come from seeds derived from
 // k, so a run resumed from a checkpoint ends exactly where an uninterrupted
 // one does.
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -331,6 +332,25 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
         img.dispose();
       }
     };
+    // With a workDir the latents are also kept on disk, keyed by everything they depend on, so a resumed run skips the VAE.
+    let cacheFile: string | undefined;
+    if (workDir !== undefined) {
+      const h = createHash('sha256').update(JSON.stringify([fingerprint, resolution, factor, seed, augment, hflip, variants, vae === PIXEL_SPACE ? 1 : (vae as AutoencoderKL).scalingFactor]));
+      for (const list of instanceImages) for (const im of list) h.update(`${im.width}x${im.height}`).update(im.data);
+      for (const set of regSets) for (const r of set) h.update(`${r.image.width}x${r.image.height}`).update(r.image.data);
+      cacheFile = join(workDir, `latents-${h.digest('hex').slice(0, 24)}.safetensors`);
+    }
+    const cached = cacheFile !== undefined && existsSync(cacheFile) ? await loadSafetensors(cacheFile) : undefined;
+    if (cached) disposeLater.push(...cached.values());
+    const computed = new Map<string, Tensor>();
+    const latentOf = async (name: string, pixels: () => Promise<Float32Array>): Promise<Tensor> => {
+      const hit = cached?.get(name);
+      if (hit) return hit;
+      const latent = await encode(await pixels());
+      disposeLater.push(latent);
+      computed.set(name, latent);
+      return latent;
+    };
     const root = new WorldRandom(seed);
     const instances: Sample[][] = [];
     for (let c = 0; c < concepts.length; c++) {
@@ -341,10 +361,9 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
           let plan: AugmentPlan = planAugmentation(rng, settings);
           // At tiny resolutions a small paste can leave no latent pixel inside the shrunk box: draw again.
           for (let tries = 0; tries < 100 && augmentMask(plan, settings).every((m) => m === 0); tries++) plan = planAugmentation(rng, settings);
-          const { pixels, mask } = await augmentImage(instanceImages[c][i], plan, settings);
+          const mask = augmentMask(plan, settings);
           if (mask.every((m) => m === 0)) mask.fill(1);
-          const latent = await encode(pixels);
-          disposeLater.push(latent);
+          const latent = await latentOf(`instance/${c}/${i}/${v}`, async () => (await augmentImage(instanceImages[c][i], plan, settings)).pixels);
           list.push({ latent, mask, prompt: plan.prefix + concepts[c].instancePrompt });
         }
       }
@@ -352,15 +371,20 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
     }
     const latentSide = resolution / factor;
     const regs: Sample[][] = [];
-    for (const set of regSets) {
+    for (let c = 0; c < regSets.length; c++) {
       const list: Sample[] = [];
-      for (const r of set) {
-        const { pixels } = await augmentImage(r.image, { flip: false, scale: resolution, kind: 'none', top: 0, left: 0, prefix: '' }, settings);
-        const latent = await encode(pixels);
-        disposeLater.push(latent);
+      for (let k = 0; k < regSets[c].length; k++) {
+        const r = regSets[c][k];
+        const whole: AugmentPlan = { flip: false, scale: resolution, kind: 'none', top: 0, left: 0, prefix: '' };
+        const latent = await latentOf(`regularization/${c}/${k}`, async () => (await augmentImage(r.image, whole, settings)).pixels);
         list.push({ latent, mask: new Float32Array(latentSide * latentSide).fill(1), prompt: r.caption });
       }
       regs.push(list);
+    }
+    if (cacheFile !== undefined && computed.size > 0) {
+      mkdirSync(workDir!, { recursive: true });
+      await saveSafetensors(`${cacheFile}.tmp`, cached ? new Map([...cached, ...computed]) : computed);
+      renameSync(`${cacheFile}.tmp`, cacheFile);
     }
 
     // Parameters: the trained UNet matrices and the new embedding rows.
