@@ -4,6 +4,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "models/model_util.h"
 
@@ -20,6 +21,7 @@ struct Ctx {
   const Tensor& emb_act;  // silu(emb), every time projection's input
   bool time_chain;       // some time-embedding weight trains: the resnets' time projections pass gradients back
   Tensor d_emb_act;      // their sum, when time_chain
+  bool detach_first_token;  // cross-attention K/V at context position 0 get no gradient
   bool train(const Tensor& t) const { return trainable.count(t.data()) != 0; }
   void put(const Tensor& w, const Tensor& grad) { g.weights[w.data()] = grad; }
 };
@@ -104,9 +106,22 @@ Tensor resnet_bwd(Ctx& k, const ResnetWeights& w, const ResnetActivations& a, co
   return add(dx, w.has_shortcut ? conv_bwd(k, dy, a.x, w.shortcut_w, w.shortcut_b) : dy);
 }
 
+// Zeroes row 0 of every batch element of t [N, T, C] (a fresh tensor), in place:
+// K/V there are treated as constants. All-zero bits are 0.0 in every float dtype.
+void zero_first_row(const Tensor& t) {
+  const size_t row = static_cast<size_t>(t.shape[2]) * dtype_size(t.dtype);
+  const std::vector<char> zeros(row, 0);
+  for (int64_t n = 0; n < t.shape[0]; ++n) {
+    char* at = static_cast<char*>(t.data()) + static_cast<size_t>(n * t.shape[1]) * row;
+    backend_for(t.device).copy_from_host(at, zeros.data(), row);
+  }
+}
+
 // dy on the attention's output; returns dx (the query side) and sets dkv.
+// detach_first: the key/value of position 0 get no gradient (Custom Diffusion's
+// start-of-text detachment), so neither to_k/to_v nor kv row 0 learn from it.
 Tensor attention_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                     const AttentionActivations& a, const Tensor& dy, Tensor& dkv) {
+                     const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first = false) {
   const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
   const int64_t hd = C / heads;
   const Tensor d_merged = linear_bwd(k, dy, a.merged, w.out_w, &w.out_b);
@@ -114,7 +129,9 @@ Tensor attention_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Ten
   std::vector<Tensor> d = run_op("attention_backward", {&d_o, &a.q, &a.k, &a.v, &a.o, &a.lse});
   auto merge = [&](const Tensor& t, int64_t T) { return ops::reshape(swap_dims12(t), {N, T, C}); };
   const Tensor dx = linear_bwd(k, merge(d[0], Tq), x, w.q_w);
-  dkv = add(linear_bwd(k, merge(d[1], Tk), kv, w.k_w), linear_bwd(k, merge(d[2], Tk), kv, w.v_w));
+  const Tensor d_k = merge(d[1], Tk), d_v = merge(d[2], Tk);
+  if (detach_first) zero_first_row(d_k), zero_first_row(d_v);
+  dkv = add(linear_bwd(k, d_k, kv, w.k_w), linear_bwd(k, d_v, kv, w.v_w));
   return dx;
 }
 
@@ -125,7 +142,7 @@ Tensor block_bwd(Ctx& k, const TransformerBlockWeights& w, int64_t heads, const 
   const Tensor d_ln3 = linear_bwd(k, d_ff1, a.ln3, w.ff1_w, &w.ff1_b);
   const Tensor d_h2 = add(dy, layer_norm_bwd(k, d_ln3, a.h2, a.ln3_mean, a.ln3_rstd, w.norm3_w, w.norm3_b));
   Tensor d_ctx;
-  const Tensor d_ln2 = attention_bwd(k, w.attn2, heads, a.ln2, context, a.attn2, d_h2, d_ctx);
+  const Tensor d_ln2 = attention_bwd(k, w.attn2, heads, a.ln2, context, a.attn2, d_h2, d_ctx, k.detach_first_token);
   k.g.d_context = k.g.d_context.data() ? add(k.g.d_context, d_ctx) : d_ctx;
   const Tensor d_h1 = add(d_h2, layer_norm_bwd(k, d_ln2, a.h1, a.ln2_mean, a.ln2_rstd, w.norm2_w, w.norm2_b));
   Tensor d_kv;
@@ -179,9 +196,10 @@ bool time_chain_trains(const UNetWeights& w, const std::set<const void*>& traina
 }
 
 UNetGrads unet_backward(const UNetConfig& c, const UNetWeights& w, const UNetActivations& acts, const Tensor& sample,
-                        const Tensor& context, const Tensor& dy, const std::set<const void*>& trainable) {
+                        const Tensor& context, const Tensor& dy, const std::set<const void*>& trainable,
+                        bool detach_first_token) {
   UNetGrads g;
-  Ctx k{c, trainable, g, acts.emb_act, time_chain_trains(w, trainable), Tensor()};
+  Ctx k{c, trainable, g, acts.emb_act, time_chain_trains(w, trainable), Tensor(), detach_first_token};
   Cursor cur{acts.resnets.size(), acts.transformers.size(), acts.resample_in.size(), acts.concat_in.size(),
              acts.layer_in.size()};
 

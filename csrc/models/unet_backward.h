@@ -19,10 +19,12 @@ struct UNetGrads {
 };
 
 // `trainable` holds the data pointers of the weights that get gradients (any
-// of the UNet's); others are frozen.
+// of the UNet's); others are frozen. detach_first_token: every cross-attention
+// treats its key/value at context position 0 (the start-of-text token) as
+// constants, so they pass no gradient to to_k/to_v or to the context.
 UNetGrads unet_backward(const UNetConfig& config, const UNetWeights& w, const UNetActivations& acts,
                         const Tensor& sample, const Tensor& context, const Tensor& dy,
-                        const std::set<const void*>& trainable);
+                        const std::set<const void*>& trainable, bool detach_first_token = false);
 
 }  // namespace models
 }  // namespace imprint

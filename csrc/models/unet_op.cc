@@ -42,7 +42,12 @@
 // Outputs: out, d_sample, d_encoder_hidden_states, then each trainable
 //   weight's or adapter input's gradient in the order of `trainable`.
 // With attr mseLoss = true, input 3 is a target instead of dy: the backward
-//   is that of mean((out - target)²), whose value is the last output.
+//   is that of mean((out - target)²), whose value is the last output. With
+//   lossMask = true as well, one more input comes LAST (after any adapter
+//   inputs): a mask [N, 1 or out_channels, h, w], and the loss is
+//   sum((out - target)² · mask) / sum(mask broadcast to out's shape).
+// Attr detachFirstToken = true: every cross-attention's key/value at context
+//   position 0 (start of text) pass no gradient (to to_k/to_v or the context).
 #include <cmath>
 #include <map>
 #include <memory>
@@ -576,18 +581,44 @@ struct GradSource {
   int part = 0;                  // ... 0 the adapted weight itself, 1 delta, 2 lora A, 3 lora B
 };
 
-Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
+Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
   kOp = "unet_forward_backward";
+  // With mseLoss, input 3 is the target and dy = d mean((out - target)²) / d out;
+  // with lossMask too, the last input is a mask broadcast to out's shape and
+  // the loss is sum((out - target)² · mask) / sum(mask broadcast).
+  const bool mse = attrs.get_bool(kOp, "mseLoss", false);
+  const bool loss_mask = attrs.get_bool(kOp, "lossMask", false);
+  if (loss_mask && !mse) fail(ErrorCode::InvalidArgument, prefix() + "lossMask needs mseLoss = true");
+  OpInputs inputs = all_inputs;
+  const Tensor* mask = nullptr;
+  if (loss_mask) {
+    if (inputs.size() < 5) fail(ErrorCode::InvalidArgument, prefix() + "lossMask: the mask (the last input) is missing");
+    mask = &input(kOp, inputs, inputs.size() - 1, "mask");
+    inputs.pop_back();
+  }
+  const bool detach_first = attrs.get_bool(kOp, "detachFirstToken", false);
   const Parsed p = parse(inputs, attrs, 4);
   const Tensor& ref = p.sample;
-  // With mseLoss, input 3 is the target and dy = d mean((out - target)²) / d out.
-  const bool mse = attrs.get_bool(kOp, "mseLoss", false);
   const char* dy_name = mse ? "target" : "dy";
   const Tensor& dy = input(kOp, inputs, 3, dy_name);
   check_matches(kOp, ref, "sample", dy, dy_name);
   if (dy.shape != p.out_shape) {
     fail(ErrorCode::ShapeMismatch, prefix() + dy_name + " must have the output's shape " + shape_str(p.out_shape) +
                                        ", got " + dy.describe());
+  }
+  Tensor mask_t;
+  if (mask) {
+    check_matches(kOp, ref, "sample", *mask, "mask");
+    const int lead = static_cast<int>(p.out_shape.size()) - mask->ndim();
+    bool fits = lead == 0;
+    for (int i = 0; fits && i < mask->ndim(); ++i) fits = mask->shape[i] == 1 || mask->shape[i] == p.out_shape[i];
+    if (!fits || mask->shape[0] != p.out_shape[0] || mask->shape[2] != p.out_shape[2] || mask->shape[3] != p.out_shape[3]) {
+      fail(ErrorCode::ShapeMismatch, prefix() + "mask must be [" + std::to_string(p.out_shape[0]) + ", 1 or " +
+                                         std::to_string(p.out_shape[1]) + ", " + std::to_string(p.out_shape[2]) + ", " +
+                                         std::to_string(p.out_shape[3]) + "] (the output's batch and size), got " +
+                                         mask->describe());
+    }
+    mask_t = *mask;
   }
   const bool checkpoint = attrs.get_bool(kOp, "checkpoint", false);
   const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
@@ -638,13 +669,13 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
                     Tensor::empty(p.context.shape, ref.dtype, ref.device)};
   for (const Tensor& g : grads) launch.outputs.push_back(g);
   if (mse) launch.outputs.push_back(Tensor::empty({}, ref.dtype, ref.device));  // the loss, last
-  for (const Tensor* t : inputs) launch.inputs.push_back(*t);
+  for (const Tensor* t : all_inputs) launch.inputs.push_back(*t);
   const auto w = p.w;
   const models::UNetConfig config = p.config;
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context, d = dy;
   const auto adapted = std::make_shared<Adapted>(p, inputs);
   std::vector<Tensor> outs = launch.outputs;
-  launch.run = [config, w, s, ts, ctx, d, sources, outs, adapted, checkpoint, mse]() mutable {
+  launch.run = [config, w, s, ts, ctx, d, sources, outs, adapted, checkpoint, mse, mask_t, detach_first]() mutable {
     std::vector<Tensor> effective;
     const models::UNetWeights run_w = adapted->materialise(*w, effective);
     // The backward sees W_eff in place of each adapted weight: it trains when
@@ -659,10 +690,12 @@ Launch unet_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
       models::unet_forward(config, run_w, s, ts, ctx, out, &acts);
       Tensor dy = d;
       if (mse) {
-        copy_into(outs.back(), models::run_op("mse_loss_forward", {&out, &d}).front());
-        dy = models::run_op("mse_loss_backward", {&out, &d}).front();
+        ops::OpInputs loss_in = {&out, &d};
+        if (mask_t.data()) loss_in.push_back(&mask_t);
+        copy_into(outs.back(), models::run_op("mse_loss_forward", loss_in).front());
+        dy = models::run_op("mse_loss_backward", loss_in).front();
       }
-      g = models::unet_backward(config, run_w, acts, s, ctx, dy, trainable);
+      g = models::unet_backward(config, run_w, acts, s, ctx, dy, trainable, detach_first);
     }
     copy_into(outs[1], g.d_sample);
     if (g.d_context.data()) {

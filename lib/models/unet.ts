@@ -27,6 +27,21 @@ export interface UNetBackwardOptions {
   adapters?: readonly UNetAdapter[];
   /** Keep only each layer's input and recompute its activations in the backward (less memory, one more forward). */
   checkpoint?: boolean;
+  /**
+   * Every cross-attention treats its key/value at context position 0 (the
+   * start-of-text token) as constants: they pass no gradient to to_k/to_v or
+   * to encoderHiddenStates (Custom Diffusion). Default false.
+   */
+  detachStartToken?: boolean;
+}
+
+/** lossBackward options: forwardBackward's, plus a loss mask. */
+export interface UNetLossOptions extends UNetBackwardOptions {
+  /**
+   * [N, 1 or out_channels, h, w], the weights' dtype and device: the loss
+   * becomes sum((out − target)²·mask) / sum(mask broadcast to out's shape).
+   */
+  mask?: Tensor;
 }
 
 /**
@@ -184,7 +199,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     timestep: number | number[] | Tensor,
     encoderHiddenStates: Tensor,
     dy: Tensor,
-    options: UNetBackwardOptions,
+    options: UNetLossOptions,
     mseLoss: boolean,
   ): Promise<{ loss?: Tensor<D>; out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
     const c = this.config;
@@ -192,9 +207,11 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
     });
     if (options === null || typeof options !== 'object') throw invalidArgument(`${fn}: options must be an object, got ${describe(options)}`);
-    checkOptions(fn, options, ['trainable', 'adapters', 'checkpoint']);
+    checkOptions(fn, options, mseLoss ? ['trainable', 'adapters', 'checkpoint', 'detachStartToken', 'mask'] : ['trainable', 'adapters', 'checkpoint', 'detachStartToken']);
     const checkpoint = options.checkpoint ?? false;
     if (typeof checkpoint !== 'boolean') throw invalidArgument(`${fn}: checkpoint must be a boolean, got ${describe(checkpoint)}`);
+    const detach = options.detachStartToken ?? false;
+    if (typeof detach !== 'boolean') throw invalidArgument(`${fn}: detachStartToken must be a boolean, got ${describe(detach)}`);
     const ad = this.#adapters(fn, options.adapters);
     const indices = this.#trainable(fn, options.trainable ?? 'kv', ad.names);
     const paramNames = [...this.#names, ...ad.names];
@@ -207,15 +224,28 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     if (!sameShape(dy.shape, outShape)) {
       throw new ImprintError(`${fn}: ${what} must have the output's shape [${outShape.join(', ')}], got ${desc(dy)}`, 'SHAPE_MISMATCH');
     }
+    const mask = options.mask;
+    if (mask !== undefined) {
+      const want = `[${N}, 1 or ${c.outChannels}, ${sample.shape[2]}, ${sample.shape[3]}]`;
+      if (!(mask instanceof Tensor)) throw invalidArgument(`${fn}: mask must be a Tensor ${want}, got ${describe(mask)}`);
+      if (mask.disposed) throw new ImprintError(`${fn}: mask has been disposed`, 'DISPOSED');
+      this.#checkKind(fn, 'mask', mask);
+      const [mn, mc, mh, mw] = mask.shape;
+      if (mask.ndim !== 4 || mn !== N || (mc !== 1 && mc !== c.outChannels) || mh !== sample.shape[2] || mw !== sample.shape[3]) {
+        throw new ImprintError(`${fn}: mask must be ${want}, got ${desc(mask)}`, 'SHAPE_MISMATCH');
+      }
+    }
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const inputs = [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights, ...ad.inputs];
+      const inputs = [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights, ...ad.inputs, ...(mask ? [mask] : [])];
       const [out, dSample, dContext, ...g] = await runOp<D>('unet_forward_backward', inputs, {
         ...this.#attrs(),
         trainable: indices,
         adapters: ad.record,
         checkpoint,
         mseLoss,
+        lossMask: mask !== undefined,
+        detachFirstToken: detach,
       });
       const grads = new Map(indices.map((i, k) => [paramNames[i], g[k]]));
       return mseLoss ? { loss: g[indices.length], out, dSample, dContext, grads } : { out, dSample, dContext, grads };
@@ -229,13 +259,15 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
    * backward in one native call (no second forward to form dy). Returns the
    * loss (a scalar tensor), the gradients of sample and encoderHiddenStates,
    * and those of the `trainable` weights (as forwardBackward; same options).
+   * mask: the masked loss sum((out − target)²·mask) / sum(mask), the mask
+   * broadcast over channels when it has one.
    */
   async lossBackward(
     sample: Tensor,
     timestep: number | number[] | Tensor,
     encoderHiddenStates: Tensor,
     target: Tensor,
-    options: UNetBackwardOptions = {},
+    options: UNetLossOptions = {},
   ): Promise<{ loss: Tensor<D>; out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
     const fn = 'UNet2DConditionModel.lossBackward';
     const r = await this.#backward(fn, 'target', sample, timestep, encoderHiddenStates, target, options, true);

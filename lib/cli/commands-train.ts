@@ -1,0 +1,148 @@
+// `imprint train`: Custom Diffusion from the command line. One concept from
+// flags (--token --class --images --initializer) or several from a JSON file
+// (--concepts), trained jointly; the result is written to --out.
+//
+// Until the concept-file module lands, --out is a safetensors file of this
+// layout: `delta/<diffusers weight name>` = ΔW (f32, W's shape) per trained
+// weight, `token/<token>` = the token's embedding row (f32 [hidden]), and the
+// metadata format = 'imprint-custom-diffusion-train/1', method, mode,
+// baseFingerprint and tokens (JSON [{ token, classWord }]).
+import { existsSync, readFileSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+
+import { invalidArgument } from '../errors.js';
+import { saveSafetensors } from '../io/safetensors.js';
+import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../custom-diffusion/train.js';
+import type { ConceptWeights } from '../custom-diffusion/types.js';
+import type { Tensor } from '../tensor.js';
+import { isPlainObject } from '../validate.js';
+import { worldModelDir } from '../world/model-path.js';
+import type { Command } from './commands.js';
+
+type Values = Parameters<Command['run']>[0];
+
+export const CONCEPT_FILE_FORMAT = 'imprint-custom-diffusion-train/1';
+
+function str(values: Values, flag: string): string | undefined {
+  const v = values[flag];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function num(values: Values, flag: string): number | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+/** Concepts from a JSON file: an array of ConceptSpec; relative image and folder paths are read from the file's folder. */
+export function readConceptsFile(path: string): ConceptSpec[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw invalidArgument(`--concepts ${path}: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(json) || json.length === 0) throw invalidArgument(`--concepts ${path} must hold a non-empty JSON array of { token, classWord, images, ... }`);
+  const base = dirname(resolve(path));
+  const at = (p: unknown): unknown => (typeof p === 'string' && !isAbsolute(p) ? join(base, p) : p);
+  return json.map((c: unknown, i) => {
+    if (!isPlainObject(c)) throw invalidArgument(`--concepts ${path}: entry ${i} must be an object { token, classWord, images, ... }`);
+    const out: Record<string, unknown> = { ...c };
+    if (typeof c.images === 'string') out.images = at(c.images);
+    else if (Array.isArray(c.images)) out.images = c.images.map(at);
+    if (c.regImages !== undefined) out.regImages = at(c.regImages);
+    return out as unknown as ConceptSpec;
+  });
+}
+
+/** Writes a trained concept in the layout described at the top of this file (atomically). */
+export async function saveTrainedConcept(path: string, concept: ConceptWeights): Promise<void> {
+  const tensors = new Map<string, Tensor>();
+  for (const [n, d] of concept.deltas) tensors.set(`delta/${n}`, d);
+  for (const t of concept.tokens) tensors.set(`token/${t.token}`, t.embedding);
+  const tmp = `${path}.tmp-${process.pid}`;
+  await saveSafetensors(tmp, tensors, {
+    format: CONCEPT_FILE_FORMAT, method: concept.method, mode: concept.mode, baseFingerprint: concept.baseFingerprint,
+    tokens: JSON.stringify(concept.tokens.map((t) => ({ token: t.token, classWord: t.classWord }))),
+  });
+  await rename(tmp, path);
+}
+
+export const TRAIN_COMMANDS: Record<string, Command> = {
+  train: {
+    summary: 'teach the model new concepts with Custom Diffusion (one from flags, several from --concepts) and write the concept file',
+    options: {
+      model: { type: 'string', arg: 'dir', help: 'diffusers model folder', default: 'the embedded world model' },
+      token: { type: 'string', arg: 'word', help: 'the new token', default: '<new1>' },
+      class: { type: 'string', arg: 'word', help: "the concept's class, e.g. dog" },
+      images: { type: 'string', arg: 'dir', help: "folder of the concept's images" },
+      initializer: { type: 'string', arg: 'word', help: 'an existing one-token word the new token starts from', default: 'ktn' },
+      prompt: { type: 'string', arg: 'text', help: 'instance prompt', default: 'photo of a <token> <class>' },
+      'class-prompt': { type: 'string', arg: 'text', help: 'prompt of the regularization images', default: 'photo of a <class>' },
+      'reg-images': { type: 'string', arg: 'dir', help: 'regularization images with .txt captions', default: 'sampled by the model' },
+      'num-reg-images': { type: 'string', arg: 'n', help: 'regularization images', default: 200 },
+      concepts: { type: 'string', arg: 'file', help: 'JSON array of concepts { token, classWord, images, initializer, ... } (instead of the flags above)' },
+      out: { type: 'string', arg: 'file', help: 'concept file to write', default: 'concept.safetensors' },
+      mode: { type: 'string', arg: 'kv|cross', help: "what trains: attn2 K/V, or all of attn2 ('cross', for faces)", default: 'kv' },
+      steps: { type: 'string', arg: 'n', help: 'training steps', default: '250, 500 for several concepts' },
+      'batch-size': { type: 'string', arg: 'n', help: 'instance images per step', default: 2 },
+      lr: { type: 'string', arg: 'x', help: 'base learning rate', default: 1e-5 },
+      'no-scale-lr': { type: 'boolean', help: 'use --lr as is (not × batch, × 2 with prior preservation)' },
+      'prior-loss-weight': { type: 'string', arg: 'w', help: 'regularization loss weight (0 = no prior preservation)', default: 1 },
+      'no-augment': { type: 'boolean', help: 'no random scale, paste or crop' },
+      'no-hflip': { type: 'boolean', help: 'no random horizontal flips' },
+      resolution: { type: 'string', arg: 'px', help: 'training image side', default: "the model's" },
+      seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
+      'reg-steps': { type: 'string', arg: 'n', help: 'sampling steps per generated regularization image', default: 30 },
+      'work-dir': { type: 'string', arg: 'dir', help: 'checkpoints and regularization cache' },
+      'checkpoint-every': { type: 'string', arg: 'n', help: 'steps between checkpoints', default: 50 },
+      fresh: { type: 'boolean', help: 'ignore an existing checkpoint in --work-dir' },
+    },
+    async run(v) {
+      const model = str(v, 'model') ?? worldModelDir();
+      if (!existsSync(join(model, 'model_index.json'))) throw invalidArgument(`--model ${model} is not a diffusers model folder (no model_index.json)`);
+      const file = str(v, 'concepts');
+      let concepts: ConceptSpec[];
+      if (file !== undefined) {
+        const clash = ['token', 'class', 'images', 'initializer', 'prompt', 'class-prompt', 'reg-images', 'num-reg-images'].filter((f) => v[f] !== undefined);
+        if (clash.length > 0) throw invalidArgument(`--concepts describes every concept; drop ${clash.map((f) => `--${f}`).join(', ')}`);
+        concepts = readConceptsFile(file);
+      } else {
+        const classWord = str(v, 'class');
+        const images = str(v, 'images');
+        if (classWord === undefined || images === undefined) throw invalidArgument('give --class and --images (or --concepts with a JSON file)');
+        const c: Record<string, unknown> = { classWord, images };
+        const copy = (flag: string, key: string): void => {
+          if (str(v, flag) !== undefined) c[key] = str(v, flag);
+        };
+        copy('token', 'token');
+        copy('initializer', 'initializer');
+        copy('prompt', 'instancePrompt');
+        copy('class-prompt', 'classPrompt');
+        copy('reg-images', 'regImages');
+        if (num(v, 'num-reg-images') !== undefined) c.numRegImages = num(v, 'num-reg-images');
+        concepts = [c as unknown as ConceptSpec];
+      }
+      const o: TrainCustomDiffusionOptions = { model, concepts, scaleLr: v['no-scale-lr'] !== true, augment: v['no-augment'] !== true, hflip: v['no-hflip'] !== true, resume: v.fresh !== true };
+      const mode = str(v, 'mode');
+      if (mode !== undefined) o.mode = mode as TrainCustomDiffusionOptions['mode'];
+      const work = str(v, 'work-dir');
+      if (work !== undefined) o.workDir = work;
+      const numeric: Array<[string, keyof TrainCustomDiffusionOptions]> = [['steps', 'steps'], ['batch-size', 'batchSize'], ['lr', 'lr'], ['prior-loss-weight', 'priorLossWeight'],
+        ['resolution', 'resolution'], ['seed', 'seed'], ['reg-steps', 'regSteps'], ['checkpoint-every', 'checkpointEvery']];
+      for (const [flag, key] of numeric) if (num(v, flag) !== undefined) (o as unknown as Record<string, unknown>)[key] = num(v, flag);
+      const out = str(v, 'out') ?? 'concept.safetensors';
+      const r = await trainCustomDiffusion(o);
+      try {
+        await saveTrainedConcept(out, r.concept);
+      } finally {
+        for (const d of r.concept.deltas.values()) d.dispose();
+        for (const t of r.concept.tokens) t.embedding.dispose();
+      }
+      process.stdout.write(`${JSON.stringify({ out, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
+    },
+  },
+};

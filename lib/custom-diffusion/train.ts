@@ -1,0 +1,508 @@
+// The Custom Diffusion training loop (DESIGN §1.1): one or several concepts,
+// each a new token ('<new1>') and a few instance images, trained jointly with
+// prior preservation. Only the cross-attention K/V (mode 'kv') or all of
+// attn2 (mode 'cross') and the new tokens' embedding rows train; every other
+// weight is never written. The key/value of the start-of-text position get
+// no gradient. Reproducible: the augmented variants are drawn from the seed
+// once, and step k's batch, timesteps and noise come from seeds derived from
+// k, so a run resumed from a checkpoint ends exactly where an uninterrupted
+// one does.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { ImprintError, invalidArgument } from '../errors.js';
+import { randn, tensor } from '../creation.js';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
+import { loadDiffusersModel, type LoadedDiffusersModel } from '../models/checkpoint.js';
+import { ClipTextEncoder } from '../models/clip-text.js';
+import { ClipTextTrainer, TOKEN_EMBEDDING } from '../models/clip-text-backward.js';
+import { readJsonFile } from '../models/configs.js';
+import { UNet2DConditionModel } from '../models/unet.js';
+import { AutoencoderKL } from '../models/vae.js';
+import { scale as scaleTensor } from '../nn/act.js';
+import { concat, embedding } from '../nn/misc.js';
+import { PIXEL_SPACE } from '../pipeline/pixel-space.js';
+import { schedulerFromConfig, StableDiffusionPipeline } from '../pipeline/txt2img.js';
+import { combine } from '../schedulers/combine.js';
+import { DDPMTraining } from '../schedulers/ddpm.js';
+import { Tensor } from '../tensor.js';
+import { ClipTokenizer } from '../tokenizer/clip.js';
+import { AdamW } from '../train/optimizer.js';
+import { Progress } from '../train/progress.js';
+import { checkOptions, describe, isPlainObject } from '../validate.js';
+import { WorldRandom } from '../world/random.js';
+import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type AugmentSettings, type RgbImage } from './augment.js';
+import { loadImages, type CaptionedImage, type ImageSource } from './data.js';
+import { modelFingerprint } from './fingerprint.js';
+import { folderRegularization, generatedRegularization } from './regularization.js';
+import type { ConceptWeights, CustomDiffusionMode } from './types.js';
+
+/** Rare single-BPE-token words of the CLIP vocabulary the reference implementation starts new tokens from. */
+export const DEFAULT_INITIALIZERS = ['ktn', 'pll', 'ucd'] as const;
+
+export interface ConceptSpec {
+  /** The new token; default '<new1>', '<new2>', ... */
+  token?: string;
+  /** An existing word that is one token; its embedding row starts the new one. Default 'ktn', 'pll', 'ucd' by position. */
+  initializer?: string;
+  /** The class the concept belongs to, e.g. 'dog'. */
+  classWord: string;
+  /** Default `photo of a ${token} ${classWord}`. */
+  instancePrompt?: string;
+  /** The concept's images: a folder, a list of paths, or encoded image Buffers. */
+  images: ImageSource;
+  /** Prompt of the generated regularization images (and caption of uncaptioned folder images); default `photo of a ${classWord}`. */
+  classPrompt?: string;
+  /** A folder of regularization images with same-name .txt captions; default: sampled by the base model from classPrompt. */
+  regImages?: string;
+  /** How many regularization images (default 200). */
+  numRegImages?: number;
+}
+
+export interface TrainCustomDiffusionOptions {
+  /** A diffusers model folder (model_index.json, unet/, text_encoder/, tokenizer/, scheduler/, vae/ or a pixel-space model). */
+  model: string;
+  concepts: ConceptSpec[];
+  /** 'kv' (default): attn2 to_k/to_v; 'cross': all of attn2. */
+  mode?: CustomDiffusionMode;
+  /** Default 250 for one concept, 500 for several. */
+  steps?: number;
+  /** Instance images per step (default 2); with prior preservation as many regularization images join them. */
+  batchSize?: number;
+  /** Base learning rate (default 1e-5); see scaleLr. */
+  lr?: number;
+  /** Multiply lr by the total batch and by 2 with prior preservation (default true). */
+  scaleLr?: boolean;
+  /** Weight of the regularization loss (default 1); 0 turns prior preservation off. */
+  priorLossWeight?: number;
+  /** Random scale / paste / crop with a loss mask (default true). */
+  augment?: boolean;
+  /** Random horizontal flips (default true). */
+  hflip?: boolean;
+  /** Augmented variants drawn (and encoded once) per instance image (default 10). */
+  augmentVariants?: number;
+  seed?: number;
+  /** Image side in pixels (default the UNet's sample_size × the VAE factor); a multiple of the VAE factor. */
+  resolution?: number;
+  /** Sampling steps per generated regularization image (default 30). */
+  regSteps?: number;
+  /** Where checkpoints and generated regularization images go; without it no checkpoints are written. */
+  workDir?: string;
+  /** Write a checkpoint every this many steps (default 50; needs workDir). */
+  checkpointEvery?: number;
+  /** Continue from workDir's checkpoint when there is one (default true). */
+  resume?: boolean;
+  /** Stop with an error when a step's loss exceeds this (default 1e3) or is not finite. */
+  maxLoss?: number;
+  /** Called after every step. */
+  onProgress?: (info: { step: number; steps: number; loss: number; gradNorm: number; secondsPerStep: number }) => void;
+  /** No progress line on stderr. */
+  quiet?: boolean;
+}
+
+export interface TrainCustomDiffusionResult {
+  concept: ConceptWeights;
+  /** Loss of every step this run took. */
+  losses: number[];
+  /** Steps done in total (resumed ones included). */
+  steps: number;
+  secondsPerStep: number;
+}
+
+const ROWS = 'token_embedding.new_rows';
+const CONCEPT_KEYS = ['token', 'initializer', 'classWord', 'instancePrompt', 'images', 'classPrompt', 'regImages', 'numRegImages'];
+const OPTION_KEYS = ['model', 'concepts', 'mode', 'steps', 'batchSize', 'lr', 'scaleLr', 'priorLossWeight', 'augment', 'hflip', 'augmentVariants', 'seed',
+  'resolution', 'regSteps', 'workDir', 'checkpointEvery', 'resume', 'maxLoss', 'onProgress', 'quiet'];
+
+function int(fn: string, name: string, v: unknown, fallback: number, lo: number, hi: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
+  return v;
+}
+function num(fn: string, name: string, v: unknown, fallback: number, lo: number, hi: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) throw invalidArgument(`${fn}: ${name} must be a number in [${lo}, ${hi}], got ${describe(v)}`);
+  return v;
+}
+function bool(fn: string, name: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw invalidArgument(`${fn}: ${name} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+function str(fn: string, name: string, v: unknown, fallback?: string): string {
+  if (v === undefined && fallback !== undefined) return fallback;
+  if (typeof v !== 'string' || v.trim().length === 0) throw invalidArgument(`${fn}: ${name} must be a non-empty string, got ${describe(v)}`);
+  return v;
+}
+
+interface Concept {
+  token: string;
+  initializer: string;
+  classWord: string;
+  instancePrompt: string;
+  classPrompt: string;
+  images: ImageSource;
+  regImages?: string;
+  numRegImages: number;
+}
+
+function checkConcepts(fn: string, list: unknown): Concept[] {
+  if (!Array.isArray(list) || list.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty array of { token, classWord, images, ... }, got ${describe(list)}`);
+  const seen = new Set<string>();
+  return list.map((c: unknown, i) => {
+    const at = `concepts[${i}]`;
+    if (!isPlainObject(c)) throw invalidArgument(`${fn}: ${at} must be an object { token, classWord, images, ... }, got ${describe(c)}`);
+    checkOptions(`${fn}: ${at}`, c, CONCEPT_KEYS);
+    const token = str(fn, `${at}.token`, c.token, `<new${i + 1}>`);
+    if (/\s/.test(token)) throw invalidArgument(`${fn}: ${at}.token '${token}' must not contain whitespace`);
+    if (seen.has(token)) throw invalidArgument(`${fn}: ${at}.token '${token}' is used by two concepts`);
+    seen.add(token);
+    if (c.initializer === undefined && i >= DEFAULT_INITIALIZERS.length) throw invalidArgument(`${fn}: ${at}.initializer is required (defaults exist for the first ${DEFAULT_INITIALIZERS.length} concepts)`);
+    const classWord = str(fn, `${at}.classWord`, c.classWord);
+    if (c.images === undefined) throw invalidArgument(`${fn}: ${at}.images is required (a folder, image paths or image Buffers)`);
+    const instancePrompt = str(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`);
+    // Without the token in its prompt the token's row would never get a gradient.
+    if (!instancePrompt.split(/\s+/).includes(token)) throw invalidArgument(`${fn}: ${at}.instancePrompt '${instancePrompt}' must contain the token '${token}' as a word`);
+    return {
+      token,
+      initializer: str(fn, `${at}.initializer`, c.initializer, DEFAULT_INITIALIZERS[i]),
+      classWord,
+      instancePrompt,
+      classPrompt: str(fn, `${at}.classPrompt`, c.classPrompt, `photo of a ${classWord}`),
+      images: c.images as ImageSource,
+      regImages: c.regImages === undefined ? undefined : str(fn, `${at}.regImages`, c.regImages),
+      numRegImages: int(fn, `${at}.numRegImages`, c.numRegImages, 200, 1, 100_000),
+    };
+  });
+}
+
+/** A pre-encoded training sample: its latent [1, C, h, w], loss mask [h·w] and prompt. */
+interface Sample {
+  latent: Tensor;
+  mask: Float32Array;
+  prompt: string;
+}
+
+/** The UNet weights a mode trains. */
+export function trainedWeightNames(names: readonly string[], mode: CustomDiffusionMode): string[] {
+  const re = mode === 'kv' ? /\.attn2\.to_[kv]\.weight$/ : /\.attn2\.(to_q\.weight|to_k\.weight|to_v\.weight|to_out\.0\.weight|to_out\.0\.bias)$/;
+  return names.filter((n) => re.test(n));
+}
+
+/** Trains one or several concepts; see TrainCustomDiffusionOptions. */
+export function trainCustomDiffusion(options: TrainCustomDiffusionOptions): Promise<TrainCustomDiffusionResult> {
+  return train('trainCustomDiffusion', options, undefined);
+}
+
+/**
+ * As trainCustomDiffusion, over weights already loaded from options.model
+ * (loadDiffusersModel(options.model), f32): configs, tokenizer and scheduler
+ * are still read from the folder. The weights stay the caller's and are
+ * neither written nor disposed.
+ */
+export function trainCustomDiffusionOnLoaded(options: TrainCustomDiffusionOptions, loaded: LoadedDiffusersModel): Promise<TrainCustomDiffusionResult> {
+  const fn = 'trainCustomDiffusionOnLoaded';
+  if (!isPlainObject(loaded) || !isPlainObject(loaded.unet) || !(loaded.unet.weights instanceof Map) || !isPlainObject(loaded.textEncoder) || !(loaded.textEncoder.weights instanceof Map)) {
+    throw invalidArgument(`${fn}: loaded must be what loadDiffusersModel returns ({ unet, textEncoder, vae?, tokenizerDir, schedulerConfig }), got ${describe(loaded)}`);
+  }
+  return train(fn, options, loaded);
+}
+
+async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded: LoadedDiffusersModel | undefined): Promise<TrainCustomDiffusionResult> {
+  if (!isPlainObject(options)) throw invalidArgument(`${fn}: options must be an object { model, concepts, ... }, got ${describe(options)}`);
+  const o = checkOptions(fn, options, OPTION_KEYS);
+  const modelDir = str(fn, 'model', o.model);
+  const concepts = checkConcepts(fn, o.concepts);
+  const mode = (o.mode ?? 'kv') as CustomDiffusionMode;
+  if (mode !== 'kv' && mode !== 'cross') throw invalidArgument(`${fn}: mode must be 'kv' or 'cross', got ${describe(o.mode)}`);
+  const steps = int(fn, 'steps', o.steps, concepts.length > 1 ? 500 : 250, 1, 10_000_000);
+  const batch = int(fn, 'batchSize', o.batchSize, 2, 1, 1024);
+  const baseLr = num(fn, 'lr', o.lr, 1e-5, 0, 10);
+  const scaleLr = bool(fn, 'scaleLr', o.scaleLr, true);
+  const priorWeight = num(fn, 'priorLossWeight', o.priorLossWeight, 1, 0, 1e6);
+  const augment = bool(fn, 'augment', o.augment, true);
+  const hflip = bool(fn, 'hflip', o.hflip, true);
+  const variants = int(fn, 'augmentVariants', o.augmentVariants, 10, 1, 10_000);
+  const seed = int(fn, 'seed', o.seed, 0, 0, 2 ** 31);
+  const regSteps = int(fn, 'regSteps', o.regSteps, 30, 1, 1000);
+  const workDir = o.workDir === undefined ? undefined : str(fn, 'workDir', o.workDir);
+  const every = int(fn, 'checkpointEvery', o.checkpointEvery, 50, 1, 10_000_000);
+  const resume = bool(fn, 'resume', o.resume, true);
+  const maxLoss = num(fn, 'maxLoss', o.maxLoss, 1e3, 0, Infinity);
+  const quiet = bool(fn, 'quiet', o.quiet, false);
+  const onProgress = o.onProgress as TrainCustomDiffusionOptions['onProgress'];
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument(`${fn}: onProgress must be a function, got ${describe(onProgress)}`);
+  const prior = priorWeight > 0;
+  const lr = scaleLr ? baseLr * batch * (prior ? 2 : 1) : baseLr;
+
+  // Everything the run needs from the files comes first, so bad input fails before any work.
+  const instanceImages: RgbImage[][] = [];
+  for (let i = 0; i < concepts.length; i++) instanceImages.push(await loadImages(fn, `concepts[${i}].images`, concepts[i].images));
+
+  let model: LoadedDiffusersModel;
+  try {
+    model = preloaded ?? await loadDiffusersModel(modelDir, { dtype: 'f32' });
+  } catch (e) {
+    if (e instanceof ImprintError) throw new ImprintError(`${fn}: model ${modelDir}: ${e.message}`, e.code);
+    throw e;
+  }
+  const owned: Tensor[] = preloaded ? [] : [...model.unet.weights.values(), ...model.textEncoder.weights.values(), ...(model.vae?.weights.values() ?? [])];
+  const disposeLater: Tensor[] = [];
+  try {
+    if (model.tokenizerDir === undefined) throw invalidArgument(`${fn}: ${join(modelDir, 'tokenizer')} is missing (training needs the CLIP tokenizer)`);
+    if (model.schedulerConfig === undefined) throw invalidArgument(`${fn}: ${join(modelDir, 'scheduler', 'scheduler_config.json')} is missing`);
+    const rawUnet = readJsonFile(join(modelDir, 'unet', 'config.json'));
+    const rawText = readJsonFile(join(modelDir, 'text_encoder', 'config.json')) as Record<string, unknown>;
+    const unet0 = UNet2DConditionModel.fromWeights(rawUnet, model.unet.weights);
+    const encoder0 = ClipTextEncoder.fromWeights(rawText, model.textEncoder.weights);
+    if (unet0.dtype !== 'f32' || encoder0.dtype !== 'f32') throw invalidArgument(`${fn}: training needs f32 weights, got a ${unet0.dtype} UNet and a ${encoder0.dtype} text encoder (load with dtype 'f32')`);
+    const vae = model.vae ? AutoencoderKL.fromWeights(readJsonFile(join(modelDir, 'vae', 'config.json')), model.vae.weights) : PIXEL_SPACE;
+    const ddpm = DDPMTraining.fromConfig(model.schedulerConfig);
+    const tokenizer = await ClipTokenizer.fromFolder(model.tokenizerDir);
+    const factor = vae.factor;
+    const sampleSize = (rawUnet as { sample_size?: unknown }).sample_size;
+    const defaultRes = typeof sampleSize === 'number' && Number.isSafeInteger(sampleSize) ? sampleSize * factor : 512;
+    const resolution = int(fn, 'resolution', o.resolution, defaultRes, factor, 4096);
+    if (resolution % factor !== 0) throw invalidArgument(`${fn}: resolution must be a multiple of the VAE factor ${factor}, got ${resolution}`);
+
+    // Tokens: new, and started from one existing token each.
+    const initIds = concepts.map((c, i) => {
+      if (tokenizer.tokenToId(c.token) !== undefined) throw invalidArgument(`${fn}: concepts[${i}].token '${c.token}' is already in the vocabulary (id ${tokenizer.tokenToId(c.token)}); choose a new token`);
+      const content = tokenizer.encode(c.initializer).slice(1, -1);
+      if (content.length !== 1) {
+        const pieces = content.map((id) => `'${tokenizer.idToToken(id) ?? id}'`).join(', ');
+        throw invalidArgument(`${fn}: concepts[${i}].initializer '${c.initializer}' must be a single token of the vocabulary, but it tokenizes to ${content.length} tokens (${pieces})`);
+      }
+      return content[0];
+    });
+    if (tokenizer.vocabSize !== encoder0.config.vocabSize) {
+      throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${encoder0.config.vocabSize}`);
+    }
+    const fingerprint = await modelFingerprint(model.unet.weights, encoder0.tokenEmbedding);
+
+    // Regularization images (before the tokenizer learns the new tokens: the base model samples them).
+    const regSets: CaptionedImage[][] = [];
+    if (prior) {
+      const pipeline = StableDiffusionPipeline.fromComponents({
+        tokenizer, textEncoder: encoder0, unet: unet0, vae, scheduler: schedulerFromConfig('ddim', model.schedulerConfig),
+      });
+      for (let i = 0; i < concepts.length; i++) {
+        const c = concepts[i];
+        regSets.push(c.regImages !== undefined
+          ? await folderRegularization(fn, `concepts[${i}].regImages`, c.regImages, c.classPrompt, c.numRegImages)
+          : await generatedRegularization(fn, {
+            pipeline, fingerprint, prompt: c.classPrompt, count: c.numRegImages, resolution, seed, steps: regSteps,
+            cacheRoot: join(workDir ?? join(tmpdir(), 'imprint-custom-diffusion'), 'regularization'),
+          }));
+      }
+    }
+
+    const newIds = tokenizer.addTokens(concepts.map((c) => c.token));
+    const grownEncoder = await encoder0.addTokenRows(initIds);
+    const grownTable = grownEncoder.tokenEmbedding;
+    disposeLater.push(grownTable);
+    const vocab = grownEncoder.config.vocabSize;
+    const hidden = grownEncoder.config.hiddenSize;
+    const tokens = grownEncoder.config.maxPositionEmbeddings;  // 77 for CLIP
+    newIds.forEach((id, i) => {
+      if (id !== encoder0.config.vocabSize + i) throw new ImprintError(`${fn}: token '${concepts[i].token}' got id ${id}, expected ${encoder0.config.vocabSize + i}`, 'INTERNAL');
+    });
+    const grownRaw = { ...rawText, vocab_size: vocab };
+    const tableData = Float32Array.from(await grownTable.data() as Float32Array);
+    const rowMaskData = new Uint8Array(vocab);
+    for (const id of newIds) rowMaskData[id] = 1;
+    const rowMask = tensor(rowMaskData, { shape: [vocab] });
+    const newIdTensor = tensor(Int32Array.from(newIds), { shape: [newIds.length] });
+    disposeLater.push(rowMask, newIdTensor);
+
+    // Samples: every instance image's augmented variants and every regularization image, encoded once.
+    const settings: AugmentSettings = { resolution, factor, augment, hflip };
+    const encode = async (pixels: Float32Array): Promise<Tensor> => {
+      const img = tensor(pixels, { shape: [1, 3, resolution, resolution] });
+      if (vae === PIXEL_SPACE) return img;
+      try {
+        const { mean, logvar } = await (vae as AutoencoderKL).encode(img);
+        logvar.dispose();
+        const scaled = await scaleTensor(mean, (vae as AutoencoderKL).scalingFactor);
+        mean.dispose();
+        return scaled;
+      } finally {
+        img.dispose();
+      }
+    };
+    // With a workDir the latents are also kept on disk, keyed by everything they depend on, so a resumed run skips the VAE.
+    let cacheFile: string | undefined;
+    if (workDir !== undefined) {
+      const h = createHash('sha256').update(JSON.stringify([fingerprint, resolution, factor, seed, augment, hflip, variants, vae === PIXEL_SPACE ? 1 : (vae as AutoencoderKL).scalingFactor]));
+      for (const list of instanceImages) for (const im of list) h.update(`${im.width}x${im.height}`).update(im.data);
+      for (const set of regSets) for (const r of set) h.update(`${r.image.width}x${r.image.height}`).update(r.image.data);
+      cacheFile = join(workDir, `latents-${h.digest('hex').slice(0, 24)}.safetensors`);
+    }
+    const cached = cacheFile !== undefined && existsSync(cacheFile) ? await loadSafetensors(cacheFile) : undefined;
+    if (cached) disposeLater.push(...cached.values());
+    const computed = new Map<string, Tensor>();
+    const latentOf = async (name: string, pixels: () => Promise<Float32Array>): Promise<Tensor> => {
+      const hit = cached?.get(name);
+      if (hit) return hit;
+      const latent = await encode(await pixels());
+      disposeLater.push(latent);
+      computed.set(name, latent);
+      return latent;
+    };
+    const root = new WorldRandom(seed);
+    const instances: Sample[][] = [];
+    for (let c = 0; c < concepts.length; c++) {
+      const list: Sample[] = [];
+      for (let i = 0; i < instanceImages[c].length; i++) {
+        for (let v = 0; v < variants; v++) {
+          const rng = root.fork(`variant ${c} ${i} ${v}`);
+          let plan: AugmentPlan = planAugmentation(rng, settings);
+          // At tiny resolutions a small paste can leave no latent pixel inside the shrunk box: draw again.
+          for (let tries = 0; tries < 100 && augmentMask(plan, settings).every((m) => m === 0); tries++) plan = planAugmentation(rng, settings);
+          const mask = augmentMask(plan, settings);
+          if (mask.every((m) => m === 0)) mask.fill(1);
+          const latent = await latentOf(`instance/${c}/${i}/${v}`, async () => (await augmentImage(instanceImages[c][i], plan, settings)).pixels);
+          list.push({ latent, mask, prompt: plan.prefix + concepts[c].instancePrompt });
+        }
+      }
+      instances.push(list);
+    }
+    const latentSide = resolution / factor;
+    const regs: Sample[][] = [];
+    for (let c = 0; c < regSets.length; c++) {
+      const list: Sample[] = [];
+      for (let k = 0; k < regSets[c].length; k++) {
+        const r = regSets[c][k];
+        const whole: AugmentPlan = { flip: false, scale: resolution, kind: 'none', top: 0, left: 0, prefix: '' };
+        const latent = await latentOf(`regularization/${c}/${k}`, async () => (await augmentImage(r.image, whole, settings)).pixels);
+        list.push({ latent, mask: new Float32Array(latentSide * latentSide).fill(1), prompt: r.caption });
+      }
+      regs.push(list);
+    }
+    if (cacheFile !== undefined && computed.size > 0) {
+      mkdirSync(workDir!, { recursive: true });
+      await saveSafetensors(`${cacheFile}.tmp`, cached ? new Map([...cached, ...computed]) : computed);
+      renameSync(`${cacheFile}.tmp`, cacheFile);
+    }
+
+    // Parameters: the trained UNet matrices and the new embedding rows.
+    const trained = trainedWeightNames(unet0.weightNames, mode);
+    const base = new Map(unet0.weightNames.map((n, i) => [n, unet0.weights[i] as Tensor]));
+    const params = new Map<string, Tensor>();
+    for (const n of trained) params.set(n, await combine([[1, base.get(n)! as Tensor<'f32'>]]));
+    params.set(ROWS, await embedding(newIdTensor, grownTable));
+    const opt = await AdamW.create(params, { betas: [0.9, 0.999], weightDecay: 1e-2, eps: 1e-8, maxGradNorm: 1 });
+    try {
+      const ckpt = workDir === undefined ? undefined : join(workDir, 'checkpoint.safetensors');
+      const identity = { seed: String(seed), mode, batch: String(batch), tokens: JSON.stringify(concepts.map((c) => c.token)), fingerprint, resolution: String(resolution) };
+      let start = 0;
+      if (ckpt !== undefined && resume && existsSync(ckpt)) {
+        const meta = readSafetensorsHeader(ckpt).metadata;
+        const differs = Object.entries(identity).filter(([k, v]) => meta[k] !== v).map(([k, v]) => `${k} ${meta[k] ?? '(none)'} vs ${v}`);
+        start = Number(meta.step);
+        if (differs.length > 0 || !Number.isSafeInteger(start) || start < 0) {
+          throw invalidArgument(`${fn}: ${ckpt} was written by another run (${differs.join('; ') || `step ${meta.step}`}); remove it, pass resume: false, or use the same settings`);
+        }
+        opt.restore(await loadSafetensors(ckpt), start, ckpt);
+      }
+      if (start > steps) throw invalidArgument(`${fn}: the checkpoint in ${workDir} is at step ${start}, past steps ${steps}`);
+      const saveCheckpoint = async (step: number): Promise<void> => {
+        mkdirSync(workDir!, { recursive: true });
+        const tmp = `${ckpt}.tmp`;
+        await saveSafetensors(tmp, opt.stateTensors(), { ...identity, step: String(step), rngStep: String(step) });
+        renameSync(tmp, ckpt!);  // atomic: a crash leaves the previous checkpoint whole
+      };
+
+      const progress = new Progress(steps, start, { label: 'custom diffusion', quiet });
+      const losses: number[] = [];
+      const plane = latentSide * latentSide;
+      for (let step = start; step < steps; step++) {
+        const rng = root.fork(`step ${step}`);
+        const c = step % concepts.length;
+        const picked: Sample[] = [];
+        for (let k = 0; k < batch; k++) picked.push(instances[c][rng.int(0, instances[c].length - 1)]);
+        const nInst = picked.length;
+        if (prior) for (let k = 0; k < batch; k++) picked.push(regs[c][rng.int(0, regs[c].length - 1)]);
+        const N = picked.length;
+        const timesteps = picked.map(() => rng.int(0, ddpm.config.numTrainTimesteps - 1));
+        // Mask weights that make the one native loss equal masked_mean(instance) + w·mean(regularization), divided by 1 + w.
+        const maskData = new Float32Array(N * plane);
+        let instSum = 0;
+        for (let k = 0; k < nInst; k++) for (const m of picked[k].mask) instSum += m;
+        picked.forEach((s, k) => {
+          const w = k < nInst ? 1 / instSum : priorWeight / ((N - nInst) * plane);
+          for (let p = 0; p < plane; p++) maskData[k * plane + p] = s.mask[p] * w;
+        });
+        const lossScale = prior ? 1 + priorWeight : 1;
+        const ids = new Int32Array(N * tokens);
+        picked.forEach((s, k) => ids.set(tokenizer.encodePadded(s.prompt, { maxLength: tokens }).ids, k * tokens));
+        const stepOwned: Tensor[] = [];
+        const keep = <T extends Tensor>(t: T): T => (stepOwned.push(t), t);
+        let loss: number;
+        let gradNorm: number;
+        try {
+          const idT = keep(tensor(ids, { shape: [N, tokens] }));
+          const x0 = keep(await concat(picked.map((s) => s.latent), { dim: 0 }));
+          const noise = keep(await randn(x0.shape, { seed: seed * 1_000_003 + step }));
+          const mask = keep(tensor(maskData, { shape: [N, 1, latentSide, latentSide] }));
+          const rows = (await opt.params.get(ROWS)!.data()) as Float32Array;
+          const table = tableData.slice();
+          newIds.forEach((id, i) => table.set(rows.subarray(i * hidden, (i + 1) * hidden), id * hidden));
+          const tableT = keep(tensor(table, { shape: [vocab, hidden] }));
+          const textWeights = new Map(model.textEncoder.weights);
+          textWeights.set(TOKEN_EMBEDDING, tableT);
+          const encoder = ClipTextEncoder.fromWeights(grownRaw, textWeights);
+          const { lastHiddenState: context } = await encoder.encode(idT);
+          keep(context);
+          const noisy = keep(await ddpm.addNoise(x0 as Tensor<'f32'>, noise, timesteps));
+          const target = keep(await ddpm.target(x0 as Tensor<'f32'>, noise, timesteps));
+          const unet = unet0.withWeights(new Map(trained.map((n) => [n, opt.params.get(n)!])));
+          const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: trained, mask, detachStartToken: true });
+          [r.out, r.dSample, r.dContext, r.loss, ...r.grads.values()].forEach(keep);
+          loss = (r.loss.dataSync() as Float32Array)[0] * lossScale;
+          if (!Number.isFinite(loss) || loss > maxLoss) {
+            throw new ImprintError(`${fn}: the loss is ${loss} at step ${step + 1} (limit maxLoss ${maxLoss}); training stopped${ckpt && existsSync(ckpt) ? `, the last good checkpoint ${ckpt} is kept` : ''}. Lower lr?`, 'INVALID_ARGUMENT');
+          }
+          const up = async (t: Tensor): Promise<Tensor> => (lossScale === 1 ? t : keep(await scaleTensor(t as Tensor<'f32'>, lossScale)));
+          const dContext = await up(r.dContext);
+          const trainer = ClipTextTrainer.fromWeights(grownRaw, textWeights);
+          const tr = await trainer.forwardBackward(idT, { dLast: dContext, trainable: 'embeddings', rowMask });
+          keep(tr.lastHiddenState);
+          const dTable = keep(tr.grads.get(TOKEN_EMBEDDING)!);
+          const grads = new Map<string, Tensor>();
+          for (const [n, g] of r.grads) grads.set(n, await up(g));
+          grads.set(ROWS, keep(await embedding(newIdTensor, dTable)));
+          ({ gradNorm } = await opt.update(grads, lr));
+          if (!Number.isFinite(gradNorm)) {
+            throw new ImprintError(`${fn}: the gradient norm is ${gradNorm} at step ${step + 1}; training stopped${ckpt && existsSync(ckpt) ? `, the last good checkpoint ${ckpt} is kept` : ''}`, 'INVALID_ARGUMENT');
+          }
+        } finally {
+          for (const t of stepOwned) if (!t.disposed) t.dispose();
+        }
+        losses.push(loss);
+        progress.update(step + 1, { loss, gradNorm });
+        onProgress?.({ step: step + 1, steps, loss, gradNorm, secondsPerStep: progress.secondsPerStep(step + 1) });
+        if (ckpt !== undefined && ((step + 1) % every === 0 || step + 1 === steps)) await saveCheckpoint(step + 1);
+      }
+
+      // The result: ΔW = W − W0 and the learned rows.
+      const deltas = new Map<string, Tensor<'f32'>>();
+      for (const n of trained) deltas.set(n, await combine([[1, opt.params.get(n)! as Tensor<'f32'>], [-1, base.get(n)! as Tensor<'f32'>]]));
+      const rows = Float32Array.from((await opt.params.get(ROWS)!.data()) as Float32Array);
+      const concept: ConceptWeights = {
+        method: 'custom-diffusion',
+        mode,
+        tokens: concepts.map((c, i) => ({ token: c.token, classWord: c.classWord, embedding: tensor(rows.slice(i * hidden, (i + 1) * hidden), { shape: [hidden] }) })),
+        deltas,
+        baseFingerprint: fingerprint,
+      };
+      return { concept, losses, steps, secondsPerStep: progress.secondsPerStep(steps) };
+    } finally {
+      opt.dispose();
+    }
+  } finally {
+    for (const t of [...disposeLater, ...owned]) if (!t.disposed) t.dispose();
+  }
+}
