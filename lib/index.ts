@@ -66,7 +66,7 @@ export {
   type ClipTextBackwardResult,
 } from './models/clip-text-backward.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
-export { UNet2DConditionModel, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions } from './models/unet.js';
+export { UNet2DConditionModel, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions, type UNetLossOptions } from './models/unet.js';
 export { imageToTensor, tensorToImages, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
 export {
   StableDiffusionPipeline,
@@ -87,3 +87,9 @@ export { initWeights, type InitOptions } from './models/init.js';
 export { AdamW, warmupCosine, type AdamWOptions, type StepResult } from './train/optimizer.js';
 export { Progress, formatSeconds, type ProgressOptions, type ProgressUpdate } from './train/progress.js';
 export * as world from './world/index.js';
+export {
+  trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, DEFAULT_INITIALIZERS,
+  type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult, type ConceptSpec,
+} from './custom-diffusion/train.js';
+export type { ConceptWeights, ConceptToken, CustomDiffusionMode } from './custom-diffusion/types.js';
+export { modelFingerprint } from './custom-diffusion/fingerprint.js';

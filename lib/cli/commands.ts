@@ -12,6 +12,7 @@ import { evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS } 
 import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { worldModelDir } from '../world/model-path.js';
 import { pretrainWorld } from '../world/pretrain.js';
+import { TRAIN_COMMANDS } from './commands-train.js';
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
@@ -205,4 +206,6 @@ export const COMMANDS: Record<string, Command> = {
       process.stdout.write(`${JSON.stringify(r)}\n`);
     },
   },
+
+  ...TRAIN_COMMANDS,
 };
