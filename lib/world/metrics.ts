@@ -67,8 +67,10 @@ const FOREGROUND_DISTANCE = 45;
 /** Border pixels this close to a candidate count towards it being the background. */
 const BACKGROUND_RADIUS = 48;
 /** Best template IoU needed to name a shape. */
-const SHAPE_MIN_IOU = 0.75;
+const SHAPE_MIN_IOU = 0.82;
 const MAX_DETECTED = 8;
+/** Border noise (σ per channel, 0-255 units) above which components must survive a median filter. */
+const NOISE_FOR_MEDIAN = 3;
 
 function checkImage(fn: string, image: unknown, resolution: unknown, what = 'image'): number {
   const r = checkResolution(fn, resolution);
@@ -122,22 +124,56 @@ function borderBackground(image: Uint8Array, r: number): RGB {
   return [sum[0] / n, sum[1] / n, sum[2] / n];
 }
 
-function foregroundMask(image: Uint8Array, r: number, bg: RGB): Uint8Array {
-  const d = new Float64Array(r * r);
-  for (let p = 0; p < r * r; p++) d[p] = distance(pixelAt(image, p), bg);
+function foregroundMask(dist: Float64Array, r: number): Uint8Array {
   const mask = new Uint8Array(r * r);
   for (let y = 0; y < r; y++) {
     for (let x = 0; x < r; x++) {
       const p = y * r + x;
-      if (d[p] <= FOREGROUND_DISTANCE) continue;
+      if (dist[p] <= FOREGROUND_DISTANCE) continue;
       let strongest = 0;
       for (let yy = Math.max(0, y - 1); yy <= Math.min(r - 1, y + 1); yy++) {
-        for (let xx = Math.max(0, x - 1); xx <= Math.min(r - 1, x + 1); xx++) strongest = Math.max(strongest, d[yy * r + xx]);
+        for (let xx = Math.max(0, x - 1); xx <= Math.min(r - 1, x + 1); xx++) strongest = Math.max(strongest, dist[yy * r + xx]);
       }
-      if (d[p] >= 0.5 * strongest) mask[p] = 1;
+      if (dist[p] >= 0.5 * strongest) mask[p] = 1;
     }
   }
   return mask;
+}
+
+/** Noise level of the border's background pixels: 1.4826 × the median absolute deviation per channel (σ for Gaussian noise). */
+function borderNoise(image: Uint8Array, r: number, bg: RGB): number {
+  const deviations: number[] = [];
+  for (let i = 0; i < r; i++) {
+    for (const p of [i, (r - 1) * r + i, i * r, i * r + r - 1]) {
+      const c = pixelAt(image, p);
+      if (distance(c, bg) > BACKGROUND_RADIUS) continue;
+      for (let k = 0; k < 3; k++) deviations.push(Math.abs(c[k] - bg[k]));
+    }
+  }
+  deviations.sort((a, b) => a - b);
+  return 1.4826 * (deviations[deviations.length >> 1] ?? 0);
+}
+
+/**
+ * Per-channel median of each pixel and its four neighbours (clipped at the
+ * image edge): removes isolated noise, yet keeps a square's corner (3 of 5 inside).
+ */
+function medianPlus(image: Uint8Array, r: number): Uint8Array {
+  const out = new Uint8Array(image.length);
+  const window: number[] = [];
+  for (let y = 0; y < r; y++) {
+    for (let x = 0; x < r; x++) {
+      const p = y * r + x;
+      const around = [p, x > 0 ? p - 1 : -1, x < r - 1 ? p + 1 : -1, y > 0 ? p - r : -1, y < r - 1 ? p + r : -1];
+      for (let k = 0; k < 3; k++) {
+        window.length = 0;
+        for (const q of around) if (q >= 0) window.push(image[q * 3 + k]);
+        window.sort((a, b) => a - b);
+        out[p * 3 + k] = window[window.length >> 1];
+      }
+    }
+  }
+  return out;
 }
 
 /** 4-connected components of `mask` as lists of pixel indices. */
@@ -168,17 +204,70 @@ function components(mask: Uint8Array, r: number): Int32Array[] {
   return out;
 }
 
-/** Coverage of the pixel (x, y) of a w×h box by the world shape inscribed in it, from 4×4 samples. */
-function templateCoverage(shape: WorldShape, x: number, y: number, w: number, h: number): number {
+/** Coverage of window pixel (x, y) by the world shape inscribed in the box at (ox, oy) of size bw×bh, from 4×4 samples. */
+function templateCoverage(shape: WorldShape, x: number, y: number, ox: number, oy: number, bw: number, bh: number): number {
   let inside = 0;
   for (let sy = 0; sy < 4; sy++) {
     for (let sx = 0; sx < 4; sx++) {
-      const u = ((x + (sx + 0.5) / 4) / w) * 2 - 1;
-      const v = ((y + (sy + 0.5) / 4) / h) * 2 - 1;
+      const u = ((x + (sx + 0.5) / 4 - ox) / bw) * 2 - 1;
+      const v = ((y + (sy + 0.5) / 4 - oy) / bh) * 2 - 1;
+      if (u < -1 || u > 1 || v < -1 || v > 1) continue;
       if (shape === 'square' || (shape === 'circle' && u * u + v * v <= 1) || (shape === 'triangle' && Math.abs(u) <= (v + 1) / 2)) inside++;
     }
   }
   return inside / 16;
+}
+
+/** Growths (pixels) of the estimated box tried on each axis, to absorb the estimate's error. */
+const BOX_GROWTH = [-0.5, 0, 0.5, 1] as const;
+
+/**
+ * Best IoU of the object's soft mask (its pixel box w×h plus a one-pixel
+ * margin, (w+2)×(h+2)) with `shape` inscribed in a box estimated from the mask:
+ * per axis, the width is the sum of the mask's column (row) maxima and the
+ * centre their weighted mean, so a half-covered edge column counts half.
+ */
+function templateIoU(shape: WorldShape, soft: Float64Array, w: number, h: number): number {
+  const W = w + 2;
+  const H = h + 2;
+  const colMax = new Float64Array(W);
+  const rowMax = new Float64Array(H);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      colMax[x] = Math.max(colMax[x], soft[y * W + x]);
+      rowMax[y] = Math.max(rowMax[y], soft[y * W + x]);
+    }
+  }
+  const span = (profile: Float64Array): [number, number] => {
+    let sum = 0;
+    let moment = 0;
+    profile.forEach((v, i) => {
+      sum += v;
+      moment += (i + 0.5) * v;
+    });
+    return [moment / sum, sum];
+  };
+  const [cx, bw] = span(colMax);
+  const [cy, bh] = span(rowMax);
+  let best = 0;
+  for (const gx of BOX_GROWTH) {
+    for (const gy of BOX_GROWTH) {
+      const boxW = bw + gx;
+      const boxH = bh + gy;
+      let both = 0;
+      let either = 0;
+      for (let y = 0; y < H; y++) {
+        for (let x = 0; x < W; x++) {
+          const t = templateCoverage(shape, x, y, cx - boxW / 2, cy - boxH / 2, boxW, boxH);
+          const m = soft[y * W + x];
+          both += Math.min(t, m);
+          either += Math.max(t, m);
+        }
+      }
+      best = Math.max(best, both / either);
+    }
+  }
+  return best;
 }
 
 function countHoles(objMask: Uint8Array, w: number, h: number): number {
@@ -215,7 +304,22 @@ function countHoles(objMask: Uint8Array, w: number, h: number): number {
   return holes;
 }
 
-function describeObject(image: Uint8Array, r: number, pixels: Int32Array, inMask: Uint8Array): DetectedObject {
+/** What the object measurements read: the (denoised) image, its background, distances from it, and components. */
+interface Frame {
+  image: Uint8Array;
+  r: number;
+  background: RGB;
+  /** RGB distance of each pixel from the background. */
+  dist: Float64Array;
+  mask: Uint8Array;
+  /** Component index of each pixel, -1 for background. */
+  owner: Int32Array;
+  /** Distances from the background up to this are noise: soft coverage starts above it. */
+  noiseFloor: number;
+}
+
+function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedObject {
+  const { image, r, mask: inMask, owner, dist } = frame;
   let x0 = r, y0 = r, x1 = -1, y1 = -1;
   for (const p of pixels) {
     const x = p % r;
@@ -253,20 +357,26 @@ function describeObject(image: Uint8Array, r: number, pixels: Int32Array, inMask
   const colourMean = sums[colour].map((s) => s / votes[colour]);
   const colourHistogram = Object.fromEntries(PALETTE_NAMES.map((n) => [n, votes[n] / voters.length])) as Record<PaletteName, number>;
 
-  const shapeScores = {} as Record<WorldShape, number>;
-  for (const shape of ['circle', 'square', 'triangle'] as const) {
-    let both = 0;
-    let either = 0;
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const t = templateCoverage(shape, x, y, w, h);
-        const m = objMask[y * w + x];
-        both += Math.min(t, m);
-        either += Math.max(t, m);
+  // Soft coverage: each pixel's distance from the background as a fraction of the object colour's,
+  // over the object and the pixels touching it (edge pixels under half covered are not in the mask).
+  const floor = Math.min(frame.noiseFloor, FOREGROUND_DISTANCE);
+  // Full coverage: the distance of the object's least contrasting colour (a pattern has two) from the background.
+  const mainColours = PALETTE_NAMES.filter((n) => votes[n] >= Math.max(1, 0.15 * voters.length));
+  const full = Math.min(...mainColours.map((n) => distance(sums[n].map((v) => v / votes[n]), frame.background))) - floor;
+  const soft = new Float64Array((w + 2) * (h + 2));
+  for (let y = y0 - 1; y <= y1 + 1; y++) {
+    for (let x = x0 - 1; x <= x1 + 1; x++) {
+      if (x < 0 || y < 0 || x >= r || y >= r) continue;
+      let near = false;
+      for (let yy = Math.max(0, y - 1); yy <= Math.min(r - 1, y + 1) && !near; yy++) {
+        for (let xx = Math.max(0, x - 1); xx <= Math.min(r - 1, x + 1); xx++) if (owner[yy * r + xx] === id) near = true;
       }
+      const p = y * r + x;
+      if (near && (owner[p] === id || owner[p] === -1)) soft[(y - y0 + 1) * (w + 2) + (x - x0 + 1)] = Math.min(1, Math.max(0, dist[p] - floor) / full);
     }
-    shapeScores[shape] = both / either;
   }
+  const shapeScores = {} as Record<WorldShape, number>;
+  for (const shape of ['circle', 'square', 'triangle'] as const) shapeScores[shape] = templateIoU(shape, soft, w, h);
   const holes = countHoles(objMask, w, h);
   const best = (Object.keys(shapeScores) as WorldShape[]).reduce((a, b) => (shapeScores[b] > shapeScores[a] ? b : a));
   const aspect = w / h;
@@ -298,13 +408,27 @@ function describeObject(image: Uint8Array, r: number, pixels: Int32Array, inMask
 export function analyzeImage(image: Uint8Array, resolution = 32): ImageAnalysis {
   const r = checkImage('analyzeImage', image, resolution);
   const background = borderBackground(image, r);
-  const mask = foregroundMask(image, r, background);
+  const noise = borderNoise(image, r, background);
+  const dist = new Float64Array(r * r);
+  for (let p = 0; p < r * r; p++) dist[p] = distance(pixelAt(image, p), background);
+  const mask = foregroundMask(dist, r);
   const minArea = Math.max(4, Math.round((r * r) / 256));
-  const objects = components(mask, r)
-    .filter((c) => c.length >= minArea)
-    .sort((a, b) => b.length - a.length)
-    .slice(0, MAX_DETECTED)
-    .map((c) => describeObject(image, r, c, mask));
+  let kept = components(mask, r).filter((c) => c.length >= minArea);
+  if (noise > NOISE_FOR_MEDIAN) {
+    // Noisy images (generated ones): a component is real when enough of it survives a median filter,
+    // which erases noise specks; it is still measured on the unfiltered image, whose thin parts
+    // (a triangle's apex) the filter would erase too.
+    const filtered = medianPlus(image, r);
+    const filteredDist = new Float64Array(r * r);
+    for (let p = 0; p < r * r; p++) filteredDist[p] = distance(pixelAt(filtered, p), background);
+    const confirmed = foregroundMask(filteredDist, r);
+    kept = kept.filter((c) => c.reduce((n, p) => n + confirmed[p], 0) >= minArea);
+  }
+  kept = kept.sort((a, b) => b.length - a.length).slice(0, MAX_DETECTED);
+  const owner = new Int32Array(r * r).fill(-1);
+  kept.forEach((c, id) => c.forEach((p) => (owner[p] = id)));
+  const frame: Frame = { image, r, background, dist, mask, owner, noiseFloor: 3 * noise };
+  const objects = kept.map((c, id) => describeObject(frame, id, c));
   return { background, backgroundColour: nearestPalette(background), objects };
 }
 
