@@ -39,7 +39,7 @@ export interface DetectedObject {
   area: number;
   /** Inclusive pixel bounds. */
   bbox: { x0: number; y0: number; x1: number; y1: number };
-  /** Bounding-box centre and longer side, as fractions of the image side. */
+  /** Centre and longer side of the box fitted to the soft coverage (sub-pixel), as fractions of the image side. */
   cx: number;
   cy: number;
   extent: number;
@@ -52,6 +52,8 @@ export interface DetectedObject {
   holes: number;
   /** Indices (y·resolution + x) of the object's pixels. */
   pixels: Int32Array;
+  /** Estimated fraction of each pixel the object covers, over its pixel box plus a one-pixel margin (row-major). */
+  coverage: { x0: number; y0: number; width: number; height: number; values: Float64Array };
 }
 
 export interface ImageAnalysis {
@@ -69,6 +71,8 @@ const BACKGROUND_RADIUS = 48;
 /** Best template IoU needed to name a shape. */
 const SHAPE_MIN_IOU = 0.82;
 const MAX_DETECTED = 8;
+/** An edge pixel this close to a palette colour votes on the object's colour. */
+const CLEAN_PIXEL_DISTANCE = 40;
 /** Border noise (σ per channel, 0-255 units) above which components must survive a median filter. */
 const NOISE_FOR_MEDIAN = 3;
 
@@ -221,15 +225,20 @@ function templateCoverage(shape: WorldShape, x: number, y: number, ox: number, o
 /** Growths (pixels) of the estimated box tried on each axis, to absorb the estimate's error. */
 const BOX_GROWTH = [-0.5, 0, 0.5, 1] as const;
 
+/** A box in window pixels: centre and size. */
+interface SoftBox {
+  cx: number;
+  cy: number;
+  bw: number;
+  bh: number;
+}
+
 /**
- * Best IoU of the object's soft mask (its pixel box w×h plus a one-pixel
- * margin, (w+2)×(h+2)) with `shape` inscribed in a box estimated from the mask:
- * per axis, the width is the sum of the mask's column (row) maxima and the
- * centre their weighted mean, so a half-covered edge column counts half.
+ * The object's box estimated from its soft mask (W×H window): per axis, the
+ * size is the sum of the column (row) maxima and the centre their weighted
+ * mean, so a half-covered edge column counts half.
  */
-function templateIoU(shape: WorldShape, soft: Float64Array, w: number, h: number): number {
-  const W = w + 2;
-  const H = h + 2;
+function softBox(soft: Float64Array, W: number, H: number): SoftBox {
   const colMax = new Float64Array(W);
   const rowMax = new Float64Array(H);
   for (let y = 0; y < H; y++) {
@@ -249,6 +258,12 @@ function templateIoU(shape: WorldShape, soft: Float64Array, w: number, h: number
   };
   const [cx, bw] = span(colMax);
   const [cy, bh] = span(rowMax);
+  return { cx, cy, bw, bh };
+}
+
+/** Best IoU of the object's soft mask with `shape` inscribed in `box` grown by each BOX_GROWTH per axis. */
+function templateIoU(shape: WorldShape, soft: Float64Array, W: number, H: number, box: SoftBox): number {
+  const { cx, cy, bw, bh } = box;
   let best = 0;
   for (const gx of BOX_GROWTH) {
     for (const gy of BOX_GROWTH) {
@@ -334,11 +349,13 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
   const objMask = new Uint8Array(w * h);
   for (const p of pixels) objMask[(Math.floor(p / r) - y0) * w + ((p % r) - x0)] = 1;
 
-  // Colour from the inner pixels: edge pixels are blends with the background.
+  // Colour from the inner pixels, and the edge pixels close to a palette colour: other edge pixels are
+  // blends with the background (a pattern's outer band can be all edge at small sizes).
   const inner = Array.from(pixels).filter((p) => {
     const x = p % r;
     const y = (p - x) / r;
-    return x > 0 && y > 0 && x < r - 1 && y < r - 1 && inMask[p - 1] && inMask[p + 1] && inMask[p - r] && inMask[p + r];
+    const surrounded = x > 0 && y > 0 && x < r - 1 && y < r - 1 && inMask[p - 1] && inMask[p + 1] && inMask[p - r] && inMask[p + r];
+    return surrounded || distance(pixelAt(image, p), PALETTE[nearestPalette(pixelAt(image, p))]) <= CLEAN_PIXEL_DISTANCE;
   });
   const voters = inner.length >= 3 ? inner : Array.from(pixels);
   const votes = Object.fromEntries(PALETTE_NAMES.map((n) => [n, 0])) as Record<PaletteName, number>;
@@ -375,16 +392,18 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
       if (near && (owner[p] === id || owner[p] === -1)) soft[(y - y0 + 1) * (w + 2) + (x - x0 + 1)] = Math.min(1, Math.max(0, dist[p] - floor) / full);
     }
   }
+  const box = softBox(soft, w + 2, h + 2);
   const shapeScores = {} as Record<WorldShape, number>;
-  for (const shape of ['circle', 'square', 'triangle'] as const) shapeScores[shape] = templateIoU(shape, soft, w, h);
+  for (const shape of ['circle', 'square', 'triangle'] as const) shapeScores[shape] = templateIoU(shape, soft, w + 2, h + 2, box);
   const holes = countHoles(objMask, w, h);
   const best = (Object.keys(shapeScores) as WorldShape[]).reduce((a, b) => (shapeScores[b] > shapeScores[a] ? b : a));
-  const aspect = w / h;
+  const aspect = box.bw / box.bh;
   const shape = holes === 0 && aspect > 0.7 && aspect < 1 / 0.7 && shapeScores[best] >= SHAPE_MIN_IOU ? best : 'unknown';
 
-  const cx = (x0 + x1 + 1) / 2 / r;
-  const cy = (y0 + y1 + 1) / 2 / r;
-  const extent = Math.max(w, h) / r;
+  // The window starts one pixel before the pixel box.
+  const cx = (x0 - 1 + box.cx) / r;
+  const cy = (y0 - 1 + box.cy) / r;
+  const extent = Math.max(box.bw, box.bh) / r;
   return {
     colour,
     colourDistance: distance(colourMean, PALETTE[colour]),
@@ -401,6 +420,7 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
     shapeScores,
     holes,
     pixels,
+    coverage: { x0: x0 - 1, y0: y0 - 1, width: w + 2, height: h + 2, values: soft },
   };
 }
 
@@ -508,15 +528,12 @@ export interface ConceptDescriptor {
 function descriptorOf(analysis: ImageAnalysis, r: number): ConceptDescriptor | null {
   const obj = analysis.objects[0];
   if (obj === undefined) return null;
-  const { x0, y0, x1, y1 } = obj.bbox;
-  const w = x1 - x0 + 1;
-  const h = y1 - y0 + 1;
-  const solid = new Uint8Array(r * r);
-  for (const p of obj.pixels) solid[p] = 1;
-  const at = (x: number, y: number) => (x < 0 || y < 0 || x >= r || y >= r ? 0 : solid[y * r + x]);
-  const scale = Math.max(w, h) / (GRID * 0.9); // image pixels per grid cell
-  const midX = (x0 + x1 + 1) / 2;
-  const midY = (y0 + y1 + 1) / 2;
+  const { x0, y0, width, height, values } = obj.coverage;
+  const at = (x: number, y: number) => (x < 0 || y < 0 || x >= width || y >= height ? 0 : values[y * width + x]);
+  // Centre and scale from the fitted box, in window pixels.
+  const scale = (obj.extent * r) / (GRID * 0.9); // image pixels per grid cell
+  const midX = obj.cx * r - x0;
+  const midY = obj.cy * r - y0;
   const mask = new Float32Array(GRID * GRID);
   for (let gy = 0; gy < GRID; gy++) {
     for (let gx = 0; gx < GRID; gx++) {
@@ -575,6 +592,9 @@ export function imageAlignment(image: Uint8Array, references: readonly Uint8Arra
 export function withNoise(image: Uint8Array, sigma: number, seed = 0): Uint8Array {
   if (!(image instanceof Uint8Array)) throw invalidArgument(`withNoise: image must be a Uint8Array, got ${describe(image)}`);
   if (typeof sigma !== 'number' || !(sigma >= 0 && sigma <= 255)) throw invalidArgument(`withNoise: sigma must be a number in [0, 255], got ${describe(sigma)}`);
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
+    throw invalidArgument(`withNoise: seed must be a non-negative integer, got ${describe(seed)}`);
+  }
   const rng = new WorldRandom(seed).fork('noise');
   return Uint8Array.from(image, (v) => Math.min(255, Math.max(0, Math.round(v + sigma * rng.normal()))));
 }
