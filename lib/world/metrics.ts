@@ -71,6 +71,8 @@ const BACKGROUND_RADIUS = 48;
 /** Best template IoU needed to name a shape. */
 const SHAPE_MIN_IOU = 0.82;
 const MAX_DETECTED = 8;
+/** A hole smaller than this fraction of the object's area is noise (a ring's is about 40%). */
+const HOLE_MIN_FRACTION = 0.03;
 /** An edge pixel this close to a palette colour votes on the object's colour. */
 const CLEAN_PIXEL_DISTANCE = 40;
 /** Border noise (σ per channel, 0-255 units) above which components must survive a median filter. */
@@ -261,31 +263,37 @@ function softBox(soft: Float64Array, W: number, H: number): SoftBox {
   return { cx, cy, bw, bh };
 }
 
-/** Best IoU of the object's soft mask with `shape` inscribed in `box` grown by each BOX_GROWTH per axis. */
+/**
+ * Best IoU of the object's soft mask with `shape` inscribed in `box` grown by
+ * BOX_GROWTH: the width's growth first, then the height's with the best width.
+ */
 function templateIoU(shape: WorldShape, soft: Float64Array, W: number, H: number, box: SoftBox): number {
   const { cx, cy, bw, bh } = box;
-  let best = 0;
-  for (const gx of BOX_GROWTH) {
-    for (const gy of BOX_GROWTH) {
-      const boxW = bw + gx;
-      const boxH = bh + gy;
-      let both = 0;
-      let either = 0;
-      for (let y = 0; y < H; y++) {
-        for (let x = 0; x < W; x++) {
-          const t = templateCoverage(shape, x, y, cx - boxW / 2, cy - boxH / 2, boxW, boxH);
-          const m = soft[y * W + x];
-          both += Math.min(t, m);
-          either += Math.max(t, m);
-        }
+  const iou = (boxW: number, boxH: number): number => {
+    let both = 0;
+    let either = 0;
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const t = templateCoverage(shape, x, y, cx - boxW / 2, cy - boxH / 2, boxW, boxH);
+        const m = soft[y * W + x];
+        both += Math.min(t, m);
+        either += Math.max(t, m);
       }
-      best = Math.max(best, both / either);
     }
+    return both / either;
+  };
+  let bestW = bw;
+  let best = -1;
+  for (const g of BOX_GROWTH) {
+    const v = iou(bw + g, bh);
+    if (v > best) [best, bestW] = [v, bw + g];
   }
+  for (const g of BOX_GROWTH) if (g !== 0) best = Math.max(best, iou(bestW, bh + g));
   return best;
 }
 
-function countHoles(objMask: Uint8Array, w: number, h: number): number {
+/** Enclosed background regions of at least `minSize` pixels (smaller ones are noise). */
+function countHoles(objMask: Uint8Array, w: number, h: number, minSize: number): number {
   // Flood the non-object pixels from a one-pixel frame around the box; what stays unreached is enclosed.
   const W = w + 2;
   const H = h + 2;
@@ -313,7 +321,7 @@ function countHoles(objMask: Uint8Array, w: number, h: number): number {
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       if (seen[y * W + x] || solid(x, y)) continue;
-      if (flood(x, y) >= 2) holes++; // a single pixel is noise, not a hole
+      if (flood(x, y) >= minSize) holes++;
     }
   }
   return holes;
@@ -379,7 +387,10 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
   const floor = Math.min(frame.noiseFloor, FOREGROUND_DISTANCE);
   // Full coverage: the distance of the object's least contrasting colour (a pattern has two) from the background.
   const mainColours = PALETTE_NAMES.filter((n) => votes[n] >= Math.max(1, 0.15 * voters.length));
-  const full = Math.min(...mainColours.map((n) => distance(sums[n].map((v) => v / votes[n]), frame.background))) - floor;
+  const contrast = Math.min(...mainColours.map((n) => distance(sums[n].map((v) => v / votes[n]), frame.background)));
+  // Coverage ramps from 0 at the noise floor to 1 a noise floor below the object's own distance,
+  // so noise neither inflates the margin nor dents the inside (exact d / contrast on a clean image).
+  const full = Math.max(contrast - 2 * floor, contrast / 3);
   const soft = new Float64Array((w + 2) * (h + 2));
   for (let y = y0 - 1; y <= y1 + 1; y++) {
     for (let x = x0 - 1; x <= x1 + 1; x++) {
@@ -395,7 +406,7 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
   const box = softBox(soft, w + 2, h + 2);
   const shapeScores = {} as Record<WorldShape, number>;
   for (const shape of ['circle', 'square', 'triangle'] as const) shapeScores[shape] = templateIoU(shape, soft, w + 2, h + 2, box);
-  const holes = countHoles(objMask, w, h);
+  const holes = countHoles(objMask, w, h, Math.max(2, Math.ceil(HOLE_MIN_FRACTION * pixels.length)));
   const best = (Object.keys(shapeScores) as WorldShape[]).reduce((a, b) => (shapeScores[b] > shapeScores[a] ? b : a));
   const aspect = box.bw / box.bh;
   const shape = holes === 0 && aspect > 0.7 && aspect < 1 / 0.7 && shapeScores[best] >= SHAPE_MIN_IOU ? best : 'unknown';
