@@ -198,6 +198,41 @@ t('withNoise is deterministic, bounded and of the requested strength', () => {
   assert.is(analyzeImage(noisy, 64).objects.length, 0, 'noise alone is no object');
 });
 
+/** A [1 2 1]² blur (edges clipped), as a soft generator might draw: the test's own reference filter. */
+function blur(image: Uint8Array, r: number): Uint8Array {
+  const out = new Uint8Array(image.length);
+  for (let y = 0; y < r; y++) {
+    for (let x = 0; x < r; x++) {
+      for (let k = 0; k < 3; k++) {
+        let sum = 0;
+        let weight = 0;
+        for (let dy = -1; dy <= 1; dy++) {
+          for (let dx = -1; dx <= 1; dx++) {
+            if (x + dx < 0 || y + dy < 0 || x + dx >= r || y + dy >= r) continue;
+            const w = (2 - Math.abs(dx)) * (2 - Math.abs(dy));
+            sum += w * image[((y + dy) * r + x + dx) * 3 + k];
+            weight += w;
+          }
+        }
+        out[(y * r + x) * 3 + k] = Math.round(sum / weight);
+      }
+    }
+  }
+  return out;
+}
+
+t('blurred ground truth still matches its captions', () => {
+  for (const [r, target] of [[32, 0.95], [64, 0.98]] as const) {
+    let sum = 0;
+    const n = 60;
+    for (let i = 0; i < n; i++) {
+      const { image, caption } = worldSample(6, i, r);
+      sum += textAlignment(blur(image, r), caption, r);
+    }
+    assert.ok(sum / n >= target, `mean text alignment of blurred images at ${r}: ${sum / n}`);
+  }
+});
+
 t('bad input: ImprintError naming the argument', async () => {
   await assertRejects(() => analyzeImage(new Uint8Array(10), 32), 'INVALID_ARGUMENT', /analyzeImage: image has 10 bytes, expected 32·32·3 = 3072/);
   await assertRejects(() => analyzeImage(redCircleImage, 64), 'INVALID_ARGUMENT', /expected 64·64·3 = 12288 for resolution 64/);

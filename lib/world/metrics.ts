@@ -9,13 +9,21 @@
 // no weights, gives the same number on every machine, and every score can be
 // audited: analyzeImage() shows what was seen and why a word did or did not match.
 //
-// Pipeline: background = dominant colour of the border pixels; foreground =
-// pixels far from it (an anti-aliased edge pixel counts when it is at least half
-// as far as its neighbourhood's strongest pixel, i.e. at least half covered);
-// 4-connected components, specks dropped; per object: palette colour by majority
-// vote of its inner pixels, bounding box → size and position words, shape by the
-// best intersection-over-union with the circle, square and triangle inscribed in
-// its bounding box ('unknown' below a threshold or with a hole).
+// Pipeline (analyzeImage): background = dominant colour of the border pixels;
+// foreground = pixels far from it (an anti-aliased edge pixel counts when it is
+// at least half as far as its neighbourhood's strongest pixel, i.e. at least
+// half covered); 4-connected components, specks dropped, and on a noisy image
+// (noise measured on the border) only components that survive a median filter.
+// Per object: palette colour by majority vote of its clean pixels; a soft
+// coverage map (distance from the background over the object colour's,
+// ramped past the noise) → a sub-pixel box → size and position words; shape by
+// the best IoU of the coverage with the circle, square and triangle inscribed
+// in that box ('unknown' when no template fits clearly, or with a hole).
+// Text alignment: the fraction of the caption's attributes (parseCaption) the
+// analysis satisfies, under the best matching of requested to detected objects.
+// Image alignment: the main object's coverage, centred and scaled to a fixed
+// grid (soft IoU: shape), and its palette histogram (intersection: colour and
+// pattern), combined by geometric mean, so both must agree.
 // validateMetrics() measures how far the scores can be trusted on ground truth.
 import { invalidArgument } from '../errors.js';
 import { checkNumber, checkOptions, describe } from '../validate.js';
@@ -27,13 +35,17 @@ import {
 } from './scene.js';
 
 export interface DetectedObject {
-  /** Nearest palette colour of the majority of the object's inner pixels. */
+  /**
+   * Nearest palette colour of the majority of the object's clean pixels: those
+   * inside it, and edge pixels near a palette colour (other edge pixels blend
+   * with the background).
+   */
   colour: PaletteName;
-  /** RGB distance from the mean of those pixels to the palette colour (0 for a clean render). */
+  /** RGB distance from the mean of the pixels that voted for `colour` to the palette colour. */
   colourDistance: number;
-  /** Mean RGB of the inner pixels (every colour of a patterned object mixed). */
+  /** Mean RGB of the clean pixels (every colour of a patterned object mixed). */
   meanColour: RGB;
-  /** Fraction of the inner pixels nearest to each palette colour. */
+  /** Fraction of the clean pixels nearest to each palette colour. */
   colourHistogram: Readonly<Record<PaletteName, number>>;
   /** Foreground pixels. */
   area: number;
@@ -68,8 +80,11 @@ export interface ImageAnalysis {
 const FOREGROUND_DISTANCE = 45;
 /** Border pixels this close to a candidate count towards it being the background. */
 const BACKGROUND_RADIUS = 48;
-/** Best template IoU needed to name a shape. */
-const SHAPE_MIN_IOU = 0.82;
+/** A template IoU this high names the shape outright (a heart reaches 0.80 as a circle). */
+const SHAPE_CLEAR_IOU = 0.82;
+/** Below SHAPE_CLEAR_IOU (a blurred small triangle), the best shape needs this IoU and this lead over the next. */
+const SHAPE_MIN_IOU = 0.75;
+const SHAPE_MIN_MARGIN = 0.1;
 const MAX_DETECTED = 8;
 /** A hole smaller than this fraction of the object's area is noise (a ring's is about 40%). */
 const HOLE_MIN_FRACTION = 0.03;
@@ -327,7 +342,7 @@ function countHoles(objMask: Uint8Array, w: number, h: number, minSize: number):
   return holes;
 }
 
-/** What the object measurements read: the (denoised) image, its background, distances from it, and components. */
+/** What the object measurements read: the image, its background, distances from it, and the kept components. */
 interface Frame {
   image: Uint8Array;
   r: number;
@@ -359,13 +374,13 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
 
   // Colour from the inner pixels, and the edge pixels close to a palette colour: other edge pixels are
   // blends with the background (a pattern's outer band can be all edge at small sizes).
-  const inner = Array.from(pixels).filter((p) => {
+  const clean = Array.from(pixels).filter((p) => {
     const x = p % r;
     const y = (p - x) / r;
     const surrounded = x > 0 && y > 0 && x < r - 1 && y < r - 1 && inMask[p - 1] && inMask[p + 1] && inMask[p - r] && inMask[p + r];
     return surrounded || distance(pixelAt(image, p), PALETTE[nearestPalette(pixelAt(image, p))]) <= CLEAN_PIXEL_DISTANCE;
   });
-  const voters = inner.length >= 3 ? inner : Array.from(pixels);
+  const voters = clean.length >= 3 ? clean : Array.from(pixels);
   const votes = Object.fromEntries(PALETTE_NAMES.map((n) => [n, 0])) as Record<PaletteName, number>;
   const sums = Object.fromEntries(PALETTE_NAMES.map((n) => [n, [0, 0, 0]])) as Record<PaletteName, number[]>;
   const mean = [0, 0, 0];
@@ -407,9 +422,11 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
   const shapeScores = {} as Record<WorldShape, number>;
   for (const shape of ['circle', 'square', 'triangle'] as const) shapeScores[shape] = templateIoU(shape, soft, w + 2, h + 2, box);
   const holes = countHoles(objMask, w, h, Math.max(2, Math.ceil(HOLE_MIN_FRACTION * pixels.length)));
-  const best = (Object.keys(shapeScores) as WorldShape[]).reduce((a, b) => (shapeScores[b] > shapeScores[a] ? b : a));
+  const ranked = (Object.keys(shapeScores) as WorldShape[]).sort((a, b) => shapeScores[b] - shapeScores[a]);
+  const [best, second] = [shapeScores[ranked[0]], shapeScores[ranked[1]]];
+  const fits = best >= SHAPE_CLEAR_IOU || (best >= SHAPE_MIN_IOU && best - second >= SHAPE_MIN_MARGIN);
   const aspect = box.bw / box.bh;
-  const shape = holes === 0 && aspect > 0.7 && aspect < 1 / 0.7 && shapeScores[best] >= SHAPE_MIN_IOU ? best : 'unknown';
+  const shape = holes === 0 && aspect > 0.7 && aspect < 1 / 0.7 && fits ? ranked[0] : 'unknown';
 
   // The window starts one pixel before the pixel box.
   const cx = (x0 - 1 + box.cx) / r;
@@ -532,7 +549,7 @@ const GRID = 24;
 export interface ConceptDescriptor {
   /** The main object's mask, centred and scaled so its longer side spans 90% of a GRID×GRID grid (bilinear, soft). */
   mask: Float32Array;
-  /** Fraction of the object's inner pixels nearest to each palette colour (colour and pattern statistics). */
+  /** Fraction of the object's clean pixels nearest to each palette colour (colour and pattern statistics). */
   colourHistogram: Readonly<Record<PaletteName, number>>;
 }
 
