@@ -119,6 +119,11 @@ t('held-out concepts are not world shapes: the ring has a hole; star, cross and 
         }
         assert.is(d.position, scene.objects[0].position, spec.id);
         assert.is(a.backgroundColour, scene.background, spec.id);
+        // The prompts a personalisation run is scored with: every word they name is true of the instance.
+        const { position, size } = scene.objects[0];
+        const where = { left: 'on the left', right: 'on the right', top: 'at the top', bottom: 'at the bottom', center: 'in the center' }[position];
+        const prompt = `photo of a ${size} <new1> ${spec.classWord} ${where} on a ${scene.background} background`;
+        assert.is(textAlignment(image, prompt, r), 1, prompt);
       }
     }
   }

@@ -699,7 +699,8 @@ export function validateMetrics(options?: ValidateOptions): MetricValidation {
     const s = worldSample(seed, i, resolution);
     matching.push(textAlignment(s.image, s.caption, resolution));
     mismatched.push(textAlignment(s.image, worldSample(seed + 1, i, resolution).caption, resolution));
-    noisy.push(textAlignment(withNoise(s.image, noise, seed * 1_000_003 + i), s.caption, resolution));
+    const noiseSeed = new WorldRandom(seed).fork(`noise:${i}`).int(0, 2 ** 31);
+    noisy.push(textAlignment(withNoise(s.image, noise, noiseSeed), s.caption, resolution));
   }
 
   const references = CONCEPTS.map((c) => conceptImages(c.id, { count: 5, resolution, seed }).map((x) => x.image));
