@@ -238,6 +238,26 @@ t('blurred ground truth still matches its captions', () => {
   }
 });
 
+t('hostile images (random bytes, stripes, one colour): finite measurements and scores in [0, 1]', () => {
+  const rng = new WorldRandom(5);
+  const r = 32;
+  const images = [
+    Uint8Array.from({ length: r * r * 3 }, () => rng.int(0, 255)),
+    Uint8Array.from({ length: r * r * 3 }, (_, k) => (Math.floor(k / 3) % 2) * 255),
+    Uint8Array.from({ length: r * r * 3 }, (_, k) => ((k % 3) * 90 + (Math.floor(k / 96) % 7) * 30) % 256),
+    new Uint8Array(r * r * 3).fill(255),
+  ];
+  const star = conceptImages('star', { count: 2 }).map((x) => x.image);
+  for (const image of images) {
+    for (const o of analyzeImage(image, r).objects) {
+      assert.ok([o.cx, o.cy, o.extent, o.colourDistance, ...Object.values(o.shapeScores)].every(Number.isFinite), JSON.stringify(o.shapeScores));
+    }
+    const text = textAlignment(image, 'a small red circle on the left and a square on a blue background', r);
+    const concept = imageAlignment(image, star, r);
+    assert.ok(text >= 0 && text <= 1 && concept >= 0 && concept <= 1, `${text} ${concept}`);
+  }
+});
+
 t('bad input: ImprintError naming the argument', async () => {
   await assertRejects(() => analyzeImage(new Uint8Array(10), 32), 'INVALID_ARGUMENT', /analyzeImage: image has 10 bytes, expected 32·32·3 = 3072/);
   await assertRejects(() => analyzeImage(redCircleImage, 64), 'INVALID_ARGUMENT', /expected 64·64·3 = 12288 for resolution 64/);

@@ -58,7 +58,7 @@ export interface DetectedObject {
   position: Position;
   size: Size;
   shape: WorldShape | 'unknown';
-  /** Intersection-over-union with each world shape inscribed in the bounding box. */
+  /** Best IoU of the coverage with each world shape inscribed in the fitted box (a little grown or shrunk). */
   shapeScores: Readonly<Record<WorldShape, number>>;
   /** Enclosed background regions (a ring has one). */
   holes: number;
@@ -401,11 +401,11 @@ function describeObject(frame: Frame, id: number, pixels: Int32Array): DetectedO
   // over the object and the pixels touching it (edge pixels under half covered are not in the mask).
   const floor = Math.min(frame.noiseFloor, FOREGROUND_DISTANCE);
   // Full coverage: the distance of the object's least contrasting colour (a pattern has two) from the background.
-  const mainColours = PALETTE_NAMES.filter((n) => votes[n] >= Math.max(1, 0.15 * voters.length));
+  const mainColours = PALETTE_NAMES.filter((n) => n === colour || votes[n] >= Math.max(1, 0.15 * voters.length));
   const contrast = Math.min(...mainColours.map((n) => distance(sums[n].map((v) => v / votes[n]), frame.background)));
   // Coverage ramps from 0 at the noise floor to 1 a noise floor below the object's own distance,
   // so noise neither inflates the margin nor dents the inside (exact d / contrast on a clean image).
-  const full = Math.max(contrast - 2 * floor, contrast / 3);
+  const full = Math.max(contrast - 2 * floor, contrast / 3, 1);
   const soft = new Float64Array((w + 2) * (h + 2));
   for (let y = y0 - 1; y <= y1 + 1; y++) {
     for (let x = x0 - 1; x <= x1 + 1; x++) {
