@@ -19,7 +19,6 @@ import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
-import type { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { disposeAll, randomConcept, tinyPipeline } from './cd-fixtures.js';
 import { assertRejects } from './helpers.js';
 
