@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { add, tensor, UNet2DConditionModel, zeros, type Tensor } from '../lib/index.js';
+import { add, memoryStats, tensor, UNet2DConditionModel, zeros, type Tensor } from '../lib/index.js';
 import { applyConcepts, unetWeightMap } from '../lib/custom-diffusion/apply.js';
 import { modelFingerprint } from '../lib/custom-diffusion/fingerprint.js';
 import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
@@ -16,7 +16,7 @@ import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { disposeAll, randomConcept, tinyPipeline, tinyUnet } from './cd-fixtures.js';
-import { assertRejects } from './helpers.js';
+import { assertRejects, settleGarbage } from './helpers.js';
 
 const t = suite('cd.apply');
 const root = mkdtempSync(join(tmpdir(), 'imprint-cdapply-'));
@@ -163,6 +163,23 @@ t('addTokens with explicit rows: rows land at the new ids; wrong counts and widt
   rows.dispose();
   narrow.dispose();
   pipe.dispose();
+});
+
+t('dispose() frees what applyConcepts made; the base weights stay usable', async () => {
+  const weights = (await tinyUnet('sd1-tiny')).weights;
+  (await tinyPipeline(tokDir)).dispose(); // every component loaded before the baseline
+  const before = await settleGarbage();
+  const pipe = await tinyPipeline(tokDir);
+  const c = await randomConcept(weights, { fingerprint: await fingerprintOf(pipe), mode: 'cross' });
+  await applyConcepts(pipe, [c], { scale: 2 });
+  await images(pipe, 'a <new1> dog');
+  disposeAll(c);
+  pipe.dispose();
+  assert.is(memoryStats().liveBytes, before, 'no tensor left behind');
+  assert.ok([...weights.values()].every((w) => !w.disposed), 'the base weights are untouched');
+  const again = await tinyPipeline(tokDir);
+  assert.ok((await images(again, 'a dog')).every(Number.isFinite));
+  again.dispose();
 });
 
 t.run();

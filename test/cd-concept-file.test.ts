@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { tensor, type Tensor } from '../lib/index.js';
+import { memoryStats, tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
 import { loadConcept, saveConcept } from '../lib/custom-diffusion/concept-file.js';
 import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
 import { disposeAll, randomConcept } from './cd-fixtures.js';
-import { assertRejects, seeded } from './helpers.js';
+import { assertRejects, seeded, settleGarbage } from './helpers.js';
 import { tinyModelLoader } from './tiny-models.js';
 
 const t = suite('cd.concept-file');
@@ -172,7 +172,9 @@ t('damaged and hostile files: each refused with the file and the entry named', a
   ];
   for (const [name, edit, patterns] of cases) {
     const path = await variant(name, edit);
+    const before = await settleGarbage();
     await assertRejects(() => loadConcept(path), 'INVALID_ARGUMENT', new RegExp(name.replace('.', '\\.')), ...patterns);
+    assert.is(memoryStats().liveBytes, before, `${name}: a refused file leaves no tensor behind`);
   }
   // A truncated file and a file that is not safetensors at all.
   const truncated = join(dir, 'truncated.safetensors');

@@ -19,7 +19,7 @@ import { unetWeightMap } from './apply.js';
 import { genericCaptions } from './captions.js';
 import { checkConcept } from './concept-file.js';
 import { modelFingerprint } from './fingerprint.js';
-import { fromTensor, mat, matmul, solve, symmetricEigen, toTensor, transpose, type Mat } from './linalg.js';
+import { fromTensor, gramColumns, mat, matmul, solve, symmetricEigen, toTensor, transpose, type Mat } from './linalg.js';
 import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from './types.js';
 
 export interface MergeBase {
@@ -239,7 +239,7 @@ export async function mergeConcepts(base: MergeBase | StableDiffusionPipeline, c
     M = mat(H, H);
     const regIds = regCaptions.map((cap) => encodeWithTokens(tokenizer, cap, new Map(), maxLength));
     for (const f of await captionFeatures(encoder, regIds, penultimate)) {
-      const g = matmul(transpose(f), f);
+      const g = gramColumns(f);
       for (let k = 0; k < g.data.length; k++) M.data[k] += g.data[k];
     }
     // Targets: per token, per template, the rows from the token's position on.
