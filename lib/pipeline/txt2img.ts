@@ -252,8 +252,9 @@ export class StableDiffusionPipeline {
    * Adds concept tokens ('<new1>', a textual-inversion token): to the
    * tokenizer, matched whole in prompts, and as new rows of the text
    * encoder's token embedding (AddTokensOptions: copied per `initializer`,
-   * or given as `embeddings`). Returns their ids, which continue the vocabulary. Needs a ClipTokenizer and a
-   * ClipTextEncoder of the same vocabulary size. The pipeline owns the grown
+   * or given as `embeddings`). Returns their ids, which continue the
+   * vocabulary. Needs a ClipTokenizer and a ClipTextEncoder of the same
+   * vocabulary size. The pipeline owns the grown
    * table (dispose() frees it); a table it loaded itself is freed at once.
    */
   async addTokens(tokens: string[], options?: AddTokensOptions): Promise<number[]> {
