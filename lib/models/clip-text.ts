@@ -2,6 +2,7 @@
 // SD 1.x and 2.x) run as one native graph (csrc/models/clip_text.h): token +
 // position embeddings, pre-norm causal transformer layers, final layer norm.
 import { ImprintError, invalidArgument } from '../errors.js';
+import { concat } from '../nn/misc.js';
 import { runOp } from '../nn/run.js';
 import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
@@ -69,15 +70,46 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
     const table = this.#weights[at];
     if (table.disposed) throw new ImprintError(`${fn}: weight '${TOKEN_EMBEDDING}' has been disposed`, 'DISPOSED');
     const grown = await growEmbedding(fn, table, sources);
+    return this.#withTable(fn, grown);
+  }
+
+  /**
+   * An encoder whose token embedding has `rows` [n, hidden_size] appended
+   * (given rows for added tokens, e.g. a concept's learned embeddings; cast
+   * to the table's dtype and device). As with addTokenRows, the other weights
+   * are shared and the new table belongs to the caller.
+   */
+  async withTokenRows(rows: Tensor): Promise<ClipTextEncoder<D>> {
+    const fn = 'ClipTextEncoder.withTokenRows';
+    const H = this.config.hiddenSize;
+    if (!(rows instanceof Tensor)) throw invalidArgument(`${fn}: rows must be a tensor [n, ${H}], got ${describe(rows)}`);
+    if (rows.disposed) throw new ImprintError(`${fn}: rows has been disposed`, 'DISPOSED');
+    if (rows.ndim !== 2 || rows.shape[0] < 1 || rows.shape[1] !== H) throw new ImprintError(`${fn}: rows must be [n ≥ 1, hidden_size ${H}], got [${rows.shape.join(', ')}]`, 'SHAPE_MISMATCH');
+    if (rows.dtype !== 'f32' && rows.dtype !== 'f16' && rows.dtype !== 'bf16') throw new ImprintError(`${fn}: rows must be a float tensor, got ${rows.dtype}`, 'DTYPE_MISMATCH');
+    const table = this.tokenEmbedding;
+    if (table.disposed) throw new ImprintError(`${fn}: weight '${TOKEN_EMBEDDING}' has been disposed`, 'DISPOSED');
+    const temps: Tensor[] = [];
+    try {
+      let r: Tensor = rows;
+      if (r.dtype !== table.dtype) temps.push((r = await r.cast(table.dtype)));
+      if (r.device !== table.device) temps.push((r = await r.to(table.device)));
+      return this.#withTable(fn, await concat([table, r as Tensor<D>]));
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+
+  /** This encoder with another token table (more rows), the config's vocab_size to match. */
+  #withTable(fn: string, table: Tensor<D>): ClipTextEncoder<D> {
     const c = this.config;
     // Re-parsed from config.json names, so the result is a parsed config like any other.
     const config = parseClipTextConfig({
-      vocab_size: c.vocabSize + sources.length, hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize,
+      vocab_size: table.shape[0], hidden_size: c.hiddenSize, intermediate_size: c.intermediateSize,
       num_hidden_layers: c.numHiddenLayers, num_attention_heads: c.numAttentionHeads,
       max_position_embeddings: c.maxPositionEmbeddings, hidden_act: c.hiddenAct, layer_norm_eps: c.layerNormEps,
     }, fn);
     const weights = this.#weights.slice();
-    weights[at] = grown as Tensor<D>;
+    weights[this.#names.indexOf(TOKEN_EMBEDDING)] = table;
     return new ClipTextEncoder(config, weights, this.#names);
   }
 

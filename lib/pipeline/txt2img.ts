@@ -88,6 +88,11 @@ export interface AddTokensOptions {
    * of all rows.
    */
   initializer?: string | number[];
+  /**
+   * The new rows themselves, [tokens, hidden_size] (e.g. a concept's learned
+   * embeddings); instead of `initializer`.
+   */
+  embeddings?: Tensor;
 }
 
 export interface GenerateResult {
@@ -144,7 +149,7 @@ function disposeAll(ts: Array<Tensor | undefined>): void {
 export class StableDiffusionPipeline {
   readonly tokenizer: PromptTokenizer;
   #textEncoder: PromptEncoder;
-  readonly unet: Denoiser;
+  #unet: Denoiser;
   readonly vae: PipelineComponents['vae'];
   readonly scheduler: Scheduler;
   readonly penultimate: boolean;
@@ -156,7 +161,7 @@ export class StableDiffusionPipeline {
   private constructor(c: PipelineComponents) {
     this.tokenizer = c.tokenizer;
     this.#textEncoder = c.textEncoder;
-    this.unet = c.unet;
+    this.#unet = c.unet;
     this.vae = c.vae;
     this.scheduler = c.scheduler;
     this.penultimate = c.penultimate ?? false;
@@ -218,6 +223,26 @@ export class StableDiffusionPipeline {
     }
   }
 
+  /** The denoiser; replaceUnet swaps it (applyConcepts does, for UNet weights with concepts merged in). */
+  get unet(): Denoiser {
+    return this.#unet;
+  }
+
+  /**
+   * Samples with `unet` from now on. The pipeline takes ownership of `owned`
+   * (tensors made for the new UNet: dispose() frees them); the previous
+   * UNet's tensors stay as they were, so a caller's UNet stays usable.
+   */
+  replaceUnet(unet: Denoiser, owned: Tensor[] = []): void {
+    const fn = 'StableDiffusionPipeline.replaceUnet';
+    if (typeof unet?.forward !== 'function' || unet.config?.inChannels !== this.#unet.config.inChannels) {
+      throw invalidArgument(`${fn}: unet must be a UNet2DConditionModel with ${this.#unet.config.inChannels} input channels, got ${describe(unet)}`);
+    }
+    if (!Array.isArray(owned) || owned.some((t) => !(t instanceof Tensor))) throw invalidArgument(`${fn}: owned must be an array of tensors`);
+    this.#unet = unet;
+    this.#owned.push(...owned);
+  }
+
   /** The text encoder; addTokens replaces it with one whose embedding table has the new rows. */
   get textEncoder(): PromptEncoder {
     return this.#textEncoder;
@@ -226,14 +251,15 @@ export class StableDiffusionPipeline {
   /**
    * Adds concept tokens ('<new1>', a textual-inversion token): to the
    * tokenizer, matched whole in prompts, and as new rows of the text
-   * encoder's token embedding (see AddTokensOptions.initializer). Returns
-   * their ids, which continue the vocabulary. Needs a ClipTokenizer and a
-   * ClipTextEncoder of the same vocabulary size. The pipeline owns the grown
+   * encoder's token embedding (AddTokensOptions: copied per `initializer`,
+   * or given as `embeddings`). Returns their ids, which continue the
+   * vocabulary. Needs a ClipTokenizer and a ClipTextEncoder of the same
+   * vocabulary size. The pipeline owns the grown
    * table (dispose() frees it); a table it loaded itself is freed at once.
    */
   async addTokens(tokens: string[], options?: AddTokensOptions): Promise<number[]> {
     const fn = 'StableDiffusionPipeline.addTokens';
-    const o = checkOptions(fn, options, ['initializer']);
+    const o = checkOptions(fn, options, ['initializer', 'embeddings']);
     const tok = this.tokenizer as Partial<ClipTokenizer>;
     if (typeof tok.addTokens !== 'function' || typeof tok.encode !== 'function' || typeof tok.tokenToId !== 'function' || typeof tok.vocabSize !== 'number') {
       throw invalidArgument(`${fn}: the pipeline's tokenizer must be a ClipTokenizer (with addTokens, encode, tokenToId and vocabSize)`);
@@ -250,8 +276,15 @@ export class StableDiffusionPipeline {
       if (id !== undefined) throw invalidArgument(`${fn}: token '${t}' is already in the vocabulary (id ${id})`);
     });
     const init = o.initializer;
-    let sources: Array<number | undefined>;
-    if (init === undefined) {
+    const rows = o.embeddings;
+    let sources: Array<number | undefined> = [];
+    if (rows !== undefined) {
+      if (init !== undefined) throw invalidArgument(`${fn}: give either initializer or embeddings, not both`);
+      if (!(rows instanceof Tensor)) throw invalidArgument(`${fn}: embeddings must be a tensor [${tokens.length}, hidden_size], got ${describe(rows)}`);
+      if (rows.ndim !== 2 || rows.shape[0] !== tokens.length) {
+        throw new ImprintError(`${fn}: embeddings must hold one row per token, [${tokens.length}, hidden_size], got [${rows.shape.join(', ')}]`, 'SHAPE_MISMATCH');
+      }
+    } else if (init === undefined) {
       sources = tokens.map(() => undefined);
     } else if (typeof init === 'string') {
       const content = tok.encode(init).slice(1, -1);
@@ -271,7 +304,7 @@ export class StableDiffusionPipeline {
     } else {
       throw invalidArgument(`${fn}: initializer must be a string (one token) or an array of token ids, got ${describe(init)}`);
     }
-    const grown = await enc.addTokenRows(sources);
+    const grown = rows !== undefined ? await enc.withTokenRows(rows as Tensor) : await enc.addTokenRows(sources);
     let ids: number[];
     try {
       ids = tok.addTokens(tokens);

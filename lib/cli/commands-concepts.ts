@@ -1,0 +1,260 @@
+// The CLI's Custom Diffusion concept commands: merge concept files in closed
+// form, sample with concepts, and convert to and from diffusers' files. Each
+// parses its flags and calls one API entry point; the API's errors name the
+// problem (the lead adds CONCEPT_COMMANDS to COMMANDS).
+import { existsSync, readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { invalidArgument } from '../errors.js';
+import { applyConcepts, unetWeightMap } from '../custom-diffusion/apply.js';
+import { readCaptionFile } from '../custom-diffusion/captions.js';
+import { disposeConcept, loadConcept, saveConcept, type SaveConceptOptions } from '../custom-diffusion/concept-file.js';
+import { exportDiffusers, importDiffusers } from '../custom-diffusion/diffusers-format.js';
+import { mergeConcepts, type MergeResult } from '../custom-diffusion/merge.js';
+import type { ConceptWeights } from '../custom-diffusion/types.js';
+import { ClipTextEncoder } from '../models/clip-text.js';
+import { UNet2DConditionModel } from '../models/unet.js';
+import { saveImages } from '../pipeline/images.js';
+import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
+import { rgbGrid, tensorToRgb } from '../world/evaluate.js';
+import { worldModelDir } from '../world/model-path.js';
+import type { Command } from './commands.js';
+
+type Values = Parameters<Command['run']>[0];
+type OptionSpec = Command['options'][string];
+
+function num(values: Values, flag: string): number | undefined {
+  const v = values[flag];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+function str(values: Values, flag: string): string | undefined {
+  const v = values[flag];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function list(values: Values, flag: string): string[] {
+  const v = values[flag];
+  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+}
+
+function need(values: Values, flag: string, what: string): string {
+  const v = str(values, flag);
+  if (v === undefined || v === '') throw invalidArgument(`give --${flag} ${what}`);
+  return v;
+}
+
+/** --model, else the embedded world model (as the other commands). */
+function modelDir(values: Values): string {
+  const dir = str(values, 'model') ?? worldModelDir();
+  if (!existsSync(join(dir, 'model_index.json'))) {
+    throw invalidArgument(dir === worldModelDir()
+      ? `the embedded world model is missing from ${dir} (run 'npm run pretrain:world' to train it)`
+      : `${dir} is not a diffusers model folder (no model_index.json)`);
+  }
+  return dir;
+}
+
+/** --energy / --rank: SVD compression of a written concept file, when either is given. */
+function compression(values: Values): SaveConceptOptions {
+  const energy = num(values, 'energy');
+  const rank = num(values, 'rank');
+  if (energy === undefined && rank === undefined) return {};
+  return { compress: { ...(energy === undefined ? {} : { energy }), ...(rank === undefined ? {} : { rank }) } };
+}
+
+async function loadAll(paths: string[]): Promise<ConceptWeights[]> {
+  const out: ConceptWeights[] = [];
+  try {
+    for (const p of paths) out.push(await loadConcept(p));
+  } catch (e) {
+    out.forEach(disposeConcept);
+    throw e;
+  }
+  return out;
+}
+
+function describeSave(r: { path: string; bytes: number; relativeError?: number }): string {
+  const size = r.bytes >= 1 << 20 ? `${(r.bytes / (1 << 20)).toFixed(1)} MiB` : `${(r.bytes / 1024).toFixed(1)} KiB`;
+  return `${r.path}: ${size}${r.relativeError === undefined ? '' : `, SVD relative error ${r.relativeError.toExponential(2)}`}`;
+}
+
+/** The residual table `merge` prints. */
+export function formatResiduals(r: MergeResult['residuals']): string {
+  const fmt = (x: number): string => (Number.isNaN(x) ? '—' : x.toExponential(2));
+  const rows = Object.entries(r.matrices).map(([name, m]) => [name, m.method, fmt(m.targetRelative), fmt(m.regRelative), fmt(m.naive.targetRelative), fmt(m.naive.regRelative)]);
+  rows.push(['overall (closed-form matrices)', '', fmt(r.overall.targetRelative), fmt(r.overall.regRelative), fmt(r.overall.naive.targetRelative), fmt(r.overall.naive.regRelative)]);
+  const head = ['matrix', 'method', 'target', 'reg', 'sum: target', 'sum: reg'];
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(width[i]) : c.padStart(width[i]))).join('  ');
+  return [line(head), ...rows.map(line), '', 'target = ‖W·C_tgtᵀ − V‖/‖V‖ (0: every concept keeps its outputs); reg = ‖ΔW·C_regᵀ‖/‖W0·C_regᵀ‖ (how much generic captions move); sum = adding the deltas instead'].join('\n');
+}
+
+const modelFlag: OptionSpec = { type: 'string', arg: 'dir', help: 'diffusers model folder (the base the concepts were trained on)', default: 'the embedded world model' };
+const compressFlags: Record<string, OptionSpec> = {
+  energy: { type: 'string', arg: 'fraction', help: 'store ΔW as truncated SVD keeping this fraction of Σσ² (e.g. 0.99)' },
+  rank: { type: 'string', arg: 'r', help: 'store ΔW as truncated SVD of at most this rank' },
+};
+
+export const CONCEPT_COMMANDS: Record<string, Command> = {
+  merge: {
+    summary: 'merge separately trained concept files into one, in closed form (Custom Diffusion §3.2); prints the residuals',
+    usage: '<concept.safetensors>... --out merged.safetensors [options]',
+    positionals: true,
+    options: {
+      model: modelFlag,
+      out: { type: 'string', arg: 'file', help: 'merged concept file to write' },
+      'reg-captions': { type: 'string', arg: 'file', help: 'regularization captions, one per line', default: '1000 built-in generic captions' },
+      ridge: { type: 'string', arg: 'x', help: 'ridge added to C_regᵀC_reg, relative to its mean diagonal', default: '1e-6' },
+      force: { type: 'boolean', help: 'merge concepts trained on another base model' },
+      ...compressFlags,
+    },
+    async run(v, files) {
+      if (files.length === 0) throw invalidArgument('give the concept files to merge');
+      const out = need(v, 'out', '<file> for the merged concept');
+      const reg = str(v, 'reg-captions');
+      const ridge = num(v, 'ridge');
+      const save = compression(v);
+      const concepts = await loadAll(files);
+      const pipe = await StableDiffusionPipeline.fromPretrained(modelDir(v)).catch((e: unknown) => {
+        concepts.forEach(disposeConcept);
+        throw e;
+      });
+      try {
+        const r = await mergeConcepts(pipe, concepts, {
+          ...(reg === undefined ? {} : { regCaptions: await readCaptionFile(reg) }),
+          ...(ridge === undefined ? {} : { ridge }), force: v.force === true,
+        });
+        try {
+          const saved = await saveConcept(out, r.concept, save);
+          process.stdout.write(`${formatResiduals(r.residuals)}\n\nmerged ${concepts.length} concepts (${r.concept.tokens.map((t) => t.token).join(', ')}) → ${describeSave(saved)}\n`);
+        } finally {
+          disposeConcept(r.concept);
+        }
+      } finally {
+        concepts.forEach(disposeConcept);
+        pipe.dispose();
+      }
+    },
+  },
+
+  sample: {
+    summary: 'text to image with concept files applied (their tokens in the prompts, e.g. "photo of a <new1> dog")',
+    options: {
+      model: modelFlag,
+      concept: { type: 'string', arg: 'file', help: 'concept file (repeat for several)', multiple: true },
+      prompt: { type: 'string', arg: 'text', help: 'prompt (repeat for several)', multiple: true },
+      out: { type: 'string', arg: 'pattern', help: "PNG path, '{i}' replaced by the image index", default: 'imprint-{i}.png' },
+      grid: { type: 'string', arg: 'file', help: 'also write all images as one grid PNG' },
+      num: { type: 'string', arg: 'n', help: 'images per prompt', default: 1 },
+      scale: { type: 'string', arg: 'x', help: 'multiply every ΔW by this', default: 1 },
+      force: { type: 'boolean', help: 'apply concepts trained on another base model' },
+      steps: { type: 'string', arg: 'n', help: 'denoising steps', default: 25 },
+      guidance: { type: 'string', arg: 'scale', help: 'classifier-free guidance scale', default: 4 },
+      seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
+      scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
+    },
+    async run(v) {
+      const prompts = list(v, 'prompt');
+      if (prompts.length === 0) throw invalidArgument("give at least one --prompt 'text'");
+      const files = list(v, 'concept');
+      if (files.length === 0) throw invalidArgument('give at least one --concept file (or use generate for the base model)');
+      const numbers = { num: num(v, 'num') ?? 1, scale: num(v, 'scale') ?? 1, steps: num(v, 'steps') ?? 25, guidance: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0 };
+      const dir = modelDir(v);
+      const concepts = await loadAll(files);
+      let pipe: StableDiffusionPipeline | undefined;
+      try {
+        pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName });
+        const applied = await applyConcepts(pipe, concepts, { force: v.force === true, scale: numbers.scale });
+        const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number };
+        const side = (config.sample_size ?? 64) * pipe.vae.factor;
+        const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed });
+        try {
+          const pattern = str(v, 'out') ?? 'imprint-{i}.png';
+          const paths = await saveImages(r.images, r.images.shape[0] === 1 ? pattern.replace('{i}', '0') : pattern);
+          const grid = str(v, 'grid');
+          if (grid !== undefined) {
+            const [, , h] = r.images.shape;
+            const tmp = `${grid}.tmp-${process.pid}`;
+            await writeFile(tmp, await rgbGrid(tensorToRgb(r.images), h, Math.ceil(Math.sqrt(r.images.shape[0])), h <= 64 ? 4 : 1));
+            await rename(tmp, grid);
+            paths.push(grid);
+          }
+          process.stdout.write(`concepts: ${applied.tokens.join(', ')} (${applied.weights.length} UNet weights changed)\n${paths.join('\n')}\n`);
+        } finally {
+          r.images.dispose();
+          r.latents.dispose();
+        }
+      } finally {
+        concepts.forEach(disposeConcept);
+        pipe?.dispose();
+      }
+    },
+  },
+
+  'export-diffusers': {
+    summary: "write a concept file as diffusers' Custom Diffusion files (pytorch_custom_diffusion_weights.safetensors + <token>.safetensors)",
+    usage: '<concept.safetensors> --out <dir> [--model <dir>]',
+    positionals: true,
+    options: {
+      model: modelFlag,
+      out: { type: 'string', arg: 'dir', help: 'folder to write' },
+    },
+    async run(v, files) {
+      if (files.length !== 1) throw invalidArgument(`give exactly one concept file, got ${files.length}`);
+      const out = need(v, 'out', '<dir> to write the diffusers files into');
+      const dir = modelDir(v);
+      const concept = await loadConcept(files[0]);
+      let pipe: StableDiffusionPipeline | undefined;
+      try {
+        pipe = await StableDiffusionPipeline.fromPretrained(dir);
+        const paths = await exportDiffusers(concept, unetWeightMap(pipe.unet as UNet2DConditionModel), out);
+        process.stdout.write(`${paths.join('\n')}\nload in diffusers with pipe.unet.load_attn_procs(dir, weight_name="pytorch_custom_diffusion_weights.safetensors") and pipe.load_textual_inversion(dir, weight_name="<token>.safetensors") per token\n`);
+      } finally {
+        disposeConcept(concept);
+        pipe?.dispose();
+      }
+    },
+  },
+
+  'import-diffusers': {
+    summary: "read diffusers' Custom Diffusion files back into an Imprint concept file (ΔW = W_file − W0)",
+    usage: '<dir> --out <concept.safetensors> [--model <dir>] [--class <token>=<word>]...',
+    positionals: true,
+    options: {
+      model: modelFlag,
+      out: { type: 'string', arg: 'file', help: 'concept file to write' },
+      class: { type: 'string', arg: 'token=word', help: "a token's class word, e.g. '<new1>=dog' (repeat per token)", multiple: true },
+      ...compressFlags,
+    },
+    async run(v, dirs) {
+      if (dirs.length !== 1) throw invalidArgument(`give exactly one folder of diffusers files, got ${dirs.length}`);
+      const out = need(v, 'out', '<file> for the concept');
+      const classWords: Record<string, string> = {};
+      for (const pair of list(v, 'class')) {
+        const at = pair.indexOf('=');
+        if (at <= 0) throw invalidArgument(`--class must be <token>=<word>, got '${pair}'`);
+        classWords[pair.slice(0, at)] = pair.slice(at + 1);
+      }
+      const save = compression(v);
+      const pipe = await StableDiffusionPipeline.fromPretrained(modelDir(v));
+      try {
+        const concept = await importDiffusers(dirs[0], unetWeightMap(pipe.unet as UNet2DConditionModel), {
+          classWords, tokenEmbedding: (pipe.textEncoder as ClipTextEncoder).tokenEmbedding,
+        });
+        try {
+          const saved = await saveConcept(out, concept, save);
+          process.stdout.write(`mode ${concept.mode}, tokens ${concept.tokens.map((t) => `${t.token}${t.classWord === '' ? '' : ` (${t.classWord})`}`).join(', ')}, ${concept.deltas.size} matrices → ${describeSave(saved)}\n`);
+        } finally {
+          disposeConcept(concept);
+        }
+      } finally {
+        pipe.dispose();
+      }
+    },
+  },
+};

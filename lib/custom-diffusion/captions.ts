@@ -1,0 +1,86 @@
+// Captions for the closed-form merge's regularization features: a built-in
+// grammar of generic captions (subjects × attributes × settings × styles),
+// deterministic for a seed, and a reader for a user's caption file.
+import { readFile } from 'node:fs/promises';
+
+import { invalidArgument } from '../errors.js';
+import { describe } from '../validate.js';
+
+const STYLES = [
+  'a photo of', 'a painting of', 'a close-up photo of', 'a sketch of', 'a watercolor painting of', 'a 3d render of',
+  'an old photo of', 'a cartoon of', 'a blurry photo of', 'a drawing of', 'an oil painting of', 'a picture of',
+];
+const ATTRIBUTES = ['', 'red', 'blue', 'small', 'large', 'old', 'white', 'black', 'green', 'wooden', 'shiny', 'yellow'];
+const SUBJECTS = [
+  'dog', 'cat', 'car', 'house', 'tree', 'bird', 'chair', 'cup', 'bicycle', 'horse', 'flower', 'boat',
+  'man', 'woman', 'child', 'teddy bear', 'table', 'lamp', 'mountain', 'bridge', 'book', 'guitar', 'clock', 'backpack',
+];
+const SETTINGS = [
+  '', 'on a beach', 'in the city', 'in a forest', 'at night', 'in the snow', 'on a table', 'in a garden',
+  'in a living room', 'on the street', 'under the sky', 'by a lake', 'in the rain', 'in a kitchen', 'on grass', 'in the desert',
+];
+
+/** The number of distinct captions the grammar can make. */
+export const GENERIC_CAPTION_COUNT = STYLES.length * ATTRIBUTES.length * SUBJECTS.length * SETTINGS.length;
+
+function caption(index: number): string {
+  let i = index;
+  const setting = SETTINGS[i % SETTINGS.length];
+  i = Math.floor(i / SETTINGS.length);
+  const subject = SUBJECTS[i % SUBJECTS.length];
+  i = Math.floor(i / SUBJECTS.length);
+  const attribute = ATTRIBUTES[i % ATTRIBUTES.length];
+  i = Math.floor(i / ATTRIBUTES.length);
+  const style = STYLES[i];
+  const noun = attribute === '' ? subject : `${attribute} ${subject}`;
+  const article = /^[aeiou]/.test(noun) ? 'an' : 'a';
+  return [style, article, noun, setting].filter((w) => w !== '').join(' ');
+}
+
+/** mulberry32: a small deterministic generator for the choice of captions. */
+function generator(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * `count` distinct generic captions ("a photo of a dog on a beach", "a
+ * painting of a red car in the city", ...), the same list for the same seed.
+ */
+export function genericCaptions(count = 1000, seed = 0): string[] {
+  const fn = 'genericCaptions';
+  if (!Number.isSafeInteger(count) || count < 1 || count > GENERIC_CAPTION_COUNT) throw invalidArgument(`${fn}: count must be an integer in [1, ${GENERIC_CAPTION_COUNT}], got ${describe(count)}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
+  // A partial Fisher-Yates shuffle of the grammar's index space: distinct by construction.
+  const next = generator(seed);
+  const swapped = new Map<number, number>();
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const j = i + Math.floor(next() * (GENERIC_CAPTION_COUNT - i));
+    const pick = swapped.get(j) ?? j;
+    swapped.set(j, swapped.get(i) ?? i);
+    out.push(caption(pick));
+  }
+  return out;
+}
+
+/** A caption file: one caption per line; blank lines and lines starting with '#' are skipped. */
+export async function readCaptionFile(path: string): Promise<string[]> {
+  const fn = 'readCaptionFile';
+  if (typeof path !== 'string' || path.length === 0) throw invalidArgument(`${fn}: path must be a non-empty string, got ${describe(path)}`);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw invalidArgument(`${fn}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const captions = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  if (captions.length === 0) throw invalidArgument(`${fn}: ${path} holds no captions (one per line)`);
+  return captions;
+}
