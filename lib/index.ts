@@ -93,3 +93,8 @@ export {
 } from './custom-diffusion/train.js';
 export type { ConceptWeights, ConceptToken, CustomDiffusionMode } from './custom-diffusion/types.js';
 export { modelFingerprint } from './custom-diffusion/fingerprint.js';
+export { saveConcept, loadConcept, disposeConcept, type SaveConceptOptions, type SaveConceptResult, type LoadedConcept, type ConceptFileInfo } from './custom-diffusion/concept-file.js';
+export { exportDiffusers, importDiffusers, type ImportDiffusersOptions } from './custom-diffusion/diffusers-format.js';
+export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } from './custom-diffusion/apply.js';
+export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './custom-diffusion/merge.js';
+export { genericCaptions, readCaptionFile } from './custom-diffusion/captions.js';

@@ -7,7 +7,8 @@ import { basename, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { CONCEPT_FILE_FORMAT, TRAIN_COMMANDS } from '../lib/cli/commands-train.js';
+import { TRAIN_COMMANDS } from '../lib/cli/commands-train.js';
+import { CONCEPT_FORMAT } from '../lib/custom-diffusion/concept-file.js';
 import { loadSafetensors, readSafetensorsHeader } from '../lib/io/safetensors.js';
 import { conceptFolder, tinyModelFolder } from './cd-fixture.js';
 import { assertRejects } from './helpers.js';
@@ -38,10 +39,10 @@ t('one concept from flags: the file holds every K/V delta, the token row and the
   const out = join(dir, 'dog.safetensors');
   await quietly(() => train.run({ model, class: 'dog', images, initializer: 'x', token: '<dog1>', out, 'work-dir': dir, ...small }, []));
   const h = readSafetensorsHeader(out);
-  assert.is(h.metadata.format, CONCEPT_FILE_FORMAT);
+  assert.is(h.metadata.format, CONCEPT_FORMAT);
   assert.is(h.metadata.mode, 'kv');
   assert.equal(JSON.parse(h.metadata.tokens), [{ token: '<dog1>', classWord: 'dog' }]);
-  assert.match(h.metadata.baseFingerprint, /^sha256:/);
+  assert.match(h.metadata.base_fingerprint, /^sha256:/);
   const names = Object.keys(h.tensors);
   assert.ok(names.includes('token/<dog1>'));
   const deltas = names.filter((n) => n.startsWith('delta/'));

@@ -2,27 +2,18 @@
 // flags (--token --class --images --initializer) or several from a JSON file
 // (--concepts), trained jointly; the result is written to --out.
 //
-// Until the concept-file module lands, --out is a safetensors file of this
-// layout: `delta/<diffusers weight name>` = ΔW (f32, W's shape) per trained
-// weight, `token/<token>` = the token's embedding row (f32 [hidden]), and the
-// metadata format = 'imprint-custom-diffusion-train/1', method, mode,
-// baseFingerprint and tokens (JSON [{ token, classWord }]).
+// The result is an Imprint concept file (lib/custom-diffusion/concept-file.ts).
 import { existsSync, readFileSync } from 'node:fs';
-import { rename } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
-import { saveSafetensors } from '../io/safetensors.js';
+import { saveConcept } from '../custom-diffusion/concept-file.js';
 import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../custom-diffusion/train.js';
-import type { ConceptWeights } from '../custom-diffusion/types.js';
-import type { Tensor } from '../tensor.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
 import type { Command } from './commands.js';
 
 type Values = Parameters<Command['run']>[0];
-
-export const CONCEPT_FILE_FORMAT = 'imprint-custom-diffusion-train/1';
 
 function str(values: Values, flag: string): string | undefined {
   const v = values[flag];
@@ -59,18 +50,6 @@ export function readConceptsFile(path: string): ConceptSpec[] {
 }
 
 /** Writes a trained concept in the layout described at the top of this file (atomically). */
-export async function saveTrainedConcept(path: string, concept: ConceptWeights): Promise<void> {
-  const tensors = new Map<string, Tensor>();
-  for (const [n, d] of concept.deltas) tensors.set(`delta/${n}`, d);
-  for (const t of concept.tokens) tensors.set(`token/${t.token}`, t.embedding);
-  const tmp = `${path}.tmp-${process.pid}`;
-  await saveSafetensors(tmp, tensors, {
-    format: CONCEPT_FILE_FORMAT, method: concept.method, mode: concept.mode, baseFingerprint: concept.baseFingerprint,
-    tokens: JSON.stringify(concept.tokens.map((t) => ({ token: t.token, classWord: t.classWord }))),
-  });
-  await rename(tmp, path);
-}
-
 export const TRAIN_COMMANDS: Record<string, Command> = {
   train: {
     summary: 'teach the model new concepts with Custom Diffusion (one from flags, several from --concepts) and write the concept file',
@@ -136,13 +115,14 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       for (const [flag, key] of numeric) if (num(v, flag) !== undefined) (o as unknown as Record<string, unknown>)[key] = num(v, flag);
       const out = str(v, 'out') ?? 'concept.safetensors';
       const r = await trainCustomDiffusion(o);
+      let saved: { bytes: number };
       try {
-        await saveTrainedConcept(out, r.concept);
+        saved = await saveConcept(out, r.concept);
       } finally {
         for (const d of r.concept.deltas.values()) d.dispose();
         for (const t of r.concept.tokens) t.embedding.dispose();
       }
-      process.stdout.write(`${JSON.stringify({ out, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
+      process.stdout.write(`${JSON.stringify({ out, bytes: saved.bytes, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
     },
   },
 };

@@ -12,6 +12,7 @@ import { evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS } 
 import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { worldModelDir } from '../world/model-path.js';
 import { pretrainWorld } from '../world/pretrain.js';
+import { CONCEPT_COMMANDS } from './commands-concepts.js';
 import { TRAIN_COMMANDS } from './commands-train.js';
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -208,4 +209,5 @@ export const COMMANDS: Record<string, Command> = {
   },
 
   ...TRAIN_COMMANDS,
+  ...CONCEPT_COMMANDS,
 };
