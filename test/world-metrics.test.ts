@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 
 import {
   BACKGROUNDS, COLOURS, CONCEPTS, PALETTE, POSITIONS, SHAPES, SIZES, WorldRandom,
-  analyzeImage, conceptDescriptor, conceptImages, descriptorSimilarity, formatValidation, imageAlignment, placeObject,
+  analyzeImage, conceptDescriptor, conceptImages, conceptPresence, descriptorSimilarity, formatValidation, imageAlignment, placeObject,
   renderScene, textAlignment, validateMetrics, withNoise, worldSample,
   type Scene, type WorldObject,
 } from '../lib/world/index.js';
@@ -279,6 +279,22 @@ t('bad input: ImprintError naming the argument', async () => {
   await assertRejects(() => validateMetrics({ sample: 3 } as never), 'INVALID_ARGUMENT', /unknown option 'sample'/);
   await assertRejects(() => withNoise(redCircleImage, NaN), 'INVALID_ARGUMENT', /withNoise: sigma/);
   await assertRejects(() => withNoise(redCircleImage, 1, 0.5), 'INVALID_ARGUMENT', /seed/);
+});
+
+t('conceptPresence finds each of two concepts in one image, and not a third', () => {
+  const pick = (id: string, position: string) =>
+    conceptImages(id, { count: 5, resolution: 32, seed: 0 }).map((c) => c.scene.objects[0]).find((o) => o.position === position && o.size === 'small');
+  const star = pick('star', 'left');
+  const ring = pick('ring', 'right');
+  assert.ok(star && ring, 'instances on the left and on the right exist');
+  const image = renderScene({ background: 'gray', objects: [star!, ring!] }, 32);
+  const refs = (id: string) => conceptImages(id, { count: 5, resolution: 32, seed: 1 }).map((c) => c.image);
+  const [s, r, h] = conceptPresence(image, [refs('star'), refs('ring'), refs('heart')], 32);
+  assert.ok(s > 0.6 && r > 0.6, `star ${s.toFixed(3)}, ring ${r.toFixed(3)}`);
+  assert.ok(h < 0.35, `heart ${h.toFixed(3)}`);
+  assert.equal(conceptPresence(emptyImage, [refs('star')], 32), [0]);
+  assert.throws(() => conceptPresence(image, [], 32), /conceptReferences must be a non-empty array/);
+  assert.throws(() => conceptPresence(image, [[]], 32), /conceptReferences\[0\] must be a non-empty array/);
 });
 
 t.run();

@@ -58,7 +58,7 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       token: { type: 'string', arg: 'word', help: 'the new token', default: '<new1>' },
       class: { type: 'string', arg: 'word', help: "the concept's class, e.g. dog" },
       images: { type: 'string', arg: 'dir', help: "folder of the concept's images" },
-      initializer: { type: 'string', arg: 'word', help: 'an existing one-token word the new token starts from', default: 'ktn' },
+      initializer: { type: 'string', arg: 'word', help: 'an existing one-token word the new token starts from', default: 'pll' },
       prompt: { type: 'string', arg: 'text', help: 'instance prompt', default: 'photo of a <token> <class>' },
       'class-prompt': { type: 'string', arg: 'text', help: 'prompt of the regularization images', default: 'photo of a <class>' },
       'reg-images': { type: 'string', arg: 'dir', help: 'regularization images with .txt captions', default: 'sampled by the model' },

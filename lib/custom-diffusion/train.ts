@@ -40,12 +40,13 @@ import { folderRegularization, generatedRegularization } from './regularization.
 import type { ConceptWeights, CustomDiffusionMode } from './types.js';
 
 /** Rare single-BPE-token words of the CLIP vocabulary the reference implementation starts new tokens from. */
-export const DEFAULT_INITIALIZERS = ['ktn', 'pll', 'ucd'] as const;
+// Rare words that are one token of the CLIP vocabulary ('ktn', the Custom Diffusion repo's choice, is two: k + tn).
+export const DEFAULT_INITIALIZERS = ['pll', 'ucd', 'sks'] as const;
 
 export interface ConceptSpec {
   /** The new token; default '<new1>', '<new2>', ... */
   token?: string;
-  /** An existing word that is one token; its embedding row starts the new one. Default 'ktn', 'pll', 'ucd' by position. */
+  /** An existing word that is one token; its embedding row starts the new one. Default 'pll', 'ucd', 'sks' by position. */
   initializer?: string;
   /** The class the concept belongs to, e.g. 'dog'. */
   classWord: string;

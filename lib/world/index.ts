@@ -13,7 +13,7 @@ export {
   type ConceptImage, type ConceptImageOptions, type ConceptLayout, type ConceptSpec,
 } from './concepts.js';
 export {
-  analyzeImage, conceptDescriptor, descriptorSimilarity, formatValidation, imageAlignment, stat, textAlignment, validateMetrics, withNoise,
+  analyzeImage, conceptDescriptor, conceptPresence, descriptorSimilarity, formatValidation, imageAlignment, stat, textAlignment, validateMetrics, withNoise,
   type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions,
 } from './metrics.js';
 export { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';

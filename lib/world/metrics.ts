@@ -553,8 +553,8 @@ export interface ConceptDescriptor {
   colourHistogram: Readonly<Record<PaletteName, number>>;
 }
 
-function descriptorOf(analysis: ImageAnalysis, r: number): ConceptDescriptor | null {
-  const obj = analysis.objects[0];
+function descriptorOf(analysis: ImageAnalysis, r: number, objectIndex = 0): ConceptDescriptor | null {
+  const obj = analysis.objects[objectIndex];
   if (obj === undefined) return null;
   const { x0, y0, width, height, values } = obj.coverage;
   const at = (x: number, y: number) => (x < 0 || y < 0 || x >= width || y >= height ? 0 : values[y * width + x]);
@@ -612,6 +612,26 @@ export function imageAlignment(image: Uint8Array, references: readonly Uint8Arra
   let sum = 0;
   for (const ref of references) sum += descriptorSimilarity(own, conceptDescriptor(ref, r));
   return sum / references.length;
+}
+
+/**
+ * Multi-concept images: for each concept (its reference images), the best
+ * image alignment any detected object reaches (objects largest first, at
+ * most `maxObjects`). Two concepts "both appear" when both scores are high.
+ */
+export function conceptPresence(image: Uint8Array, conceptReferences: readonly (readonly Uint8Array[])[], resolution = 32, maxObjects = 3): number[] {
+  const fn = 'conceptPresence';
+  const r = checkImage(fn, image, resolution);
+  if (!Array.isArray(conceptReferences) || conceptReferences.length === 0) {
+    throw invalidArgument(`${fn}: conceptReferences must be a non-empty array of reference-image arrays, got ${describe(conceptReferences)}`);
+  }
+  const refs = conceptReferences.map((set, k) => {
+    if (!Array.isArray(set) || set.length === 0) throw invalidArgument(`${fn}: conceptReferences[${k}] must be a non-empty array of images`);
+    return set.map((ref, i) => (checkImage(fn, ref, r, `conceptReferences[${k}][${i}]`), conceptDescriptor(ref, r)));
+  });
+  const analysis = analyzeImage(image, r);
+  const own = analysis.objects.slice(0, maxObjects).map((_, i) => descriptorOf(analysis, r, i));
+  return refs.map((set) => Math.max(0, ...own.map((d) => set.reduce((a, ref) => a + descriptorSimilarity(d, ref), 0) / set.length)));
 }
 
 // --- validation --------------------------------------------------------------

@@ -59,7 +59,13 @@ export const WORLD_TEXT_ENCODER_CONFIG = {
   torch_dtype: 'float32',
 } as const;
 
-/** DDPM's linear betas (1e-4 … 0.02, as pixel-space models use), epsilon prediction. */
+/**
+ * DDPM's linear betas (1e-4 … 0.02, as pixel-space models use) with
+ * v-prediction: with epsilon prediction a short pretraining leaves the
+ * highest noise levels, where the first sampling steps decide the layout and
+ * the background, badly predicted (x0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ multiplies the
+ * error by 1/√ᾱ, about 100 at t = 999); v weighs every level evenly.
+ */
 export const WORLD_SCHEDULER_CONFIG = {
   _class_name: 'DDIMScheduler',
   _diffusers_version: '0.21.0',
@@ -67,7 +73,7 @@ export const WORLD_SCHEDULER_CONFIG = {
   beta_start: 0.0001,
   beta_end: 0.02,
   beta_schedule: 'linear',
-  prediction_type: 'epsilon',
+  prediction_type: 'v_prediction',
   clip_sample: false,
   set_alpha_to_one: false,
   steps_offset: 1,

@@ -1,0 +1,101 @@
+// Custom Diffusion on the embedded world: teach the model held-out concepts
+// (shapes and patterns its pretraining never showed) from their instance
+// images, then measure it the way the Custom Diffusion paper does: image
+// alignment (does the subject look like the concept?) and text alignment (is
+// the rest of the prompt still followed?), against the untrained model.
+import sharp from 'sharp';
+
+import { invalidArgument } from '../errors.js';
+import { applyConcepts } from '../custom-diffusion/apply.js';
+import { trainCustomDiffusion, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../custom-diffusion/train.js';
+import type { ConceptWeights } from '../custom-diffusion/types.js';
+import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
+import { checkOptions, describe } from '../validate.js';
+import { conceptById, conceptImages } from './concepts.js';
+import { evaluate, type EvaluateResult } from './evaluate.js';
+import { WORLD_RESOLUTION } from './model-config.js';
+import { worldModelDir } from './model-path.js';
+
+/** Scenes the concept never appeared in during training: position, background, size, a second object. */
+export const COMPOSITION_TEMPLATES: readonly string[] = Object.freeze([
+  'a {} on the left',
+  'a {} on the right',
+  'a {} at the top',
+  'a {} on a blue background',
+  'a {} on a white background',
+  'a small {}',
+]);
+
+export interface TeachWorldOptions {
+  /** World concept ids (see CONCEPTS), trained jointly when several. */
+  concepts: readonly string[];
+  model?: string;
+  steps?: number;
+  lr?: number;
+  /** Regularization images generated from the class prompt (default 24). */
+  numRegImages?: number;
+  seed?: number;
+  workDir?: string;
+  quiet?: boolean;
+  mode?: TrainCustomDiffusionOptions['mode'];
+}
+
+/** The instance images of a world concept as PNG buffers, the form the trainer reads. */
+export async function conceptPngs(id: string, count = 5): Promise<Buffer[]> {
+  return Promise.all(conceptImages(id, { count, resolution: WORLD_RESOLUTION, seed: 0 }).map((c) =>
+    sharp(Buffer.from(c.image), { raw: { width: WORLD_RESOLUTION, height: WORLD_RESOLUTION, channels: 3 } }).png().toBuffer()));
+}
+
+/** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order). */
+export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
+  const fn = 'teachWorldConcepts';
+  const o = checkOptions(fn, options, ['concepts', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode']);
+  const ids = o.concepts as readonly string[];
+  if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
+  const specs = await Promise.all(ids.map(async (id, i) => {
+    const c = conceptById(id, fn);
+    return { token: `<new${i + 1}>`, classWord: c.classWord, images: await conceptPngs(id), numRegImages: (o.numRegImages ?? 24) as number };
+  }));
+  const train: TrainCustomDiffusionOptions = {
+    model: (o.model ?? worldModelDir()) as string,
+    concepts: specs,
+    steps: (o.steps ?? (ids.length > 1 ? 500 : 250)) as number,
+    seed: (o.seed ?? 0) as number,
+    regSteps: 20,
+    quiet: o.quiet === true,
+  };
+  if (o.lr !== undefined) train.lr = o.lr as number;
+  if (o.mode !== undefined) train.mode = o.mode as TrainCustomDiffusionOptions['mode'];
+  if (o.workDir !== undefined) train.workDir = o.workDir as string;
+  return trainCustomDiffusion(train);
+}
+
+export interface ConceptScores {
+  /** With the concept applied, prompts naming its token. */
+  trained: EvaluateResult;
+  /** The untrained model, the same prompts with the class word alone. */
+  base: EvaluateResult;
+}
+
+/**
+ * Scores a concept (token i of `concept`, world id `id`) on the composition
+ * prompts: the trained model with "<newi> classword", the base model with the
+ * class word alone.
+ */
+export async function scoreWorldConcept(concept: ConceptWeights, tokenIndex: number, id: string, options: { model?: string; imagesPerPrompt?: number; steps?: number; seed?: number; gridPath?: string } = {}): Promise<ConceptScores> {
+  const fn = 'scoreWorldConcept';
+  const spec = conceptById(id, fn);
+  const tok = concept.tokens[tokenIndex];
+  if (!tok) throw invalidArgument(`${fn}: the concept has no token ${tokenIndex} (it has ${concept.tokens.length})`);
+  const model = options.model ?? worldModelDir();
+  const common = { imagesPerPrompt: options.imagesPerPrompt ?? 4, steps: options.steps ?? 25, seed: options.seed ?? 0, concept: id };
+  const base = await evaluate({ ...common, model, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', spec.classWord)) });
+  const pipe = await StableDiffusionPipeline.fromPretrained(model, { scheduler: 'dpm++2m' });
+  try {
+    await applyConcepts(pipe, [concept]);
+    const trained = await evaluate({ ...common, model: pipe, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', `${tok.token} ${spec.classWord}`)), ...(options.gridPath ? { gridPath: options.gridPath } : {}) });
+    return { trained, base };
+  } finally {
+    pipe.dispose();
+  }
+}
