@@ -65,6 +65,6 @@ for (const { device, dtypes } of targets) {
   for (const [family, familyCases] of Object.entries(NN_FAMILIES)) {
     if (broad || suite === 'nn' || suite === family) cases.push(...familyCases(device));
   }
-  if (broad || suite === 'train') cases.push(...trainCases());
+  if (broad || suite === 'train') cases.push(...trainCases(suite === 'train'));
 }
 await runCases(cases, emit);

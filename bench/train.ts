@@ -2,6 +2,8 @@
 // in one native call (lossBackward) plus the AdamW update of what trains, on
 // random weights initialised as PyTorch does.
 //   world-all:   the embedded world model's UNet, every weight trainable, batch 16 (its pretraining step)
+//   sd15-512-kv: the real SD1.5 UNet at 512×512 (latents 4×64×64), batch 1, K/V trainable,
+//                with activation checkpointing (heavy on a CPU: one step takes minutes)
 //   sd1-small-kv: SD1 block structure [64, 128, 256, 256], 2 layers, 4 heads, 256-wide text,
 //                 latents 4×32×32, batch 2, attn2 K/V trainable (Custom Diffusion), with and without
 //                 activation checkpointing
@@ -14,6 +16,7 @@ import { UNet2DConditionModel, type UNetTrainable } from '../lib/models/unet.js'
 import type { Tensor } from '../lib/tensor.js';
 import { AdamW } from '../lib/train/optimizer.js';
 import { WORLD_UNET_CONFIG } from '../lib/world/model-config.js';
+import { SD15_CONFIGS } from '../lib/models/configs.js';
 import type { BenchCase } from './cases.js';
 
 const SD1_SMALL = {
@@ -24,7 +27,7 @@ const SD1_SMALL = {
   norm_num_groups: 32,
 };
 
-function stepCase(name: string, config: Record<string, unknown>, batch: number, trainable: UNetTrainable, checkpoint: boolean): BenchCase {
+function stepCase(name: string, config: Record<string, unknown>, batch: number, trainable: UNetTrainable, checkpoint: boolean, heavy = false): BenchCase {
   const c = parseUNetConfig(config, 'bench');
   const side = c.sampleSize;
   return {
@@ -32,7 +35,7 @@ function stepCase(name: string, config: Record<string, unknown>, batch: number, 
     name,
     device: 'cpu',
     params: { batch, latent: [c.inChannels, side, side], blockOutChannels: c.blockOutChannels, trainable, checkpoint, contextTokens: 77, dtype: 'f32' },
-    timing: { warmup: 1, minRuns: 3 },
+    timing: heavy ? { warmup: 0, minRuns: 1 } : { warmup: 1, minRuns: 3 },
     async prepare() {
       const weights = await initWeights(unetLayout(c), { seed: 0 });
       const unet = UNet2DConditionModel.fromWeights(config, weights);
@@ -61,10 +64,13 @@ function stepCase(name: string, config: Record<string, unknown>, batch: number, 
   };
 }
 
-export function trainCases(): BenchCase[] {
-  return [
+/** `withSd15`: also the SD1.5 step (minutes on a CPU; `npm run bench -- train` only). */
+export function trainCases(withSd15: boolean): BenchCase[] {
+  const cases = [
     stepCase('world-all', WORLD_UNET_CONFIG, 16, 'all', false),
     stepCase('sd1-small-kv', SD1_SMALL, 2, 'kv', false),
     stepCase('sd1-small-kv-checkpointed', SD1_SMALL, 2, 'kv', true),
   ];
+  if (withSd15) cases.push(stepCase('sd15-512-kv-checkpointed', { ...(SD15_CONFIGS.unet as Record<string, unknown>), sample_size: 64 }, 1, 'kv', true, true));
+  return cases;
 }
