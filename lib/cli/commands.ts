@@ -9,7 +9,10 @@ import { invalidArgument } from '../errors.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
 import { saveImages } from '../pipeline/images.js';
 import { evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
+import { disposeConcept } from '../custom-diffusion/concept-file.js';
+import { conceptById, conceptImages } from '../world/concepts.js';
 import { formatValidation, validateMetrics } from '../world/metrics.js';
+import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';
 import { worldModelDir } from '../world/model-path.js';
 import { pretrainWorld } from '../world/pretrain.js';
 import { CONCEPT_COMMANDS } from './commands-concepts.js';
@@ -74,24 +77,42 @@ const sampling: Record<string, OptionSpec> = {
 
 export const COMMANDS: Record<string, Command> = {
   demo: {
-    summary: 'draw a few prompts with the embedded world model, write a grid PNG and print the metrics',
+    summary: 'the embedded world model draws 12 prompts, then learns a held-out concept (Custom Diffusion) and draws it in new scenes; scores and a grid',
     options: {
       out: { type: 'string', arg: 'file', help: 'grid PNG to write', default: 'imprint-demo.png' },
       num: { type: 'string', arg: 'n', help: 'images per prompt', default: 4 },
+      concept: { type: 'string', arg: 'id', help: 'held-out world concept to teach: star, ring, cross, heart, striped-square, checker-circle', default: 'star' },
+      'train-steps': { type: 'string', arg: 'n', help: 'Custom Diffusion steps', default: 250 },
+      'skip-teach': { type: 'boolean', help: 'only draw the 12 prompts' },
       ...sampling,
     },
     async run(v) {
       const out = str(v, 'out') ?? 'imprint-demo.png';
       const dir = modelDir({});
-      process.stdout.write(`loading the embedded world model (${dir})\n`);
+      const n = num(v, 'num') ?? 4;
+      const sample = { imagesPerPrompt: n, steps: num(v, 'steps') ?? 25, guidanceScale: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0, scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName };
+      process.stdout.write(`1. the embedded world model (${dir}) draws ${WORLD_EVAL_PROMPTS.length} prompts\n`);
       const t0 = performance.now();
-      const r = await evaluate({
-        model: dir, prompts: WORLD_EVAL_PROMPTS, imagesPerPrompt: num(v, 'num') ?? 4, steps: num(v, 'steps') ?? 25,
-        guidanceScale: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0, scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName, gridPath: out,
-      });
-      process.stdout.write(`${formatEvaluation(r)}\n\n`);
-      process.stdout.write(`${r.images.length} images in ${((performance.now() - t0) / 1000).toFixed(1)} s; grid (one row per prompt): ${out}\n`);
-      process.stdout.write(`text alignment = the fraction of the prompt's attributes (shape, colour, size, position, background) the image shows; see 'imprint validate-metrics'\n`);
+      const r = await evaluate({ ...sample, model: dir, prompts: WORLD_EVAL_PROMPTS });
+      process.stdout.write(`${formatEvaluation(r)}\n(text alignment: the fraction of the prompt's attributes the image shows; 'imprint validate-metrics' checks the metric)\n\n`);
+      let images = r.images;
+      if (v['skip-teach'] !== true) {
+        const id = str(v, 'concept') ?? 'star';
+        const spec = conceptById(id, 'imprint demo');
+        process.stdout.write(`2. Custom Diffusion: teaching <new1> ${spec.classWord} = ${spec.description} from ${conceptImages(id).length} images it has never seen\n`);
+        const trained = await teachWorldConcepts({ concepts: [id], model: dir, steps: num(v, 'train-steps') ?? 250 });
+        try {
+          const s = await scoreWorldConcept(trained.concept, 0, id, { model: dir, imagesPerPrompt: n, steps: sample.steps, seed: sample.seed });
+          process.stdout.write(`\nthe taught model, prompts with <new1> ${spec.classWord}:\n${formatEvaluation(s.trained)}\n`);
+          process.stdout.write(`\nthe base model, the same prompts with "${spec.classWord}" alone:\n${formatEvaluation(s.base)}\n`);
+          process.stdout.write(`(image alignment: how closely the drawn object matches the concept's images, 0 to 1)\n\n`);
+          images = [...images, ...conceptImages(id).map((c) => c.image).slice(0, n), ...s.trained.images];
+        } finally {
+          disposeConcept(trained.concept);
+        }
+      }
+      await writeAtomic(out, await rgbGrid(images, r.resolution, n));
+      process.stdout.write(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s; ${out}: one row per prompt${v['skip-teach'] === true ? '' : ", then the concept's images and the taught model's scenes"}\n`);
     },
   },
 
