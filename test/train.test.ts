@@ -63,17 +63,24 @@ t('clipping scales the gradients to maxGradNorm and reports the norm before; a n
   opt.dispose();
 });
 
-t('the EMA is d·ema + (1−d)·param after each step, starting from the initial weights', async () => {
+t('the EMA is the bias-corrected d·ema + (1−d)·param: the initial weights do not leak into it', async () => {
   const params = new Map<string, Tensor>([['w', tensor(new Float32Array([1]))]]);
   const opt = await AdamW.create(params, { emaDecay: 0.5, weightDecay: 0 });
-  let ema = 1;
+  let ema = 0;
+  const seen: number[] = [];
   for (const gv of [1, -1, 2]) {
     const g = tensor(new Float32Array([gv]));
     await opt.update(new Map([['w', g]]), 0.1);
     g.dispose();
-    ema = 0.5 * ema + 0.5 * f32(params.get('w')!)[0];
+    seen.push(f32(params.get('w')!)[0]);
+    ema = 0.5 * ema + 0.5 * seen.at(-1)!;
   }
-  assertClose(f32(opt.averaged.get('w')!), new Float32Array([ema]), 1e-6, 0, 'ema');
+  // (1 − d)·Σ d^(n−k)·θ_k / (1 − d^n): weights 1/7, 2/7, 4/7 on the three steps' parameters.
+  const want = (seen[0] + 2 * seen[1] + 4 * seen[2]) / 7;
+  assertClose(new Float32Array([ema / (1 - 0.5 ** 3)]), new Float32Array([want]), 1e-6, 0, 'closed form');
+  const avg = await opt.averagedWeights();
+  assertClose(f32(avg.get('w')!), new Float32Array([want]), 1e-6, 0, 'averagedWeights');
+  avg.get('w')!.dispose();
   opt.dispose();
 });
 
@@ -89,7 +96,7 @@ t('stateTensors / restore carry a run over exactly; restore refuses a mismatched
   second.restore(saved, 2);
   for (const g of grads.slice(2)) await second.update(new Map([['w', tensor(new Float32Array(g))]]), 0.05);
   assert.equal(Array.from(f32(second.params.get('w')!)), Array.from(f32(straight.params.get('w')!)));
-  assert.equal(Array.from(f32(second.averaged.get('w')!)), Array.from(f32(straight.averaged.get('w')!)));
+  assert.equal(Array.from(f32((await second.averagedWeights()).get('w')!)), Array.from(f32((await straight.averagedWeights()).get('w')!)));
   const wrong = new Map(saved);
   wrong.set('adam_v/w', tensor(new Float32Array(3)));
   const third = await AdamW.create(mk());

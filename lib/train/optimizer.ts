@@ -19,7 +19,11 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Clip the global gradient norm to this (default: no clipping). */
   maxGradNorm?: number;
-  /** Keep an EMA of the parameters with this decay (e.g. 0.999; default: none). */
+  /**
+   * Keep an EMA of the parameters with this decay (e.g. 0.999; default: none).
+   * It starts from zero and is read bias-corrected (÷ (1 − decay^steps), as
+   * Adam corrects its moments), so the initial weights never leak into it.
+   */
   emaDecay?: number;
 }
 
@@ -64,7 +68,7 @@ export class AdamW {
     for (const [name, p] of opt.params) {
       opt.#m.set(name, await zeros(p.shape, { dtype: p.dtype, device: p.device }));
       opt.#v.set(name, await zeros(p.shape, { dtype: p.dtype, device: p.device }));
-      if (opt.options.emaDecay !== undefined) opt.#ema.set(name, await combine([[1, p]]));
+      if (opt.options.emaDecay !== undefined) opt.#ema.set(name, await zeros(p.shape, { dtype: p.dtype, device: p.device }));
     }
     return opt;
   }
@@ -121,9 +125,17 @@ export class AdamW {
     return { gradNorm };
   }
 
-  /** The EMA weights (the parameters themselves when no EMA is kept). */
-  get averaged(): Map<string, Tensor<FloatDType>> {
-    return this.options.emaDecay === undefined ? this.params : this.#ema;
+  /**
+   * The bias-corrected EMA of the weights, as new tensors the caller owns
+   * (copies of the parameters when no EMA is kept or no step was taken).
+   */
+  async averagedWeights(): Promise<Map<string, Tensor<FloatDType>>> {
+    const d = this.options.emaDecay;
+    const out = new Map<string, Tensor<FloatDType>>();
+    for (const [n, p] of this.params) {
+      out.set(n, d === undefined || this.step === 0 ? await combine([[1, p]]) : await combine([[1 / (1 - d ** this.step), this.#ema.get(n)!]]));
+    }
+    return out;
   }
 
   /** Everything a resumed run needs, as named tensors: params, both moments and the EMA. */

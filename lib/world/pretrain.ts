@@ -171,7 +171,14 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
     }
   }
 
-  if (end === steps) await saveWorldModel(outDir, opt.averaged, saveDtype);
+  if (end === steps) {
+    const averaged = await opt.averagedWeights();
+    try {
+      await saveWorldModel(outDir, averaged, saveDtype);
+    } finally {
+      for (const t of averaged.values()) t.dispose();
+    }
+  }
   const result = { steps: end, outDir, finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), secondsPerStep: progress.secondsPerStep(end) };
   opt.dispose();
   return result;
