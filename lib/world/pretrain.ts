@@ -184,8 +184,8 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   return result;
 }
 
-/** Writes the diffusers folder (configs, weights in `dtype`); the tokenizer/ folder is already there. */
-async function saveWorldModel(outDir: string, weights: Map<string, Tensor>, dtype: 'f16' | 'f32'): Promise<void> {
+/** Writes the diffusers folder (configs, weights named unet/… and text_encoder/…, stored in `dtype`); the tokenizer/ folder is already there. */
+export async function saveWorldModel(outDir: string, weights: Map<string, Tensor>, dtype: 'f16' | 'f32'): Promise<void> {
   const json = async (path: string, value: unknown): Promise<void> => {
     mkdirSync(join(path, '..'), { recursive: true });
     await writeFile(`${path}.tmp`, JSON.stringify(value, null, 2) + '\n');
