@@ -77,13 +77,12 @@ const sampling: Record<string, OptionSpec> = {
 
 export const COMMANDS: Record<string, Command> = {
   demo: {
-    summary: 'the embedded world model draws 12 prompts, then learns a held-out concept (Custom Diffusion) and draws it in new scenes; scores and a grid',
+    summary: 'the embedded world model draws 12 prompts (scores and a grid); with --teach, then learns a held-out concept (Custom Diffusion) and draws it in new scenes',
     options: {
       out: { type: 'string', arg: 'file', help: 'grid PNG to write', default: 'imprint-demo.png' },
       num: { type: 'string', arg: 'n', help: 'images per prompt', default: 4 },
-      concept: { type: 'string', arg: 'id', help: 'held-out world concept to teach: star, ring, cross, heart, striped-square, checker-circle', default: 'star' },
+      teach: { type: 'string', arg: 'id', help: 'then teach this held-out world concept: star, ring, cross, heart, striped-square, checker-circle' },
       'train-steps': { type: 'string', arg: 'n', help: 'Custom Diffusion steps', default: 250 },
-      'skip-teach': { type: 'boolean', help: 'only draw the 12 prompts' },
       ...sampling,
     },
     async run(v) {
@@ -96,8 +95,8 @@ export const COMMANDS: Record<string, Command> = {
       const r = await evaluate({ ...sample, model: dir, prompts: WORLD_EVAL_PROMPTS });
       process.stdout.write(`${formatEvaluation(r)}\n(text alignment: the fraction of the prompt's attributes the image shows; 'imprint validate-metrics' checks the metric)\n\n`);
       let images = r.images;
-      if (v['skip-teach'] !== true) {
-        const id = str(v, 'concept') ?? 'star';
+      const id = str(v, 'teach');
+      if (id !== undefined) {
         const spec = conceptById(id, 'imprint demo');
         process.stdout.write(`2. Custom Diffusion: teaching <new1> ${spec.classWord} = ${spec.description} from ${conceptImages(id).length} images it has never seen\n`);
         const trained = await teachWorldConcepts({ concepts: [id], model: dir, steps: num(v, 'train-steps') ?? 250 });
@@ -112,7 +111,7 @@ export const COMMANDS: Record<string, Command> = {
         }
       }
       await writeAtomic(out, await rgbGrid(images, r.resolution, n));
-      process.stdout.write(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s; ${out}: one row per prompt${v['skip-teach'] === true ? '' : ", then the concept's images and the taught model's scenes"}\n`);
+      process.stdout.write(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s; ${out}: one row per prompt${id === undefined ? '' : ", then the concept's images and the taught model's scenes"}\n`);
     },
   },
 
