@@ -67,13 +67,13 @@ t('LoRA equals W + s·B·A materialised in JavaScript; a mask equals zeroing the
   const a = tensor(randomArray(3 * 32, 3, 0.3), { shape: [3, 32] }), b = tensor(randomArray(64 * 3, 4, 0.3), { shape: [64, 3] });
   const lora = await m.unet.forward(m.sample, m.ts, m.ctx, { adapters: [{ weight: V, lora: { a, b, scale: 0.7 } }] });
   const loraRef = await m.unet.withWeights(new Map([[V, loraWeight(w, a, b, 0.7)]])).forward(m.sample, m.ts, m.ctx);
-  assertClose(f32(lora), f32(loraRef), 1e-5, 1e-6, 'LoRA forward');
+  assertClose(f32(lora), f32(loraRef), 1e-4, 1e-5, 'LoRA forward');  // B·A rounds differently in f32 GEMMs (OpenBLAS or the built-in one) than in JS
   const base = await m.unet.forward(m.sample, m.ts, m.ctx);
   assert.ok(f32(base).some((v, i) => Math.abs(v - f32(lora)[i]) > 1e-4), 'the LoRA changes the output');
   // scale defaults to 1
   const one = await m.unet.forward(m.sample, m.ts, m.ctx, { adapters: [{ weight: V, lora: { a, b } }] });
   const oneRef = await m.unet.withWeights(new Map([[V, loraWeight(w, a, b, 1)]])).forward(m.sample, m.ts, m.ctx);
-  assertClose(f32(one), f32(oneRef), 1e-5, 1e-6, 'LoRA forward, scale 1');
+  assertClose(f32(one), f32(oneRef), 1e-4, 1e-5, 'LoRA forward, scale 1');
 
   const mw = m.weights.get(OUT)!;
   const mask = maskFor(mw, 5);
