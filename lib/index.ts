@@ -67,7 +67,7 @@ export {
 } from './models/clip-text-backward.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
 export { UNet2DConditionModel, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions, type UNetLossOptions } from './models/unet.js';
-export { imageToTensor, tensorToImages, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
+export { imageToTensor, tensorToImages, tensorToRgb, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
 export {
   StableDiffusionPipeline,
   schedulerFromConfig,

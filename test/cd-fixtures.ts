@@ -39,10 +39,8 @@ export async function randomConcept(unetWeights: Map<string, Tensor>, o: RandomC
   return { method: 'custom-diffusion', mode, tokens, deltas, baseFingerprint: o.fingerprint ?? 'sha256:test' };
 }
 
-export function disposeAll(concept: ConceptWeights): void {
-  for (const d of concept.deltas.values()) if (!d.disposed) d.dispose();
-  for (const tk of concept.tokens) if (!tk.embedding.disposed) tk.embedding.dispose();
-}
+/** The library's concept disposal, under the name these tests use. */
+export { disposeConcept as disposeAll } from '../lib/custom-diffusion/concept-file.js';
 
 /**
  * A CLIP-style tokenizer folder of exactly `size` ids: the 512 byte symbols

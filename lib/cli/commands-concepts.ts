@@ -1,9 +1,8 @@
 // The CLI's Custom Diffusion concept commands: merge concept files in closed
 // form, sample with concepts, and convert to and from diffusers' files. Each
 // parses its flags and calls one API entry point; the API's errors name the
-// problem (the lead adds CONCEPT_COMMANDS to COMMANDS).
-import { existsSync, readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+// problem.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
@@ -15,51 +14,9 @@ import { mergeConcepts, type MergeResult } from '../custom-diffusion/merge.js';
 import type { ConceptWeights } from '../custom-diffusion/types.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
-import { saveImages } from '../pipeline/images.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { rgbGrid, tensorToRgb } from '../world/evaluate.js';
-import { worldModelDir } from '../world/model-path.js';
-import type { Command } from './commands.js';
+import { list, modelDir, need, num, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
 
-type Values = Parameters<Command['run']>[0];
-type OptionSpec = Command['options'][string];
-
-function num(values: Values, flag: string): number | undefined {
-  const v = values[flag];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
-  return n;
-}
-
-function str(values: Values, flag: string): string | undefined {
-  const v = values[flag];
-  return typeof v === 'string' ? v : undefined;
-}
-
-function list(values: Values, flag: string): string[] {
-  const v = values[flag];
-  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
-}
-
-function need(values: Values, flag: string, what: string): string {
-  const v = str(values, flag);
-  if (v === undefined || v === '') throw invalidArgument(`give --${flag} ${what}`);
-  return v;
-}
-
-/** --model, else the embedded world model (as the other commands). */
-function modelDir(values: Values): string {
-  const dir = str(values, 'model') ?? worldModelDir();
-  if (!existsSync(join(dir, 'model_index.json'))) {
-    throw invalidArgument(dir === worldModelDir()
-      ? `the embedded world model is missing from ${dir} (run 'npm run pretrain:world' to train it)`
-      : `${dir} is not a diffusers model folder (no model_index.json)`);
-  }
-  return dir;
-}
-
-/** --energy / --rank: SVD compression of a written concept file, when either is given. */
 function compression(values: Values): SaveConceptOptions {
   const energy = num(values, 'energy');
   const rank = num(values, 'rank');
@@ -174,16 +131,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
         const side = (config.sample_size ?? 64) * pipe.vae.factor;
         const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed });
         try {
-          const pattern = str(v, 'out') ?? 'imprint-{i}.png';
-          const paths = await saveImages(r.images, r.images.shape[0] === 1 ? pattern.replace('{i}', '0') : pattern);
-          const grid = str(v, 'grid');
-          if (grid !== undefined) {
-            const [, , h] = r.images.shape;
-            const tmp = `${grid}.tmp-${process.pid}`;
-            await writeFile(tmp, await rgbGrid(tensorToRgb(r.images), h, Math.ceil(Math.sqrt(r.images.shape[0])), h <= 64 ? 4 : 1));
-            await rename(tmp, grid);
-            paths.push(grid);
-          }
+          const paths = await saveGenerated(r.images, v);
           process.stdout.write(`concepts: ${applied.tokens.join(', ')} (${applied.weights.length} UNet weights changed)\n${paths.join('\n')}\n`);
         } finally {
           r.images.dispose();

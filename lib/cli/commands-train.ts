@@ -11,22 +11,7 @@ import { saveConcept } from '../custom-diffusion/concept-file.js';
 import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../custom-diffusion/train.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
-import type { Command } from './commands.js';
-
-type Values = Parameters<Command['run']>[0];
-
-function str(values: Values, flag: string): string | undefined {
-  const v = values[flag];
-  return typeof v === 'string' ? v : undefined;
-}
-
-function num(values: Values, flag: string): number | undefined {
-  const v = values[flag];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
-  return n;
-}
+import { num, str, type Command } from './flags.js';
 
 /** Concepts from a JSON file: an array of ConceptSpec; relative image and folder paths are read from the file's folder. */
 export function readConceptsFile(path: string): ConceptSpec[] {

@@ -1,71 +1,22 @@
 // The CLI's commands: each names its flags (with help text and defaults) and
 // runs one API call. Flag values arrive as strings and are converted here;
 // the API validates them and its errors name the option.
-import { existsSync, readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { saveImages } from '../pipeline/images.js';
-import { evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
+import { evaluate, formatEvaluation, rgbGrid, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
 import { disposeConcept } from '../custom-diffusion/concept-file.js';
 import { conceptById, conceptImages } from '../world/concepts.js';
 import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';
-import { worldModelDir } from '../world/model-path.js';
 import { pretrainWorld } from '../world/pretrain.js';
 import { CONCEPT_COMMANDS } from './commands-concepts.js';
+import { modelDir, num, saveGenerated, str, writeAtomic, type Command, type OptionSpec } from './flags.js';
 import { TRAIN_COMMANDS } from './commands-train.js';
 
-type Values = Record<string, string | boolean | string[] | undefined>;
-
-interface OptionSpec {
-  type: 'string' | 'boolean';
-  help: string;
-  arg?: string;
-  default?: string | number;
-  multiple?: boolean;
-}
-
-export interface Command {
-  summary: string;
-  usage?: string;
-  positionals?: boolean;
-  options: Record<string, OptionSpec>;
-  run(values: Values, positionals: string[]): Promise<void>;
-}
-
-/** A numeric flag: undefined when absent, else a finite number (or a clear error naming the flag). */
-function num(values: Values, flag: string): number | undefined {
-  const v = values[flag];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
-  return n;
-}
-
-function str(values: Values, flag: string): string | undefined {
-  const v = values[flag];
-  return typeof v === 'string' ? v : undefined;
-}
-
-/** The model folder: --model, else the embedded world model (which must have been pretrained). */
-function modelDir(values: Values): string {
-  const dir = str(values, 'model') ?? worldModelDir();
-  if (!existsSync(join(dir, 'model_index.json'))) {
-    throw invalidArgument(dir === worldModelDir()
-      ? `the embedded world model is missing from ${dir} (run 'npm run pretrain:world' to train it)`
-      : `${dir} is not a diffusers model folder (no model_index.json)`);
-  }
-  return dir;
-}
-
-async function writeAtomic(path: string, data: Buffer): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
+export type { Command } from './flags.js';
 
 const modelFlag: OptionSpec = { type: 'string', arg: 'dir', help: 'diffusers model folder', default: 'the embedded world model' };
 const sampling: Record<string, OptionSpec> = {
@@ -142,14 +93,7 @@ export const COMMANDS: Record<string, Command> = {
           steps: num(v, 'steps') ?? 25, guidanceScale: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0,
           ...(negative === undefined ? {} : { negativePrompt: negative }),
         });
-        const pattern = str(v, 'out') ?? 'imprint-{i}.png';
-        const paths = await saveImages(r.images, r.images.shape[0] === 1 ? pattern.replace('{i}', '0') : pattern);
-        const grid = str(v, 'grid');
-        if (grid !== undefined) {
-          const [, , h] = r.images.shape;
-          await writeAtomic(grid, await rgbGrid(tensorToRgb(r.images), h, Math.ceil(Math.sqrt(r.images.shape[0])), h <= 64 ? 4 : 1));
-          paths.push(grid);
-        }
+        const paths = await saveGenerated(r.images, v);
         r.images.dispose();
         r.latents.dispose();
         process.stdout.write(paths.join('\n') + '\n');

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 
 import { invalidArgument } from '../errors.js';
 import { describe } from '../validate.js';
+import { WorldRandom } from '../world/random.js';
 
 const STYLES = [
   'a photo of', 'a painting of', 'a close-up photo of', 'a sketch of', 'a watercolor painting of', 'a 3d render of',
@@ -37,18 +38,6 @@ function caption(index: number): string {
   return [style, article, noun, setting].filter((w) => w !== '').join(' ');
 }
 
-/** mulberry32: a small deterministic generator for the choice of captions. */
-function generator(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * `count` distinct generic captions ("a photo of a dog on a beach", "a
  * painting of a red car in the city", ...), the same list for the same seed.
@@ -58,11 +47,11 @@ export function genericCaptions(count = 1000, seed = 0): string[] {
   if (!Number.isSafeInteger(count) || count < 1 || count > GENERIC_CAPTION_COUNT) throw invalidArgument(`${fn}: count must be an integer in [1, ${GENERIC_CAPTION_COUNT}], got ${describe(count)}`);
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
   // A partial Fisher-Yates shuffle of the grammar's index space: distinct by construction.
-  const next = generator(seed);
+  const rng = new WorldRandom(seed);  // the project's seeded generator (mulberry32)
   const swapped = new Map<number, number>();
   const out: string[] = [];
   for (let i = 0; i < count; i++) {
-    const j = i + Math.floor(next() * (GENERIC_CAPTION_COUNT - i));
+    const j = i + Math.floor(rng.next() * (GENERIC_CAPTION_COUNT - i));
     const pick = swapped.get(j) ?? j;
     swapped.set(j, swapped.get(i) ?? i);
     out.push(caption(pick));

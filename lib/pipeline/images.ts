@@ -77,13 +77,16 @@ function checkImages(fn: string, t: unknown): { n: number; h: number; w: number;
   return { n, h, w, data: t.dataSync() as Float32Array };
 }
 
-/** Each image of f32 [N, 3, H, W] in [-1, 1] as a PNG (values clamped, then rounded to 8 bits; NaN becomes 0). */
-export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
-  const { n, h, w, data } = checkImages('tensorToImages', images);
+/** Each image of f32 [N, 3, H, W] in [-1, 1] as HWC RGB bytes (values clamped, then rounded; NaN becomes 0). */
+export function tensorToRgb(images: Tensor): Uint8Array[] {
+  return rgbOf('tensorToRgb', images);
+}
+
+function rgbOf(fn: string, images: Tensor): Uint8Array[] {
+  const { n, h, w, data } = checkImages(fn, images);
   const plane = h * w;
-  const pngs: Buffer[] = [];
-  for (let i = 0; i < n; i++) {
-    const rgb = Buffer.alloc(3 * plane);
+  return Array.from({ length: n }, (_, i) => {
+    const rgb = new Uint8Array(3 * plane);
     const base = i * 3 * plane;
     for (let p = 0; p < plane; p++) {
       for (let c = 0; c < 3; c++) {
@@ -91,9 +94,15 @@ export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
         rgb[p * 3 + c] = v > 255 ? 255 : v > 0 ? v : 0;
       }
     }
-    pngs.push(await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer());
-  }
-  return pngs;
+    return rgb;
+  });
+}
+
+/** Each image of f32 [N, 3, H, W] in [-1, 1] as a PNG (values clamped, then rounded to 8 bits; NaN becomes 0). */
+export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
+  const rgbs = rgbOf('tensorToImages', images);
+  const [, , h, w] = images.shape;
+  return Promise.all(rgbs.map((rgb) => sharp(Buffer.from(rgb.buffer), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer()));
 }
 
 /**

@@ -7,8 +7,8 @@ import { writeFile, rename } from 'node:fs/promises';
 import sharp from 'sharp';
 
 import { invalidArgument } from '../errors.js';
+import { tensorToRgb } from '../pipeline/images.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import type { Tensor } from '../tensor.js';
 import { checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages } from './concepts.js';
 import { imageAlignment, stat, textAlignment, type Stat } from './metrics.js';
@@ -61,22 +61,8 @@ export interface EvaluateResult {
   resolution: number;
 }
 
-/** [N, 3, H, W] in [-1, 1] → HWC RGB bytes per image, as the metrics read them. */
-export function tensorToRgb(images: Tensor): Uint8Array[] {
-  const [n, , h, w] = images.shape;
-  const data = images.dataSync() as Float32Array;
-  const plane = h * w;
-  return Array.from({ length: n }, (_, i) => {
-    const out = new Uint8Array(plane * 3);
-    for (let p = 0; p < plane; p++) {
-      for (let c = 0; c < 3; c++) {
-        const v = Math.round((data[(i * 3 + c) * plane + p] + 1) * 127.5);
-        out[p * 3 + c] = v > 255 ? 255 : v > 0 ? v : 0;  // NaN → 0
-      }
-    }
-    return out;
-  });
-}
+/** [N, 3, H, W] in [-1, 1] → HWC RGB bytes per image, as the metrics read them (see pipeline/images.ts). */
+export { tensorToRgb };
 
 /** RGB images (HWC bytes, all r×r) as a PNG grid, `columns` wide, each cell upscaled `scale`× (nearest). */
 export async function rgbGrid(images: readonly Uint8Array[], resolution: number, columns: number, scale = 4): Promise<Buffer> {
