@@ -92,6 +92,18 @@ class CudaBackend final : public Backend {
   }
 
   // Kernel faults (bad address, ...) surface here, when the queued work runs.
+  void make_current() override { activate(); }
+
+  // Created on first use (with this device current) and never destroyed: it
+  // lives as long as the process, like the backend. Non-blocking, so it never
+  // serialises with the legacy default stream other libraries may use.
+  cudaStream_t stream() {
+    std::call_once(stream_once_, [this] {
+      check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    });
+    return stream_;
+  }
+
   void synchronize() override {
     activate();
     const cudaError_t err = cudaStreamSynchronize(stream());
@@ -109,16 +121,6 @@ class CudaBackend final : public Backend {
 
   void check(cudaError_t err, const char* what) {
     if (err != cudaSuccess) cuda::fail_cuda(err, std::string(what) + " on " + name_);
-  }
-
-  // Created on first use (with this device current) and never destroyed: it
-  // lives as long as the process, like the backend. Non-blocking, so it never
-  // serialises with the legacy default stream other libraries may use.
-  cudaStream_t stream() {
-    std::call_once(stream_once_, [this] {
-      check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    });
-    return stream_;
   }
 
   const int index_;
@@ -251,5 +253,15 @@ Backend& cuda_backend(int index) {
   if (backend == nullptr) backend = new CudaBackend(index);
   return *backend;
 }
+
+namespace cuda {
+
+cudaStream_t current_stream() {
+  int index = 0;
+  IMPRINT_CUDA_CHECK(cudaGetDevice(&index));
+  return static_cast<CudaBackend&>(cuda_backend(index)).stream();
+}
+
+}  // namespace cuda
 
 }  // namespace imprint

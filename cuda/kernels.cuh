@@ -20,6 +20,11 @@ void launch_fill(const FillArgs& args, cudaStream_t stream);      // elementwise
 void launch_sum(const SumArgs& args, cudaStream_t stream);        // reduce.cu
 void launch_random(const RandomArgs& args, cudaStream_t stream);  // random.cu
 
+// The stream of the current device's backend. Registered kernels (the nn op
+// library: conv, norms, attention, ...) run after Backend::make_current and
+// queue their work here, so everything of a device stays in order on one stream.
+cudaStream_t current_stream();  // cuda_backend.cu
+
 // Threads per block for the one-dimensional grid-stride kernels.
 constexpr int kThreads = 256;
 

@@ -286,11 +286,21 @@ t('DDIM: trailing and linspace spacing, set_alpha_to_one, sample prediction', as
   for (const v of [x, out, y]) v.dispose();
 });
 
+t('squaredcos_cap_v2: ᾱ_t telescopes to f((t+1)/N)/f(0) until β reaches its 0.999 cap', () => {
+  const n = 1000;
+  const f = (u: number): number => Math.cos(((u + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
+  const ac = S.DDIMScheduler.fromConfig({ beta_schedule: 'squaredcos_cap_v2', num_train_timesteps: n }).alphasCumprod;
+  // β_t = 1 − f((t+1)/N)/f(t/N) < 0.999 for every t but the last (f(1) = 0 there).
+  for (const t of [0, 1, 10, 250, 500, 900, 990, 998]) assertClose([ac[t]], [f((t + 1) / n) / f(0)], 1e-9, 1e-12, `ᾱ_${t}`);
+  assertClose([ac[n - 1]], [ac[n - 2] * 0.001], 1e-12, 0, 'capped last step');
+  assert.ok(ac[500] > 0.45 && ac[500] < 0.55, `cosine ᾱ at the midpoint is about ½, got ${ac[500]}`);
+});
+
 t('bad configs are refused, naming the field', async () => {
   const cases: Array<[() => unknown, RegExp]> = [
     [() => S.DDIMScheduler.fromConfig({ thresholding: true }), /thresholding=true is not supported/],
     [() => S.DDIMScheduler.fromConfig({ clip_sample: true }), /clip_sample=true is not supported/],
-    [() => S.DDIMScheduler.fromConfig({ beta_schedule: 'squaredcos_cap_v2' }), /beta_schedule must be one of 'scaled_linear', 'linear', got 'squaredcos_cap_v2'/],
+    [() => S.DDIMScheduler.fromConfig({ beta_schedule: 'cosine' }), /beta_schedule must be one of 'scaled_linear', 'linear', 'squaredcos_cap_v2', got 'cosine'/],
     [() => S.DDIMScheduler.fromConfig({ prediction_type: 'x0' }), /prediction_type must be one of/],
     [() => S.DDIMScheduler.fromConfig({ num_train_timesteps: 0 }), /num_train_timesteps must be an integer in \[2, 100000\], got number 0/],
     [() => S.DDIMScheduler.fromConfig({ num_train_timesteps: '1000' }), /num_train_timesteps must be an integer/],

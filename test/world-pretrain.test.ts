@@ -54,7 +54,7 @@ t('a checkpoint from other settings is refused, not silently mixed', async () =>
   const dir = folder('mismatch');
   const ckpt = join(work, 'mismatch', 'ckpt');
   await pretrainWorld({ ...common, outDir: dir, workDir: ckpt, maxStepsThisRun: 1 });
-  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2 \(step 1\)/);
+  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 4 \(step 1\)/);
 });
 
 t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused', async () => {

@@ -40,6 +40,10 @@ class Backend {
 
   // Waits for queued device work and reports its errors.
   virtual void synchronize() = 0;
+
+  // Makes this device the calling thread's current one, before a registered
+  // kernel runs (CUDA kernels launch on the current device's stream).
+  virtual void make_current() {}
 };
 
 Backend& cpu_backend();

@@ -44,6 +44,7 @@ Launch kernel_launch(const char* kernel, const Device& device, std::vector<Tenso
   launch.outputs = std::move(outputs);
   launch.inputs = std::move(inputs);
   launch.run = [fn, backend, args] {
+    backend->make_current();
     fn(&args);
     backend->synchronize();
   };

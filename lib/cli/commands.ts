@@ -152,9 +152,10 @@ export const COMMANDS: Record<string, Command> = {
     options: {
       out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes', default: 'lib/world/model' },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },
-      steps: { type: 'string', arg: 'n', help: 'training steps', default: 3000 },
+      steps: { type: 'string', arg: 'n', help: 'training steps', default: 5000 },
       'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: 16 },
       lr: { type: 'string', arg: 'x', help: 'peak learning rate', default: 0.001 },
+      'object-weight': { type: 'string', arg: 'x', help: 'extra loss weight of object pixels (0: plain MSE)', default: 4 },
       seed: { type: 'string', arg: 'n', help: 'world and initialisation seed', default: 0 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint' },
       'max-steps-this-run': { type: 'string', arg: 'n', help: 'stop after this many steps (resume later)' },
@@ -165,7 +166,7 @@ export const COMMANDS: Record<string, Command> = {
       const work = str(v, 'work-dir');
       const r = await pretrainWorld({
         ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),
-        ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
+        ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('object-weight', 'objectWeight'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
         resume: v.fresh !== true,
       });
       process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -12,7 +12,7 @@ export interface ScheduleConfig {
   numTrainTimesteps: number;
   betaStart: number;
   betaEnd: number;
-  betaSchedule: 'scaled_linear' | 'linear';
+  betaSchedule: 'scaled_linear' | 'linear' | 'squaredcos_cap_v2';
   trainedBetas: number[] | null;
   predictionType: PredictionType;
   timestepSpacing: TimestepSpacing;
@@ -92,7 +92,7 @@ export function readScheduleConfig(f: Fields, defaults: { spacing: TimestepSpaci
   const numTrainTimesteps = f.integer('num_train_timesteps', 1000, 2, 100000);
   const betaStart = f.number('beta_start', 0.00085, (v) => Number.isFinite(v) && v > 0 && v < 1, 'a number in (0, 1)');
   const betaEnd = f.number('beta_end', 0.012, (v) => Number.isFinite(v) && v > 0 && v < 1, 'a number in (0, 1)');
-  const betaSchedule = f.choice('beta_schedule', 'scaled_linear', ['scaled_linear', 'linear'] as const);
+  const betaSchedule = f.choice('beta_schedule', 'scaled_linear', ['scaled_linear', 'linear', 'squaredcos_cap_v2'] as const);
   let trainedBetas: number[] | null = null;
   const tb = f.json.trained_betas;
   if (tb !== undefined && tb !== null) {
@@ -112,18 +112,30 @@ export function readScheduleConfig(f: Fields, defaults: { spacing: TimestepSpaci
   return { numTrainTimesteps, betaStart, betaEnd, betaSchedule, trainedBetas, predictionType, timestepSpacing, stepsOffset };
 }
 
-/** ᾱ_t = Π(1 − β_s) for t = 0 … N−1, in float64. SD's scaled_linear: β = linspace(√β_start, √β_end, N)². */
+/**
+ * ᾱ_t = Π(1 − β_s) for t = 0 … N−1, in float64. SD's scaled_linear: β =
+ * linspace(√β_start, √β_end, N)²; squaredcos_cap_v2 (Nichol & Dhariwal's
+ * cosine schedule, for small images): β_i = min(1 − f((i+1)/N)/f(i/N), 0.999)
+ * with f(u) = cos²((u + 0.008)/1.008 · π/2).
+ */
 export function alphasCumprod(c: ScheduleConfig): Float64Array {
   const n = c.numTrainTimesteps;
   const betas = c.trainedBetas
     ? Float64Array.from(c.trainedBetas)
     : c.betaSchedule === 'linear'
       ? linspace(c.betaStart, c.betaEnd, n)
-      : linspace(Math.sqrt(c.betaStart), Math.sqrt(c.betaEnd), n).map((b) => b * b);
+      : c.betaSchedule === 'squaredcos_cap_v2'
+        ? cosineBetas(n)
+        : linspace(Math.sqrt(c.betaStart), Math.sqrt(c.betaEnd), n).map((b) => b * b);
   const out = new Float64Array(n);
   let acc = 1;
   for (let i = 0; i < n; i++) out[i] = acc *= 1 - betas[i];
   return out;
+}
+
+function cosineBetas(n: number): Float64Array {
+  const f = (u: number): number => Math.cos(((u + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
+  return Float64Array.from({ length: n }, (_, i) => Math.min(1 - f((i + 1) / n) / f(i / n), 0.999));
 }
 
 /** numpy.linspace: start + i·step, the endpoint exact. */

@@ -60,11 +60,15 @@ export const WORLD_TEXT_ENCODER_CONFIG = {
 } as const;
 
 /**
- * DDPM's linear betas (1e-4 … 0.02, as pixel-space models use) with
- * v-prediction: with epsilon prediction a short pretraining leaves the
- * highest noise levels, where the first sampling steps decide the layout and
- * the background, badly predicted (x0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ multiplies the
- * error by 1/√ᾱ, about 100 at t = 999); v weighs every level evenly.
+ * The cosine noise schedule (squaredcos_cap_v2) with v-prediction and
+ * trailing timesteps. At 32×32 the linear schedule of large models leaves an
+ * image almost pure noise from t ≈ 600 on (ᾱ < 0.01), so 40% of the training
+ * steps would teach little; the cosine schedule spreads the noise levels
+ * evenly over t (Nichol & Dhariwal). With epsilon prediction a short
+ * pretraining leaves the highest levels, where the first sampling steps
+ * decide the layout, badly predicted (x0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ multiplies the
+ * error by 1/√ᾱ); v weighs every level evenly. Trailing spacing starts
+ * sampling at t = 999, the pure noise the sampler actually starts from.
  */
 export const WORLD_SCHEDULER_CONFIG = {
   _class_name: 'DDIMScheduler',
@@ -72,12 +76,12 @@ export const WORLD_SCHEDULER_CONFIG = {
   num_train_timesteps: 1000,
   beta_start: 0.0001,
   beta_end: 0.02,
-  beta_schedule: 'linear',
+  beta_schedule: 'squaredcos_cap_v2',
   prediction_type: 'v_prediction',
   clip_sample: false,
   set_alpha_to_one: false,
   steps_offset: 1,
-  timestep_spacing: 'leading',
+  timestep_spacing: 'trailing',
 } as const;
 
 export const WORLD_MODEL_INDEX = {

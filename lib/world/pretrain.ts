@@ -1,7 +1,11 @@
 // Pretrains the embedded world model with Imprint's own training loop: every
 // UNet and text-encoder weight trainable, AdamW with warm-up and cosine decay,
-// DDPM noise (epsilon targets), captions dropped 10% of the time so
-// classifier-free guidance works, an EMA of the weights that is what ships.
+// DDPM noise (v-prediction targets, the schedule of model-config.ts), captions
+// dropped 10% of the time so classifier-free guidance works, an EMA of the
+// weights that is what ships. The loss weighs object pixels `objectWeight`
+// times more than background ones: the background fills most of a 32×32
+// scene, and an unweighted MSE spends its gradient on it while the shapes and
+// colours the captions name stay blobs.
 // Reproducible: batch k is samples k·B … k·B+B−1 of the world's stream for the
 // seed, and the noise and timesteps of step k come from seeds derived from k,
 // so a resumed run continues exactly where a checkpoint left off.
@@ -27,7 +31,7 @@ import { Progress } from '../train/progress.js';
 import { checkOptions, describe } from '../validate.js';
 import { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 import { WorldRandom } from './random.js';
-import { worldSample } from './scene.js';
+import { PALETTE, worldSample, type WorldSample } from './scene.js';
 import { worldModelDir } from './model-path.js';
 
 export interface PretrainOptions {
@@ -45,6 +49,8 @@ export interface PretrainOptions {
   checkpointEvery?: number;
   /** Continue from the checkpoint in workDir when there is one (default true). */
   resume?: boolean;
+  /** Extra loss weight of object pixels: they weigh 1 + objectWeight, the background 1 (default 4; 0 is the plain MSE). */
+  objectWeight?: number;
   /** Probability of training on the empty caption (default 0.1). */
   uncondProb?: number;
   /** Stored dtype of the shipped weights (default 'f16', half the size; loaded as f32). */
@@ -82,12 +88,30 @@ export function imagesToTensor(images: readonly Uint8Array[], resolution: number
   return tensor(out, { shape: [n, 3, resolution, resolution] });
 }
 
+/**
+ * Per-pixel loss weights [N, 1, R, R]: 1 + objectWeight where the render
+ * differs from the scene's background colour (objects never share it), 1
+ * elsewhere. Anti-aliased edges count as object.
+ */
+export function lossWeights(samples: readonly WorldSample[], resolution: number, objectWeight: number): Tensor<'f32'> {
+  const plane = resolution * resolution;
+  const out = new Float32Array(samples.length * plane);
+  samples.forEach((s, b) => {
+    const bg = PALETTE[s.scene.background];
+    for (let p = 0; p < plane; p++) {
+      const object = s.image[p * 3] !== bg[0] || s.image[p * 3 + 1] !== bg[1] || s.image[p * 3 + 2] !== bg[2];
+      out[b * plane + p] = object ? 1 + objectWeight : 1;
+    }
+  });
+  return tensor(out, { shape: [samples.length, 1, resolution, resolution] });
+}
+
 export async function pretrainWorld(options: PretrainOptions = {}): Promise<PretrainResult> {
   const fn = 'pretrainWorld';
-  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'checkpointEvery', 'resume', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun']);
+  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun']);
   const outDir = (o.outDir as string | undefined) ?? worldModelDir();
   const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
-  const steps = checkInt(fn, 'steps', o.steps ?? 3000, 1, 10_000_000);
+  const steps = checkInt(fn, 'steps', o.steps ?? 5000, 1, 10_000_000);
   const batch = checkInt(fn, 'batchSize', o.batchSize ?? 16, 1, 4096);
   const warmup = checkInt(fn, 'warmup', o.warmup ?? Math.min(200, steps), 0, steps);
   const seed = checkInt(fn, 'seed', o.seed ?? 0, 0, 2 ** 31);
@@ -96,6 +120,8 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   if (typeof lr !== 'number' || !(lr > 0 && lr < 1)) throw invalidArgument(`${fn}: lr must be in (0, 1), got ${describe(lr)}`);
   const uncond = o.uncondProb ?? 0.1;
   if (typeof uncond !== 'number' || !(uncond >= 0 && uncond <= 1)) throw invalidArgument(`${fn}: uncondProb must be in [0, 1], got ${describe(uncond)}`);
+  const objectWeight = o.objectWeight ?? 4;
+  if (typeof objectWeight !== 'number' || !(objectWeight >= 0 && objectWeight <= 100)) throw invalidArgument(`${fn}: objectWeight must be in [0, 100], got ${describe(objectWeight)}`);
   const saveDtype = o.saveDtype ?? 'f16';
   if (saveDtype !== 'f16' && saveDtype !== 'f32') throw invalidArgument(`${fn}: saveDtype must be 'f16' or 'f32', got ${describe(saveDtype)}`);
   const maxThisRun = o.maxStepsThisRun === undefined ? Infinity : checkInt(fn, 'maxStepsThisRun', o.maxStepsThisRun, 1, 10_000_000);
@@ -116,8 +142,9 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   if (o.resume !== false && existsSync(ckpt)) {
     const meta = readSafetensorsHeader(ckpt).metadata;
     start = Number(meta.step);
-    if (!Number.isSafeInteger(start) || start < 0 || meta.seed !== String(seed) || meta.batch !== String(batch)) {
-      throw invalidArgument(`${fn}: ${ckpt} was written by a run with seed ${meta.seed}, batch ${meta.batch} (step ${meta.step}); remove it or pass the same settings`);
+    const ow = meta.objectWeight ?? '0';
+    if (!Number.isSafeInteger(start) || start < 0 || meta.seed !== String(seed) || meta.batch !== String(batch) || ow !== String(objectWeight)) {
+      throw invalidArgument(`${fn}: ${ckpt} was written by a run with seed ${meta.seed}, batch ${meta.batch}, objectWeight ${ow} (step ${meta.step}); remove it or pass the same settings`);
     }
     opt.restore(await loadSafetensors(ckpt), start, ckpt);
   }
@@ -140,7 +167,8 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
     const idTensor = tensor(ids, { shape: [batch, 77] });
     const x0 = imagesToTensor(samples.map((s) => s.image), WORLD_RESOLUTION);
     const noise = await randn(x0.shape, { seed: seed * 1_000_003 + step });
-    const owned: Tensor[] = [idTensor, x0, noise];
+    const weights = objectWeight > 0 ? lossWeights(samples, WORLD_RESOLUTION, objectWeight) : undefined;
+    const owned: Tensor[] = [idTensor, x0, noise, ...(weights ? [weights] : [])];
     try {
       const unet = UNet2DConditionModel.fromWeights(WORLD_UNET_CONFIG, split(UNET));
       const textWeights = split(TEXT);
@@ -149,7 +177,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
       const noisy = await ddpm.addNoise(x0, noise, timesteps);
       const target = await ddpm.target(x0, noise, timesteps);
       owned.push(context, noisy, target);
-      const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: 'all' });
+      const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: 'all', ...(weights ? { mask: weights } : {}) });
       owned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
       const trainer = ClipTextTrainer.fromWeights(WORLD_TEXT_ENCODER_CONFIG, textWeights);
       const tr = await trainer.forwardBackward(idTensor, { dLast: r.dContext, trainable: textNames });
@@ -167,7 +195,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
       for (const t of owned) if (!t.disposed) t.dispose();
     }
     if ((step + 1) % every === 0 || step + 1 === end) {
-      await saveSafetensors(ckpt, opt.stateTensors(), { step: String(step + 1), seed: String(seed), batch: String(batch) });
+      await saveSafetensors(ckpt, opt.stateTensors(), { step: String(step + 1), seed: String(seed), batch: String(batch), objectWeight: String(objectWeight) });
     }
   }
 
