@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const extra = ['--CDIMPRINT_BLAS_STATIC=ON'];
+const extra = ['--CDIMPRINT_BLAS_STATIC=ON', '--CDIMPRINT_NATIVE_TESTS=OFF'];
 if (process.argv.includes('--debug')) extra.push('--debug');
 const result = spawnSync(process.execPath, [join(here, 'build-native.mjs'), ...extra], { stdio: 'inherit' });
 process.exit(result.status ?? 1);
