@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import {
   BACKGROUNDS, COLOURS, CONCEPTS, PALETTE, POSITIONS, SHAPES, SIZES, WorldRandom,
   analyzeImage, conceptDescriptor, conceptImages, conceptPresence, descriptorSimilarity, formatValidation, imageAlignment, placeObject,
-  renderScene, textAlignment, validateMetrics, withNoise, worldSample,
+  renderScene, textAlignment, validateMetrics, withNoise, worldSample, attributeMatches,
   type Scene, type WorldObject,
 } from '../lib/world/index.js';
 import { assertRejects } from './helpers.js';
@@ -161,6 +161,28 @@ t('image alignment: invariant to background and position, separates concepts, 0 
       assert.ok(scores[ci] >= 0.7, `${c.id}: own score ${scores[ci]}`);
     }
   });
+});
+
+t('attributeMatches splits text alignment by attribute under the same object matching', () => {
+  const image = renderScene({ background: 'white', objects: [
+    { shape: 'circle', colour: 'blue', size: 'small', position: 'left', cx: 0.22, cy: 0.5, extent: 0.3 },
+    { shape: 'square', colour: 'red', size: 'large', position: 'right', cx: 0.72, cy: 0.5, extent: 0.45 },
+  ] }, 32);
+  const t1 = attributeMatches(image, 'a red circle on the left and a green square on the right on a gray background');
+  // Best matching: circle→circle (shape, position), square→square (shape, position); colours wrong except none.
+  assert.equal(t1.count, { asked: 1, shown: 1 });
+  assert.equal(t1.background, { asked: 1, shown: 0 });
+  assert.equal(t1.shape, { asked: 2, shown: 2 });
+  assert.equal(t1.colour, { asked: 2, shown: 0 });
+  assert.equal(t1.position, { asked: 2, shown: 2 });
+  assert.equal(t1.size, { asked: 0, shown: 0 });
+  // Tallies add up across calls; an empty image shows no object attribute.
+  const empty = renderScene({ background: 'gray', objects: [] }, 32);
+  attributeMatches(empty, 'a small yellow triangle', 32, t1);
+  assert.equal(t1.shape, { asked: 3, shown: 2 });
+  assert.equal(t1.size, { asked: 1, shown: 0 });
+  assert.equal(t1.count, { asked: 2, shown: 1 });
+  assert.throws(() => attributeMatches(image, 42 as unknown as string), /caption must be a string/);
 });
 
 t('validateMetrics at 32 pixels meets the targets (own captions, other captions, noise, concepts)', () => {

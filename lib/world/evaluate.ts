@@ -11,7 +11,7 @@ import { tensorToRgb } from '../pipeline/images.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages } from './concepts.js';
-import { imageAlignment, stat, textAlignment, type Stat } from './metrics.js';
+import { attributeMatches, emptyTallies, imageAlignment, stat, textAlignment, WORLD_ATTRIBUTES, type AttributeTallies, type Stat } from './metrics.js';
 import { WORLD_RESOLUTION } from './model-config.js';
 import { worldModelDir } from './model-path.js';
 
@@ -56,6 +56,8 @@ export interface EvaluateResult {
   rows: PromptScores[];
   textAlignment: Stat;
   imageAlignment?: Stat;
+  /** Over every image: how often each attribute was asked for and shown. */
+  attributes: AttributeTallies;
   /** Every image, HWC RGB bytes, prompt by prompt. */
   images: Uint8Array[];
   resolution: number;
@@ -96,6 +98,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
     const all: Uint8Array[] = [];
     const text: number[] = [];
     const image: number[] = [];
+    const attributes = emptyTallies();
     for (let k = 0; k < prompts.length; k++) {
       const out = await pipe.generate({
         prompt: prompts[k], numImages: perPrompt as number, width: r, height: r,
@@ -105,6 +108,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
       out.images.dispose();
       out.latents.dispose();
       const ts = rgb.map((img) => textAlignment(img, prompts[k], r));
+      for (const img of rgb) attributeMatches(img, prompts[k], r, attributes);
       const row: PromptScores = { prompt: prompts[k], textAlignment: stat(ts) };
       text.push(...ts);
       if (references) {
@@ -121,7 +125,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
       await writeFile(tmp, png);
       await rename(tmp, o.gridPath as string);
     }
-    const result: EvaluateResult = { rows, textAlignment: stat(text), images: all, resolution: r };
+    const result: EvaluateResult = { rows, textAlignment: stat(text), attributes, images: all, resolution: r };
     if (references) result.imageAlignment = stat(image);
     return result;
   } finally {
@@ -137,5 +141,7 @@ export function formatEvaluation(r: EvaluateResult): string {
   const lines = [`${'prompt'.padEnd(width)}  ${'text align'.padEnd(15)}${img ? 'image align' : ''}`];
   for (const row of r.rows) lines.push(`${row.prompt.padEnd(width)}  ${cell(row.textAlignment)}${img ? cell(row.imageAlignment) : ''}`);
   lines.push(`${'overall'.padEnd(width)}  ${cell(r.textAlignment)}${img ? cell(r.imageAlignment) : ''}`);
+  const asked = WORLD_ATTRIBUTES.filter((a) => r.attributes[a].asked > 0);
+  if (asked.length > 0) lines.push(`attributes shown: ${asked.map((a) => `${a} ${r.attributes[a].shown}/${r.attributes[a].asked}`).join(', ')}`);
   return lines.join('\n');
 }

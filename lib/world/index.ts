@@ -13,8 +13,9 @@ export {
   type ConceptImage, type ConceptImageOptions, type ConceptLayout, type ConceptSpec,
 } from './concepts.js';
 export {
-  analyzeImage, conceptDescriptor, conceptPresence, descriptorSimilarity, formatValidation, imageAlignment, stat, textAlignment, validateMetrics, withNoise,
-  type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions,
+  analyzeImage, attributeMatches, conceptDescriptor, conceptPresence, descriptorSimilarity, emptyTallies, formatValidation, imageAlignment, stat, textAlignment,
+  validateMetrics, withNoise, WORLD_ATTRIBUTES,
+  type AttributeTallies, type AttributeTally, type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions, type WorldAttribute,
 } from './metrics.js';
 export { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 export { worldModelDir } from './model-path.js';
