@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.h"
+#include "core/error.h"
 #include "models/model_util.h"
 #include "ops/ops.h"
 #include "parity.h"
@@ -302,6 +304,54 @@ IMPRINT_PARITY_CASE(clip_grad_norm_many_f32) {
   std::vector<Shape> shapes;
   for (int i = 0; i < 41; ++i) shapes.push_back({static_cast<int64_t>(i * 37 % 101)});
   return clip_case(DType::F32, shapes, 0.05, 2);
+}
+
+// ---- device memory ---------------------------------------------------------------------
+
+// A request no device can meet fails with OUT_OF_MEMORY, and the device keeps
+// working: a concat on it afterwards still matches the CPU. Output 0 is 1
+// when the error came with the right code.
+IMPRINT_PARITY_CASE(out_of_memory_recovers) {
+  ParityCase c;
+  c.inputs = {normal({3, 5}), normal({3, 2})};
+  c.run = [](const Tensors& in) {
+    bool out_of_memory = false;
+    try {
+      Tensor::empty({int64_t{1} << 50}, DType::U8, in[0].device);  // a petabyte
+    } catch (const Error& e) {
+      out_of_memory = e.code() == ErrorCode::OutOfMemory;
+    }
+    Tensors outs = {run_launch(ops::full({1}, DType::F32, in[0].device, out_of_memory ? 1 : 0))};
+    for (const Tensor& t : run("concat_forward", in, attrs({{"dim", 1}}))) outs.push_back(t);
+    return outs;
+  };
+  c.tolerances = {{0, 0}, {0, 0}};
+  return c;
+}
+
+// On CUDA, a freed 3 MiB block is cached and serves the next request of that
+// size, and empty_cache gives it back. Output: 1 per property that holds (the
+// CPU run, which has no such guarantees to check, reports 1s).
+IMPRINT_PARITY_CASE(caching_allocator_reuses_blocks) {
+  ParityCase c;
+  c.inputs = {constant({1}, DType::F32, 0)};
+  c.run = [](const Tensors& in) {
+    const Device device = in[0].device;
+    Backend& backend = backend_for(device);
+    const int64_t bytes = 3 << 20;
+    const uint64_t cached_before = backend.cached_bytes();
+    const void* first = Tensor::empty({bytes}, DType::U8, device).data();  // freed at once
+    const bool cached = backend.cached_bytes() >= cached_before + static_cast<uint64_t>(bytes);
+    const bool reused = Tensor::empty({bytes}, DType::U8, device).data() == first;
+    backend.empty_cache();
+    const bool emptied = backend.cached_bytes() == 0;
+    const bool cpu = device.is_cpu();
+    const float flags[3] = {cpu || cached ? 1.0f : 0.0f, cpu || reused ? 1.0f : 0.0f, cpu || emptied ? 1.0f : 0.0f};
+    const Tensor host = ops::from_host(flags, sizeof flags, {3}, DType::F32, DType::F32);
+    return Tensors{cpu ? host : run_launch(ops::to_device(host, device))};
+  };
+  c.tolerances = {{0, 0}};
+  return c;
 }
 
 // ---- a tiny UNet forward (the whole model graph on one device) ---------------------------
