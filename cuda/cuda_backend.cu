@@ -1,5 +1,6 @@
-// The CUDA backend: one Backend per device, memory through cudaMalloc, and all
-// copies and kernels queued on the backend's own stream. Also the capability
+// The CUDA backend: one Backend per device, memory through the caching
+// allocator (caching_allocator.cuh), and all copies and kernels queued on the
+// backend's own stream. Also the capability
 // probe (cuda_status) and the per-device singletons (cuda_backend) that
 // replace csrc/cuda_stub.cc when CUDA is built.
 //
@@ -14,6 +15,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "caching_allocator.cuh"
 #include "cuda_check.cuh"
 #include "kernels.cuh"
 
@@ -22,28 +24,26 @@ namespace {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int index) : index_(index), name_("cuda:" + std::to_string(index)) {}
+  explicit CudaBackend(int index)
+      : index_(index), name_("cuda:" + std::to_string(index)), allocator_(cuda::caching_allocator(index)) {}
 
   Device device() const override { return Device::cuda(index_); }
 
+  // Through the caching allocator (caching_allocator.cuh: rounding, reuse,
+  // and why reuse on this backend's one stream needs no synchronisation).
+  // nullptr when the device has no room even after the cache was released;
+  // out_of_memory_text then says how much was free and released.
   void* raw_allocate(size_t bytes) override {
     activate();
-    void* ptr = nullptr;
-    const cudaError_t err = cudaMalloc(&ptr, bytes);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // out of memory is an answer, not an error for later calls
-      return nullptr;
-    }
-    check(err, "cudaMalloc");
-    return ptr;
+    return allocator_.allocate(bytes);
   }
 
-  // Runs from Storage's destructor, which must not throw: a failure here (the
-  // runtime shutting down at exit, or a context already broken by an earlier,
-  // reported error) leaves nothing to recover, so it is cleared and ignored.
-  void raw_free(void* ptr, size_t) override {
-    if (cudaSetDevice(index_) != cudaSuccess || cudaFree(ptr) != cudaSuccess) cudaGetLastError();
-  }
+  // Runs from Storage's destructor, which must not throw; the block goes back
+  // to the cache (no CUDA call), to the device only on empty_cache.
+  void raw_free(void* ptr, size_t) override { allocator_.free(ptr); }
+
+  uint64_t cached_bytes() override { return allocator_.cached_bytes(); }
+  void empty_cache() override { allocator_.empty_cache(); }
 
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
     activate();
@@ -125,6 +125,7 @@ class CudaBackend final : public Backend {
 
   const int index_;
   const std::string name_;
+  cuda::CachingAllocator& allocator_;
   std::once_flag stream_once_;
   cudaStream_t stream_ = nullptr;
 };

@@ -6,8 +6,10 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "core/args/norm.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "models/model_util.h"
 #include "ops/op_util.h"
@@ -126,11 +128,22 @@ void clip_text_check(const char* op, const ClipTextConfig& c, const ClipTextWeig
 }
 
 void clip_text_check_ids(const char* op, const Tensor& ids, int64_t vocab) {
-  if (ids.device.type != DeviceType::CPU) return;  // the embedding kernel checks them on its device
   const int64_t n = ids.numel(), T = ids.ndim() == 2 ? ids.shape[1] : n;
+  const size_t width = ids.dtype == DType::I32 ? sizeof(int32_t) : sizeof(int64_t);
+  // Ids on a GPU are copied here first: their values decide whether the
+  // embedding kernel may run, and the device kernel cannot throw.
+  std::vector<char> host;
+  const char* data = static_cast<const char*>(ids.data());
+  if (!ids.device.is_cpu() && n > 0) {
+    host.resize(static_cast<size_t>(n) * width);
+    Backend& backend = backend_for(ids.device);
+    backend.copy_to_host(host.data(), ids.data(), host.size());
+    backend.synchronize();
+    data = host.data();
+  }
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t id = ids.dtype == DType::I32 ? static_cast<const int32_t*>(ids.data())[i]
-                                               : static_cast<const int64_t*>(ids.data())[i];
+    const int64_t id = ids.dtype == DType::I32 ? reinterpret_cast<const int32_t*>(data)[i]
+                                               : reinterpret_cast<const int64_t*>(data)[i];
     if (id < 0 || id >= vocab) {
       fail(ErrorCode::InvalidArgument, prefix(op) + "input_ids[" + std::to_string(i / T) + "][" +
                                            std::to_string(i % T) + "] = " + std::to_string(id) +
