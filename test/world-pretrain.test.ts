@@ -11,7 +11,8 @@ import * as assert from 'uvu/assert';
 import { loadSafetensors } from '../lib/io/safetensors.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
-import { imagesToTensor, pretrainWorld } from '../lib/world/pretrain.js';
+import { imagesToTensor, lossWeights, pretrainWorld } from '../lib/world/pretrain.js';
+import { PALETTE, renderScene, type Scene } from '../lib/world/scene.js';
 import { worldModelDir } from '../lib/world/model-path.js';
 import { assertRejects } from './helpers.js';
 
@@ -25,6 +26,24 @@ function folder(name: string): string {
 }
 
 const common = { steps: 3, batchSize: 2, warmup: 1, checkpointEvery: 1, saveDtype: 'f32' as const, quiet: true };
+
+t('lossWeights: 1 + objectWeight exactly where the render differs from the background, 1 elsewhere', () => {
+  const scene: Scene = { background: 'blue', objects: [{ shape: 'square', colour: 'red', size: 'small', position: 'center', cx: 0.5, cy: 0.5, extent: 0.25 }] };
+  const image = renderScene(scene, 16);
+  const w = lossWeights([{ image, caption: 'a red square', scene }], 16, 3);
+  assert.equal(w.shape, [1, 1, 16, 16]);
+  const values = w.dataSync() as Float32Array;
+  const bg = PALETTE.blue;
+  let objects = 0;
+  for (let p = 0; p < 256; p++) {
+    const isBg = image[p * 3] === bg[0] && image[p * 3 + 1] === bg[1] && image[p * 3 + 2] === bg[2];
+    assert.is(values[p], isBg ? 1 : 4, `pixel ${p}`);
+    if (!isBg) objects++;
+  }
+  // A 0.25-wide square on 16 pixels covers 4×4 pixels.
+  assert.is(objects, 16);
+  w.dispose();
+});
 
 t('an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one', async () => {
   const a = folder('straight');
@@ -54,7 +73,7 @@ t('a checkpoint from other settings is refused, not silently mixed', async () =>
   const dir = folder('mismatch');
   const ckpt = join(work, 'mismatch', 'ckpt');
   await pretrainWorld({ ...common, outDir: dir, workDir: ckpt, maxStepsThisRun: 1 });
-  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 4 \(step 1\)/);
+  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0 \(step 1\)/);
 });
 
 t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused', async () => {

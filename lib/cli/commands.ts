@@ -152,10 +152,10 @@ export const COMMANDS: Record<string, Command> = {
     options: {
       out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes', default: 'lib/world/model' },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },
-      steps: { type: 'string', arg: 'n', help: 'training steps', default: 5000 },
+      steps: { type: 'string', arg: 'n', help: 'training steps', default: 4000 },
       'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: 16 },
       lr: { type: 'string', arg: 'x', help: 'peak learning rate', default: 0.001 },
-      'object-weight': { type: 'string', arg: 'x', help: 'extra loss weight of object pixels (0: plain MSE)', default: 4 },
+      'object-weight': { type: 'string', arg: 'x', help: 'extra loss weight of object pixels (biases object sizes; see lib/world/pretrain.ts)', default: 0 },
       seed: { type: 'string', arg: 'n', help: 'world and initialisation seed', default: 0 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint' },
       'max-steps-this-run': { type: 'string', arg: 'n', help: 'stop after this many steps (resume later)' },
