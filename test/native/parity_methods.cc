@@ -147,7 +147,8 @@ IMPRINT_PARITY_CASE(contrastive_nn_loss_clip_f16) { return contrastive(DType::F1
 // Odd sizes: 77-wide rows (one block's threads cover them in one step), 300 queries (more rows than threads).
 IMPRINT_PARITY_CASE(contrastive_nn_loss_odd_f32) { return contrastive(DType::F32, 5, 3, 77, 0.5, {1e-3, 1e-6}); }
 IMPRINT_PARITY_CASE(contrastive_nn_loss_many_queries_f32) { return contrastive(DType::F32, 300, 2, 40, 0.2, {1e-3, 1e-6}); }
-IMPRINT_PARITY_CASE(contrastive_nn_loss_small_temperature_bf16) { return contrastive(DType::BF16, 8, 4, 160, 0.005, {2e-2, 1e-6}); }
+// τ = 0.005: near one-hot softmax weights, so gradient terms cancel; compared with a wider atol.
+IMPRINT_PARITY_CASE(contrastive_nn_loss_small_temperature_bf16) { return contrastive(DType::BF16, 8, 4, 160, 0.005, {2e-2, 1e-4}); }
 IMPRINT_PARITY_CASE(contrastive_nn_loss_one_query_f32) { return contrastive(DType::F32, 1, 4, 64, 0.07, {1e-3, 1e-6}); }
 
 // ---- neuron_stat_step --------------------------------------------------------------
