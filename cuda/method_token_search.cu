@@ -92,7 +92,7 @@ __device__ float block_sum(float v) {
 }
 
 // 1/‖x‖, or 0 for a zero row, as the CPU's inverse_norm.
-__device__ __forceinline__ float inverse_norm(float norm) { return norm > 0 ? __fdiv_rn(1.0f, norm) : 0.0f; }
+__device__ __forceinline__ float inverse_norm(float norm) { return norm == 0 ? 0.0f : __fdiv_rn(1.0f, norm); }
 
 // ---- row norms -------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ constexpr int kTileV = 64;   // vocabulary rows per block
 constexpr int kTileD = 16;   // width of one shared-memory step
 constexpr int kSimThreads = 256;  // 16 × 16 threads, 4 × 4 outputs each
 
-// sims[b, v] = (q_b · x_v) / (‖q_b‖·‖x_v‖), 0 when a norm is 0.
+// sims[b, v] = (q_b · x_v) / (‖q_b‖·‖x_v‖), 0 when a norm is 0 (NaN stays NaN).
 // Shared tiles are stored d-major ([kTileD][tile + 1]) so the inner loop reads
 // consecutive rows; the +1 spreads the transposing stores over the banks.
 template <class T>
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kSimThreads) cosine_sims_kernel(const T* __res
       const int64_t v = v0 + tx + 16 * j;
       if (v >= V) continue;
       const float denom = __fmul_rn(query_norms[q], vocab_norms[v]);
-      sims[q * V + v] = denom > 0 ? __fdiv_rn(acc[i][j], denom) : 0.0f;
+      sims[q * V + v] = denom == 0 ? 0.0f : __fdiv_rn(acc[i][j], denom);
     }
   }
 }
@@ -200,14 +200,10 @@ __global__ void __launch_bounds__(kSimThreads) cosine_sims_kernel(const T* __res
 constexpr int kChunk = 1024;             // candidates one block sorts
 constexpr int kSortThreads = kChunk / 2; // one compare-exchange each per step
 
-struct Ranked {
-  float sim;
-  int32_t index;
-};
-
-// Higher similarity first, equal similarities by lower index (the CPU's ranks_before).
+// Higher similarity first, equal similarities by lower index, NaN as -inf (the CPU's ranks_before).
 __device__ __forceinline__ bool ranks_before(float sim_a, int32_t index_a, float sim_b, int32_t index_b) {
-  return sim_a > sim_b || (sim_a == sim_b && index_a < index_b);
+  const float a = isnan(sim_a) ? -INFINITY : sim_a, b = isnan(sim_b) ? -INFINITY : sim_b;
+  return a > b || (a == b && index_a < index_b);
 }
 
 // Block (chunk c, query b) sorts in_vals[b, c·1024 ...] (with their indices:

@@ -93,7 +93,7 @@ t('tokenTopkCosine: a vocabulary big enough for the threaded path, and bf16 inpu
   assertClose(f32(outB.similarities), refB.sims.flat(), 1e-5, 1e-6, 'bf16 similarities');
 });
 
-t('tokenTopkCosine: equal similarities rank by lower index; zero rows have cosine 0', async () => {
+t('tokenTopkCosine: equal similarities rank by lower index; zero rows have cosine 0; NaN ranks last', async () => {
   // Rows 1, 3 and 4 are the same vector; row 2 is its double (cosine 1 up to rounding is not
   // guaranteed, so it is left out of the tie); rows 0 and 5 are zero.
   const D = 4;
@@ -114,6 +114,12 @@ t('tokenTopkCosine: equal similarities rank by lower index; zero rows have cosin
   const zeros = await method.tokenTopkCosine(mat(new Float32Array(D), 1, D), mat(Float32Array.from(rows.flat()), V, D), { k: V });
   assert.equal(Array.from(i32(zeros.indices)), [0, 1, 2, 3, 4, 5, 6]);
   assert.equal(Array.from(f32(zeros.similarities)), [0, 0, 0, 0, 0, 0, 0]);
+  // A row with a NaN has a NaN similarity, ranked last.
+  const withNaN = rows.flat();
+  withNaN[2 * D + 1] = NaN;
+  const nan = await method.tokenTopkCosine(mat(Float32Array.from(a), 1, D), mat(Float32Array.from(withNaN), V, D), { k: V });
+  assert.is(i32(nan.indices)[V - 1], 2);
+  assert.ok(Number.isNaN(f32(nan.similarities)[V - 1]));
 });
 
 t('tokenTopkCosine: k = V returns the whole vocabulary sorted; k = 1 the best row', async () => {

@@ -44,13 +44,13 @@ std::vector<float> load_rows(const void* x, int64_t rows, int64_t dim) {
 
 float norm_of(const float* row, int64_t dim) { return std::sqrt(dot(row, row, dim)); }
 
-// 1/‖x‖, or 0 for a zero row (its cosines and gradients are then 0).
-float inverse_norm(float norm) { return norm > 0 ? 1.0f / norm : 0.0f; }
+// 1/‖x‖, or 0 for a zero row (its cosines and gradients are then 0; a NaN stays NaN).
+float inverse_norm(float norm) { return norm == 0 ? 0.0f : 1.0f / norm; }
 
 // The cosine of two rows from their dot product and norms, as the CUDA kernel rounds it.
 float cosine(float dot_product, float norm_a, float norm_b) {
   const float denom = norm_a * norm_b;
-  return denom > 0 ? dot_product / denom : 0.0f;
+  return denom == 0 ? 0.0f : dot_product / denom;
 }
 
 template <class T>
@@ -74,13 +74,16 @@ void token_vocab_norms_cpu(const RowNormsArgs& a) {
   }
 }
 
-// Similarity order: higher first, equal similarities by lower index.
+// Similarity order: higher first, equal similarities by lower index. A NaN
+// (from non-finite inputs) ranks as -inf, so the order stays a strict weak one.
 struct Candidate {
   float sim;
   int32_t index;
 };
+float rank_key(float sim) { return std::isnan(sim) ? -INFINITY : sim; }
 bool ranks_before(const Candidate& x, const Candidate& y) {
-  return x.sim > y.sim || (x.sim == y.sim && x.index < y.index);
+  const float a = rank_key(x.sim), b = rank_key(y.sim);
+  return a > b || (a == b && x.index < y.index);
 }
 
 template <class T>

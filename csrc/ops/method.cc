@@ -7,7 +7,7 @@
 //   → indices i32 [B, k], similarities f32 [B, k]: the k vocabulary rows of
 //   highest cosine similarity to each query, sorted descending, equal
 //   similarities by lower index first; 1 ≤ k ≤ min(V, 256). A zero row has
-//   cosine 0 with everything.
+//   cosine 0 with everything; a NaN similarity (non-finite inputs) ranks last.
 // contrastive_nn_loss_forward(queries [B, D], neighbours [B, k, D]; temperature) → loss f32 []
 // contrastive_nn_loss_backward(queries, neighbours; temperature, gradScale = 1) → dqueries [B, D]
 //   The design's contrastive nearest-neighbour loss with cosine logits: with
