@@ -65,3 +65,20 @@ export {
 } from './act.js';
 export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads } from './attn.js';
 export { runOp, type Attrs } from './run.js';
+export {
+  tokenVocabNorms,
+  tokenTopkCosine,
+  contrastiveNnLoss,
+  contrastiveNnLossBackward,
+  neuronStatStep,
+  neuronMaskApply,
+  neuronMaskRestore,
+  TOKEN_TOPK_MAX_K,
+  NEURON_STAT_RHO,
+  type TokenTopkOptions,
+  type TokenTopk,
+  type ContrastiveNnOptions,
+  type ContrastiveNnBackwardOptions,
+  type NeuronStatState,
+  type NeuronStatOptions,
+} from './method.js';
