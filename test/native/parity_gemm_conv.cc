@@ -7,6 +7,7 @@
 // The fallback kernels run when cuBLAS is absent; to check them on a machine
 // that has it: IMPRINT_CUBLAS=0 imprint_parity gemm  (and again without it).
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "ops/ops.h"
@@ -170,6 +171,36 @@ struct ConvSpec {
   int64_t cout, kh, kw;
   int64_t stride;
   std::vector<double> padding;  // [top, bottom, left, right]
+  // IMPRINT_CONV_SCRATCH_BYTES while the case runs ("" leaves it alone): a
+  // tiny im2col budget sends cuda/conv.cu through its image chunks and row
+  // tiles at small shapes. The CPU kernels ignore it.
+  std::string scratch_bytes = "";
+};
+
+// Sets an environment variable for its lifetime and then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (value.empty()) return;
+    active_ = true;
+    if (const char* old = std::getenv(name)) {
+      had_old_ = true;
+      old_ = old;
+    }
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (!active_) return;
+    if (had_old_) setenv(name_, old_.c_str(), 1);
+    else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool active_ = false, had_old_ = false;
+  std::string old_;
 };
 
 ops::Attrs conv_attrs(const ConvSpec& s) { return attrs({{"stride", static_cast<double>(s.stride)}}, {{"padding", s.padding}}); }
@@ -183,6 +214,7 @@ ParityCase conv_forward_case(DType dtype, const ConvSpec& s, bool bias) {
   c.inputs = {normal(s.x, dtype), normal({s.cout, s.x[1], s.kh, s.kw}, dtype)};
   if (bias) c.inputs.push_back(normal({s.cout}, dtype));
   c.run = [s, bias](const Tensors& in) {
+    ScopedEnv budget("IMPRINT_CONV_SCRATCH_BYTES", s.scratch_bytes);
     return run_float_op("conv2d_forward", {&in[0], &in[1], bias ? &in[2] : nullptr}, conv_attrs(s));
   };
   c.tolerances = {sum_tolerance(dtype, s.x[1] * s.kh * s.kw + 1)};
@@ -197,7 +229,10 @@ ParityCase conv_backward_case(DType dtype, const ConvSpec& s, bool weight_grad, 
   ops::Attrs a = conv_attrs(s);
   a.numbers["weightGrad"] = weight_grad ? 1 : 0;
   a.numbers["biasGrad"] = bias_grad ? 1 : 0;
-  c.run = [a](const Tensors& in) { return run_float_op("conv2d_backward", {&in[0], &in[1], &in[2]}, a); };
+  c.run = [a, s](const Tensors& in) {
+    ScopedEnv budget("IMPRINT_CONV_SCRATCH_BYTES", s.scratch_bytes);
+    return run_float_op("conv2d_backward", {&in[0], &in[1], &in[2]}, a);
+  };
   c.tolerances = {sum_tolerance(dtype, s.cout * s.kh * s.kw)};
   if (weight_grad) c.tolerances.push_back(sum_tolerance(dtype, s.x[0] * ho * wo));
   if (bias_grad) c.tolerances.push_back(sum_tolerance(dtype, s.x[0] * ho * wo));
@@ -213,6 +248,14 @@ const ConvSpec kOdd{{2, 3, 7, 9}, 5, 3, 3, 1, {1, 1, 1, 1}};                 // 
 const ConvSpec kOddStride2{{3, 3, 7, 9}, 5, 3, 3, 2, {0, 1, 0, 1}};          // VAE-style asymmetric pad
 const ConvSpec kOddWide{{2, 6, 11, 8}, 7, 5, 2, 3, {2, 1, 0, 2}};            // 5x2 kernel, stride 3
 const ConvSpec kOdd1x1Strided{{2, 5, 9, 7}, 3, 1, 1, 2, {0, 0, 0, 0}};       // 1x1 but strided: im2col
+// K = 72 and Wo = 11: an output row's columns take 1584 bytes in bf16 and 3168
+// in f32 (the f32 forward's columns, and every backward's f32 dcols); an image
+// takes 13 rows. 7000 bytes: bf16 forward tiles of 4 rows, backward tiles of 2.
+// 90000: chunks of 2 images in f32 (3 images: 2 + 1).
+const ConvSpec kRowTiles{{3, 8, 13, 11}, 6, 3, 3, 1, {1, 1, 1, 1}, "7000"};
+const ConvSpec kImageChunks{{3, 8, 13, 11}, 6, 3, 3, 1, {1, 1, 1, 1}, "90000"};
+// Stride 2 (Ho 7, Wo 6): backward tiles of 2 rows, so taps of one dx row fall in two tiles.
+const ConvSpec kRowTilesStride2{{2, 8, 13, 11}, 6, 3, 3, 2, {1, 1, 1, 1}, "4000"};
 
 }  // namespace
 
@@ -244,6 +287,13 @@ IMPRINT_PARITY_CASE(gemm_conv_bwd_odd_stride2_all_f32) { return conv_backward_ca
 IMPRINT_PARITY_CASE(gemm_conv_bwd_odd_stride2_all_bf16) { return conv_backward_case(DType::BF16, kOddStride2, true, true); }
 IMPRINT_PARITY_CASE(gemm_conv_bwd_odd_wide_all_f32) { return conv_backward_case(DType::F32, kOddWide, true, true); }
 IMPRINT_PARITY_CASE(gemm_conv_bwd_odd_1x1_strided_all_f16) { return conv_backward_case(DType::F16, kOdd1x1Strided, true, true); }
+
+IMPRINT_PARITY_CASE(gemm_conv_fwd_row_tiles_bias_bf16) { return conv_forward_case(DType::BF16, kRowTiles, true); }
+IMPRINT_PARITY_CASE(gemm_conv_fwd_image_chunks_f32) { return conv_forward_case(DType::F32, kImageChunks, false); }
+IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_all_bf16) { return conv_backward_case(DType::BF16, kRowTiles, true, true); }
+IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_all_f32) { return conv_backward_case(DType::F32, kRowTiles, true, false); }
+IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_stride2_f32) { return conv_backward_case(DType::F32, kRowTilesStride2, true, true); }
+IMPRINT_PARITY_CASE(gemm_conv_bwd_image_chunks_all_f16) { return conv_backward_case(DType::F16, kImageChunks, true, true); }
 
 }  // namespace parity
 }  // namespace imprint
