@@ -3,8 +3,9 @@
 // accumulators: a block of 8 warps owns a 128x128 tile of C and walks k in
 // steps of 32; each step stages a 128x32 panel of op(A) and a 32x128 panel of
 // op(B) in shared memory (zero-padded outside the matrices, transposed while
-// staging when an operand is stored transposed), and each warp multiplies its
-// 64x32 part as 4x2 fragments. The epilogue goes through a small per-warp
+// staging when an operand is stored transposed; the next step's panels are
+// loaded into registers meanwhile), and each warp multiplies its 64x32 part as
+// 4x2 fragments. The epilogue goes through a small per-warp
 // staging tile, because a fragment's element layout is unspecified: there the
 // edges are masked, alpha and beta applied, and C rounded once.
 //
@@ -75,32 +76,69 @@ struct TcParams {
   bool vec_a, vec_b;  // the operand allows 16-byte loads (aligned base, ld and batch stride)
 };
 
-// Copies the rows x cols window at (r0, c0) of a row-major [rows_total,
-// cols_total] matrix (row stride ld) into shared memory as dst[r][c], or as
-// dst[c][r] when `transpose`, with zeros outside the matrix. Threads take
-// groups of 8 adjacent elements of one source row: a 16-byte load when the
-// group lies inside the matrix and `vec` allows it.
-__device__ __forceinline__ void stage(const uint16_t* src, int64_t ld, int64_t rows_total, int64_t cols_total,
-                                      int64_t r0, int64_t c0, int rows, int cols, bool transpose, bool vec,
-                                      uint16_t* dst, int dst_ld) {
-  const int groups_per_row = cols / 8;
-  for (int gidx = threadIdx.x; gidx < rows * groups_per_row; gidx += kTcThreads) {
+// A panel is the rows x cols window at (r0, c0) of a row-major [rows_total,
+// cols_total] matrix (row stride ld), with zeros outside the matrix. Threads
+// take groups of 8 adjacent elements of one source row: a 16-byte load when
+// the group lies inside the matrix and `vec` allows it. Loading into registers
+// and storing to shared memory are separate steps, so the next panel's global
+// loads are in flight while the tensor cores work on the current one.
+constexpr int kGroupsPerThread = BM * BK / (8 * kTcThreads);  // 2, for either operand
+static_assert(BM * BK == BK * BN, "both panels have the same number of groups");
+
+struct PanelView {
+  const uint16_t* src;
+  int64_t ld, rows_total, cols_total, r0, c0;
+  int rows, cols;
+  bool transpose;  // stored as dst[c][r] instead of dst[r][c]
+  bool vec;
+};
+
+__device__ __forceinline__ void load_panel(const PanelView& v, uint4 (&regs)[kGroupsPerThread]) {
+  const int groups_per_row = v.cols / 8;
+#pragma unroll
+  for (int t = 0; t < kGroupsPerThread; ++t) {
+    const int gidx = threadIdx.x + t * kTcThreads;
     const int r = gidx / groups_per_row, c = (gidx % groups_per_row) * 8;
-    const int64_t row = r0 + r, col = c0 + c;
-    alignas(16) uint16_t v[8];
-    if (row < rows_total && vec && col + 8 <= cols_total) {
-      *reinterpret_cast<uint4*>(v) = *reinterpret_cast<const uint4*>(src + row * ld + col);
+    const int64_t row = v.r0 + r, col = v.c0 + c;
+    if (row < v.rows_total && v.vec && col + 8 <= v.cols_total) {
+      regs[t] = *reinterpret_cast<const uint4*>(v.src + row * v.ld + col);
     } else {
+      alignas(16) uint16_t e[8];
 #pragma unroll
-      for (int q = 0; q < 8; ++q) v[q] = row < rows_total && col + q < cols_total ? src[row * ld + col + q] : 0;
-    }
-    if (!transpose) {
-      *reinterpret_cast<uint4*>(dst + r * dst_ld + c) = *reinterpret_cast<const uint4*>(v);
-    } else {
-#pragma unroll
-      for (int q = 0; q < 8; ++q) dst[(c + q) * dst_ld + r] = v[q];
+      for (int q = 0; q < 8; ++q) e[q] = row < v.rows_total && col + q < v.cols_total ? v.src[row * v.ld + col + q] : 0;
+      regs[t] = *reinterpret_cast<const uint4*>(e);
     }
   }
+}
+
+__device__ __forceinline__ void store_panel(const PanelView& v, const uint4 (&regs)[kGroupsPerThread], uint16_t* dst,
+                                            int dst_ld) {
+  const int groups_per_row = v.cols / 8;
+#pragma unroll
+  for (int t = 0; t < kGroupsPerThread; ++t) {
+    const int gidx = threadIdx.x + t * kTcThreads;
+    const int r = gidx / groups_per_row, c = (gidx % groups_per_row) * 8;
+    if (!v.transpose) {
+      *reinterpret_cast<uint4*>(dst + r * dst_ld + c) = regs[t];
+    } else {
+      alignas(16) uint16_t e[8];
+      *reinterpret_cast<uint4*>(e) = regs[t];
+#pragma unroll
+      for (int q = 0; q < 8; ++q) dst[(c + q) * dst_ld + r] = e[q];
+    }
+  }
+}
+
+// op(A)[row0.., k0..] as As[i][kk]: A is [m, k], or [k, m] read transposed.
+__device__ __forceinline__ PanelView a_panel(const TcParams& p, const uint16_t* a, int64_t row0, int64_t k0) {
+  if (!p.trans_a) return {a, p.lda, p.m, p.k, row0, k0, BM, BK, false, p.vec_a};
+  return {a, p.lda, p.k, p.m, k0, row0, BK, BM, true, p.vec_a};
+}
+
+// op(B)[k0.., col0..] as Bs[kk][j]: B is [k, n], or [n, k] read transposed.
+__device__ __forceinline__ PanelView b_panel(const TcParams& p, const uint16_t* b, int64_t k0, int64_t col0) {
+  if (!p.trans_b) return {b, p.ldb, p.k, p.n, k0, col0, BK, BN, false, p.vec_b};
+  return {b, p.ldb, p.n, p.k, col0, k0, BN, BK, true, p.vec_b};
 }
 
 template <class T, class TOut>
@@ -125,13 +163,17 @@ __device__ __forceinline__ void tc_body(const TcParams& p, int64_t tiles_n, int6
 #pragma unroll
         for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
+      uint4 a_regs[kGroupsPerThread], b_regs[kGroupsPerThread];
+      load_panel(a_panel(p, a, row0, 0), a_regs);
+      load_panel(b_panel(p, b, 0, col0), b_regs);
       for (int64_t k0 = 0; k0 < p.k; k0 += BK) {
-        // op(A)[row0.., k0..] into As[i][kk]; op(B)[k0.., col0..] into Bs[kk][j].
-        if (!p.trans_a) stage(a, p.lda, p.m, p.k, row0, k0, BM, BK, false, p.vec_a, As, kLdA);
-        else stage(a, p.lda, p.k, p.m, k0, row0, BK, BM, true, p.vec_a, As, kLdA);
-        if (!p.trans_b) stage(b, p.ldb, p.k, p.n, k0, col0, BK, BN, false, p.vec_b, Bs, kLdB);
-        else stage(b, p.ldb, p.n, p.k, col0, k0, BN, BK, true, p.vec_b, Bs, kLdB);
+        store_panel(a_panel(p, a, row0, k0), a_regs, As, kLdA);
+        store_panel(b_panel(p, b, k0, col0), b_regs, Bs, kLdB);
         __syncthreads();
+        if (k0 + BK < p.k) {  // the next panels' loads overlap this step's MMAs
+          load_panel(a_panel(p, a, row0, k0 + BK), a_regs);
+          load_panel(b_panel(p, b, k0 + BK, col0), b_regs);
+        }
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
           wmma::fragment<wmma::matrix_a, 16, 16, 16, WT, wmma::row_major> af[FM];
@@ -176,7 +218,7 @@ __device__ __forceinline__ void tc_body(const TcParams& p, int64_t tiles_n, int6
 
 // grid.x strides over C's tiles (row-major order of tiles), grid.z over batches.
 template <class T, class TOut>
-__global__ void __launch_bounds__(kTcThreads) tensor_core_kernel(TcParams p, int64_t tiles_n, int64_t tiles) {
+__global__ void __launch_bounds__(kTcThreads, 2) tensor_core_kernel(TcParams p, int64_t tiles_n, int64_t tiles) {
   if constexpr (kHasFragments<T>) tc_body<T, TOut>(p, tiles_n, tiles);
 }
 
