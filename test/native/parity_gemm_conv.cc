@@ -4,8 +4,9 @@
 // 77 text tokens, 768-wide text features, im2col depth 9·320 = 2880), plus odd
 // sizes that end inside every tile (1, 77, 129, 7x9 images).
 //
-// The fallback kernels run when cuBLAS is absent; to check them on a machine
-// that has it: IMPRINT_CUBLAS=0 imprint_parity gemm  (and again without it).
+// The fallback kernels (tensor-core WMMA, SIMT) run when cuBLAS is absent; the
+// gemm_fallback_* cases set IMPRINT_CUBLAS=0 while they run, so every run
+// checks them too (and IMPRINT_CUBLAS=0 imprint_parity gemm runs all cases so).
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -16,6 +17,32 @@
 namespace imprint {
 namespace parity {
 namespace {
+
+// Sets an environment variable for its lifetime and then restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (value.empty()) return;
+    active_ = true;
+    if (const char* old = std::getenv(name)) {
+      had_old_ = true;
+      old_ = old;
+    }
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (!active_) return;
+    if (had_old_) setenv(name_, old_.c_str(), 1);
+    else unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool active_ = false, had_old_ = false;
+  std::string old_;
+};
 
 // Tolerance for outputs that each sum `terms` products of unit-normal values
 // (every input here is N(0, 1)), so an output's typical size is √terms.
@@ -64,14 +91,18 @@ Tensors run_float_op(const std::string& op, const std::vector<const Tensor*>& in
 
 // a [batch..., m, k] (or [.., k, m] when ta) times b [k, n] (or [n, k] when tb),
 // with each operand's own batch shape (empty: a plain matrix, broadcast).
+// `without_cublas`: run with IMPRINT_CUBLAS=0 (Imprint's own kernels).
 ParityCase matmul_case(DType dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, Shape a_batch = {},
-                       Shape b_batch = {}) {
+                       Shape b_batch = {}, bool without_cublas = false) {
   ParityCase c;
   Shape a = a_batch, b = b_batch;
   for (int64_t d : ta ? Shape{k, m} : Shape{m, k}) a.push_back(d);
   for (int64_t d : tb ? Shape{n, k} : Shape{k, n}) b.push_back(d);
   c.inputs = {normal(a, dtype), normal(b, dtype)};
-  c.run = [ta, tb](const Tensors& in) { return Tensors{run_launch(ops::matmul(in[0], in[1], ta, tb))}; };
+  c.run = [ta, tb, without_cublas](const Tensors& in) {
+    ScopedEnv cublas("IMPRINT_CUBLAS", without_cublas ? "0" : "");
+    return Tensors{run_launch(ops::matmul(in[0], in[1], ta, tb))};
+  };
   c.tolerances = {sum_tolerance(dtype, k)};
   return c;
 }
@@ -107,6 +138,33 @@ IMPRINT_PARITY_CASE(gemm_matmul_k2880_f32) { return matmul_case(DType::F32, fals
 IMPRINT_PARITY_CASE(gemm_matmul_broadcast_f32) { return matmul_case(DType::F32, false, false, 33, 40, 17, {2, 1}, {1, 3}); }
 IMPRINT_PARITY_CASE(gemm_matmul_broadcast_bf16) { return matmul_case(DType::BF16, false, true, 65, 9, 130, {2, 1}, {1, 3}); }
 
+// The same through Imprint's kernels: tensor-core WMMA for f16/bf16 (edge
+// tiles in m, n and k, both transposes, 16-byte and scalar staging), SIMT for f32.
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_sd_proj_bf16) {
+  return matmul_case(DType::BF16, false, false, 8192, 320, 320, {}, {}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_odd_nn_f16) {
+  return matmul_case(DType::F16, false, false, 129, 77, 65, {3}, {3}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_odd_tn_bf16) {
+  return matmul_case(DType::BF16, true, false, 129, 77, 65, {3}, {3}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_odd_nt_f16) {
+  return matmul_case(DType::F16, false, true, 200, 136, 72, {2}, {}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_odd_tt_bf16) {
+  return matmul_case(DType::BF16, true, true, 77, 129, 33, {2}, {2}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_k2880_bf16) {
+  return matmul_case(DType::BF16, false, false, 320, 256, 2880, {}, {}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_vector_bf16) {
+  return matmul_case(DType::BF16, false, false, 1, 320, 1280, {}, {}, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_matmul_text_kv_f32) {
+  return matmul_case(DType::F32, false, true, 77, 320, 768, {}, {}, true);
+}
+
 // --- linear -------------------------------------------------------------------
 
 namespace {
@@ -125,7 +183,8 @@ ParityCase linear_forward_case(DType dtype, Shape x_shape, int64_t out, bool bia
 }
 
 // linear_backward(dy, x, weight; weightGrad, biasGrad) → dx, dweight?, dbias?.
-ParityCase linear_backward_case(DType dtype, Shape x_shape, int64_t out, bool weight_grad, bool bias_grad) {
+ParityCase linear_backward_case(DType dtype, Shape x_shape, int64_t out, bool weight_grad, bool bias_grad,
+                                bool without_cublas = false) {
   ParityCase c;
   const int64_t in = x_shape.back();
   int64_t rows = 1;
@@ -133,7 +192,8 @@ ParityCase linear_backward_case(DType dtype, Shape x_shape, int64_t out, bool we
   Shape dy_shape = x_shape;
   dy_shape.back() = out;
   c.inputs = {normal(dy_shape, dtype), normal(x_shape, dtype), normal({out, in}, dtype)};
-  c.run = [weight_grad, bias_grad](const Tensors& in) {
+  c.run = [weight_grad, bias_grad, without_cublas](const Tensors& in) {
+    ScopedEnv cublas("IMPRINT_CUBLAS", without_cublas ? "0" : "");
     return run_float_op("linear_backward", {&in[0], &in[1], &in[2]},
                         attrs({{"weightGrad", weight_grad ? 1 : 0}, {"biasGrad", bias_grad ? 1 : 0}}));
   };
@@ -160,6 +220,9 @@ IMPRINT_PARITY_CASE(gemm_linear_bwd_all_f16) { return linear_backward_case(DType
 IMPRINT_PARITY_CASE(gemm_linear_bwd_dx_only_bf16) { return linear_backward_case(DType::BF16, {77, 768}, 320, false, false); }
 IMPRINT_PARITY_CASE(gemm_linear_bwd_weight_f32) { return linear_backward_case(DType::F32, {129, 40}, 77, true, false); }
 IMPRINT_PARITY_CASE(gemm_linear_bwd_bias_f16) { return linear_backward_case(DType::F16, {64, 320}, 1280, false, true); }
+IMPRINT_PARITY_CASE(gemm_fallback_linear_bwd_all_bf16) {
+  return linear_backward_case(DType::BF16, {2, 77, 320}, 640, true, true, true);
+}
 IMPRINT_PARITY_CASE(gemm_linear_bwd_zero_rows_f32) { return linear_backward_case(DType::F32, {0, 16}, 8, true, true); }
 
 // --- conv2d -------------------------------------------------------------------
@@ -175,33 +238,9 @@ struct ConvSpec {
   // tiny im2col budget sends cuda/conv.cu through its image chunks and row
   // tiles at small shapes. The CPU kernels ignore it.
   std::string scratch_bytes = "";
+  bool without_cublas = false;  // run with IMPRINT_CUBLAS=0 (Imprint's own GEMM kernels)
 };
 
-// Sets an environment variable for its lifetime and then restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (value.empty()) return;
-    active_ = true;
-    if (const char* old = std::getenv(name)) {
-      had_old_ = true;
-      old_ = old;
-    }
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (!active_) return;
-    if (had_old_) setenv(name_, old_.c_str(), 1);
-    else unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  bool active_ = false, had_old_ = false;
-  std::string old_;
-};
 
 ops::Attrs conv_attrs(const ConvSpec& s) { return attrs({{"stride", static_cast<double>(s.stride)}}, {{"padding", s.padding}}); }
 
@@ -215,6 +254,7 @@ ParityCase conv_forward_case(DType dtype, const ConvSpec& s, bool bias) {
   if (bias) c.inputs.push_back(normal({s.cout}, dtype));
   c.run = [s, bias](const Tensors& in) {
     ScopedEnv budget("IMPRINT_CONV_SCRATCH_BYTES", s.scratch_bytes);
+    ScopedEnv cublas("IMPRINT_CUBLAS", s.without_cublas ? "0" : "");
     return run_float_op("conv2d_forward", {&in[0], &in[1], bias ? &in[2] : nullptr}, conv_attrs(s));
   };
   c.tolerances = {sum_tolerance(dtype, s.x[1] * s.kh * s.kw + 1)};
@@ -231,6 +271,7 @@ ParityCase conv_backward_case(DType dtype, const ConvSpec& s, bool weight_grad, 
   a.numbers["biasGrad"] = bias_grad ? 1 : 0;
   c.run = [a, s](const Tensors& in) {
     ScopedEnv budget("IMPRINT_CONV_SCRATCH_BYTES", s.scratch_bytes);
+    ScopedEnv cublas("IMPRINT_CUBLAS", s.without_cublas ? "0" : "");
     return run_float_op("conv2d_backward", {&in[0], &in[1], &in[2]}, a);
   };
   c.tolerances = {sum_tolerance(dtype, s.cout * s.kh * s.kw)};
@@ -255,6 +296,9 @@ const ConvSpec kOdd1x1Strided{{2, 5, 9, 7}, 3, 1, 1, 2, {0, 0, 0, 0}};       // 
 const ConvSpec kRowTiles{{3, 8, 13, 11}, 6, 3, 3, 1, {1, 1, 1, 1}, "7000"};
 const ConvSpec kImageChunks{{3, 8, 13, 11}, 6, 3, 3, 1, {1, 1, 1, 1}, "90000"};
 // Stride 2 (Ho 7, Wo 6): backward tiles of 2 rows, so taps of one dx row fall in two tiles.
+// Through Imprint's kernels: the backward's dW and dcols are f32 outputs of bf16/f16 GEMMs.
+const ConvSpec kSd3x3Fallback{{2, 320, 32, 32}, 320, 3, 3, 1, {1, 1, 1, 1}, "", true};
+const ConvSpec kOddStride2Fallback{{3, 3, 7, 9}, 5, 3, 3, 2, {0, 1, 0, 1}, "", true};
 const ConvSpec kRowTilesStride2{{2, 8, 13, 11}, 6, 3, 3, 2, {1, 1, 1, 1}, "4000"};
 
 }  // namespace
@@ -294,6 +338,14 @@ IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_all_bf16) { return conv_backward_cas
 IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_all_f32) { return conv_backward_case(DType::F32, kRowTiles, true, false); }
 IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_stride2_f32) { return conv_backward_case(DType::F32, kRowTilesStride2, true, true); }
 IMPRINT_PARITY_CASE(gemm_conv_bwd_image_chunks_all_f16) { return conv_backward_case(DType::F16, kImageChunks, true, true); }
+IMPRINT_PARITY_CASE(gemm_fallback_conv_fwd_sd3x3_bias_bf16) { return conv_forward_case(DType::BF16, kSd3x3Fallback, true); }
+IMPRINT_PARITY_CASE(gemm_fallback_conv_bwd_sd3x3_all_bf16) { return conv_backward_case(DType::BF16, kSd3x3Fallback, true, true); }
+IMPRINT_PARITY_CASE(gemm_fallback_conv_bwd_odd_stride2_all_f16) {
+  return conv_backward_case(DType::F16, kOddStride2Fallback, true, true);
+}
+IMPRINT_PARITY_CASE(gemm_fallback_conv_bwd_odd_stride2_all_f32) {
+  return conv_backward_case(DType::F32, kOddStride2Fallback, true, true);
+}
 
 }  // namespace parity
 }  // namespace imprint
