@@ -13,6 +13,8 @@
 namespace imprint {
 namespace cuda {
 
+// Backend::matmul: through gemm() (gemm.cuh) when each operand's batch entries
+// are one plain stride apart, else the SIMT kernel.
 void launch_matmul(const MatmulArgs& args, cudaStream_t stream);  // matmul.cu
 void launch_binary(const BinaryArgs& args, cudaStream_t stream);  // elementwise.cu
 void launch_cast(const CastArgs& args, cudaStream_t stream);      // elementwise.cu
@@ -24,6 +26,10 @@ void launch_random(const RandomArgs& args, cudaStream_t stream);  // random.cu
 // library: conv, norms, attention, ...) run after Backend::make_current and
 // queue their work here, so everything of a device stays in order on one stream.
 cudaStream_t current_stream();  // cuda_backend.cu
+
+// The GEMM library the current device uses ("cuBLAS 13.1", "imprint
+// tensor-core", ...), for the status API.
+const char* gemm_library();  // gemm_cublas.cu
 
 // Threads per block for the one-dimensional grid-stride kernels.
 constexpr int kThreads = 256;
