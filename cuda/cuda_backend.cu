@@ -196,6 +196,7 @@ CudaStatus probe() {
   }
   status.available = count > 0;
   if (!status.available) status.reason = "the NVIDIA driver reports no CUDA device";
+  else status.gemm_library = cuda::gemm_library();
   return status;
 }
 

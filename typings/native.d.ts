@@ -39,6 +39,8 @@ export interface NativeDevices {
     reason?: string;
     runtimeVersion: number;
     driverVersion: number;
+    /** Where a GPU is usable: the GEMM library in use ("cuBLAS 13.1", opened at run time, or "imprint tensor-core"). */
+    gemmLibrary?: string;
     devices: NativeCudaDevice[];
   };
 }

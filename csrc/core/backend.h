@@ -70,6 +70,7 @@ struct CudaStatus {
   std::string reason;             // why not available
   int runtime_version = 0;        // e.g. 13000
   int driver_version = 0;         // 0 when no driver
+  std::string gemm_library;       // GEMM used on the GPU: "cuBLAS 13.1" (opened at run time) or Imprint's own kernels
   std::vector<CudaDeviceInfo> devices;
 };
 

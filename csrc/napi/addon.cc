@@ -77,6 +77,7 @@ Napi::Value devices(Info info) {
   if (!status.available) cuda.Set("reason", status.reason);
   cuda.Set("runtimeVersion", status.runtime_version);
   cuda.Set("driverVersion", status.driver_version);
+  if (status.available) cuda.Set("gemmLibrary", status.gemm_library);
   Napi::Array list = Napi::Array::New(env, status.devices.size());
   for (size_t i = 0; i < status.devices.size(); ++i) {
     const CudaDeviceInfo& d = status.devices[i];
