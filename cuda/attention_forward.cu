@@ -194,6 +194,10 @@ void attention_forward_cuda(const AttentionForwardArgs& a) {
   if (a.batch * a.heads * a.nq <= 0) return;
   const int bucket = attn::head_dim_bucket("attention_forward", a.d, a.dv);
   const cudaStream_t stream = current_stream();
+  if (attn::launch_forward_mma(a, stream)) {
+    check_launch("attention_forward (tensor cores)");
+    return;
+  }
   IMPRINT_CUDA_FLOAT_DISPATCH(a.dtype, "attention_forward", T, {
     if (bucket == attn::kSmallDim) launch_forward<T, attn::kSmallDim>(a, stream);
     else launch_forward<T, attn::kLargeDim>(a, stream);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/args/attn.h"
 #include "core/error.h"
 #include "element.cuh"
 
@@ -65,6 +66,10 @@ __device__ __forceinline__ int64_t keys_needed(bool causal, int64_t i0, int64_t 
 __device__ __forceinline__ bool visible(bool causal, int64_t i, int64_t j, int64_t nq, int64_t nk) {
   return i < nq && j < nk && (!causal || j <= i + (nk - nq));
 }
+
+// Runs the tensor-core forward (attention_forward_mma.cu) when it applies to
+// these args and this device (f16/bf16, head dims ≤ 64, sm_80+); false otherwise.
+bool launch_forward_mma(const AttentionForwardArgs& a, cudaStream_t stream);
 
 }  // namespace attn
 }  // namespace cuda
