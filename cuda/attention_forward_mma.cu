@@ -20,6 +20,8 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
+#include <atomic>
+
 #include "attention_tile.cuh"
 #include "core/args/attn.h"
 #include "cuda_check.cuh"
@@ -180,19 +182,20 @@ __global__ void __launch_bounds__(attn::kThreads) attention_forward_mma_kernel(A
 #endif
 }
 
-// Compute capability of the current device, looked up once per device.
+// Compute capability of the current device, looked up once per device (ops
+// may run on several threads; a repeated lookup stores the same value).
 int current_major() {
-  static int majors[64] = {};
+  static std::atomic<int> majors[64] = {};
   int device = 0;
   check(cudaGetDevice(&device), "attention_forward: cudaGetDevice");
   if (device < 0 || device >= 64) return 0;
-  if (majors[device] == 0) {
-    int major = 0;
+  int major = majors[device].load(std::memory_order_relaxed);
+  if (major == 0) {
     check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
           "attention_forward: cudaDeviceGetAttribute");
-    majors[device] = major;
+    majors[device].store(major, std::memory_order_relaxed);
   }
-  return majors[device];
+  return major;
 }
 
 }  // namespace
