@@ -29,6 +29,8 @@ export const COMPOSITION_TEMPLATES: readonly string[] = Object.freeze([
 export interface TeachWorldOptions {
   /** World concept ids (see CONCEPTS), trained jointly when several. */
   concepts: readonly string[];
+  /** The modifier token of each concept (default <new1>, <new2>, ... in order); e.g. ['<new2>'] to merge with a <new1> trained apart. */
+  tokens?: readonly string[];
   model?: string;
   steps?: number;
   lr?: number;
@@ -46,15 +48,19 @@ export async function conceptPngs(id: string, count = 5): Promise<Buffer[]> {
     sharp(Buffer.from(c.image), { raw: { width: WORLD_RESOLUTION, height: WORLD_RESOLUTION, channels: 3 } }).png().toBuffer()));
 }
 
-/** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order). */
+/** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
   const fn = 'teachWorldConcepts';
-  const o = checkOptions(fn, options, ['concepts', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode']);
+  const o = checkOptions(fn, options, ['concepts', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode']);
   const ids = o.concepts as readonly string[];
   if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
+  const tokens = (o.tokens ?? ids.map((_, i) => `<new${i + 1}>`)) as readonly string[];
+  if (!Array.isArray(tokens) || tokens.length !== ids.length || !tokens.every((t) => typeof t === 'string')) {
+    throw invalidArgument(`${fn}: tokens must be one string per concept (${ids.length}), got ${describe(tokens)}`);
+  }
   const specs = await Promise.all(ids.map(async (id, i) => {
     const c = conceptById(id, fn);
-    return { token: `<new${i + 1}>`, classWord: c.classWord, images: await conceptPngs(id), numRegImages: (o.numRegImages ?? 24) as number };
+    return { token: tokens[i], classWord: c.classWord, images: await conceptPngs(id), numRegImages: (o.numRegImages ?? 24) as number };
   }));
   const train: TrainCustomDiffusionOptions = {
     model: (o.model ?? worldModelDir()) as string,
