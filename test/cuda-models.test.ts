@@ -40,6 +40,17 @@ function meanAbs(a: Uint8Array[], b: Uint8Array[]): number {
   return sum / n;
 }
 
+/** ‖a − b‖ / ‖b‖. */
+function relativeError(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
 /** The world metrics' mean text alignment of each image with its prompt (numImages per prompt, in order). */
 function alignment(rgb: Uint8Array[]): number {
   return rgb.reduce((s, img, i) => s + textAlignment(img, PROMPTS[Math.floor(i / PER_PROMPT)], 32), 0) / rgb.length;
@@ -143,12 +154,14 @@ it('Custom Diffusion trains on cuda:0 with the CPU losses; the concept comes bac
   const a = await trainCustomDiffusion(options);
   const b = await trainCustomDiffusion({ ...options, device: DEV });
   assertClose(b.losses, a.losses, 1e-3, 1e-6, 'losses');
+  // Adam divides by √v, so near-zero gradients can step differently elementwise: compare whole tensors by relative norm.
   for (const [n, d] of b.concept.deltas) {
     assert.is(d.device, 'cpu', n);
-    // Adam normalises the step, so tiny gradient differences can flip a few near-zero entries: compare loosely.
-    assertClose(d.dataSync() as Float32Array, a.concept.deltas.get(n)!.dataSync() as Float32Array, 5e-2, 2e-5, n);
+    const e = relativeError(d.dataSync() as Float32Array, a.concept.deltas.get(n)!.dataSync() as Float32Array);
+    assert.ok(e < 2e-2, `${n}: relative error ${e}`);
   }
-  assertClose(b.concept.tokens[0].embedding.dataSync() as Float32Array, a.concept.tokens[0].embedding.dataSync() as Float32Array, 5e-2, 2e-5, 'token row');
+  const e = relativeError(b.concept.tokens[0].embedding.dataSync() as Float32Array, a.concept.tokens[0].embedding.dataSync() as Float32Array);
+  assert.ok(e < 1e-3, `token row: relative error ${e}`);
 });
 
 gpu.run();

@@ -235,9 +235,10 @@ export function trainCustomDiffusion(options: TrainCustomDiffusionOptions): Prom
 
 /**
  * As trainCustomDiffusion, over weights already loaded from options.model
- * (loadDiffusersModel(options.model), f32): configs, tokenizer and scheduler
- * are still read from the folder. The weights stay the caller's and are
- * neither written nor disposed.
+ * (loadDiffusersModel(options.model, { device }), f32): configs, tokenizer
+ * and scheduler are still read from the folder. Training runs on the
+ * weights' device (an options.device that differs is a DEVICE_MISMATCH).
+ * The weights stay the caller's and are neither written nor disposed.
  */
 export function trainCustomDiffusionOnLoaded(options: TrainCustomDiffusionOptions, loaded: LoadedDiffusersModel): Promise<TrainCustomDiffusionResult> {
   const fn = 'trainCustomDiffusionOnLoaded';
