@@ -74,3 +74,199 @@ export function trainCases(withSd15: boolean): BenchCase[] {
   if (withSd15) cases.push(stepCase('sd15-512-kv-checkpointed', { ...(SD15_CONFIGS.unet as Record<string, unknown>), sample_size: 64 }, 1, 'kv', true, true));
   return cases;
 }
+
+// --- GPU: SD1.5-shaped UNet in bf16 on cuda:0 --------------------------------
+
+/**
+ * Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s by device name, from
+ * NVIDIA's datasheets; the first match wins. Names as the CUDA runtime reports
+ * them ('NVIDIA H100 80GB HBM3' is the SXM part). Unknown GPUs get no MFU.
+ */
+export const BF16_PEAKS: ReadonlyArray<{ match: RegExp; model: string; tflops: number }> = [
+  { match: /H100 PCIe/i, model: 'H100 PCIe', tflops: 756 },
+  { match: /H100(?!.*NVL)/i, model: 'H100 SXM', tflops: 989 },
+  { match: /H200/i, model: 'H200', tflops: 989 },
+  { match: /A100/i, model: 'A100', tflops: 312 },
+  { match: /L40S/i, model: 'L40S', tflops: 362 },
+  { match: /RTX 4090/i, model: 'RTX 4090', tflops: 165 },
+];
+export const PEAK_SOURCE = "NVIDIA datasheets (dense BF16 tensor-core TFLOP/s, without sparsity)";
+
+export function bf16Peak(deviceName: string): { model: string; tflops: number } | undefined {
+  return BF16_PEAKS.find((p) => p.match.test(deviceName));
+}
+
+/**
+ * Model FLOPs of one UNet forward, counted from the config: every conv
+ * (2·k²·Cin·Cout per output pixel), linear (2·in·out per token) and the two
+ * attention matmuls (QKᵀ and attention·V: 2·2·Lq·Lk·C). Norms, activations
+ * and softmax are left out, as MFU conventions do. A training step is 3× this.
+ */
+export function unetForwardFlops(config: Record<string, unknown>, batch: number, side: number, contextTokens = 77): number {
+  const c = parseUNetConfig(config, 'unetForwardFlops');
+  const temb = c.timeEmbeddingDim;
+  const ctx = c.crossAttentionDim;
+  let flops = 0;
+  const conv = (k: number, cin: number, cout: number, outSide: number): void => void (flops += 2 * k * k * cin * cout * outSide * outSide * batch);
+  const linear = (inF: number, outF: number, tokens: number): void => void (flops += 2 * inF * outF * tokens * batch);
+  const resnet = (cin: number, cout: number, s: number): void => {
+    conv(3, cin, cout, s);
+    linear(temb, cout, 1);
+    conv(3, cout, cout, s);
+    if (cin !== cout) conv(1, cin, cout, s);
+  };
+  const transformer = (ch: number, s: number, layers: number): void => {
+    const hw = s * s;
+    linear(ch, ch, hw);  // proj_in (1×1 conv or linear: the same count)
+    for (let l = 0; l < layers; l++) {
+      linear(ch, 3 * ch, hw);  // attn1 q, k, v
+      flops += 2 * 2 * hw * hw * ch * batch;  // attn1 QKᵀ and ·V over all heads
+      linear(ch, ch, hw);  // attn1 out
+      linear(ch, ch, hw);  // attn2 q
+      linear(ctx, 2 * ch, contextTokens);  // attn2 k, v from the text
+      flops += 2 * 2 * hw * contextTokens * ch * batch;
+      linear(ch, ch, hw);  // attn2 out
+      linear(ch, 8 * ch, hw);  // GEGLU proj (two halves of 4·ch)
+      linear(4 * ch, ch, hw);  // ff out
+    }
+    linear(ch, ch, hw);  // proj_out
+  };
+  const ch0 = c.blockOutChannels[0];
+  linear(ch0, temb, 1);
+  linear(temb, temb, 1);
+  let s = side;
+  conv(c.convInKernel, c.inChannels, ch0, s);
+  const skips: number[] = [ch0];
+  let cin = ch0;
+  const n = c.blockOutChannels.length;
+  c.downBlockTypes.forEach((type, i) => {
+    const cout = c.blockOutChannels[i];
+    for (let l = 0; l < c.layersPerBlock; l++) {
+      resnet(cin, cout, s);
+      cin = cout;
+      if (type.startsWith('CrossAttn')) transformer(cout, s, c.transformerLayersPerBlock[i]);
+      skips.push(cout);
+    }
+    if (i < n - 1) {
+      s = Math.ceil(s / 2);
+      conv(3, cout, cout, s);
+      skips.push(cout);
+    }
+  });
+  resnet(cin, cin, s);
+  transformer(cin, s, c.transformerLayersPerBlock[n - 1]);
+  resnet(cin, cin, s);
+  const reversed = [...c.blockOutChannels].reverse();
+  const reversedLayers = [...c.transformerLayersPerBlock].reverse();
+  c.upBlockTypes.forEach((type, i) => {
+    const cout = reversed[i];
+    for (let l = 0; l <= c.layersPerBlock; l++) {
+      resnet(cin + skips.pop()!, cout, s);
+      cin = cout;
+      if (type.startsWith('CrossAttn')) transformer(cout, s, reversedLayers[i]);
+    }
+    if (i < n - 1) {
+      s *= 2;
+      conv(3, cout, cout, s);
+    }
+  });
+  conv(c.convOutKernel, ch0, c.outChannels, s);
+  return flops;
+}
+
+const SD15_UNET = { ...(SD15_CONFIGS.unet as Record<string, unknown>), sample_size: 64 };
+
+/** Random SD1.5 UNet weights (PyTorch's init, seed 0) in bf16 on `device`, moved one tensor at a time. */
+async function sd15Weights(device: string): Promise<Map<string, Tensor>> {
+  const host = await initWeights(unetLayout(parseUNetConfig(SD15_UNET, 'bench')), { seed: 0 });
+  const out = new Map<string, Tensor>();
+  try {
+    for (const [name, w] of host) {
+      const there = await w.to(device);
+      w.dispose();
+      out.set(name, await there.cast('bf16'));
+      there.dispose();
+    }
+  } catch (e) {
+    for (const t of [...host.values(), ...out.values()]) if (!t.disposed) t.dispose();
+    throw e;
+  }
+  return out;
+}
+
+function gpuParams(batch: number, extra: Record<string, unknown>): Record<string, unknown> {
+  return { model: 'sd15-unet (random weights)', batch, latent: [4, 64, 64], image: 512, contextTokens: 77, dtype: 'bf16', ...extra };
+}
+
+function gpuForwardCase(device: string, batch: number): BenchCase {
+  return {
+    suite: 'cuda',
+    name: `sd15-512-unet-forward-b${batch}`,
+    device,
+    params: gpuParams(batch, {}),
+    flops: unetForwardFlops(SD15_UNET, batch, 64),
+    timing: { warmup: 2, minRuns: 5 },
+    async prepare() {
+      const weights = await sd15Weights(device);
+      const unet = UNet2DConditionModel.fromWeights(SD15_UNET, weights);
+      const x = await randn([batch, 4, 64, 64], { seed: 1, device, dtype: 'bf16' });
+      const context = await randn([batch, 77, 768], { seed: 3, device, dtype: 'bf16' });
+      const t = Array.from({ length: batch }, (_, i) => 50 + 100 * i);
+      return {
+        async step() {
+          (await unet.forward(x, t, context)).dispose();
+        },
+        dispose() {
+          for (const v of [x, context, ...weights.values()]) if (!v.disposed) v.dispose();
+        },
+      };
+    },
+  };
+}
+
+/** One Custom Diffusion step: lossBackward with attn2 K/V trainable (start token detached) and the AdamW update. */
+function gpuCustomDiffusionCase(device: string, batch: number, checkpoint: boolean): BenchCase {
+  return {
+    suite: 'cuda',
+    name: `sd15-512-custom-diffusion-step-b${batch}${checkpoint ? '-checkpointed' : ''}`,
+    device,
+    params: gpuParams(batch, { trainable: 'kv', checkpoint }),
+    flops: 3 * unetForwardFlops(SD15_UNET, batch, 64),
+    timing: { warmup: 1, minRuns: 3 },
+    async prepare() {
+      const weights = await sd15Weights(device);
+      const unet0 = UNet2DConditionModel.fromWeights(SD15_UNET, weights);
+      const x = await randn([batch, 4, 64, 64], { seed: 1, device, dtype: 'bf16' });
+      const target = await randn([batch, 4, 64, 64], { seed: 2, device, dtype: 'bf16' });
+      const context = await randn([batch, 77, 768], { seed: 3, device, dtype: 'bf16' });
+      const t = Array.from({ length: batch }, (_, i) => 50 + 100 * i);
+      const trained = unet0.weightNames.filter((n) => /\.attn2\.to_[kv]\.weight$/.test(n));
+      // The optimizer trains copies, so the frozen base stays as it was.
+      const params = new Map<string, Tensor>();
+      for (const n of trained) params.set(n, await weights.get(n)!.cast('bf16'));
+      const opt = await AdamW.create(params, { maxGradNorm: 1 });
+      return {
+        async step() {
+          const unet = unet0.withWeights(new Map(trained.map((n) => [n, opt.params.get(n)!])));
+          const r = await unet.lossBackward(x, t, context, target, { trainable: trained, checkpoint, detachStartToken: true });
+          await opt.update(r.grads, 1e-5);
+          for (const v of [r.loss, r.out, r.dSample, r.dContext, ...r.grads.values()]) v.dispose();
+        },
+        dispose() {
+          opt.dispose();
+          for (const v of [x, target, context, ...weights.values()]) if (!v.disposed) v.dispose();
+        },
+      };
+    },
+  };
+}
+
+/** The `cuda` suite's model cases on `device` (bf16): UNet forward at batch 1 and 8, Custom Diffusion steps at batch 8. */
+export function cudaModelCases(device: string): BenchCase[] {
+  return [
+    gpuForwardCase(device, 1),
+    gpuForwardCase(device, 8),
+    gpuCustomDiffusionCase(device, 8, false),
+    gpuCustomDiffusionCase(device, 8, true),
+  ];
+}

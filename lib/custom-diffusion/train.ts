@@ -6,7 +6,8 @@
 // no gradient. Reproducible: the augmented variants are drawn from the seed
 // once, and step k's batch, timesteps and noise come from seeds derived from
 // k, so a run resumed from a checkpoint ends exactly where an uninterrupted
-// one does.
+// one does. With `device` every tensor of a step lives on that GPU; files
+// (latent cache, checkpoints, the concept) are written from host copies.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import { join } from 'node:path';
 import { ImprintError, invalidArgument } from '../errors.js';
 import { randn, tensor } from '../creation.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
-import { loadDiffusersModel, type LoadedDiffusersModel } from '../models/checkpoint.js';
+import { checkUsableDevice, loadDiffusersModel, type LoadedDiffusersModel } from '../models/checkpoint.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { ClipTextTrainer, TOKEN_EMBEDDING } from '../models/clip-text-backward.js';
 import { readJsonFile } from '../models/configs.js';
@@ -97,6 +98,12 @@ export interface TrainCustomDiffusionOptions {
   resume?: boolean;
   /** Stop with an error when a step's loss exceeds this (default 1e3) or is not finite. */
   maxLoss?: number;
+  /**
+   * Where training runs: 'cpu' (default; for trainCustomDiffusionOnLoaded the
+   * loaded weights' device) or 'cuda:N'. The weights are loaded there (f32);
+   * the result's tensors are on the CPU either way.
+   */
+  device?: string;
   /** Called after every step. */
   onProgress?: (info: { step: number; steps: number; loss: number; gradNorm: number; secondsPerStep: number }) => void;
   /** No progress line on stderr. */
@@ -115,7 +122,7 @@ export interface TrainCustomDiffusionResult {
 const ROWS = 'token_embedding.new_rows';
 const CONCEPT_KEYS = ['token', 'initializer', 'classWord', 'instancePrompt', 'images', 'classPrompt', 'regImages', 'numRegImages'];
 const OPTION_KEYS = ['model', 'concepts', 'mode', 'steps', 'batchSize', 'lr', 'scaleLr', 'priorLossWeight', 'augment', 'hflip', 'augmentVariants', 'seed',
-  'resolution', 'regSteps', 'workDir', 'checkpointEvery', 'resume', 'maxLoss', 'onProgress', 'quiet'];
+  'resolution', 'regSteps', 'workDir', 'checkpointEvery', 'resume', 'maxLoss', 'onProgress', 'quiet', 'device'];
 
 function int(fn: string, name: string, v: unknown, fallback: number, lo: number, hi: number): number {
   if (v === undefined) return fallback;
@@ -186,6 +193,35 @@ interface Sample {
   prompt: string;
 }
 
+/** `t` on `device`: itself on the CPU, else a copy, the host tensor freed. */
+async function onDevice<T extends Tensor>(t: T, device: string): Promise<T> {
+  if (t.device === device) return t;
+  try {
+    return (await t.to(device)) as T;
+  } finally {
+    t.dispose();
+  }
+}
+
+/** Writes named tensors from any device: device tensors go through temporary host copies. */
+async function saveFromAnyDevice(path: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+  const copies: Tensor[] = [];
+  try {
+    const host = new Map<string, Tensor>();
+    for (const [n, t] of tensors) {
+      if (t.device === 'cpu') host.set(n, t);
+      else {
+        const c = await t.to('cpu');
+        copies.push(c);
+        host.set(n, c);
+      }
+    }
+    await saveSafetensors(path, host, metadata);
+  } finally {
+    for (const c of copies) c.dispose();
+  }
+}
+
 /** The UNet weights a mode trains. */
 export function trainedWeightNames(names: readonly string[], mode: CustomDiffusionMode): string[] {
   const re = mode === 'kv' ? /\.attn2\.to_[kv]\.weight$/ : /\.attn2\.(to_q\.weight|to_k\.weight|to_v\.weight|to_out\.0\.weight|to_out\.0\.bias)$/;
@@ -199,9 +235,10 @@ export function trainCustomDiffusion(options: TrainCustomDiffusionOptions): Prom
 
 /**
  * As trainCustomDiffusion, over weights already loaded from options.model
- * (loadDiffusersModel(options.model), f32): configs, tokenizer and scheduler
- * are still read from the folder. The weights stay the caller's and are
- * neither written nor disposed.
+ * (loadDiffusersModel(options.model, { device }), f32): configs, tokenizer
+ * and scheduler are still read from the folder. Training runs on the
+ * weights' device (an options.device that differs is a DEVICE_MISMATCH).
+ * The weights stay the caller's and are neither written nor disposed.
  */
 export function trainCustomDiffusionOnLoaded(options: TrainCustomDiffusionOptions, loaded: LoadedDiffusersModel): Promise<TrainCustomDiffusionResult> {
   const fn = 'trainCustomDiffusionOnLoaded';
@@ -235,6 +272,9 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
   const quiet = bool(fn, 'quiet', o.quiet, false);
   const onProgress = o.onProgress as TrainCustomDiffusionOptions['onProgress'];
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument(`${fn}: onProgress must be a function, got ${describe(onProgress)}`);
+  // Checked before any file is read; for preloaded weights the default is where they are.
+  const preloadedDevice = preloaded?.unet.weights.values().next().value?.device;
+  const device = checkUsableDevice(fn, o.device ?? preloadedDevice ?? 'cpu');
   const prior = priorWeight > 0;
   const lr = scaleLr ? baseLr * batch * (prior ? 2 : 1) : baseLr;
 
@@ -244,7 +284,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
 
   let model: LoadedDiffusersModel;
   try {
-    model = preloaded ?? await loadDiffusersModel(modelDir, { dtype: 'f32' });
+    model = preloaded ?? await loadDiffusersModel(modelDir, { dtype: 'f32', device });
   } catch (e) {
     if (e instanceof ImprintError) throw new ImprintError(`${fn}: model ${modelDir}: ${e.message}`, e.code);
     throw e;
@@ -259,7 +299,13 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
     const unet0 = UNet2DConditionModel.fromWeights(rawUnet, model.unet.weights);
     const encoder0 = ClipTextEncoder.fromWeights(rawText, model.textEncoder.weights);
     if (unet0.dtype !== 'f32' || encoder0.dtype !== 'f32') throw invalidArgument(`${fn}: training needs f32 weights, got a ${unet0.dtype} UNet and a ${encoder0.dtype} text encoder (load with dtype 'f32')`);
+    for (const [part, at] of [['UNet', unet0.device], ['text encoder', encoder0.device]] as const) {
+      if (at !== device) throw new ImprintError(`${fn}: the ${part} weights are on ${at} but training runs on ${device} (load them with loadDiffusersModel(model, { device: '${device}' }))`, 'DEVICE_MISMATCH');
+    }
     const vae = model.vae ? AutoencoderKL.fromWeights(readJsonFile(join(modelDir, 'vae', 'config.json')), model.vae.weights) : PIXEL_SPACE;
+    if (vae !== PIXEL_SPACE && (vae as AutoencoderKL).device !== device) {
+      throw new ImprintError(`${fn}: the VAE weights are on ${(vae as AutoencoderKL).device} but training runs on ${device}`, 'DEVICE_MISMATCH');
+    }
     const ddpm = DDPMTraining.fromConfig(model.schedulerConfig);
     const tokenizer = await ClipTokenizer.fromFolder(model.tokenizerDir);
     const factor = vae.factor;
@@ -287,7 +333,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
     const regSets: CaptionedImage[][] = [];
     if (prior) {
       const pipeline = StableDiffusionPipeline.fromComponents({
-        tokenizer, textEncoder: encoder0, unet: unet0, vae, scheduler: schedulerFromConfig('ddim', model.schedulerConfig),
+        tokenizer, textEncoder: encoder0, unet: unet0, vae, scheduler: schedulerFromConfig('ddim', model.schedulerConfig), device,
       });
       for (let i = 0; i < concepts.length; i++) {
         const c = concepts[i];
@@ -311,17 +357,17 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       if (id !== encoder0.config.vocabSize + i) throw new ImprintError(`${fn}: token '${concepts[i].token}' got id ${id}, expected ${encoder0.config.vocabSize + i}`, 'INTERNAL');
     });
     const grownRaw = { ...rawText, vocab_size: vocab };
-    const tableData = Float32Array.from(await grownTable.data() as Float32Array);
     const rowMaskData = new Uint8Array(vocab);
     for (const id of newIds) rowMaskData[id] = 1;
-    const rowMask = tensor(rowMaskData, { shape: [vocab] });
-    const newIdTensor = tensor(Int32Array.from(newIds), { shape: [newIds.length] });
-    disposeLater.push(rowMask, newIdTensor);
+    const rowMask = await onDevice(tensor(rowMaskData, { shape: [vocab] }), device);
+    disposeLater.push(rowMask);
+    const newIdTensor = await onDevice(tensor(Int32Array.from(newIds), { shape: [newIds.length] }), device);
+    disposeLater.push(newIdTensor);
 
     // Samples: every instance image's augmented variants and every regularization image, encoded once.
     const settings: AugmentSettings = { resolution, factor, augment, hflip };
     const encode = async (pixels: Float32Array): Promise<Tensor> => {
-      const img = tensor(pixels, { shape: [1, 3, resolution, resolution] });
+      const img = await onDevice(tensor(pixels, { shape: [1, 3, resolution, resolution] }), device);
       if (vae === PIXEL_SPACE) return img;
       try {
         const { mean, logvar } = await (vae as AutoencoderKL).encode(img);
@@ -341,7 +387,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       for (const set of regSets) for (const r of set) h.update(`${r.image.width}x${r.image.height}`).update(r.image.data);
       cacheFile = join(workDir, `latents-${h.digest('hex').slice(0, 24)}.safetensors`);
     }
-    const cached = cacheFile !== undefined && existsSync(cacheFile) ? await loadSafetensors(cacheFile) : undefined;
+    const cached = cacheFile !== undefined && existsSync(cacheFile) ? await loadSafetensors(cacheFile, { device }) : undefined;
     if (cached) disposeLater.push(...cached.values());
     const computed = new Map<string, Tensor>();
     const latentOf = async (name: string, pixels: () => Promise<Float32Array>): Promise<Tensor> => {
@@ -384,7 +430,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
     }
     if (cacheFile !== undefined && computed.size > 0) {
       mkdirSync(workDir!, { recursive: true });
-      await saveSafetensors(`${cacheFile}.tmp`, cached ? new Map([...cached, ...computed]) : computed);
+      await saveFromAnyDevice(`${cacheFile}.tmp`, cached ? new Map([...cached, ...computed]) : computed);
       renameSync(`${cacheFile}.tmp`, cacheFile);
     }
 
@@ -406,13 +452,13 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
         if (differs.length > 0 || !Number.isSafeInteger(start) || start < 0) {
           throw invalidArgument(`${fn}: ${ckpt} was written by another run (${differs.join('; ') || `step ${meta.step}`}); remove it, pass resume: false, or use the same settings`);
         }
-        opt.restore(await loadSafetensors(ckpt), start, ckpt);
+        opt.restore(await loadSafetensors(ckpt, { device }), start, ckpt);
       }
       if (start > steps) throw invalidArgument(`${fn}: the checkpoint in ${workDir} is at step ${start}, past steps ${steps}`);
       const saveCheckpoint = async (step: number): Promise<void> => {
         mkdirSync(workDir!, { recursive: true });
         const tmp = `${ckpt}.tmp`;
-        await saveSafetensors(tmp, opt.stateTensors(), { ...identity, step: String(step), rngStep: String(step) });
+        await saveFromAnyDevice(tmp, opt.stateTensors(), { ...identity, step: String(step), rngStep: String(step) });
         renameSync(tmp, ckpt!);  // atomic: a crash leaves the previous checkpoint whole
       };
 
@@ -444,14 +490,13 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
         let loss: number;
         let gradNorm: number;
         try {
-          const idT = keep(tensor(ids, { shape: [N, tokens] }));
+          const idT = keep(await onDevice(tensor(ids, { shape: [N, tokens] }), device));
           const x0 = keep(await concat(picked.map((s) => s.latent), { dim: 0 }));
-          const noise = keep(await randn(x0.shape, { seed: seed * 1_000_003 + step }));
-          const mask = keep(tensor(maskData, { shape: [N, 1, latentSide, latentSide] }));
-          const rows = (await opt.params.get(ROWS)!.data()) as Float32Array;
-          const table = tableData.slice();
-          newIds.forEach((id, i) => table.set(rows.subarray(i * hidden, (i + 1) * hidden), id * hidden));
-          const tableT = keep(tensor(table, { shape: [vocab, hidden] }));
+          // Philox: the same noise on every device.
+          const noise = keep(await randn(x0.shape, { seed: seed * 1_000_003 + step, device }));
+          const mask = keep(await onDevice(tensor(maskData, { shape: [N, 1, latentSide, latentSide] }), device));
+          // The new ids are the last rows (checked above), so the table is the base table with the learned rows below it.
+          const tableT = keep(await concat([encoder0.tokenEmbedding, opt.params.get(ROWS)!]));
           const textWeights = new Map(model.textEncoder.weights);
           textWeights.set(TOKEN_EMBEDDING, tableT);
           const encoder = ClipTextEncoder.fromWeights(grownRaw, textWeights);
@@ -462,7 +507,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
           const unet = unet0.withWeights(new Map(trained.map((n) => [n, opt.params.get(n)!])));
           const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: trained, mask, detachStartToken: true });
           [r.out, r.dSample, r.dContext, r.loss, ...r.grads.values()].forEach(keep);
-          loss = (r.loss.dataSync() as Float32Array)[0] * lossScale;
+          loss = ((await r.loss.data()) as Float32Array)[0] * lossScale;
           if (!Number.isFinite(loss) || loss > maxLoss) {
             throw new ImprintError(`${fn}: the loss is ${loss} at step ${step + 1} (limit maxLoss ${maxLoss}); training stopped${ckpt && existsSync(ckpt) ? `, the last good checkpoint ${ckpt} is kept` : ''}. Lower lr?`, 'INVALID_ARGUMENT');
           }
@@ -490,7 +535,12 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
 
       // The result: ΔW = W − W0 and the learned rows.
       const deltas = new Map<string, Tensor<'f32'>>();
-      for (const n of trained) deltas.set(n, await combine([[1, opt.params.get(n)! as Tensor<'f32'>], [-1, base.get(n)! as Tensor<'f32'>]]));
+      try {
+        for (const n of trained) deltas.set(n, await onDevice(await combine([[1, opt.params.get(n)! as Tensor<'f32'>], [-1, base.get(n)! as Tensor<'f32'>]]), 'cpu'));
+      } catch (e) {
+        for (const d of deltas.values()) d.dispose();
+        throw e;
+      }
       const rows = Float32Array.from((await opt.params.get(ROWS)!.data()) as Float32Array);
       const concept: ConceptWeights = {
         method: 'custom-diffusion',

@@ -5,7 +5,8 @@
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 
-import { invalidArgument } from '../errors.js';
+import { devices } from '../device.js';
+import { ImprintError, invalidArgument } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader } from '../io/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { checkDType, checkDevice, checkOptions, describe, isPlainObject, type Device, type DType } from '../validate.js';
@@ -42,6 +43,49 @@ export interface CheckOptions {
 }
 
 const LIST_LIMIT = 10;
+
+/**
+ * A device option checked before any work: 'cpu', 'cuda' or 'cuda:N' that
+ * exists here. A CUDA device on a build or machine without one is refused
+ * with devices()' reason (CUDA_NOT_BUILT / CUDA_UNAVAILABLE).
+ */
+export function checkUsableDevice(fn: string, device: unknown): Device {
+  const d = checkDevice(fn, device) as Device;
+  if (d === 'cpu') return d;
+  const cuda = devices().cuda;
+  if (!cuda.built) throw new ImprintError(`${fn}: device '${d}' is not usable: ${cuda.reason ?? 'this build of Imprint has no CUDA'}`, 'CUDA_NOT_BUILT');
+  if (!cuda.available) throw new ImprintError(`${fn}: device '${d}' is not usable: ${cuda.reason ?? 'no usable GPU'}`, 'CUDA_UNAVAILABLE');
+  const index = Number(d.slice('cuda:'.length));
+  if (index >= cuda.devices.length) {
+    const have = cuda.devices.map((g) => `${g.device} (${g.name})`).join(', ');
+    throw invalidArgument(`${fn}: device '${d}' does not exist; this machine has ${cuda.devices.length} GPU${cuda.devices.length === 1 ? '' : 's'}: ${have}`);
+  }
+  return d;
+}
+
+/**
+ * Named tensors of one safetensors file on `device`. On the CPU in one read;
+ * elsewhere one tensor at a time (read to the host, copied, host copy freed),
+ * so the host never holds more than one weight of a multi-GB checkpoint.
+ */
+async function loadNamed(file: string, names: string[], dtype: DType | undefined, device: Device): Promise<Map<string, Tensor>> {
+  if (device === 'cpu') return loadSafetensors(file, { names, dtype });
+  const out = new Map<string, Tensor>();
+  try {
+    for (const name of names) {
+      const [host] = (await loadSafetensors(file, { names: [name], dtype })).values();
+      try {
+        out.set(name, await host.to(device));
+      } finally {
+        host.dispose();
+      }
+    }
+  } catch (e) {
+    for (const t of out.values()) t.dispose();
+    throw e;
+  }
+  return out;
+}
 
 function shapesOf(fn: string, header: unknown): Map<string, readonly number[]> {
   if (!isPlainObject(header)) throw invalidArgument(`${fn}: header must be an object of name → { shape }, got ${describe(header)}`);
@@ -116,7 +160,10 @@ export type ComponentKind = 'unet' | 'vae' | 'text_encoder';
 export interface LoadOptions {
   /** Convert floats on load (default: the file's dtype). */
   dtype?: DType;
-  /** Default 'cpu'. */
+  /**
+   * Where the weights go: 'cpu' (default) or 'cuda:N'. Files are read on the
+   * host and each tensor is copied to the device on its own, then freed.
+   */
   device?: Device;
   /** Weights variant, e.g. 'fp16' → diffusion_pytorch_model.fp16.safetensors. */
   variant?: string;
@@ -259,7 +306,7 @@ async function loadChecked(src: WeightSource, layout: Layout, dtype: DType | und
     for (const file of src.files) {
       const names = Object.keys(layout).filter((n) => src.shardOf.get(n) === file);
       if (names.length === 0) continue;
-      const part = await loadSafetensors(file, { names, dtype, device });
+      const part = await loadNamed(file, names, dtype, device);
       for (const [n, t] of part) loaded.set(n, t);
     }
   } catch (e) {
@@ -286,7 +333,7 @@ function loadOpts(fn: string, options: unknown): { dtype?: DType; device: Device
   const o = checkOptions(fn, options, ['dtype', 'device', 'variant']);
   return {
     dtype: o.dtype === undefined ? undefined : checkDType(fn, o.dtype, 'f32'),
-    device: checkDevice(fn, o.device) as Device,
+    device: checkUsableDevice(fn, o.device),
     variant: checkVariant(fn, o.variant),
   };
 }
@@ -414,7 +461,7 @@ export async function loadSingleFileCheckpoint(path: string, options?: SingleFil
   if (typeof path !== 'string' || path.length === 0) throw invalidArgument(`${fn}: path must be a non-empty string, got ${describe(path)}`);
   const o = checkOptions(fn, options, ['dtype', 'device', 'configs']);
   const dtype = o.dtype === undefined ? undefined : checkDType(fn, o.dtype, 'f32');
-  const device = checkDevice(fn, o.device) as Device;
+  const device = checkUsableDevice(fn, o.device);
   const configs = o.configs === undefined ? {} : o.configs;
   if (!isPlainObject(configs)) throw invalidArgument(`${fn}: configs must be an object with unet, vae and textEncoder configs, got ${describe(configs)}`);
   checkOptions(`${fn} configs`, configs, ['unet', 'vae', 'textEncoder']);
@@ -458,7 +505,7 @@ export async function loadSingleFileCheckpoint(path: string, options?: SingleFil
   });
 
   const names = [...owner.keys()].filter((k) => Object.hasOwn(header.tensors, k));
-  const loaded = await loadSafetensors(path, { names, dtype, device });
+  const loaded = await loadNamed(path, names, dtype, device);
   const weights = parts.map(() => new Map<string, Tensor>());
   for (const [key, t] of loaded) {
     const { part, name } = owner.get(key)!;

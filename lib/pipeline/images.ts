@@ -1,7 +1,8 @@
 // Image ↔ tensor conversion through sharp: files or encoded buffers become
 // f32 [1, 3, H, W] in [-1, 1] (the VAE's input range), and generated
-// [N, 3, H, W] tensors become PNGs, written atomically so a crash never
-// leaves a half-written image behind.
+// [N, 3, H, W] tensors (any float dtype; the async functions also read them
+// from a GPU) become PNGs, written atomically so a crash never leaves a
+// half-written image behind.
 import { randomBytes } from 'node:crypto';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import sharp from 'sharp';
@@ -9,7 +10,7 @@ import sharp from 'sharp';
 import { ImprintError, invalidArgument } from '../errors.js';
 import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkOptions, describe } from '../validate.js';
+import { checkDevice, checkOptions, describe } from '../validate.js';
 
 export type ImageFit = 'cover' | 'contain' | 'fill' | 'inside' | 'outside';
 
@@ -18,6 +19,8 @@ export interface ImageToTensorOptions {
   height: number;
   /** How the image is fitted to width × height (sharp's resize fit; default 'cover', a centred crop). */
   fit?: ImageFit;
+  /** Where the tensor goes: 'cpu' (default) or 'cuda:N' (decoded on the host, then copied). */
+  device?: string;
 }
 
 const FITS: readonly ImageFit[] = ['cover', 'contain', 'fill', 'inside', 'outside'];
@@ -35,7 +38,8 @@ function checkSide(fn: string, name: string, v: unknown): number {
 export async function imageToTensor(input: string | Buffer, options: ImageToTensorOptions): Promise<Tensor<'f32'>> {
   const fn = 'imageToTensor';
   if (typeof input !== 'string' && !Buffer.isBuffer(input)) throw invalidArgument(`${fn}: input must be a file path or a Buffer, got ${describe(input)}`);
-  const o = checkOptions(fn, options, ['width', 'height', 'fit']);
+  const o = checkOptions(fn, options, ['width', 'height', 'fit', 'device']);
+  const device = checkDevice(fn, o.device);
   const width = checkSide(fn, 'width', o.width);
   const height = checkSide(fn, 'height', o.height);
   const fit = o.fit ?? 'cover';
@@ -64,26 +68,50 @@ export async function imageToTensor(input: string | Buffer, options: ImageToTens
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) out[c * plane + p] = data[p * 3 + c] / 127.5 - 1;
   }
-  return tensor(out, { shape: [1, 3, height, width] });
+  const host = tensor(out, { shape: [1, 3, height, width] });
+  if (device === 'cpu') return host;
+  try {
+    return await host.to(device);
+  } finally {
+    host.dispose();
+  }
 }
 
-function checkImages(fn: string, t: unknown): { n: number; h: number; w: number; data: Float32Array } {
+interface ImageBatch {
+  n: number;
+  h: number;
+  w: number;
+  data: Float32Array;
+}
+
+function checkImages(fn: string, t: unknown): Tensor {
   if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: images must be a Tensor, got ${describe(t)}`);
   if (t.disposed) throw new ImprintError(`${fn}: images has been disposed`, 'DISPOSED');
   if (t.shape.length !== 4 || t.shape[1] !== 3) throw new ImprintError(`${fn}: images must be [N, 3, H, W], got ${t.dtype}[${t.shape.join(', ')}]`, 'SHAPE_MISMATCH');
-  if (t.dtype !== 'f32') throw new ImprintError(`${fn}: images must be f32, got ${t.dtype} (cast it first)`, 'DTYPE_MISMATCH');
-  if (t.device !== 'cpu') throw new ImprintError(`${fn}: images must be on the cpu, got ${t.device} (move it with .to('cpu'))`, 'DEVICE_MISMATCH');
+  if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') throw new ImprintError(`${fn}: images must be f32, f16 or bf16, got ${t.dtype} (cast it first)`, 'DTYPE_MISMATCH');
+  return t;
+}
+
+/** The images' values as f32 on the host (half types widen exactly). */
+function hostImages(fn: string, images: unknown): ImageBatch {
+  const t = checkImages(fn, images);
+  if (t.device !== 'cpu') throw new ImprintError(`${fn}: images must be on the cpu, got ${t.device} (move it with .to('cpu'), or use tensorToImages, which reads any device)`, 'DEVICE_MISMATCH');
   const [n, , h, w] = t.shape;
   return { n, h, w, data: t.dataSync() as Float32Array };
 }
 
-/** Each image of f32 [N, 3, H, W] in [-1, 1] as HWC RGB bytes (values clamped, then rounded; NaN becomes 0). */
-export function tensorToRgb(images: Tensor): Uint8Array[] {
-  return rgbOf('tensorToRgb', images);
+async function anyDeviceImages(fn: string, images: unknown): Promise<ImageBatch> {
+  const t = checkImages(fn, images);
+  const [n, , h, w] = t.shape;
+  return { n, h, w, data: (await t.data()) as Float32Array };
 }
 
-function rgbOf(fn: string, images: Tensor): Uint8Array[] {
-  const { n, h, w, data } = checkImages(fn, images);
+/** Each image of [N, 3, H, W] in [-1, 1] (on the CPU) as HWC RGB bytes (values clamped, then rounded; NaN becomes 0). */
+export function tensorToRgb(images: Tensor): Uint8Array[] {
+  return rgbOf(hostImages('tensorToRgb', images));
+}
+
+function rgbOf({ n, h, w, data }: ImageBatch): Uint8Array[] {
   const plane = h * w;
   return Array.from({ length: n }, (_, i) => {
     const rgb = new Uint8Array(3 * plane);
@@ -98,10 +126,11 @@ function rgbOf(fn: string, images: Tensor): Uint8Array[] {
   });
 }
 
-/** Each image of f32 [N, 3, H, W] in [-1, 1] as a PNG (values clamped, then rounded to 8 bits; NaN becomes 0). */
+/** Each image of [N, 3, H, W] in [-1, 1], on any device, as a PNG (values clamped, then rounded to 8 bits; NaN becomes 0). */
 export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
-  const rgbs = rgbOf('tensorToImages', images);
-  const [, , h, w] = images.shape;
+  const batch = await anyDeviceImages('tensorToImages', images);
+  const rgbs = rgbOf(batch);
+  const { h, w } = batch;
   return Promise.all(rgbs.map((rgb) => sharp(Buffer.from(rgb.buffer), { raw: { width: w, height: h, channels: 3 } }).png().toBuffer()));
 }
 
@@ -112,7 +141,7 @@ export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
 export async function imageGrid(images: Tensor, options: { columns?: number; gap?: number } = {}): Promise<Buffer> {
   const fn = 'imageGrid';
   const o = checkOptions(fn, options, ['columns', 'gap']);
-  const { n, h, w } = checkImages(fn, images);
+  const [n, , h, w] = checkImages(fn, images).shape;
   if (n === 0) throw invalidArgument(`${fn}: there are no images (the batch is empty)`);
   const columns = o.columns === undefined ? Math.ceil(Math.sqrt(n)) : o.columns;
   const gap = o.gap === undefined ? 0 : o.gap;

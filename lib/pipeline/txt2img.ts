@@ -12,7 +12,7 @@ import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL } from '../models/vae.js';
 import { PIXEL_SPACE } from './pixel-space.js';
-import { loadDiffusersModel } from '../models/checkpoint.js';
+import { checkUsableDevice, loadDiffusersModel } from '../models/checkpoint.js';
 import { readJsonFile } from '../models/configs.js';
 import { concat, split } from '../nn/misc.js';
 import { combine } from '../schedulers/combine.js';
@@ -35,6 +35,8 @@ export interface PromptEncoder {
 /** What the pipeline needs of a denoiser: UNet2DConditionModel's forward signature. */
 export interface Denoiser {
   readonly config: { inChannels: number; blockOutChannels: number[] };
+  /** Where its weights live (UNet2DConditionModel has it); generate() makes its tensors there. */
+  readonly device?: string;
   forward(sample: Tensor, timestep: number, context: Tensor): Promise<Tensor>;
 }
 
@@ -49,12 +51,30 @@ export interface PipelineComponents {
   scheduler: Scheduler;
   /** Condition on the penultimate layer's hidden states (SD 2.x); default false. */
   penultimate?: boolean;
+  /**
+   * Where the components' weights live and generate() computes: 'cpu' or
+   * 'cuda:N'. Default: the UNet's device (UNet2DConditionModel.device), else
+   * 'cpu'. Components on another device are refused.
+   */
+  device?: string;
 }
 
 export interface FromPretrainedOptions {
   scheduler?: SchedulerName;
-  /** The weights' dtype after loading (default 'f32', the CPU's compute dtype: fp16/bf16 files are widened). */
+  /**
+   * The weights' dtype after loading (default 'f32', the CPU's compute dtype:
+   * fp16/bf16 files are widened). On a GPU pass 'bf16' (or 'f16'): half the
+   * memory and the tensor cores: `{ device: 'cuda:0', dtype: 'bf16' }` holds
+   * SD 1.5's weights in about 2 GB instead of 4. Images come back on the host
+   * in this dtype.
+   */
   dtype?: DType;
+  /**
+   * 'cpu' (default) or 'cuda:N' (CUDA builds with a usable GPU; a device that
+   * is not usable is refused up front with the reason devices() gives). The
+   * weights are read on the host and moved one tensor at a time.
+   */
+  device?: string;
 }
 
 export interface GenerateOptions {
@@ -96,9 +116,9 @@ export interface AddTokensOptions {
 }
 
 export interface GenerateResult {
-  /** [N, 3, H, W] in roughly [-1, 1], N = prompts × numImages. */
+  /** [N, 3, H, W] in roughly [-1, 1], N = prompts × numImages; on the CPU whatever the pipeline's device (in the weights' dtype). */
   images: Tensor;
-  /** The final latents [N, C, H/f, W/f], before the scaling factor is undone. */
+  /** The final latents [N, C, H/f, W/f], before the scaling factor is undone; on the CPU too. */
   latents: Tensor;
 }
 
@@ -142,6 +162,15 @@ function checkPrompts(fn: string, name: string, v: unknown): string[] {
   return list as string[];
 }
 
+/** A host copy of a device tensor; the device copy is freed (also when the copy fails). */
+async function toHost<T extends Tensor>(t: T): Promise<T> {
+  try {
+    return (await t.to('cpu')) as T;
+  } finally {
+    t.dispose();
+  }
+}
+
 function disposeAll(ts: Array<Tensor | undefined>): void {
   for (const t of ts) if (t !== undefined && !t.disposed) t.dispose();
 }
@@ -153,12 +182,14 @@ export class StableDiffusionPipeline {
   readonly vae: PipelineComponents['vae'];
   readonly scheduler: Scheduler;
   readonly penultimate: boolean;
+  readonly #device: string;
   /** Image sides must be multiples of this: the VAE factor (8 for SD); the UNet takes any latent size, as in diffusers. */
   readonly sizeMultiple: number;
   /** Weights loaded by fromPretrained, released by dispose(); fromComponents leaves ownership with the caller. */
   #owned: Tensor[] = [];
 
-  private constructor(c: PipelineComponents) {
+  private constructor(c: PipelineComponents, device: string) {
+    this.#device = device;
     this.tokenizer = c.tokenizer;
     this.#textEncoder = c.textEncoder;
     this.#unet = c.unet;
@@ -170,7 +201,7 @@ export class StableDiffusionPipeline {
 
   static fromComponents(components: PipelineComponents): StableDiffusionPipeline {
     const fn = 'StableDiffusionPipeline.fromComponents';
-    const c = checkOptions(fn, components, ['tokenizer', 'textEncoder', 'unet', 'vae', 'scheduler', 'penultimate']);
+    const c = checkOptions(fn, components, ['tokenizer', 'textEncoder', 'unet', 'vae', 'scheduler', 'penultimate', 'device']);
     const need = (name: string, ok: boolean, what: string): void => {
       if (!ok) throw invalidArgument(`${fn}: ${name} must be ${what}, got ${describe(c[name])}`);
     };
@@ -181,17 +212,27 @@ export class StableDiffusionPipeline {
     need('vae', has(c.vae, 'decode') && typeof (c.vae as AutoencoderKL).factor === 'number' && typeof (c.vae as AutoencoderKL).scalingFactor === 'number', 'an AutoencoderKL');
     need('scheduler', has(c.scheduler, 'step') && has(c.scheduler, 'setTimesteps') && has(c.scheduler, 'scaleModelInput'), 'a scheduler (DDIM, Euler, Euler ancestral or DPM-Solver++)');
     if (c.penultimate !== undefined && typeof c.penultimate !== 'boolean') throw invalidArgument(`${fn}: penultimate must be a boolean, got ${describe(c.penultimate)}`);
-    return new StableDiffusionPipeline(components);
+    const unetDevice = (c.unet as Denoiser).device;
+    const device = checkUsableDevice(fn, c.device ?? (typeof unetDevice === 'string' ? unetDevice : 'cpu'));
+    // A component elsewhere would fail at the first op of generate(); say so now, naming it.
+    for (const part of ['textEncoder', 'unet', 'vae'] as const) {
+      const at = (c[part] as { device?: unknown }).device;
+      if (typeof at === 'string' && at !== device) {
+        throw new ImprintError(`${fn}: ${part} is on ${at} but the pipeline's device is ${device}; move its weights or pass device '${at}'`, 'DEVICE_MISMATCH');
+      }
+    }
+    return new StableDiffusionPipeline(components, device);
   }
 
   /** Loads a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/). */
   static async fromPretrained(dir: string, options?: FromPretrainedOptions): Promise<StableDiffusionPipeline> {
     const fn = 'StableDiffusionPipeline.fromPretrained';
     if (typeof dir !== 'string') throw invalidArgument(`${fn}: dir must be a string, got ${describe(dir)}`);
-    const o = checkOptions(fn, options, ['scheduler', 'dtype']);
+    const o = checkOptions(fn, options, ['scheduler', 'dtype', 'device']);
     const name = (o.scheduler ?? 'ddim') as SchedulerName;
     if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`${fn}: scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(o.scheduler)}`);
-    const model = await loadDiffusersModel(dir, { dtype: (o.dtype ?? 'f32') as DType });
+    const device = checkUsableDevice(fn, o.device);
+    const model = await loadDiffusersModel(dir, { dtype: (o.dtype ?? 'f32') as DType, device });
     const drop = (): void => {
       for (const part of [model.unet, model.vae, model.textEncoder]) for (const w of part?.weights.values() ?? []) if (!w.disposed) w.dispose();
     };
@@ -214,13 +255,18 @@ export class StableDiffusionPipeline {
         throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${textEncoder.config.vocabSize}`);
       }
       // Diffusers folders of SD 2.x store the encoder already cut to its penultimate layer, so the last layer is right for every folder.
-      const pipe = new StableDiffusionPipeline({ tokenizer, textEncoder, unet, vae, scheduler });
+      const pipe = new StableDiffusionPipeline({ tokenizer, textEncoder, unet, vae, scheduler }, device);
       for (const part of [model.unet, model.vae, model.textEncoder]) pipe.#owned.push(...(part?.weights.values() ?? []));
       return pipe;
     } catch (e) {
       drop();
       throw e;
     }
+  }
+
+  /** Where the weights live and generate() computes: 'cpu' or 'cuda:N'. */
+  get device(): string {
+    return this.#device;
   }
 
   /** The denoiser; replaceUnet swaps it (applyConcepts does, for UNet weights with concepts merged in). */
@@ -239,6 +285,9 @@ export class StableDiffusionPipeline {
       throw invalidArgument(`${fn}: unet must be a UNet2DConditionModel with ${this.#unet.config.inChannels} input channels, got ${describe(unet)}`);
     }
     if (!Array.isArray(owned) || owned.some((t) => !(t instanceof Tensor))) throw invalidArgument(`${fn}: owned must be an array of tensors`);
+    if (typeof unet.device === 'string' && unet.device !== this.#device) {
+      throw new ImprintError(`${fn}: the new UNet is on ${unet.device} but the pipeline's device is ${this.#device}`, 'DEVICE_MISMATCH');
+    }
     this.#unet = unet;
     this.#owned.push(...owned);
   }
@@ -392,7 +441,8 @@ export class StableDiffusionPipeline {
         enc.penultimate?.dispose();
         context = enc.lastHiddenState;
       }
-      const noise = await randn([n, this.unet.config.inChannels, h, w], { dtype: context.dtype as FloatDType, seed: seedBig });
+      // Philox gives the same values on every device, so a seed means the same image on the CPU and a GPU.
+      const noise = await randn([n, this.unet.config.inChannels, h, w], { dtype: context.dtype as FloatDType, device: this.#device, seed: seedBig });
       try {
         latents = await combine([[scheduler.initNoiseSigma, noise as Tensor<FloatDType>]]);
       } finally {
@@ -428,6 +478,13 @@ export class StableDiffusionPipeline {
         images = await this.vae.decode(unscaled);
       } finally {
         unscaled.dispose();
+      }
+      if (images.device !== 'cpu') images = await toHost(images);
+      try {
+        if (latents.device !== 'cpu') latents = await toHost(latents);
+      } catch (e) {
+        images.dispose();
+        throw e;
       }
       return { images, latents };
     } catch (e) {

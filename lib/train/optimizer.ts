@@ -2,8 +2,9 @@
 // native adamw_step per tensor), with optional global-norm gradient clipping
 // and an exponential moving average of the weights. Ops return new tensors,
 // so each step replaces the parameters in `params` and disposes the old ones;
-// models built over the old tensors must be rebuilt from `params`.
-import { invalidArgument } from '../errors.js';
+// models built over the old tensors must be rebuilt from `params`. The state
+// (moments, EMA) lives on each parameter's device.
+import { ImprintError, invalidArgument } from '../errors.js';
 import { zeros } from '../creation.js';
 import { adamwStep, clipGradNorm } from '../nn/misc.js';
 import { combine } from '../schedulers/combine.js';
@@ -81,15 +82,22 @@ export class AdamW {
   async update(grads: Map<string, Tensor>, lr: number): Promise<StepResult> {
     const fn = 'AdamW.update';
     checkFinite(fn, 'lr', lr, 0, 10);
-    for (const name of grads.keys()) if (!this.params.has(name)) throw invalidArgument(`${fn}: gradient '${name}' has no parameter`);
+    for (const [name, g] of grads) {
+      const p = this.params.get(name);
+      if (!p) throw invalidArgument(`${fn}: gradient '${name}' has no parameter`);
+      if (g.device !== p.device) throw new ImprintError(`${fn}: gradient '${name}' is on ${g.device} but its parameter is on ${p.device}`, 'DEVICE_MISMATCH');
+    }
     let names = [...grads.keys()];
     let list = names.map((n) => grads.get(n) as Tensor<FloatDType>);
     let gradNorm = NaN;
     let clipped: Tensor<FloatDType>[] | undefined;
     if (this.options.maxGradNorm !== undefined) {
       const r = await clipGradNorm(list, { maxNorm: this.options.maxGradNorm });
-      gradNorm = Number((r.totalNorm.dataSync() as Float32Array)[0]);
-      r.totalNorm.dispose();
+      try {
+        gradNorm = Number((await r.totalNorm.data() as Float32Array)[0]);  // data() also reads a GPU scalar
+      } finally {
+        r.totalNorm.dispose();
+      }
       clipped = r.grads;
       list = clipped;
     }
@@ -148,7 +156,11 @@ export class AdamW {
     return out;
   }
 
-  /** Restores what stateTensors saved (taking ownership of the tensors) and the step count. */
+  /**
+   * Restores what stateTensors saved (taking ownership of the tensors) and the
+   * step count. The tensors must be on the parameters' device (load them with
+   * loadSafetensors(file, { device })).
+   */
   restore(state: Map<string, Tensor>, step: number, source = 'checkpoint'): void {
     const fn = 'AdamW.restore';
     const kinds: Array<[string, Map<string, Tensor<FloatDType>>]> = [['param', this.params], ['adam_m', this.#m], ['adam_v', this.#v]];
@@ -160,6 +172,7 @@ export class AdamW {
         if (t.dtype !== old.dtype || t.shape.join(',') !== old.shape.join(',')) {
           throw invalidArgument(`${fn}: ${source} '${kind}/${n}' is ${t.dtype}[${t.shape.join(', ')}], expected ${old.dtype}[${old.shape.join(', ')}]`);
         }
+        if (t.device !== old.device) throw new ImprintError(`${fn}: ${source} '${kind}/${n}' is on ${t.device}, but the optimizer's state is on ${old.device}`, 'DEVICE_MISMATCH');
       }
     }
     for (const [kind, map] of kinds) {
