@@ -28,6 +28,7 @@ t('usage lists every command; --help per command shows its flags and defaults', 
   assert.is(g.code, 0);
   assert.match(g.out, /--prompt <text> +prompt \(repeat for several\)/);
   assert.match(g.out, /--steps <n> +denoising steps \(default 25\)/);
+  assert.match(g.out, /--device <dev> +'cpu' or 'cuda:0'/);
 });
 
 t('mistakes exit 1 with a message naming the problem, never a stack trace', () => {
@@ -38,6 +39,8 @@ t('mistakes exit 1 with a message naming the problem, never a stack trace', () =
     [['generate', '--prompt', 'a cat', '--model', join(work, 'nope')], /is not a diffusers model folder \(no model_index\.json\)/],
     [['validate-metrics', '--samples', 'many'], /--samples must be a number, got 'many'/],
     [['validate-metrics', '--samples', '0'], /samples/],
+    [['generate', '--prompt', 'a cat', '--device', 'gpu'], /device/],
+    [['generate', '--prompt', 'a cat', '--dtype', 'f64'], /dtype/],
   ];
   for (const [args, message] of cases) {
     const r = imprint(...args);

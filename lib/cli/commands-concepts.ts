@@ -15,7 +15,7 @@ import type { ConceptWeights } from '../custom-diffusion/types.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { list, modelDir, need, num, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
+import { deviceFlags, deviceOptions, list, modelDir, need, num, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
 
 function compression(values: Values): SaveConceptOptions {
   const energy = num(values, 'energy');
@@ -114,6 +114,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       guidance: { type: 'string', arg: 'scale', help: 'classifier-free guidance scale', default: 4 },
       seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
       scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
+      ...deviceFlags,
     },
     async run(v) {
       const prompts = list(v, 'prompt');
@@ -125,7 +126,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       const concepts = await loadAll(files);
       let pipe: StableDiffusionPipeline | undefined;
       try {
-        pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName });
+        pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName, ...deviceOptions(v) });
         const applied = await applyConcepts(pipe, concepts, { force: v.force === true, scale: numbers.scale });
         const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number };
         const side = (config.sample_size ?? 64) * pipe.vae.factor;

@@ -11,7 +11,7 @@ import { saveConcept } from '../custom-diffusion/concept-file.js';
 import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../custom-diffusion/train.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
-import { num, str, type Command } from './flags.js';
+import { deviceFlags, num, str, type Command } from './flags.js';
 
 /** Concepts from a JSON file: an array of ConceptSpec; relative image and folder paths are read from the file's folder. */
 export function readConceptsFile(path: string): ConceptSpec[] {
@@ -64,6 +64,7 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoints and regularization cache' },
       'checkpoint-every': { type: 'string', arg: 'n', help: 'steps between checkpoints', default: 50 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint in --work-dir' },
+      device: deviceFlags.device,
     },
     async run(v) {
       const model = str(v, 'model') ?? worldModelDir();
@@ -95,6 +96,8 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       if (mode !== undefined) o.mode = mode as TrainCustomDiffusionOptions['mode'];
       const work = str(v, 'work-dir');
       if (work !== undefined) o.workDir = work;
+      const device = str(v, 'device');
+      if (device !== undefined) o.device = device;
       const numeric: Array<[string, keyof TrainCustomDiffusionOptions]> = [['steps', 'steps'], ['batch-size', 'batchSize'], ['lr', 'lr'], ['prior-loss-weight', 'priorLossWeight'],
         ['resolution', 'resolution'], ['seed', 'seed'], ['reg-steps', 'regSteps'], ['checkpoint-every', 'checkpointEvery']];
       for (const [flag, key] of numeric) if (num(v, flag) !== undefined) (o as unknown as Record<string, unknown>)[key] = num(v, flag);

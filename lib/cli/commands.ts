@@ -13,7 +13,7 @@ import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';
 import { pretrainWorld } from '../world/pretrain.js';
 import { CONCEPT_COMMANDS } from './commands-concepts.js';
-import { modelDir, num, saveGenerated, str, writeAtomic, type Command, type OptionSpec } from './flags.js';
+import { deviceFlags, deviceOptions, modelDir, num, saveGenerated, str, writeAtomic, type Command, type OptionSpec } from './flags.js';
 import { TRAIN_COMMANDS } from './commands-train.js';
 
 export type { Command } from './flags.js';
@@ -78,12 +78,13 @@ export const COMMANDS: Record<string, Command> = {
       out: { type: 'string', arg: 'pattern', help: "PNG path, '{i}' replaced by the image index", default: 'imprint-{i}.png' },
       grid: { type: 'string', arg: 'file', help: 'also write all images as one grid PNG' },
       ...sampling,
+      ...deviceFlags,
     },
     async run(v) {
       const prompts = (v.prompt as string[] | undefined) ?? [];
       if (prompts.length === 0) throw invalidArgument("give at least one --prompt 'text'");
       const dir = modelDir(v);
-      const pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName });
+      const pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName, ...deviceOptions(v) });
       try {
         const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number };
         const side = (config.sample_size ?? 64) * pipe.vae.factor;

@@ -29,6 +29,22 @@ export interface Command {
   run(values: Values, positionals: string[]): Promise<void>;
 }
 
+/** Where the model runs: --device cpu|cuda:N and --dtype f32|f16|bf16 (checked by the API, which names the problem). */
+export const deviceFlags: Record<string, OptionSpec> = {
+  device: { type: 'string', arg: 'dev', help: "'cpu' or 'cuda:0' (GPU; with --dtype bf16 for speed)", default: 'cpu' },
+  dtype: { type: 'string', arg: 'type', help: 'weights and compute dtype: f32, f16 or bf16', default: 'f32' },
+};
+
+/** The device/dtype options for fromPretrained and the trainers, only those given. */
+export function deviceOptions(values: Values): { device?: string; dtype?: 'f32' | 'f16' | 'bf16' } {
+  const out: { device?: string; dtype?: 'f32' | 'f16' | 'bf16' } = {};
+  const device = str(values, 'device');
+  const dtype = str(values, 'dtype');
+  if (device !== undefined) out.device = device;
+  if (dtype !== undefined) out.dtype = dtype as 'f32' | 'f16' | 'bf16';
+  return out;
+}
+
 /** A numeric flag: undefined when absent, else a finite number (or a clear error naming the flag). */
 export function num(values: Values, flag: string): number | undefined {
   const v = values[flag];
