@@ -6,6 +6,10 @@
 //   imprint_parity --cpu-only   every case on the CPU only (checks the cases
 //                               themselves; what CI runs when it has no GPU)
 //   imprint_parity <filter>     the cases whose name contains <filter>
+//   imprint_parity --bench [filter]
+//                               the native benchmark: times each case on
+//                               cuda:0 (median of 10 runs after 2 warm-ups;
+//                               every op synchronises), one JSON line per case
 //
 // A case file registers its cases with IMPRINT_PARITY_CASE:
 //

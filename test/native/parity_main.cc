@@ -1,8 +1,9 @@
 // The parity suite's driver: makes each case's inputs on the CPU, runs the
 // case on the CPU and on cuda:0, and compares. Exits 0 when every case
 // passes, 1 when one fails, and 77 (ctest's "skipped") when there is no GPU
-// and --cpu-only was not given.
+// and --cpu-only was not given. --bench times the cases on the GPU instead.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -139,6 +140,24 @@ Outcome run_case(const std::string& name, CaseFactory factory, bool cpu_only) {
   return {};
 }
 
+// Median wall time of `c.run` on cuda:0 inputs, in seconds.
+double bench_case(const std::string& name, CaseFactory factory) {
+  const ParityCase c = factory();
+  Tensors gpu_in;
+  for (size_t i = 0; i < c.inputs.size(); i++) {
+    gpu_in.push_back(run_launch(ops::to_device(make_input(c.inputs[i], seed_of(name, i)), Device::cuda(0))));
+  }
+  for (int i = 0; i < 2; i++) c.run(gpu_in);
+  std::vector<double> times;
+  for (int i = 0; i < 10; i++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    c.run(gpu_in);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 }  // namespace
 
 InputSpec normal(const Shape& shape, DType dtype, double mean, double std) { return {shape, dtype, InputSpec::Fill::Normal, mean, std}; }
@@ -184,10 +203,11 @@ ops::Attrs attrs(std::initializer_list<std::pair<const char*, double>> numbers,
 
 int main(int argc, char** argv) {
   using namespace imprint;
-  bool cpu_only = false;
+  bool cpu_only = false, bench = false;
   std::string filter;
   for (int i = 1; i < argc; i++) {
     if (std::strcmp(argv[i], "--cpu-only") == 0) cpu_only = true;
+    else if (std::strcmp(argv[i], "--bench") == 0) bench = true;
     else filter = argv[i];
   }
   if (!cpu_only) {
@@ -195,6 +215,23 @@ int main(int argc, char** argv) {
     if (!status.available) {
       std::printf("imprint_parity: no CUDA device (%s); skipped. --cpu-only checks the cases on the CPU.\n", status.reason.c_str());
       return 77;
+    }
+    if (bench) {
+      int failed = 0;
+      for (const auto& [name, factory] : parity::cases()) {
+        if (!filter.empty() && name.find(filter) == std::string::npos) continue;
+        try {
+          const double seconds = parity::bench_case(name, factory);
+          std::printf("{\"suite\":\"native\",\"name\":\"%s\",\"device\":\"cuda:0\",\"gpu\":\"%s\",\"imprint_s\":%.9g}\n",
+                      name.c_str(), status.devices[0].name.c_str(), seconds);
+        } catch (const std::exception& e) {
+          std::string what = e.what();
+          for (char& ch : what) if (ch == '"' || ch == '\\' || ch == '\n') ch = '\'';  // keep the line valid JSON
+          std::printf("{\"suite\":\"native\",\"name\":\"%s\",\"error\":\"%s\"}\n", name.c_str(), what.c_str());
+          failed++;
+        }
+      }
+      return failed == 0 ? 0 : 1;
     }
     std::printf("imprint_parity: cpu against cuda:0 (%s)\n", status.devices.empty() ? "?" : status.devices[0].name.c_str());
   }
