@@ -70,7 +70,17 @@ t('merge: writes the merged concept file and prints the residual table', async (
   const merged = await loadConcept(out);
   assert.equal(merged.tokens.map((tk) => [tk.token, tk.classWord]), [['<new1>', 'dog'], ['<new2>', 'toy']]);
   assert.is(merged.deltas.size, 12);
+  // --target replaces the default target captions, so the merge solves other constraints.
+  const custom = join(root, 'merged-target.safetensors');
+  await run('merge', { model, out: custom, 'reg-captions': captions, target: ['{token} {class}', '{token} {class} x'] }, files);
+  const other = await loadConcept(custom);
+  const name = [...merged.deltas.keys()][0];
+  const gap = Math.max(...Array.from(f32(other.deltas.get(name)!), (x, i) => Math.abs(x - f32(merged.deltas.get(name)!)[i])));
+  assert.ok(gap > 1e-4, `--target changes the merged deltas (max difference ${gap})`);
+  disposeAll(other);
   disposeAll(merged);
+  await assertRejects(() => run('merge', { model, out: join(root, 'bad.safetensors'), 'reg-captions': captions, target: ['{class} alone'] }, files), 'INVALID_ARGUMENT', /must contain '\{token\}'/);
+  assert.not.ok(existsSync(join(root, 'bad.safetensors')), 'nothing written');
   // Compressed output.
   const small = join(root, 'merged-r2.safetensors');
   assert.match(await run('merge', { model, out: small, 'reg-captions': captions, rank: '2' }, files), /SVD relative error/);

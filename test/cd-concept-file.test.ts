@@ -64,7 +64,19 @@ t('uncompressed: save → load gives identical deltas, tokens, class words, mode
   for (const [n, d] of c.deltas) assert.equal(Array.from(f32(back.deltas.get(n)!)), Array.from(f32(d)), n);
   assert.equal(back.tokens.map((tk) => [tk.token, tk.classWord]), [['<new1>', 'dog'], ['<new2>', 'toy']]);
   back.tokens.forEach((tk, i) => assert.equal(Array.from(f32(tk.embedding)), Array.from(f32(c.tokens[i].embedding))));
+  assert.equal(back.tokens.map((tk) => tk.prompt), [undefined, undefined], 'no training prompt recorded');
   disposeAll(back);
+  // A token's training prompt is recorded and read back; one that does not name the token is refused.
+  c.tokens[0].prompt = 'photo of a <new1> dog';
+  const withPrompt = join(dir, 'prompt.safetensors');
+  await saveConcept(withPrompt, c);
+  assert.equal(JSON.parse(readSafetensorsHeader(withPrompt).metadata.tokens)[0], { token: '<new1>', classWord: 'dog', prompt: 'photo of a <new1> dog' });
+  const back2 = await loadConcept(withPrompt);
+  assert.equal(back2.tokens.map((tk) => tk.prompt), ['photo of a <new1> dog', undefined]);
+  disposeAll(back2);
+  c.tokens[0].prompt = 'photo of a dog';
+  await assertRejects(() => saveConcept(join(dir, 'bad-prompt.safetensors'), c), 'INVALID_ARGUMENT', /tokens\[0\]\.prompt must be a prompt that contains '<new1>' as a word/);
+  delete c.tokens[0].prompt;
   disposeAll(c);
 });
 

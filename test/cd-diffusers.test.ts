@@ -35,6 +35,7 @@ for (const mode of ['kv', 'cross'] as const) {
   t(`mode ${mode}: export writes diffusers' keys with W0 + ΔW; import gives the same deltas and embeddings`, async () => {
     const base = (await unet('sd1-tiny')).weights;
     const c = await randomConcept(base, { mode, tokens: [['<new1>', 'dog'], ['<new2>', 'cat']], fingerprint: 'sha256:feed' });
+    c.tokens[1].prompt = 'a <new2> cat on a sofa';
     const dir = join(root, mode);
     const paths = await exportDiffusers(c, base, dir);
     assert.equal(readdirSync(dir).sort(), ['<new1>.safetensors', '<new2>.safetensors', 'imprint-concept.json', 'pytorch_custom_diffusion_weights.safetensors']);
@@ -67,6 +68,7 @@ for (const mode of ['kv', 'cross'] as const) {
     assert.equal([...back.deltas.keys()].sort(), [...c.deltas.keys()].sort());
     for (const [n, delta] of c.deltas) assertClose(f32(back.deltas.get(n)!), f32(delta), 0, 1e-6, n);
     assert.equal(back.tokens.map((x) => [x.token, x.classWord]), [['<new1>', 'dog'], ['<new2>', 'cat']]);
+    assert.equal(back.tokens.map((x) => x.prompt), [undefined, 'a <new2> cat on a sofa'], 'training prompts from imprint-concept.json');
     back.tokens.forEach((x, i) => assert.equal(Array.from(f32(x.embedding)), Array.from(f32(c.tokens[i].embedding))));
     disposeAll(back);
 

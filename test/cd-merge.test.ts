@@ -117,6 +117,32 @@ t('two random concepts: W·C_tgtᵀ = V to 1e-4 (checked with independently comp
   pipe.dispose();
 });
 
+t("by default a token's training prompt is a target caption (in place of 'photo of a …'), and the merged tokens keep it", async () => {
+  const { pipe, weights, concepts } = await setup(2);
+  const prompts = ['a <new1> dog', 'my <new2> toy'];
+  concepts.forEach((c, i) => (c.tokens[0].prompt = prompts[i]));
+  const r = await mergeConcepts(pipe, concepts, { regCaptions: REG });
+  assert.equal(r.concept.tokens.map((tk) => tk.prompt), prompts);
+  assert.ok(r.residuals.overall.targetRelative < 1e-4, `target residual ${r.residuals.overall.targetRelative}`);
+  let photoWorst = 0;
+  for (const [i, c] of concepts.entries()) {
+    // targetFeatures fills '{token}'/'{class}'; a literal prompt passes through unchanged.
+    const met = await targetFeatures([c], ['{token} {class}', prompts[i]]);
+    const photo = await targetFeatures([c], ['photo of a {token} {class}']);
+    for (const [name, d] of r.concept.deltas) {
+      const w0 = weights.get(name)!;
+      const merged = plus(w0, d);
+      const own = plus(w0, c.deltas.get(name));
+      for (const f of met) assert.ok(relMismatch(merged, own, w0.shape[0], f.rows) < 1e-4, `${name} concept ${i}`);
+      photoWorst = Math.max(photoWorst, relMismatch(merged, own, w0.shape[0], photo[0].rows));
+    }
+  }
+  assert.ok(photoWorst > 1e-3, `'photo of a …' is no longer constrained (worst mismatch ${photoWorst})`);
+  disposeAll(r.concept);
+  concepts.forEach(disposeAll);
+  pipe.dispose();
+});
+
 t('concepts that leave each other\'s targets alone: the summed deltas meet the targets too, and the merge moves generic captions less', async () => {
   const { pipe, concepts } = await setup(2);
   const templates = ['{token} {class}', 'photo of a {token} {class}'];

@@ -41,7 +41,7 @@ t('one concept from flags: the file holds every K/V delta, the token row and the
   const h = readSafetensorsHeader(out);
   assert.is(h.metadata.format, CONCEPT_FORMAT);
   assert.is(h.metadata.mode, 'kv');
-  assert.equal(JSON.parse(h.metadata.tokens), [{ token: '<dog1>', classWord: 'dog' }]);
+  assert.equal(JSON.parse(h.metadata.tokens), [{ token: '<dog1>', classWord: 'dog', prompt: 'photo of a <dog1> dog' }]);
   assert.match(h.metadata.base_fingerprint, /^sha256:/);
   const names = Object.keys(h.tensors);
   assert.ok(names.includes('token/<dog1>'));

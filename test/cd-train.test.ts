@@ -124,6 +124,7 @@ t('two concepts: every new token gets its gradient and moves well beyond weight 
     steps: 4, lr,
   }));
   assert.equal(r.concept.tokens.map((x) => x.token), ['<new1>', '<cat-thing>']);
+  assert.equal(r.concept.tokens.map((x) => x.prompt), ['photo of a <new1> dog', 'photo of a <cat-thing> cat'], 'the instance prompts, for the merge');
   const rows = [await baseRow('x'), await baseRow('z')];
   r.concept.tokens.forEach((tok, i) => {
     // Adam moves a row with a gradient by about lr per element per step; weight decay alone by lr·1e-2·|w|.

@@ -66,6 +66,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       model: modelFlag,
       out: { type: 'string', arg: 'file', help: 'merged concept file to write' },
       'reg-captions': { type: 'string', arg: 'file', help: 'regularization captions, one per line', default: '1000 built-in generic captions' },
+      target: { type: 'string', arg: 'template', help: "target caption template, '{token}' and '{class}' filled in (repeat for several)", multiple: true, default: "'{token} {class}' and each token's training prompt" },
       ridge: { type: 'string', arg: 'x', help: 'ridge added to C_regᵀC_reg, relative to its mean diagonal', default: '1e-6' },
       force: { type: 'boolean', help: 'merge concepts trained on another base model' },
       ...compressFlags,
@@ -75,6 +76,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       const out = need(v, 'out', '<file> for the merged concept');
       const reg = str(v, 'reg-captions');
       const ridge = num(v, 'ridge');
+      const targets = v.target as string[] | undefined;
       const save = compression(v);
       const concepts = await loadAll(files);
       const pipe = await StableDiffusionPipeline.fromPretrained(modelDir(v)).catch((e: unknown) => {
@@ -85,6 +87,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
         const r = await mergeConcepts(pipe, concepts, {
           ...(reg === undefined ? {} : { regCaptions: await readCaptionFile(reg) }),
           ...(ridge === undefined ? {} : { ridge }), force: v.force === true,
+          ...(targets === undefined || targets.length === 0 ? {} : { targetTemplates: targets }),
         });
         try {
           const saved = await saveConcept(out, r.concept, save);

@@ -49,6 +49,20 @@ export interface ConceptFileInfo {
 
 export type LoadedConcept = ConceptWeights & { file: ConceptFileInfo };
 
+/** A token's training prompt, when given, is a string that names the token as a word. */
+export function checkTokenPrompt(fn: string, prompt: unknown, token: string, what: string): string | undefined {
+  if (prompt === undefined) return undefined;
+  if (typeof prompt !== 'string' || !prompt.split(/\s+/).includes(token)) {
+    throw invalidArgument(`${fn}: ${what} must be a prompt that contains '${token}' as a word, got ${describe(prompt)}`);
+  }
+  return prompt;
+}
+
+/** The {token, classWord[, prompt]} entries stored in file metadata. */
+export function tokenMetadata(tokens: readonly ConceptToken[]): Array<{ token: string; classWord: string; prompt?: string }> {
+  return tokens.map((tk) => ({ token: tk.token, classWord: tk.classWord, ...(tk.prompt === undefined ? {} : { prompt: tk.prompt }) }));
+}
+
 /** Checks a ConceptWeights object in full (tokens, deltas, shapes); `fn` names the caller in errors. */
 export function checkConcept(fn: string, concept: unknown, what = 'concept'): ConceptWeights {
   if (!isPlainObject(concept)) throw invalidArgument(`${fn}: ${what} must be a ConceptWeights object, got ${describe(concept)}`);
@@ -65,6 +79,7 @@ export function checkConcept(fn: string, concept: unknown, what = 'concept'): Co
     if (seen.has(tk.token)) throw invalidArgument(`${fn}: ${what} defines token '${tk.token}' twice`);
     seen.add(tk.token);
     if (typeof tk.classWord !== 'string') throw invalidArgument(`${fn}: ${what}.tokens[${i}].classWord must be a string, got ${describe(tk.classWord)}`);
+    checkTokenPrompt(fn, tk.prompt, tk.token, `${what}.tokens[${i}].prompt`);
     const e = tk.embedding;
     if (!(e instanceof Tensor) || e.disposed || e.ndim !== 1 || e.dtype !== 'f32') {
       throw invalidArgument(`${fn}: ${what}.tokens[${i}].embedding ('${tk.token}') must be a live f32 tensor [hidden], got ${e instanceof Tensor ? `${e.disposed ? 'a disposed tensor' : `${e.dtype}[${e.shape.join(', ')}]`}` : describe(e)}`);
@@ -139,7 +154,7 @@ export async function saveConcept(path: string, concept: ConceptWeights, options
       version: CONCEPT_VERSION,
       method: c.method,
       mode: c.mode,
-      tokens: JSON.stringify(c.tokens.map((tk) => ({ token: tk.token, classWord: tk.classWord }))),
+      tokens: JSON.stringify(tokenMetadata(c.tokens)),
       base_fingerprint: c.baseFingerprint,
       compression: compress === undefined ? 'none' : 'svd',
     };
@@ -189,7 +204,9 @@ function readLayout(path: string, header: SafetensorsHeader) {
   if (!Array.isArray(rawTokens)) throw invalidArgument(`${path}: metadata 'tokens' must be a JSON list of {token, classWord}`);
   const tokens = rawTokens.map((e: unknown, i) => {
     if (!isPlainObject(e) || typeof e.classWord !== 'string') throw invalidArgument(`${path}: metadata tokens[${i}] must be {token, classWord} with string values`);
-    return { token: checkTokenName(path, e.token, `metadata tokens[${i}].token`), classWord: e.classWord };
+    const token = checkTokenName(path, e.token, `metadata tokens[${i}].token`);
+    const prompt = checkTokenPrompt(path, e.prompt, token, `metadata tokens[${i}].prompt`);
+    return { token, classWord: e.classWord, ...(prompt === undefined ? {} : { prompt }) };
   });
   if (new Set(tokens.map((tk) => tk.token)).size !== tokens.length) throw invalidArgument(`${path}: metadata 'tokens' lists a token twice`);
 

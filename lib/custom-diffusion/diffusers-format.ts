@@ -12,7 +12,7 @@ import { ImprintError, invalidArgument } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
 import { Tensor } from '../tensor.js';
 import { checkOptions, describe, isPlainObject } from '../validate.js';
-import { checkConcept, checkTokenName } from './concept-file.js';
+import { checkConcept, checkTokenName, checkTokenPrompt, tokenMetadata } from './concept-file.js';
 import { modelFingerprint } from './fingerprint.js';
 import { addScaled, fromTensor, toTensor } from './linalg.js';
 import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from './types.js';
@@ -97,7 +97,7 @@ export async function exportDiffusers(concept: ConceptWeights, baseUnetWeights: 
     const tmp = `${sidecar}.tmp-${process.pid}`;
     await writeFile(tmp, JSON.stringify({
       method: c.method, mode: c.mode, baseFingerprint: c.baseFingerprint,
-      tokens: c.tokens.map((tk) => ({ token: tk.token, classWord: tk.classWord })),
+      tokens: tokenMetadata(c.tokens),
     }, null, 2) + '\n');
     await rename(tmp, sidecar);
     paths.push(sidecar);
@@ -118,6 +118,8 @@ interface Sidecar {
   mode?: CustomDiffusionMode;
   baseFingerprint?: string;
   classWords: Record<string, string>;
+  /** Training prompt per token, where the exporter recorded one. */
+  prompts: Record<string, string>;
 }
 
 async function readSidecar(dir: string): Promise<Sidecar | undefined> {
@@ -136,20 +138,23 @@ async function readSidecar(dir: string): Promise<Sidecar | undefined> {
   }
   if (!isPlainObject(raw)) throw invalidArgument(`${path}: must hold a JSON object`);
   const classWords = Object.create(null) as Record<string, string>;
+  const prompts = Object.create(null) as Record<string, string>;
   if (raw.tokens !== undefined) {
     if (!Array.isArray(raw.tokens)) throw invalidArgument(`${path}: 'tokens' must be a list of {token, classWord}`);
     raw.tokens.forEach((e: unknown, i) => {
       if (!isPlainObject(e) || typeof e.token !== 'string' || typeof e.classWord !== 'string') throw invalidArgument(`${path}: tokens[${i}] must be {token, classWord} with string values`);
       classWords[e.token] = e.classWord;
+      const prompt = checkTokenPrompt(path, e.prompt, e.token, `tokens[${i}].prompt`);
+      if (prompt !== undefined) prompts[e.token] = prompt;
     });
   }
   if (raw.mode !== undefined && raw.mode !== 'kv' && raw.mode !== 'cross') throw invalidArgument(`${path}: 'mode' must be 'kv' or 'cross', got ${describe(raw.mode)}`);
   if (raw.baseFingerprint !== undefined && typeof raw.baseFingerprint !== 'string') throw invalidArgument(`${path}: 'baseFingerprint' must be a string`);
-  return { mode: raw.mode as CustomDiffusionMode | undefined, baseFingerprint: raw.baseFingerprint as string | undefined, classWords };
+  return { mode: raw.mode as CustomDiffusionMode | undefined, baseFingerprint: raw.baseFingerprint as string | undefined, classWords, prompts };
 }
 
 /** Token files: every other *.safetensors in dir, one tensor each, named as the file or 'emb_params' (A1111). */
-async function readTokens(fn: string, dir: string, classWords: Record<string, string>): Promise<ConceptToken[]> {
+async function readTokens(fn: string, dir: string, classWords: Record<string, string>, prompts: Record<string, string> = {}): Promise<ConceptToken[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.safetensors') && f !== DIFFUSERS_WEIGHTS_FILE);
   files.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   const tokens: ConceptToken[] = [];
@@ -168,7 +173,7 @@ async function readTokens(fn: string, dir: string, classWords: Record<string, st
       const loaded = (await loadSafetensors(path, { dtype: 'f32' })).get(key)!;
       const row = loaded.ndim === 1 ? loaded : loaded.reshape([shape[1]]);
       if (row !== loaded) loaded.dispose();
-      tokens.push({ token, classWord: classWords[token] ?? '', embedding: row as Tensor<'f32'> });
+      tokens.push({ token, classWord: classWords[token] ?? '', embedding: row as Tensor<'f32'>, ...(prompts[token] === undefined ? {} : { prompt: prompts[token] }) });
       if (!(row.dataSync() as Float32Array).every(Number.isFinite)) throw invalidArgument(`${path}: the embedding holds non-finite values`);
       const width = tokens[0].embedding.shape[0];
       if (row.shape[0] !== width) throw invalidArgument(`${path}: the embedding has width ${row.shape[0]} but ${tokens[0].token}'s has ${width}`);
@@ -227,7 +232,7 @@ export async function importDiffusers(dir: string, baseUnetWeights: Map<string, 
   }
   const sidecar = await readSidecar(dir);
   const classWords = { ...(sidecar?.classWords ?? {}), ...((o.classWords as Record<string, string> | undefined) ?? {}) };
-  const tokens = await readTokens(fn, dir, classWords);
+  const tokens = await readTokens(fn, dir, classWords, sidecar?.prompts);
   const deltas = new Map<string, Tensor<'f32'>>();
   const loaded = await loadSafetensors(path, { dtype: 'f32' });
   try {

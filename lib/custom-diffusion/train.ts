@@ -545,7 +545,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       const concept: ConceptWeights = {
         method: 'custom-diffusion',
         mode,
-        tokens: concepts.map((c, i) => ({ token: c.token, classWord: c.classWord, embedding: tensor(rows.slice(i * hidden, (i + 1) * hidden), { shape: [hidden] }) })),
+        tokens: concepts.map((c, i) => ({ token: c.token, classWord: c.classWord, embedding: tensor(rows.slice(i * hidden, (i + 1) * hidden), { shape: [hidden] }), prompt: c.instancePrompt })),
         deltas,
         baseFingerprint: fingerprint,
       };

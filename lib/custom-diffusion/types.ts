@@ -14,6 +14,13 @@ export interface ConceptToken {
   classWord: string;
   /** Its learned row of the text encoder's token embedding, f32 [hidden_size]. */
   embedding: Tensor<'f32'>;
+  /**
+   * The instance prompt it was trained with, e.g. "photo of a <new1> dog"
+   * (absent in files from before it was recorded). mergeConcepts uses it as a
+   * target caption: the merge should keep the token's outputs on the captions
+   * it learned from.
+   */
+  prompt?: string;
 }
 
 export interface ConceptWeights {

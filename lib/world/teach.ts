@@ -26,14 +26,6 @@ export const COMPOSITION_TEMPLATES: readonly string[] = Object.freeze([
   'a small {}',
 ]);
 
-/**
- * Target captions for merging world concepts (mergeConcepts' targetTemplates):
- * the world's grammar, as the concepts were trained. The default templates
- * ('photo of a {token} {class}') are out of distribution for this model's
- * small causal text encoder: merged 'star' then fell to image alignment 0.022.
- */
-export const WORLD_MERGE_TEMPLATES: readonly string[] = Object.freeze(['a {token} {class}', '{token} {class}']);
-
 export interface TeachWorldOptions {
   /** World concept ids (see CONCEPTS), trained jointly when several. */
   concepts: readonly string[];
