@@ -1,8 +1,10 @@
 // norm suite: group norm (UNet/VAE) and layer norm (transformers) forward and
 // backward (dx, dweight, dbias) on SD shapes, vs PyTorch. Bytes count one read
-// of each input and one write of each output of x's size.
+// of each input and one write of each output of x's size. group-norm-silu is
+// the fused inference form the resnets run (one read of x, one write), against
+// PyTorch's F.silu(F.group_norm(...)).
 import type { Tensor } from '../lib/index.js';
-import { groupNorm, groupNormBackward, layerNorm, layerNormBackward } from '../lib/nn/norm.js';
+import { groupNorm, groupNormBackward, groupNormSilu, layerNorm, layerNormBackward } from '../lib/nn/norm.js';
 import type { BenchCase } from './cases.js';
 import { numel, opStep, randnEach, torchPair } from './helpers.js';
 
@@ -48,6 +50,16 @@ export function normCases(device: string): BenchCase[] {
         },
         torch: torch.backward,
       },
+      ...(group ? [{
+        ...base,
+        name: `group-norm-silu-${shape.join('x')}-forward`,
+        bytes: 8 * numel(shape),
+        async prepare() {
+          const [x, w, b] = await randnEach(device, shape, param, param);
+          return opStep([x, w, b], () => groupNormSilu(x, { groups: GROUPS, weight: w, bias: b, keepNorm: false }));
+        },
+        torch: torchPair({ x: shape, w: param, b: param }, `F.silu(${expr})`, ['x', 'w', 'b']).forward,
+      }] : []),
     ];
   });
 }

@@ -37,7 +37,8 @@ __global__ void __launch_bounds__(kSliceThreads) group_norm_forward_kernel(Group
   const int64_t per_group = a.c / a.groups, slice = per_group * a.inner;
   const int64_t t = blockIdx.x;
   const T* x = static_cast<const T*>(a.x) + t * slice;
-  T* y = static_cast<T*>(a.y) + t * slice;
+  T* y = a.y ? static_cast<T*>(a.y) + t * slice : nullptr;
+  T* act = a.act ? static_cast<T*>(a.act) + t * slice : nullptr;
 
   double sum = 0;
   for (int64_t e = threadIdx.x; e < slice; e += blockDim.x) sum += load(x[e]);
@@ -69,7 +70,13 @@ __global__ void __launch_bounds__(kSliceThreads) group_norm_forward_kernel(Group
     const int64_t ch = c0 + e / a.inner;
     const double scale = rstd * param_or(w, ch, 1.0);
     const float shift = static_cast<float>(param_or(b, ch, 0.0) - mean_lo * scale);
-    y[e] = store<T>((load(x[e]) - mean_f) * static_cast<float>(scale) + shift);
+    const T v = store<T>((load(x[e]) - mean_f) * static_cast<float>(scale) + shift);
+    if (y) y[e] = v;
+    // Fused SiLU on y as stored, with act.cu's formula: bit-identical to silu_forward(y).
+    if (act) {
+      const float f = load(v);
+      act[e] = store<T>(f * (1.0f / (1.0f + expf(-f))));
+    }
   }
 }
 

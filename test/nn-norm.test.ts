@@ -6,7 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
-import { groupNorm, groupNormBackward, layerNorm, layerNormBackward } from '../lib/nn/norm.js';
+import { groupNorm, groupNormBackward, groupNormSilu, layerNorm, layerNormBackward } from '../lib/nn/norm.js';
+import { silu } from '../lib/nn/act.js';
 import { runOp } from '../lib/nn/run.js';
 import { fixtureTensor, loadFixture } from './fixtures.js';
 import { gradcheck } from './gradcheck.js';
@@ -110,6 +111,31 @@ t('layer norm: outputs, statistics and gradients match PyTorch (8 cases)', async
     assertClose(g.dweight!.dataSync(), get('dw').dataSync(), 2e-5, 2e-5, `${what} dweight`);
     assertClose(g.dbias!.dataSync(), get('db').dataSync(), 2e-5, 2e-5, `${what} dbias`);
   }
+});
+
+t('groupNormSilu: bit-identical to groupNorm then silu (with and without the norm kept), and its errors', async () => {
+  const rnd = seeded(41);
+  for (const [shape, groups] of [[[2, 8, 5, 7], 4], [[1, 32, 64, 64], 8], [[3, 6, 11], 3]] as Array<[number[], number]>) {
+    const n = shape.reduce((a, b) => a * b);
+    const x = tensor(Float32Array.from({ length: n }, () => (rnd() - 0.3) * 4), { shape });
+    const weight = tensor(Float32Array.from({ length: shape[1] }, () => 0.5 + rnd()), { shape: [shape[1]] });
+    const bias = tensor(Float32Array.from({ length: shape[1] }, () => rnd() - 0.5), { shape: [shape[1]] });
+    const ref = await groupNorm(x, { groups, weight, bias });
+    const refAct = await silu(ref.y);
+    const fused = await groupNormSilu(x, { groups, weight, bias });
+    assert.equal(Array.from(fused.act.dataSync()), Array.from(refAct.dataSync()), `act ${shape}`);
+    assert.equal(Array.from(fused.y!.dataSync()), Array.from(ref.y.dataSync()), `y ${shape}`);
+    assert.equal(Array.from(fused.mean.dataSync()), Array.from(ref.mean.dataSync()));
+    assert.equal(Array.from(fused.rstd.dataSync()), Array.from(ref.rstd.dataSync()));
+    const lean = await groupNormSilu(x, { groups, weight, bias, keepNorm: false });
+    assert.is(lean.y, undefined);
+    assert.equal(Array.from(lean.act.dataSync()), Array.from(refAct.dataSync()), `act without y ${shape}`);
+    for (const t of [x, weight, bias, ref.y, ref.mean, ref.rstd, refAct, fused.act, fused.y!, fused.mean, fused.rstd, lean.act, lean.mean, lean.rstd]) t.dispose();
+  }
+  const x = tensor(new Float32Array(2 * 6 * 4), { shape: [2, 6, 4] });
+  await assertRejects(() => groupNormSilu(x, { groups: 4 }), 'INVALID_ARGUMENT', /group_norm_silu_forward: x's 6 channels \(dim 1\) are not divisible by groups 4/);
+  await assertRejects(() => groupNormSilu(x, { groups: 3, keepNorm: 1 as unknown as boolean }), 'INVALID_ARGUMENT', /keepNorm/);
+  x.dispose();
 });
 
 t('constant input: variance 0 gives y = bias, finite statistics and gradients', async () => {

@@ -8,10 +8,18 @@
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
 #include "cpu/act_math.h"
+#include "cpu/act_ranges.h"
 #include "cpu/nn_util.h"
 
 namespace imprint {
 namespace cpu {
+
+// silu(x) = x·σ(x). Outside the anonymous namespace: the fused GroupNorm +
+// SiLU (norm_group.cc) calls the same code, so its results are bit-identical.
+IMPRINT_ACT_SIMD void silu_forward_range(const float* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * act_math::sigmoid(x[i]);
+}
+
 namespace {
 
 // Elements per chunk: a few tens of microseconds of exp-heavy work.
@@ -19,11 +27,7 @@ constexpr int64_t kGrain = 1 << 14;
 // CLIP's quick GELU: x·σ(1.702·x).
 constexpr float kQuickGeluAlpha = 1.702f;
 
-// silu(x) = x·σ(x); silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
-IMPRINT_ACT_SIMD void silu_forward_range(const float* __restrict x, float* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * act_math::sigmoid(x[i]);
-}
-
+// silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
 IMPRINT_ACT_SIMD void silu_backward_range(const float* __restrict dy, const float* __restrict x, float* __restrict dx,
                                           int64_t n) {
   for (int64_t i = 0; i < n; ++i) {

@@ -10,6 +10,7 @@
 #include "core/args/norm.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
+#include "cpu/act_ranges.h"
 #include "cpu/nn_util.h"
 #include "cpu/norm_stats.h"
 
@@ -20,14 +21,18 @@ namespace {
 int64_t slices_per_task(int64_t slice) { return std::max<int64_t>(1, kNormTaskGrain / std::max<int64_t>(slice, 1)); }
 
 // Normalises slices [t0, t1) and saves their statistics (V: the SIMD lane type).
+// With a.act set (fused SiLU), each channel's row goes through silu while it
+// is still in cache; without a.y the row is normalised into a scratch row.
 template <class V>
 IMPRINT_NORM_INLINE void forward_slices(const GroupNormForwardArgs& a, int64_t t0, int64_t t1) {
   const float* x = static_cast<const float*>(a.x);
   const float* w = static_cast<const float*>(a.weight);
   const float* b = static_cast<const float*>(a.bias);
   float* y = static_cast<float*>(a.y);
+  float* act = static_cast<float*>(a.act);
   const int64_t per_group = a.c / a.groups;
   const int64_t slice = per_group * a.inner;
+  std::vector<float> scratch(y == nullptr ? static_cast<size_t>(a.inner) : 0);
   for (int64_t t = t0; t < t1; ++t) {
     const Moments m = moments<V>(x + t * slice, slice);
     const double var = m.count > 0 ? m.m2 / m.count : 0.0;
@@ -43,9 +48,11 @@ IMPRINT_NORM_INLINE void forward_slices(const GroupNormForwardArgs& a, int64_t t
       const double scale = rstd * (w ? w[c0 + ci] : 1.0);
       const float scale_f = static_cast<float>(scale);
       const float shift_f = static_cast<float>((b ? b[c0 + ci] : 0.0) - mean_lo * scale);
-      const float* __restrict xc = x + t * slice + ci * a.inner;
-      float* __restrict yc = y + t * slice + ci * a.inner;
+      const int64_t off = t * slice + ci * a.inner;
+      const float* __restrict xc = x + off;
+      float* __restrict yc = y ? y + off : scratch.data();
       for (int64_t i = 0; i < a.inner; ++i) yc[i] = (xc[i] - mean_hi) * scale_f + shift_f;
+      if (act) silu_forward_range(yc, act + off, a.inner);
     }
   }
 }

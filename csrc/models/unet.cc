@@ -37,6 +37,22 @@ std::vector<Tensor> group_norm(const Tensor& x, const Tensor& w, const Tensor& b
   return run_op("group_norm_forward", {&x, &w, &b}, a);
 }
 
+// GroupNorm then SiLU in one kernel pass. The norm's output y (what SiLU's
+// backward reads) is made only when a training pass keeps it.
+struct NormSilu {
+  Tensor act, y, mean, rstd;
+};
+
+NormSilu group_norm_silu(const Tensor& x, const Tensor& w, const Tensor& b, int64_t groups, double eps, bool keep_norm) {
+  ops::Attrs a;
+  a.numbers["groups"] = static_cast<double>(groups);
+  a.numbers["eps"] = eps;
+  a.numbers["keepNorm"] = keep_norm ? 1 : 0;
+  std::vector<Tensor> r = run_op("group_norm_silu_forward", {&x, &w, &b}, a);
+  if (keep_norm) return {std::move(r[0]), std::move(r[1]), std::move(r[2]), std::move(r[3])};
+  return {std::move(r[0]), Tensor(), std::move(r[1]), std::move(r[2])};
+}
+
 std::vector<Tensor> layer_norm(const Tensor& x, const Tensor& w, const Tensor& b) {
   ops::Attrs a;
   a.numbers["eps"] = 1e-5;  // BasicTransformerBlock's LayerNorm default
@@ -56,19 +72,15 @@ Tensor resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, cons
   ResnetActivations local;
   ResnetActivations& a = keep ? *keep : local;
   a.x = x;
-  std::vector<Tensor> n1 = group_norm(x, w.norm1_w, w.norm1_b, c.groups, c.eps);
-  a.norm1 = std::move(n1[0]), a.norm1_mean = std::move(n1[1]), a.norm1_rstd = std::move(n1[2]);
-  a.act1 = silu(a.norm1);
-  release(keep, a.norm1);
+  NormSilu n1 = group_norm_silu(x, w.norm1_w, w.norm1_b, c.groups, c.eps, keep != nullptr);
+  a.act1 = std::move(n1.act), a.norm1 = std::move(n1.y), a.norm1_mean = std::move(n1.mean), a.norm1_rstd = std::move(n1.rstd);
   // The time projection is [N or 1, Cout]: added per channel, broadcast over H, W.
   const Tensor t = linear(emb_act, w.temb_w, &w.temb_b);
   a.h = add(conv(a.act1, w.conv1_w, w.conv1_b), ops::reshape(t, {t.shape[0], t.shape[1], 1, 1}));
   release(keep, a.act1);
-  std::vector<Tensor> n2 = group_norm(a.h, w.norm2_w, w.norm2_b, c.groups, c.eps);
+  NormSilu n2 = group_norm_silu(a.h, w.norm2_w, w.norm2_b, c.groups, c.eps, keep != nullptr);
   release(keep, a.h);
-  a.norm2 = std::move(n2[0]), a.norm2_mean = std::move(n2[1]), a.norm2_rstd = std::move(n2[2]);
-  a.act2 = silu(a.norm2);
-  release(keep, a.norm2);
+  a.act2 = std::move(n2.act), a.norm2 = std::move(n2.y), a.norm2_mean = std::move(n2.mean), a.norm2_rstd = std::move(n2.rstd);
   Tensor h = conv(a.act2, w.conv2_w, w.conv2_b);
   release(keep, a.act2);
   return add(w.has_shortcut ? conv(x, w.shortcut_w, w.shortcut_b) : x, h);  // output_scale_factor 1
@@ -231,9 +243,9 @@ void unet_forward(const UNetConfig& c, const UNetWeights& w, const Tensor& sampl
     }
   }
   acts.norm_out_in = x;
-  std::vector<Tensor> n = group_norm(x, w.norm_out_w, w.norm_out_b, c.groups, c.eps);
-  acts.norm_out = n[0], acts.norm_out_mean = n[1], acts.norm_out_rstd = n[2];
-  acts.act_out = silu(acts.norm_out);
+  NormSilu n = group_norm_silu(x, w.norm_out_w, w.norm_out_b, c.groups, c.eps, keep != nullptr);
+  acts.act_out = std::move(n.act), acts.norm_out = std::move(n.y), acts.norm_out_mean = std::move(n.mean),
+  acts.norm_out_rstd = std::move(n.rstd);
 
   // conv_out straight into the op's preallocated output.
   const Tensor& xo = acts.act_out;

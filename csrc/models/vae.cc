@@ -88,7 +88,13 @@ VaeGroupNormActs group_norm(const VaeConfig& c, const Tensor& x, const Tensor& w
   return {x, r[1], r[2], r[0]};
 }
 
-Tensor silu(const Tensor& x) { return run_op("silu_forward", {&x}).front(); }
+// GroupNorm then SiLU in one kernel pass: fills the norm's activations (y kept
+// for SiLU's backward) and returns silu(y).
+Tensor group_norm_silu(const VaeConfig& c, const Tensor& x, const Tensor& w, const Tensor& b, VaeGroupNormActs& norm) {
+  std::vector<Tensor> r = run_op("group_norm_silu_forward", {&x, &w, &b}, norm_attrs(c));
+  norm = {x, r[2], r[3], r[1]};
+  return r[0];
+}
 
 Tensor add(const Tensor& a, const Tensor& b) { return run_now(ops::binary(BinaryOp::Add, a, b)).front(); }
 
@@ -108,11 +114,9 @@ Tensor conv1x1(const Tensor& x, const Tensor& w, const Tensor& b) { return conv(
 // ResnetBlock2D (no time embedding, output scale 1).
 Tensor resnet(const VaeConfig& c, const VaeResnetWeights& w, const Tensor& x, VaeResnetActs& a) {
   a.x = x;
-  a.norm1 = group_norm(c, x, w.norm1_w, w.norm1_b);
-  a.act1 = silu(a.norm1.y);
+  a.act1 = group_norm_silu(c, x, w.norm1_w, w.norm1_b, a.norm1);
   a.h1 = conv3x3(a.act1, w.conv1_w, w.conv1_b);
-  a.norm2 = group_norm(c, a.h1, w.norm2_w, w.norm2_b);
-  a.act2 = silu(a.norm2.y);
+  a.act2 = group_norm_silu(c, a.h1, w.norm2_w, w.norm2_b, a.norm2);
   const Tensor h2 = conv3x3(a.act2, w.conv2_w, w.conv2_b);
   const Tensor skip = w.shortcut_w.storage ? conv1x1(x, w.shortcut_w, w.shortcut_b) : x;
   return add(skip, h2);
@@ -247,8 +251,7 @@ VaeEncoderActs vae_encode_forward(const VaeConfig& c, const VaeEncoderWeights& w
     a.down.push_back(std::move(ba));
   }
   x = mid_block(c, w.mid, x, a.mid);
-  a.norm_out = group_norm(c, x, w.norm_out_w, w.norm_out_b);
-  a.act_out = silu(a.norm_out.y);
+  a.act_out = group_norm_silu(c, x, w.norm_out_w, w.norm_out_b, a.norm_out);
   a.moments = conv3x3(a.act_out, w.conv_out_w, w.conv_out_b);
   a.quant = conv1x1(a.moments, w.quant_w, w.quant_b);
 
@@ -295,8 +298,7 @@ VaeDecoderActs vae_decode_forward(const VaeConfig& c, const VaeDecoderWeights& w
     }
     a.up.push_back(std::move(ba));
   }
-  a.norm_out = group_norm(c, x, w.norm_out_w, w.norm_out_b);
-  a.act_out = silu(a.norm_out.y);
+  a.act_out = group_norm_silu(c, x, w.norm_out_w, w.norm_out_b, a.norm_out);
   copy_into(conv3x3(a.act_out, w.conv_out_w, w.conv_out_b), image_out);
   return a;
 }

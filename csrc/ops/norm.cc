@@ -1,5 +1,8 @@
 // group_norm_forward(x [N, C, *spatial], weight? [C], bias? [C]; groups, eps = 1e-5)
 //   → y, mean [N, groups], rstd [N, groups]
+// group_norm_silu_forward(x, weight?, bias?; groups, eps = 1e-5, keepNorm = 1)
+//   → silu(y), then y when keepNorm (a training pass needs it for SiLU's
+//   backward), mean, rstd: GroupNorm + SiLU in one kernel pass
 // group_norm_backward(dy, x, mean, rstd, weight?; groups, weightGrad, biasGrad)
 //   → dx, then dweight and dbias when asked for (default: when weight is given)
 // layer_norm_forward(x [..., D], weight? [D], bias? [D]; eps = 1e-5) → y, mean [rows], rstd [rows]
@@ -83,8 +86,8 @@ void check_dy(const char* op, const Tensor& x, const Tensor& dy) {
   check_shape(op, dy, "dy", x.shape);
 }
 
-Launch group_norm_forward(const OpInputs& inputs, const Attrs& attrs) {
-  const char* op = "group_norm_forward";
+// The plain and the fused (SiLU) forward share the kernel: `silu` sets its act output.
+Launch group_norm_forward_impl(const char* op, const OpInputs& inputs, const Attrs& attrs, bool silu) {
   const Tensor& x = input(op, inputs, 0, "x");
   const Tensor* weight = optional_input(inputs, 1);
   const Tensor* bias = optional_input(inputs, 2);
@@ -92,15 +95,31 @@ Launch group_norm_forward(const OpInputs& inputs, const Attrs& attrs) {
   const double eps = check_eps(op, attrs);
   check_affine(op, x, weight, "weight", s.c);
   check_affine(op, x, bias, "bias", s.c);
-  Tensor y = Tensor::empty(x.shape, x.dtype, x.device);
+  const bool keep_norm = !silu || attrs.get_bool(op, "keepNorm", true);
+  Tensor y = keep_norm ? Tensor::empty(x.shape, x.dtype, x.device) : Tensor();
+  Tensor act = silu ? Tensor::empty(x.shape, x.dtype, x.device) : Tensor();
   Tensor mean = Tensor::empty({s.n, s.groups}, DType::F32, x.device);
   Tensor rstd = Tensor::empty({s.n, s.groups}, DType::F32, x.device);
-  GroupNormForwardArgs args{x.dtype,     x.data(),    data_or_null(weight), data_or_null(bias), y.data(),
+  GroupNormForwardArgs args{x.dtype,     x.data(),    data_or_null(weight), data_or_null(bias), keep_norm ? y.data() : nullptr,
                             mean.data(), rstd.data(), s.n, s.c, s.inner, s.groups, eps};
+  args.act = silu ? act.data() : nullptr;
   std::vector<Tensor> keep = {x};
   if (weight) keep.push_back(*weight);
   if (bias) keep.push_back(*bias);
-  return kernel_launch("group_norm_forward", x.device, {y, mean, rstd}, keep, args);
+  std::vector<Tensor> outputs;
+  if (silu) outputs.push_back(act);
+  if (keep_norm) outputs.push_back(y);
+  outputs.push_back(mean);
+  outputs.push_back(rstd);
+  return kernel_launch("group_norm_forward", x.device, std::move(outputs), keep, args);
+}
+
+Launch group_norm_forward(const OpInputs& inputs, const Attrs& attrs) {
+  return group_norm_forward_impl("group_norm_forward", inputs, attrs, false);
+}
+
+Launch group_norm_silu_forward(const OpInputs& inputs, const Attrs& attrs) {
+  return group_norm_forward_impl("group_norm_silu_forward", inputs, attrs, true);
 }
 
 Launch group_norm_backward(const OpInputs& inputs, const Attrs& attrs) {
@@ -195,6 +214,7 @@ Launch layer_norm_backward(const OpInputs& inputs, const Attrs& attrs) {
 }  // namespace
 
 IMPRINT_REGISTER_OP(group_norm_forward, group_norm_forward);
+IMPRINT_REGISTER_OP(group_norm_silu_forward, group_norm_silu_forward);
 IMPRINT_REGISTER_OP(group_norm_backward, group_norm_backward);
 IMPRINT_REGISTER_OP(layer_norm_forward, layer_norm_forward);
 IMPRINT_REGISTER_OP(layer_norm_backward, layer_norm_backward);

@@ -6,6 +6,7 @@ export { sumToShape, addBackward, mulBackward, matmulBackward, type BinaryGrads,
 export { linear, linearBackward, type LinearBackwardOptions, type LinearGrads } from './linear.js';
 export {
   groupNorm,
+  groupNormSilu,
   groupNormBackward,
   layerNorm,
   layerNormBackward,
@@ -13,6 +14,8 @@ export {
   type NormOutput,
   type NormGrads,
   type GroupNormOptions,
+  type GroupNormSiluOptions,
+  type GroupNormSiluOutput,
   type GroupNormBackwardOptions,
   type LayerNormOptions,
   type LayerNormBackwardOptions,

@@ -70,6 +70,19 @@ ParityCase group_norm_case(DType dtype, Shape shape, int64_t groups, bool affine
   return c;
 }
 
+// The fused GroupNorm + SiLU: silu(y), y when kept, then the statistics.
+ParityCase group_norm_silu_case(DType dtype, Shape shape, int64_t groups, bool keep_norm) {
+  ParityCase c;
+  const int64_t channels = shape[1];
+  c.inputs = {normal(shape, dtype, 0.5, 2.0), normal({channels}, dtype, 1.0, 0.2), normal({channels}, dtype, 0, 0.5)};
+  c.run = [dtype, groups, keep_norm](const Tensors& in) {
+    const ops::Attrs a = attrs({{"groups", static_cast<double>(groups)}, {"keepNorm", keep_norm ? 1.0 : 0.0}});
+    return run_stored("group_norm_silu_forward", {&in[0], &in[1], &in[2]}, a, dtype,
+                      keep_norm ? std::vector<size_t>{2, 3} : std::vector<size_t>{1, 2});
+  };
+  return c;
+}
+
 // dx, dweight, dbias from the forward's own statistics (the usual training step).
 ParityCase group_norm_backward_case(DType dtype, Shape shape, int64_t groups, bool affine) {
   ParityCase c;
@@ -93,6 +106,11 @@ IMPRINT_PARITY_CASE(group_norm_sd_1280_f32) { return group_norm_case(DType::F32,
 IMPRINT_PARITY_CASE(group_norm_sd_640_f16) { return group_norm_case(DType::F16, {2, 640, 16, 16}, 32, true); }
 IMPRINT_PARITY_CASE(group_norm_odd_f32) { return group_norm_case(DType::F32, {3, 6, 5, 7}, 3, true); }
 IMPRINT_PARITY_CASE(group_norm_no_affine_f32) { return group_norm_case(DType::F32, {2, 12, 33}, 4, false); }
+IMPRINT_PARITY_CASE(group_norm_silu_sd_320_bf16) { return group_norm_silu_case(DType::BF16, {2, 320, 64, 64}, 32, true); }
+IMPRINT_PARITY_CASE(group_norm_silu_inference_sd_640_f16) {
+  return group_norm_silu_case(DType::F16, {1, 640, 32, 32}, 32, false);
+}
+IMPRINT_PARITY_CASE(group_norm_silu_odd_f32) { return group_norm_silu_case(DType::F32, {3, 6, 5, 7}, 3, true); }
 IMPRINT_PARITY_CASE(group_norm_backward_sd_320_bf16) {
   return group_norm_backward_case(DType::BF16, {2, 320, 64, 64}, 32, true);
 }

@@ -15,11 +15,15 @@ struct GroupNormForwardArgs {
   const void* x;       // [n, c, inner]
   const void* weight;  // [c] or nullptr (scale 1)
   const void* bias;    // [c] or nullptr (shift 0)
-  void* y;             // [n, c, inner]
+  void* y;             // [n, c, inner]; may be nullptr when act is set (not kept)
   void* mean;          // [n, groups]
   void* rstd;          // [n, groups]
   int64_t n, c, inner, groups;
   double eps;
+  // GroupNorm + SiLU fused (every UNet and VAE resnet): when set, silu(y) is
+  // written here as well, computed from y as stored (rounded to dtype), so
+  // the result is bit-identical to silu_forward on y, with one pass less.
+  void* act = nullptr;  // [n, c, inner] or nullptr
 };
 
 struct GroupNormBackwardArgs {
