@@ -3,7 +3,17 @@
 // inputs and the upstream gradient and return input gradients always and
 // weight gradients only when asked for.
 export { sumToShape, addBackward, mulBackward, matmulBackward, type BinaryGrads, type MatmulBackwardOptions } from './basic.js';
-export { linear, linearBackward, type LinearBackwardOptions, type LinearGrads } from './linear.js';
+export {
+  linear,
+  linearBackward,
+  linearLowRank,
+  linearLowRankBackward,
+  type LinearBackwardOptions,
+  type LinearGrads,
+  type LowRank,
+  type LinearLowRankOutput,
+  type LinearLowRankGrads,
+} from './linear.js';
 export {
   groupNorm,
   groupNormSilu,

@@ -225,6 +225,48 @@ IMPRINT_PARITY_CASE(gemm_fallback_linear_bwd_all_bf16) {
 }
 IMPRINT_PARITY_CASE(gemm_linear_bwd_zero_rows_f32) { return linear_backward_case(DType::F32, {0, 16}, 8, true, true); }
 
+// --- linear + low-rank modulation (cuda/linear_lowrank.cu) ---------------------
+
+namespace {
+
+// linear_lowrank_forward(x [samples, T, in], weight, down, up, bias?; scale) and
+// its backward (dy, x, weight, down, up, u; every gradient). `per_sample`:
+// down [samples, r, in] and up [samples, out, r].
+ParityCase linear_lowrank_case(DType dtype, int64_t samples, int64_t T, int64_t in, int64_t out, int64_t r,
+                               bool per_sample, bool backward) {
+  ParityCase c;
+  const Shape down_shape = per_sample ? Shape{samples, r, in} : Shape{r, in};
+  const Shape up_shape = per_sample ? Shape{samples, out, r} : Shape{out, r};
+  c.inputs = {normal({samples, T, in}, dtype), normal({out, in}, dtype, 0, 0.05), normal(down_shape, dtype, 0, 0.1),
+              normal(up_shape, dtype, 0, 0.1), normal({out}, dtype), normal({samples, T, out}, dtype)};
+  const ops::Attrs scale = attrs({{"scale", 0.8}});
+  c.run = [backward, scale](const Tensors& in) {
+    Tensors fwd = run_float_op("linear_lowrank_forward", {&in[0], &in[1], &in[2], &in[3], &in[4]}, scale);
+    if (!backward) return fwd;
+    ops::Attrs all = attrs({{"scale", 0.8}, {"weightGrad", 1}, {"biasGrad", 1}});
+    return run_float_op("linear_lowrank_backward", {&in[5], &in[0], &in[1], &in[2], &in[3], &fwd[1]}, all);
+  };
+  const int64_t rows = per_sample ? T : samples * T;
+  if (backward) {
+    c.tolerances = {sum_tolerance(dtype, out + r), sum_tolerance(dtype, rows + out), sum_tolerance(dtype, rows),
+                    sum_tolerance(dtype, samples * T), sum_tolerance(dtype, samples * T)};
+  } else {
+    c.tolerances = {sum_tolerance(dtype, in + r), sum_tolerance(dtype, in)};
+  }
+  return c;
+}
+
+}  // namespace
+
+// SD's attention projections: the text K/V (77 × 768 → 320) and a 64×64 query map.
+IMPRINT_PARITY_CASE(gemm_lowrank_fwd_text_kv_f32) { return linear_lowrank_case(DType::F32, 2, 77, 768, 320, 4, false, false); }
+IMPRINT_PARITY_CASE(gemm_lowrank_fwd_query_bf16) { return linear_lowrank_case(DType::BF16, 2, 4096, 320, 320, 16, false, false); }
+IMPRINT_PARITY_CASE(gemm_lowrank_fwd_per_sample_f16) { return linear_lowrank_case(DType::F16, 4, 256, 640, 640, 8, true, false); }
+IMPRINT_PARITY_CASE(gemm_lowrank_bwd_text_kv_f32) { return linear_lowrank_case(DType::F32, 2, 77, 768, 320, 4, false, true); }
+IMPRINT_PARITY_CASE(gemm_lowrank_bwd_query_bf16) { return linear_lowrank_case(DType::BF16, 2, 1024, 320, 320, 16, false, true); }
+IMPRINT_PARITY_CASE(gemm_lowrank_bwd_per_sample_bf16) { return linear_lowrank_case(DType::BF16, 3, 77, 768, 320, 4, true, true); }
+IMPRINT_PARITY_CASE(gemm_lowrank_bwd_odd_f32) { return linear_lowrank_case(DType::F32, 3, 5, 129, 65, 3, true, true); }
+
 // --- conv2d -------------------------------------------------------------------
 
 namespace {
