@@ -55,6 +55,72 @@ __device__ __forceinline__ void load_tile(float* tile, const T* src, int valid_r
   }
 }
 
+// --- K/V adapters (core/args/attn.h), applied as a K or V tile is loaded ---
+
+// One (batch, head)'s adapter terms for K or V, offset to that head.
+template <class T>
+struct KvTerms {
+  const T* delta = nullptr;  // [nk, dim]: this head's rows of the delta
+  const T* u = nullptr;      // [nk, rank]: this batch entry's u
+  const T* up = nullptr;     // [dim, rank]: rows h·dim … of up
+  int rank = 0;
+  float scale = 1.0f;
+  __device__ __forceinline__ bool any() const { return delta != nullptr || u != nullptr; }
+};
+
+template <class T>
+__device__ __forceinline__ KvTerms<T> kv_terms(const void* delta, const void* u, const void* up, int64_t rank,
+                                               float scale, int64_t bh, int64_t heads, int64_t nk, int64_t dim) {
+  KvTerms<T> t;
+  if (delta) t.delta = static_cast<const T*>(delta) + bh * nk * dim;
+  if (u) {
+    t.u = static_cast<const T*>(u) + (bh / heads) * nk * rank;
+    t.up = static_cast<const T*>(up) + (bh % heads) * dim * rank;
+    t.rank = static_cast<int>(rank);
+    t.scale = scale;
+  }
+  return t;
+}
+
+template <class T>
+__device__ __forceinline__ KvTerms<T> k_terms(const AttentionKvAdapter& kv, int64_t bh, int64_t heads, int64_t nk,
+                                              int64_t d) {
+  return kv_terms<T>(kv.k_delta, kv.k_u, kv.k_up, kv.k_rank, kv.k_scale, bh, heads, nk, d);
+}
+template <class T>
+__device__ __forceinline__ KvTerms<T> v_terms(const AttentionKvAdapter& kv, int64_t bh, int64_t heads, int64_t nk,
+                                              int64_t dv) {
+  return kv_terms<T>(kv.v_delta, kv.v_u, kv.v_up, kv.v_rank, kv.v_scale, bh, heads, nk, dv);
+}
+
+// Element (row j, column c) of this head's adapted K or V, in f32.
+template <class T>
+__device__ __forceinline__ float adapted(const T* head, const KvTerms<T>& t, int64_t j, int c, int dim) {
+  const int64_t at = j * dim + c;
+  float v = load(head[at]);
+  if (t.delta) v += load(t.delta[at]);
+  if (t.u) {
+    float acc = 0.0f;
+    for (int r = 0; r < t.rank; ++r) acc += load(t.u[j * t.rank + r]) * load(t.up[static_cast<int64_t>(c) * t.rank + r]);
+    v += t.scale * acc;
+  }
+  return v;
+}
+
+// load_tile for key rows [j0, j0 + valid_rows) of this head's K or V, adapted.
+template <int ROWS, int DMAX, int STRIDE, class T>
+__device__ __forceinline__ void load_kv_tile(float* tile, const T* head, const KvTerms<T>& t, int64_t j0,
+                                             int valid_rows, int dim) {
+  if (!t.any()) {
+    load_tile<ROWS, DMAX, STRIDE>(tile, head + j0 * dim, valid_rows, dim, 1.0f);
+    return;
+  }
+  for (int e = threadIdx.x; e < ROWS * DMAX; e += blockDim.x) {
+    const int r = e / DMAX, c = e - r * DMAX;
+    tile[r * STRIDE + c] = (r < valid_rows && c < dim) ? adapted(head, t, j0 + r, c, dim) : 0.0f;
+  }
+}
+
 // Keys [0, key_end) a block of query rows [i0, i0 + rows) needs: all of them,
 // or under the causal mask (query i sees keys j ≤ i + nk − nq) up to the last row's.
 __device__ __forceinline__ int64_t keys_needed(bool causal, int64_t i0, int64_t rows, int64_t nq, int64_t nk) {

@@ -76,7 +76,7 @@ export {
   scale,
   type SoftmaxOptions,
 } from './act.js';
-export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads } from './attn.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads, type KvAdapter, type KvLora } from './attn.js';
 export { runOp, type Attrs } from './run.js';
 export {
   tokenVocabNorms,

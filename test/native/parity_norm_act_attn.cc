@@ -322,5 +322,67 @@ IMPRINT_ATTN_CASES(odd_100x100_d96_dv40_causal_f16, DType::F16, 1, 1, 100, 100, 
 
 #undef IMPRINT_ATTN_CASES
 
+// --- attention with K/V adapters (applied as K/V tiles load) -------------------
+
+namespace {
+
+// Which adapters a case gives: deltas on K and V, LoRAs on K and V (rank).
+struct KvAdapterSpec {
+  bool k_delta, v_delta;
+  int64_t k_rank, v_rank;  // 0: no LoRA there
+};
+
+// Inputs q, k, v, do, then kDelta, vDelta, kU, kUp, vU, vUp (unused ones tiny);
+// the forward, or the backward with the LoRA factors' gradients.
+ParityCase attention_kv_case(DType dtype, AttnShape s, KvAdapterSpec kv, bool backward) {
+  ParityCase c;
+  const int64_t rk = std::max<int64_t>(kv.k_rank, 1), rv = std::max<int64_t>(kv.v_rank, 1);
+  c.inputs = {normal({s.batch, s.heads, s.nq, s.d}, dtype),      normal({s.batch, s.heads, s.nk, s.d}, dtype),
+              normal({s.batch, s.heads, s.nk, s.dv}, dtype),     normal({s.batch, s.heads, s.nq, s.dv}, dtype),
+              normal({s.batch, s.heads, s.nk, s.d}, dtype, 0, 0.5), normal({s.batch, s.heads, s.nk, s.dv}, dtype, 0, 0.5),
+              normal({s.batch, s.nk, rk}, dtype),                normal({s.heads * s.d, rk}, dtype, 0, 0.2),
+              normal({s.batch, s.nk, rv}, dtype),                normal({s.heads * s.dv, rv}, dtype, 0, 0.2)};
+  c.run = [dtype, s, kv, backward](const Tensors& in) {
+    const ops::Attrs a = attrs({{"causal", s.causal ? 1.0 : 0.0}, {"kScale", 0.8}, {"vScale", 1.25}});
+    const std::vector<const Tensor*> adapters = {kv.k_delta ? &in[4] : nullptr, kv.v_delta ? &in[5] : nullptr,
+                                                 kv.k_rank ? &in[6] : nullptr,  kv.k_rank ? &in[7] : nullptr,
+                                                 kv.v_rank ? &in[8] : nullptr,  kv.v_rank ? &in[9] : nullptr};
+    std::vector<const Tensor*> fwd_in = {&in[0], &in[1], &in[2]};
+    fwd_in.insert(fwd_in.end(), adapters.begin(), adapters.end());
+    Tensors fwd = run_stored("attention_forward", fwd_in, a, dtype, {1});
+    if (!backward) {
+      if (s.causal && s.nq > s.nk) fwd.pop_back();  // lse: −inf for rows that see no key (o checks them)
+      return fwd;
+    }
+    std::vector<const Tensor*> bwd_in = {&in[3], &in[0], &in[1], &in[2], &fwd[0], &fwd[1]};
+    bwd_in.insert(bwd_in.end(), adapters.begin(), adapters.end());
+    return run_stored("attention_backward", bwd_in, a, dtype);
+  };
+  if (backward) {
+    // The LoRA factors' gradients sum heads·dim (du) or batch·keys (dup) terms
+    // of the rounded dk/dv: looser than the attention's own outputs.
+    const Tolerance lora = dtype == DType::F32 ? kF32Sums : Tolerance{4e-2, 2e-2};
+    c.tolerances = {sums_tolerance(dtype), sums_tolerance(dtype), sums_tolerance(dtype)};
+    for (int i = 0; i < (kv.k_rank ? 2 : 0) + (kv.v_rank ? 2 : 0); ++i) c.tolerances.push_back(lora);
+  }
+  return c;
+}
+
+}  // namespace
+
+#define IMPRINT_ATTN_KV_CASES(name, dtype, kv, ...)                                                              \
+  IMPRINT_PARITY_CASE(attention_kv_forward_##name) { return attention_kv_case(dtype, AttnShape{__VA_ARGS__}, kv, false); } \
+  IMPRINT_PARITY_CASE(attention_kv_backward_##name) { return attention_kv_case(dtype, AttnShape{__VA_ARGS__}, kv, true); }
+
+// Custom Diffusion's delta K/V and LoRAs on K and V at SD's cross-attention
+// (the tensor-core forward at head dim 40, the SIMT one at 80), then odd sizes.
+IMPRINT_ATTN_KV_CASES(sd_cross_4096x77_d40_all_bf16, DType::BF16, (KvAdapterSpec{true, true, 4, 4}), 2, 2, 4096, 77, 40, 40, false)
+IMPRINT_ATTN_KV_CASES(sd_cross_1024x77_d80_lora_f16, DType::F16, (KvAdapterSpec{false, false, 8, 8}), 1, 2, 1024, 77, 80, 80, false)
+IMPRINT_ATTN_KV_CASES(sd_cross_256x77_d160_delta_f32, DType::F32, (KvAdapterSpec{true, true, 0, 0}), 2, 2, 256, 77, 160, 160, false)
+IMPRINT_ATTN_KV_CASES(odd_33x17_d24_dv20_causal_f32, DType::F32, (KvAdapterSpec{true, false, 0, 3}), 2, 3, 33, 17, 24, 20, true)
+IMPRINT_ATTN_KV_CASES(odd_100x77_d64_k_lora_bf16, DType::BF16, (KvAdapterSpec{false, false, 5, 0}), 3, 1, 100, 77, 64, 64, false)
+
+#undef IMPRINT_ATTN_KV_CASES
+
 }  // namespace parity
 }  // namespace imprint
