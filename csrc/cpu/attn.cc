@@ -115,17 +115,6 @@ void add_scaled(float* y, const float* x, int64_t n, float a) {
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
-// sgemm that also takes empty shapes: nothing for m·n = 0, zeros for k = 0.
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return;
-  }
-  sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
-}
-
 // Keys a query row sees in the key block [j0, j0 + cols): all of them, or
 // under the causal mask those with j ≤ i + (nk − nq).
 inline int64_t visible_keys(bool causal, int64_t i, int64_t offset, int64_t j0, int64_t cols) {
@@ -178,7 +167,7 @@ void forward_block(const AttentionForwardArgs& a, int64_t bh, int64_t i0, Forwar
   for (int64_t j0 = 0; j0 < key_end; j0 += kFwdBlockK) {
     const int64_t cols = std::min(kFwdBlockK, key_end - j0);
     float* scores = s.scores.data();
-    gemm(false, true, rows, cols, d, s.q_scaled.data(), d, k + j0 * d, d, scores, cols);
+    sgemm_or_zeros(false, true, rows, cols, d, s.q_scaled.data(), d, k + j0 * d, d, scores, cols);
     for (int64_t i = 0; i < rows; ++i) {
       float* p = scores + i * cols;
       const int64_t seen = visible_keys(a.causal, i0 + i, offset, j0, cols);
@@ -194,7 +183,7 @@ void forward_block(const AttentionForwardArgs& a, int64_t bh, int64_t i0, Forwar
       s.row_max[i] = m_new;
       s.alpha[i] = alpha;
     }
-    gemm(false, false, rows, dv, cols, scores, cols, v + j0 * dv, dv, s.pv.data(), dv);
+    sgemm_or_zeros(false, false, rows, dv, cols, scores, cols, v + j0 * dv, dv, s.pv.data(), dv);
     for (int64_t i = 0; i < rows; ++i) {
       float* acc = s.acc.data() + i * dv;
       const float* pv = s.pv.data() + i * dv;
@@ -269,7 +258,7 @@ void backward_keys(const AttentionBackwardArgs& a, const float* delta, int64_t b
       float* ds = s.ds.data();
       // P recomputed from the saved log-sum-exp: p_ij = 2^(q_i·k_j·scale·log2e − lse_i·log2e).
       scale_queries(q + i0 * d, rows * d, a.scale, q_scaled);
-      gemm(false, true, rows, cols, d, q_scaled, d, k + j0 * d, d, p, cols);
+      sgemm_or_zeros(false, true, rows, cols, d, q_scaled, d, k + j0 * d, d, p, cols);
       for (int64_t i = 0; i < rows; ++i) {
         float* p_row = p + i * cols;
         const int64_t seen = visible_keys(a.causal, i0 + i, offset, j0, cols);
@@ -277,10 +266,10 @@ void backward_keys(const AttentionBackwardArgs& a, const float* delta, int64_t b
         std::fill(p_row + seen, p_row + cols, 0.0f);
       }
       // dv_j += Pᵀ·dO_i
-      gemm(true, false, cols, dv, rows, p, cols, dout + i0 * dv, dv, product, dv);
+      sgemm_or_zeros(true, false, cols, dv, rows, p, cols, dout + i0 * dv, dv, product, dv);
       add_scaled(dvg + j0 * dv, product, cols * dv, 1.0f);
       // dS = P ∘ (dO_i·V_jᵀ − delta_i)
-      gemm(false, true, rows, cols, dv, dout + i0 * dv, dv, v + j0 * dv, dv, ds, cols);
+      sgemm_or_zeros(false, true, rows, cols, dv, dout + i0 * dv, dv, v + j0 * dv, dv, ds, cols);
       for (int64_t i = 0; i < rows; ++i) {
         const float* p_row = p + i * cols;
         float* ds_row = ds + i * cols;
@@ -288,9 +277,9 @@ void backward_keys(const AttentionBackwardArgs& a, const float* delta, int64_t b
         for (int64_t j = 0; j < cols; ++j) ds_row[j] = p_row[j] * (ds_row[j] - di);
       }
       // dk_j += scale·dSᵀ·Q_i = ln2·dSᵀ·(Q_i·scale·log2e); dq_i += scale·dS·K_j
-      gemm(true, false, cols, d, rows, ds, cols, q_scaled, d, product, d);
+      sgemm_or_zeros(true, false, cols, d, rows, ds, cols, q_scaled, d, product, d);
       add_scaled(dk + j0 * d, product, cols * d, kLn2);
-      gemm(false, false, rows, d, cols, ds, cols, k + j0 * d, d, product, d);
+      sgemm_or_zeros(false, false, rows, d, cols, ds, cols, k + j0 * d, d, product, d);
       add_scaled(dq_part + i0 * d, product, rows * d, a.scale);
     }
   }

@@ -85,4 +85,14 @@ std::string blas_name() { return "imprint (built-in blocked kernel)"; }
 
 #endif
 
+void sgemm_or_zeros(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return;
+  }
+  sgemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+}
+
 }  // namespace imprint

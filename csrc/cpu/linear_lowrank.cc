@@ -15,17 +15,6 @@ namespace imprint {
 namespace cpu {
 namespace {
 
-// C[m, n] = op(A)·op(B), zeros when the inner dimension is empty.
-void product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-             int64_t ldb, float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return;
-  }
-  sgemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
-}
-
 // dst[i] += s·src[i]
 void add_scaled(float* dst, const float* src, int64_t n, float s) {
   parallel_for(n, 16384, [&](int64_t i0, int64_t i1) {
@@ -49,14 +38,14 @@ void linear_lowrank_forward_cpu(const LinearLowRankForwardArgs& a) {
   float* y = static_cast<float*>(a.y);
   float* u = static_cast<float*>(a.u);
 
-  product(false, true, rows, a.out, a.in, x, a.in, w, a.in, y, a.out);  // y = x·Wᵀ
+  sgemm_or_zeros(false, true, rows, a.out, a.in, x, a.in, w, a.in, y, a.out);  // y = x·Wᵀ
   std::vector<float> low(static_cast<size_t>(rps * a.out));
   for (int64_t s = 0; s < a.samples; ++s) {
     const float* down_s = down + (a.down_per_sample ? s * r * a.in : 0);
     const float* up_s = up + (a.up_per_sample ? s * a.out * r : 0);
     float* u_s = u + s * rps * r;
-    product(false, true, rps, r, a.in, x + s * rps * a.in, a.in, down_s, a.in, u_s, r);  // u = x·downᵀ
-    product(false, true, rps, a.out, r, u_s, r, up_s, r, low.data(), a.out);            // u·upᵀ
+    sgemm_or_zeros(false, true, rps, r, a.in, x + s * rps * a.in, a.in, down_s, a.in, u_s, r);  // u = x·downᵀ
+    sgemm_or_zeros(false, true, rps, a.out, r, u_s, r, up_s, r, low.data(), a.out);            // u·upᵀ
     add_scaled(y + s * rps * a.out, low.data(), rps * a.out, a.scale);
   }
   if (b) {
@@ -85,33 +74,33 @@ void linear_lowrank_backward_cpu(const LinearLowRankBackwardArgs& a) {
   std::vector<float> g(static_cast<size_t>(rows * r));
   for (int64_t i = 0; i < a.samples; ++i) {
     const float* up_i = up + (a.up_per_sample ? i * a.out * r : 0);
-    product(false, false, rps, r, a.out, dy + i * rps * a.out, a.out, up_i, r, g.data() + i * rps * r, r);
+    sgemm_or_zeros(false, false, rps, r, a.out, dy + i * rps * a.out, a.out, up_i, r, g.data() + i * rps * r, r);
   }
   // dx = dy·W + s·g·down
-  product(false, false, rows, a.in, a.out, dy, a.out, w, a.in, dx, a.in);
+  sgemm_or_zeros(false, false, rows, a.in, a.out, dy, a.out, w, a.in, dx, a.in);
   std::vector<float> low(static_cast<size_t>(rps * a.in));
   for (int64_t i = 0; i < a.samples; ++i) {
     const float* down_i = down + (a.down_per_sample ? i * r * a.in : 0);
-    product(false, false, rps, a.in, r, g.data() + i * rps * r, r, down_i, a.in, low.data(), a.in);
+    sgemm_or_zeros(false, false, rps, a.in, r, g.data() + i * rps * r, r, down_i, a.in, low.data(), a.in);
     add_scaled(dx + i * rps * a.in, low.data(), rps * a.in, s);
   }
   // d_down = s·gᵀ·x and d_up = s·dyᵀ·u: one product over every row when shared.
   if (a.down_per_sample) {
     for (int64_t i = 0; i < a.samples; ++i)
-      product(true, false, r, a.in, rps, g.data() + i * rps * r, r, x + i * rps * a.in, a.in, d_down + i * r * a.in, a.in);
+      sgemm_or_zeros(true, false, r, a.in, rps, g.data() + i * rps * r, r, x + i * rps * a.in, a.in, d_down + i * r * a.in, a.in);
   } else {
-    product(true, false, r, a.in, rows, g.data(), r, x, a.in, d_down, a.in);
+    sgemm_or_zeros(true, false, r, a.in, rows, g.data(), r, x, a.in, d_down, a.in);
   }
   scale_in_place(d_down, (a.down_per_sample ? a.samples : 1) * r * a.in, s);
   if (a.up_per_sample) {
     for (int64_t i = 0; i < a.samples; ++i)
-      product(true, false, a.out, r, rps, dy + i * rps * a.out, a.out, u + i * rps * r, r, d_up + i * a.out * r, r);
+      sgemm_or_zeros(true, false, a.out, r, rps, dy + i * rps * a.out, a.out, u + i * rps * r, r, d_up + i * a.out * r, r);
   } else {
-    product(true, false, a.out, r, rows, dy, a.out, u, r, d_up, r);
+    sgemm_or_zeros(true, false, a.out, r, rows, dy, a.out, u, r, d_up, r);
   }
   scale_in_place(d_up, (a.up_per_sample ? a.samples : 1) * a.out * r, s);
 
-  if (a.dw) product(true, false, a.out, a.in, rows, dy, a.out, x, a.in, static_cast<float*>(a.dw), a.in);
+  if (a.dw) sgemm_or_zeros(true, false, a.out, a.in, rows, dy, a.out, x, a.in, static_cast<float*>(a.dw), a.in);
   if (a.dbias) {
     float* db = static_cast<float*>(a.dbias);
     parallel_for(a.out, 64, [&](int64_t j0, int64_t j1) {
