@@ -318,6 +318,38 @@ t('adamw: a large tensor (multithreaded) matches a double reference', async () =
   }
 });
 
+t('adamw: mixed precision reads a half grad as f32 and writes the new f32 master rounded into the copy', async () => {
+  const n = 4099;  // not a multiple of the CPU's slice
+  const [p, m] = [randomArray(n, 11), randomArray(n, 12, 0.1)];
+  const v = Float32Array.from(randomArray(n, 13), (x) => x * x * 0.01);
+  const g = randomArray(n, 14);
+  for (const dtype of ['bf16', 'f16'] as const) {
+    const gHalf = await tensor(g).cast(dtype);
+    const gWide = await gHalf.cast('f32');  // the grad's exact value
+    const options = { lr: 1e-3, step: 4 };
+    const want = await misc.adamwStep({ param: tensor(p), grad: gWide, expAvg: tensor(m), expAvgSq: tensor(v) }, options);
+    const copyIn = await tensor(new Float32Array(n)).cast(dtype);
+    const got = await misc.adamwStep({ param: tensor(p), grad: gHalf, expAvg: tensor(m), expAvgSq: tensor(v), copy: copyIn }, options);
+    assert.is(got.param.dtype, 'f32', 'the master stays f32');
+    assert.is(got.copy?.dtype, dtype);
+    for (const k of ['param', 'expAvg', 'expAvgSq'] as const) assert.equal(Array.from(f32(got[k])), Array.from(f32(want[k])), `${dtype} ${k}`);
+    const rounded = await want.param.cast(dtype);
+    assert.equal(Array.from(f32(got.copy!)), Array.from(f32(rounded)), `${dtype} copy is the master rounded`);
+    assert.equal(Array.from(f32(copyIn)), new Array(n).fill(0), 'the copy input is untouched');
+  }
+});
+
+t('adamw: mixed precision needs an f32 master on the same device, of the same shape', async () => {
+  const z = (shape: number[], dtype: 'f32' | 'bf16' = 'f32') => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), { shape, dtype });
+  const state = { param: z([2, 3]), grad: z([2, 3], 'bf16'), expAvg: z([2, 3]), expAvgSq: z([2, 3]) };
+  await assertRejects(() => misc.adamwStep({ ...state, copy: z([3, 2], 'bf16') }, { lr: 1e-3, step: 1 }), 'SHAPE_MISMATCH', /copy must have shape \[2, 3\]/);
+  const half = { param: z([2, 3], 'bf16'), grad: z([2, 3], 'bf16'), expAvg: z([2, 3], 'bf16'), expAvgSq: z([2, 3], 'bf16') };
+  await assertRejects(() => misc.adamwStep({ ...half, copy: z([2, 3]) }, { lr: 1e-3, step: 1 }), 'DTYPE_MISMATCH', /copy is f32\[2, 3\] on cpu but param is bf16\[2, 3\] on cpu; mixed precision needs an f32 param/);
+  await assertRejects(() => misc.adamwStep({ ...half, copy: z([2, 3], 'bf16') }, { lr: 1e-3, step: 1 }), 'DTYPE_MISMATCH', /copy is bf16\[2, 3\] on cpu but param is bf16\[2, 3\] on cpu; mixed precision needs an f32 param/);
+  await assertRejects(() => misc.adamwStep({ ...half, grad: z([2, 3]) }, { lr: 1e-3, step: 1 }), 'DTYPE_MISMATCH', /grad is f32\[2, 3\] on cpu but param is bf16/);
+  await assertRejects(() => misc.adamwStep({ ...state, copy: 'w' as never }, { lr: 1e-3, step: 1 }), 'INVALID_ARGUMENT', /copy must be a Tensor/);
+});
+
 t('adamw: bad hyperparameters and shapes', async () => {
   const z = (shape: number[]) => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), { shape });
   const state = { param: z([2, 3]), grad: z([2, 3]), expAvg: z([2, 3]), expAvgSq: z([2, 3]) };

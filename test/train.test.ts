@@ -106,6 +106,69 @@ t('stateTensors / restore carry a run over exactly; restore refuses a mismatched
   for (const o of [straight, first, second, third]) o.dispose();
 });
 
+t('f16/bf16 parameters train on f32 masters: the weights are the f32 run rounded, and small steps add up', async () => {
+  // Gradients exact in both half types, so the master sees what the f32 run sees.
+  const gs = [[0.5, -1, 2, 0.25], [0.125, 0.75, -0.5, 1], [-0.375, 0.25, 1.5, 0.5]];
+  const start = [1, -2, 0.5, 3];
+  const ref = await AdamW.create(new Map<string, Tensor>([['w', tensor(Float32Array.from(start))]]), { weightDecay: 0.01, maxGradNorm: 10, emaDecay: 0.9 });
+  for (const dtype of ['bf16', 'f16'] as const) {
+    const opt = await AdamW.create(new Map<string, Tensor>([['w', tensor(Float32Array.from(start), { dtype })]]), { weightDecay: 0.01, maxGradNorm: 10, emaDecay: 0.9 });
+    for (let i = 0; i < 30; i++) {
+      const g = gs[i % gs.length];
+      const gHalf = tensor(Float32Array.from(g), { dtype });
+      await opt.update(new Map([['w', gHalf]]), 1e-3);
+      gHalf.dispose();
+      if (dtype === 'bf16') {
+        const g32 = tensor(Float32Array.from(g));
+        await ref.update(new Map([['w', g32]]), 1e-3);
+        g32.dispose();
+      }
+    }
+    const w = opt.params.get('w')!;
+    assert.is(w.dtype, dtype, 'the model keeps its dtype');
+    assert.equal(Array.from(f32(opt.master('w')!)), Array.from(f32(ref.params.get('w')!)), `${dtype}: the master is the f32 run`);
+    const rounded = await ref.params.get('w')!.cast(dtype);
+    assert.equal(Array.from(f32(w)), Array.from(f32(rounded)), `${dtype}: the weight is the master rounded`);
+    // 30 steps of ~1e-3 each: in bf16 (ulp 2^-6 at 3) every single step rounds away; the master keeps them.
+    if (dtype === 'bf16') assert.ok(f32(w)[3] < 3, `the weight at 3 moved (${f32(w)[3]})`);
+    const state = opt.stateTensors();
+    assert.is(state.get('master/w')?.dtype, 'f32');
+    assert.is(state.get('adam_m/w')?.dtype, 'f32', 'moments in f32');
+    const avg = await opt.averagedWeights();
+    assert.is(avg.get('w')!.dtype, dtype, 'the EMA comes back in the parameter dtype');
+    const refAvg = await (await ref.averagedWeights()).get('w')!.cast(dtype);
+    if (dtype === 'bf16') assert.equal(Array.from(f32(avg.get('w')!)), Array.from(f32(refAvg)), 'the EMA of the master');
+    rounded.dispose();
+    opt.dispose();
+  }
+  ref.dispose();
+});
+
+t('a half-precision run resumes exactly from its state (master included); f32 and bf16 grads clip together', async () => {
+  const mk = () => new Map<string, Tensor>([['h', tensor(new Float32Array([1, 2]), { dtype: 'bf16' })], ['f', tensor(new Float32Array([0.5]))]]);
+  const grads = [[[0.5, -0.25], [2]], [[1, 0.75], [-1]], [[-0.5, 0.125], [0.25]]];
+  const step = async (o: AdamW, [h, f]: number[][]) => {
+    await o.update(new Map<string, Tensor>([['h', tensor(Float32Array.from(h), { dtype: 'bf16' })], ['f', tensor(Float32Array.from(f))]]), 0.01);
+  };
+  const straight = await AdamW.create(mk(), { maxGradNorm: 0.5 });
+  const r = await straight.update(new Map<string, Tensor>([['h', tensor(new Float32Array([3, 0]), { dtype: 'bf16' })], ['f', tensor(new Float32Array([4]))]]), 0.01);
+  assertClose(new Float32Array([r.gradNorm]), new Float32Array([5]), 1e-6, 0, 'one norm over both dtypes');
+  for (const g of grads) await step(straight, g);
+  const first = await AdamW.create(mk(), { maxGradNorm: 0.5 });
+  await first.update(new Map<string, Tensor>([['h', tensor(new Float32Array([3, 0]), { dtype: 'bf16' })], ['f', tensor(new Float32Array([4]))]]), 0.01);
+  await step(first, grads[0]);
+  const saved = new Map([...first.stateTensors()].map(([k, v]) => [k, tensor(Float32Array.from(f32(v)), { shape: v.shape, dtype: v.dtype })]));
+  const second = await AdamW.create(mk(), { maxGradNorm: 0.5 });
+  second.restore(saved, 2);
+  for (const g of grads.slice(1)) await step(second, g);
+  for (const n of ['h', 'f']) assert.equal(Array.from(f32(second.params.get(n)!)), Array.from(f32(straight.params.get(n)!)), n);
+  assert.equal(Array.from(f32(second.master('h')!)), Array.from(f32(straight.master('h')!)), 'master');
+  const lacking = new Map([...saved].filter(([k]) => !k.startsWith('master/')));
+  const third = await AdamW.create(mk());
+  assert.throws(() => third.restore(lacking, 2, 'ckpt.safetensors'), /ckpt\.safetensors lacks 'master\/h'/);
+  for (const o of [straight, first, second, third]) o.dispose();
+});
+
 t('bad options and gradients are refused', async () => {
   await assertRejects(() => AdamW.create(new Map()), 'INVALID_ARGUMENT', /params must be a non-empty Map/);
   const params = new Map<string, Tensor>([['w', tensor(new Float32Array([1]))]]);

@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/args/misc.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
+#include "cpu/element.h"
 #include "cpu/misc_sum.h"
 #include "cpu/nn_util.h"
 
@@ -57,6 +59,23 @@ void adamw_range(const float* p, const float* g, const float* m, const float* v,
   }
 }
 
+// Elements [i0, i0 + n) of a float tensor `src` of `dtype` as f32, and back.
+void load_f32(DType dtype, const void* src, int64_t i0, int64_t n, float* dst) {
+  IMPRINT_CPU_DISPATCH(dtype, T, {
+    const T* s = static_cast<const T*>(src) + i0;
+    for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(load(s[k]));
+  });
+}
+
+void store_f32(DType dtype, const float* src, int64_t n, void* dst, int64_t i0) {
+  IMPRINT_CPU_DISPATCH(dtype, T, {
+    if constexpr (std::is_same_v<typename Compute<T>::type, float>) {
+      T* d = static_cast<T*>(dst) + i0;
+      for (int64_t k = 0; k < n; ++k) d[k] = store<T>(src[k]);
+    }
+  });
+}
+
 // torch.optim.AdamW (single-tensor path), with its scalars rounded to f32 as
 // PyTorch does when it applies a Python float to an f32 tensor:
 //   p ← p·(1 − lr·wd);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²
@@ -64,7 +83,7 @@ void adamw_range(const float* p, const float* g, const float* m, const float* v,
 void adamw_step_cpu(const AdamwStepArgs& a) {
   require_f32("adamw_step", a.dtype);
   const float* p = static_cast<const float*>(a.param);
-  const float* g = static_cast<const float*>(a.grad);
+  const float* g = static_cast<const float*>(a.grad);  // read as f32 only when grad_dtype is f32
   const float* m = static_cast<const float*>(a.exp_avg);
   const float* v = static_cast<const float*>(a.exp_avg_sq);
   float* p_out = static_cast<float*>(a.param_out);
@@ -80,8 +99,18 @@ void adamw_step_cpu(const AdamwStepArgs& a) {
   s.neg_step_size = static_cast<float>(-(a.lr / (1.0 - std::pow(a.beta1, step))));
   s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(a.beta2, step)));
   s.eps = static_cast<float>(a.eps);
+  const bool mixed = a.grad_dtype != DType::F32 || a.param_copy_out != nullptr;
   parallel_for(a.numel, kGrain, [&](int64_t i0, int64_t i1) {
-    adamw_range(p + i0, g + i0, m + i0, v + i0, p_out + i0, m_out + i0, v_out + i0, i1 - i0, s);
+    if (!mixed) return adamw_range(p + i0, g + i0, m + i0, v + i0, p_out + i0, m_out + i0, v_out + i0, i1 - i0, s);
+    // Mixed precision: the grad widened to f32 a slice at a time, the copy rounded from the new f32 param.
+    constexpr int64_t kSlice = 1024;
+    float g32[kSlice];
+    for (int64_t b = i0; b < i1; b += kSlice) {
+      const int64_t n = std::min(kSlice, i1 - b);
+      load_f32(a.grad_dtype, a.grad, b, n, g32);
+      adamw_range(p + b, g32, m + b, v + b, p_out + b, m_out + b, v_out + b, n, s);
+      if (a.param_copy_out != nullptr) store_f32(a.copy_dtype, p_out + b, n, a.param_copy_out, b);
+    }
   });
 }
 

@@ -11,8 +11,10 @@
 // split_forward(x; dim = 0, sizes) → one tensor per size (concat's backward)
 // mse_loss_forward(pred, target, mask?) → loss []
 // mse_loss_backward(pred, target, mask?; gradScale = 1) → dpred
-// adamw_step(param, grad, expAvg, expAvgSq; lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
-//   weightDecay = 1e-2, step) → param, expAvg, expAvgSq (new tensors)
+// adamw_step(param, grad, expAvg, expAvgSq, copy?; lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
+//   weightDecay = 1e-2, step) → param, expAvg, expAvgSq (new tensors), then the new copy
+//   when copy is given: mixed precision, with param an f32 master, grad in any float
+//   dtype and copy the model's f16/bf16 weight (only its dtype is read)
 // clip_grad_norm(g0, g1, ...; maxNorm, normType = 2) → totalNorm [], then the clipped grads
 #include <cmath>
 #include <limits>
@@ -347,11 +349,24 @@ Launch adamw_step(const OpInputs& inputs, const Attrs& attrs) {
   const Tensor& grad = input(op, inputs, 1, "grad");
   const Tensor& exp_avg = input(op, inputs, 2, "expAvg");
   const Tensor& exp_avg_sq = input(op, inputs, 3, "expAvgSq");
+  const Tensor* copy = optional_input(inputs, 4);
   check_float(op, param);
-  const std::pair<const Tensor*, const char*> others[] = {{&grad, "grad"}, {&exp_avg, "expAvg"}, {&exp_avg_sq, "expAvgSq"}};
-  for (const auto& o : others) {
+  const std::pair<const Tensor*, const char*> moments[] = {{&exp_avg, "expAvg"}, {&exp_avg_sq, "expAvgSq"}};
+  for (const auto& o : moments) {
     check_matches(op, param, "param", *o.first, o.second);
     check_shape(op, *o.first, o.second, param.shape);
+  }
+  // A grad or copy in another precision than the state: mixed precision, which keeps an f32 master.
+  for (const Tensor* t : {&grad, copy}) {
+    if (t == nullptr) continue;
+    const char* name = t == &grad ? "grad" : "copy";
+    check_device(op, param, "param", *t, name);
+    check_float(op, *t, name);
+    check_shape(op, *t, name, param.shape);
+    if ((t == copy || t->dtype != param.dtype) && param.dtype != DType::F32) {
+      fail(ErrorCode::DtypeMismatch, std::string(op) + ": " + name + " is " + t->describe() + " but param is " +
+                                         param.describe() + "; mixed precision needs an f32 param (the master copy)");
+    }
   }
   AdamwStepArgs args{};
   args.lr = attrs.get_number(op, "lr");
@@ -371,6 +386,7 @@ Launch adamw_step(const OpInputs& inputs, const Attrs& attrs) {
   Tensor exp_avg_out = Tensor::empty(param.shape, param.dtype, param.device);
   Tensor exp_avg_sq_out = Tensor::empty(param.shape, param.dtype, param.device);
   args.dtype = param.dtype;
+  args.grad_dtype = grad.dtype;
   args.param = param.data();
   args.grad = grad.data();
   args.exp_avg = exp_avg.data();
@@ -379,7 +395,14 @@ Launch adamw_step(const OpInputs& inputs, const Attrs& attrs) {
   args.exp_avg_out = exp_avg_out.data();
   args.exp_avg_sq_out = exp_avg_sq_out.data();
   args.numel = param.numel();
-  return kernel_launch("adamw_step", param.device, {param_out, exp_avg_out, exp_avg_sq_out},
+  if (copy == nullptr) {
+    return kernel_launch("adamw_step", param.device, {param_out, exp_avg_out, exp_avg_sq_out},
+                         {param, grad, exp_avg, exp_avg_sq}, args);
+  }
+  Tensor copy_out = Tensor::empty(param.shape, copy->dtype, param.device);
+  args.copy_dtype = copy->dtype;
+  args.param_copy_out = copy_out.data();
+  return kernel_launch("adamw_step", param.device, {param_out, exp_avg_out, exp_avg_sq_out, copy_out},
                        {param, grad, exp_avg, exp_avg_sq}, args);
 }
 

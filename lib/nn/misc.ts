@@ -168,12 +168,20 @@ export async function mseLossBackward<D extends FloatDType>(pred: Tensor<D>, tar
 }
 
 export interface AdamwState<D extends FloatDType = FloatDType> {
+  /** The parameter; with `copy`, its f32 master. */
   param: Tensor<D>;
-  grad: Tensor<D>;
+  /** Same dtype as param, or any float dtype when param is f32 (a half-precision model's gradient). */
+  grad: Tensor;
   /** First moment (zeros before the first step). */
   expAvg: Tensor<D>;
   /** Second moment (zeros before the first step). */
   expAvgSq: Tensor<D>;
+  /**
+   * Mixed precision: the model's f16/bf16 weight whose f32 master `param` is.
+   * Only its dtype is read; the step returns the updated param rounded to it
+   * as `copy`, so the master never loses the small updates the copy would.
+   */
+  copy?: Tensor;
 }
 
 export interface AdamwOptions {
@@ -190,10 +198,21 @@ export interface AdamwOptions {
   step: number;
 }
 
-/** One torch.optim.AdamW step. Returns new tensors; the inputs are unchanged. */
-export async function adamwStep<D extends FloatDType>(state: AdamwState<D>, options: AdamwOptions): Promise<{ param: Tensor<D>; expAvg: Tensor<D>; expAvgSq: Tensor<D> }> {
+export interface AdamwResult<D extends FloatDType = FloatDType> {
+  param: Tensor<D>;
+  expAvg: Tensor<D>;
+  expAvgSq: Tensor<D>;
+  /** The new param in the dtype of state.copy (only when a copy was given). */
+  copy?: Tensor<FloatDType>;
+}
+
+/**
+ * One torch.optim.AdamW step, in f32 arithmetic whatever the storage. Returns
+ * new tensors; the inputs are unchanged.
+ */
+export async function adamwStep<D extends FloatDType>(state: AdamwState<D>, options: AdamwOptions): Promise<AdamwResult<D>> {
   const fn = 'adamwStep';
-  const s = checkOptions(fn, state, ['param', 'grad', 'expAvg', 'expAvgSq']);
+  const s = checkOptions(fn, state, ['param', 'grad', 'expAvg', 'expAvgSq', 'copy']);
   if (options === undefined) throw invalidArgument(`${fn}: options { lr, step } are required`);
   const o = checkOptions(fn, options, ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'step']);
   if (o.lr === undefined) throw invalidArgument(`${fn}: lr is required`);
@@ -202,7 +221,9 @@ export async function adamwStep<D extends FloatDType>(state: AdamwState<D>, opti
     if (!t) throw invalidArgument(`${fn}: ${k} is required`);
     return t;
   });
-  const [param, expAvg, expAvgSq] = await runOp<D>('adamw_step', inputs, {
+  const copyIn = checkTensor(fn, 'copy', s.copy);
+  if (copyIn) inputs.push(copyIn);
+  const [param, expAvg, expAvgSq, copy] = await runOp<D>('adamw_step', inputs, {
     lr: checkNumber(fn, 'lr', o.lr, 0),
     beta1: checkNumber(fn, 'beta1', o.beta1, 0.9),
     beta2: checkNumber(fn, 'beta2', o.beta2, 0.999),
@@ -210,7 +231,7 @@ export async function adamwStep<D extends FloatDType>(state: AdamwState<D>, opti
     weightDecay: checkNumber(fn, 'weightDecay', o.weightDecay, 1e-2),
     step: checkInteger(fn, 'step', o.step),
   });
-  return { param, expAvg, expAvgSq };
+  return copy ? { param, expAvg, expAvgSq, copy } : { param, expAvg, expAvgSq };
 }
 
 export interface ClipGradNormOptions {

@@ -3,7 +3,10 @@
 // and an exponential moving average of the weights. Ops return new tensors,
 // so each step replaces the parameters in `params` and disposes the old ones;
 // models built over the old tensors must be rebuilt from `params`. The state
-// (moments, EMA) lives on each parameter's device.
+// (moments, EMA) lives on each parameter's device. An f16/bf16 parameter trains
+// in mixed precision: an f32 master copy, f32 moments and EMA, and the model's
+// weight re-rounded from the master after each step (so updates smaller than
+// half a bf16 ulp accumulate instead of vanishing).
 import { ImprintError, invalidArgument } from '../errors.js';
 import { zeros } from '../creation.js';
 import { adamwStep, clipGradNorm } from '../nn/misc.js';
@@ -46,6 +49,8 @@ export class AdamW {
   readonly #m = new Map<string, Tensor<FloatDType>>();
   readonly #v = new Map<string, Tensor<FloatDType>>();
   readonly #ema = new Map<string, Tensor<FloatDType>>();
+  /** f32 masters of the f16/bf16 parameters. */
+  readonly #master = new Map<string, Tensor<FloatDType>>();
 
   private constructor(params: Map<string, Tensor<FloatDType>>, options: AdamW['options']) {
     this.params = params;
@@ -66,10 +71,17 @@ export class AdamW {
       ...(o.maxGradNorm === undefined ? {} : { maxGradNorm: checkFinite(fn, 'maxGradNorm', o.maxGradNorm, 1e-12, Infinity) }),
       ...(o.emaDecay === undefined ? {} : { emaDecay: checkFinite(fn, 'emaDecay', o.emaDecay, 0, 1) }),
     });
-    for (const [name, p] of opt.params) {
-      opt.#m.set(name, await zeros(p.shape, { dtype: p.dtype, device: p.device }));
-      opt.#v.set(name, await zeros(p.shape, { dtype: p.dtype, device: p.device }));
-      if (opt.options.emaDecay !== undefined) opt.#ema.set(name, await zeros(p.shape, { dtype: p.dtype, device: p.device }));
+    try {
+      for (const [name, p] of opt.params) {
+        if (p.dtype !== 'f32') opt.#master.set(name, await p.cast('f32'));
+        const state = { dtype: 'f32' as const, device: p.device };
+        opt.#m.set(name, await zeros(p.shape, state));
+        opt.#v.set(name, await zeros(p.shape, state));
+        if (opt.options.emaDecay !== undefined) opt.#ema.set(name, await zeros(p.shape, state));
+      }
+    } catch (e) {
+      opt.#disposeState();
+      throw e;
     }
     return opt;
   }
@@ -92,7 +104,15 @@ export class AdamW {
     let gradNorm = NaN;
     let clipped: Tensor<FloatDType>[] | undefined;
     if (this.options.maxGradNorm !== undefined) {
-      const r = await clipGradNorm(list, { maxNorm: this.options.maxGradNorm });
+      // One norm over all grads needs one dtype, and the CPU clips f32 only: then the grads are clipped in f32.
+      const widen = list.some((g) => g.dtype !== list[0].dtype) || (list[0].dtype !== 'f32' && list[0].device === 'cpu');
+      const widened = widen ? await Promise.all(list.map((g) => g.cast('f32'))) : undefined;
+      let r;
+      try {
+        r = await clipGradNorm(widened ?? list, { maxNorm: this.options.maxGradNorm });
+      } finally {
+        widened?.forEach((t) => t.dispose());
+      }
       try {
         gradNorm = Number((await r.totalNorm.data() as Float32Array)[0]);  // data() also reads a GPU scalar
       } finally {
@@ -109,14 +129,21 @@ export class AdamW {
     const [beta1, beta2] = this.options.betas;
     for (let i = 0; i < names.length; i++) {
       const n = names[i];
+      const master = this.#master.get(n);
       const r = await adamwStep(
-        { param: this.params.get(n)!, grad: list[i], expAvg: this.#m.get(n)!, expAvgSq: this.#v.get(n)! },
+        { param: master ?? this.params.get(n)!, grad: list[i], expAvg: this.#m.get(n)!, expAvgSq: this.#v.get(n)!, ...(master ? { copy: this.params.get(n)! } : {}) },
         { lr, beta1, beta2, eps: this.options.eps, weightDecay: this.options.weightDecay, step: this.step },
       );
       this.params.get(n)!.dispose();
       this.#m.get(n)!.dispose();
       this.#v.get(n)!.dispose();
-      this.params.set(n, r.param);
+      if (master) {
+        master.dispose();
+        this.#master.set(n, r.param);
+        this.params.set(n, r.copy!);
+      } else {
+        this.params.set(n, r.param);
+      }
       this.#m.set(n, r.expAvg);
       this.#v.set(n, r.expAvgSq);
     }
@@ -125,7 +152,7 @@ export class AdamW {
     if (d !== undefined) {
       names = [...this.#ema.keys()];
       for (const n of names) {
-        const next = await combine([[d, this.#ema.get(n)!], [1 - d, this.params.get(n)!]]);
+        const next = await combine([[d, this.#ema.get(n)!], [1 - d, this.#master.get(n) ?? this.params.get(n)!]]);
         this.#ema.get(n)!.dispose();
         this.#ema.set(n, next);
       }
@@ -134,22 +161,42 @@ export class AdamW {
   }
 
   /**
-   * The bias-corrected EMA of the weights, as new tensors the caller owns
-   * (copies of the parameters when no EMA is kept or no step was taken).
+   * The bias-corrected EMA of the weights, as new tensors the caller owns, in
+   * each parameter's dtype (copies of the parameters when no EMA is kept or
+   * no step was taken).
    */
   async averagedWeights(): Promise<Map<string, Tensor<FloatDType>>> {
     const d = this.options.emaDecay;
     const out = new Map<string, Tensor<FloatDType>>();
     for (const [n, p] of this.params) {
-      out.set(n, d === undefined || this.step === 0 ? await combine([[1, p]]) : await combine([[1 / (1 - d ** this.step), this.#ema.get(n)!]]));
+      if (d === undefined || this.step === 0) {
+        out.set(n, await combine([[1, p]]));
+        continue;
+      }
+      const avg = await combine([[1 / (1 - d ** this.step), this.#ema.get(n)!]]);
+      if (avg.dtype === p.dtype) {
+        out.set(n, avg);
+        continue;
+      }
+      try {
+        out.set(n, await avg.cast(p.dtype));
+      } finally {
+        avg.dispose();
+      }
     }
     return out;
   }
 
-  /** Everything a resumed run needs, as named tensors: params, both moments and the EMA. */
+  /** The f32 master of a half-precision parameter (undefined for f32 ones, which are their own). */
+  master(name: string): Tensor<FloatDType> | undefined {
+    return this.#master.get(name);
+  }
+
+  /** Everything a resumed run needs, as named tensors: params, f32 masters, both moments and the EMA. */
   stateTensors(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     for (const [n, p] of this.params) out.set(`param/${n}`, p);
+    for (const [n, t] of this.#master) out.set(`master/${n}`, t);
     for (const [n, t] of this.#m) out.set(`adam_m/${n}`, t);
     for (const [n, t] of this.#v) out.set(`adam_v/${n}`, t);
     for (const [n, t] of this.#ema) out.set(`ema/${n}`, t);
@@ -163,7 +210,7 @@ export class AdamW {
    */
   restore(state: Map<string, Tensor>, step: number, source = 'checkpoint'): void {
     const fn = 'AdamW.restore';
-    const kinds: Array<[string, Map<string, Tensor<FloatDType>>]> = [['param', this.params], ['adam_m', this.#m], ['adam_v', this.#v]];
+    const kinds: Array<[string, Map<string, Tensor<FloatDType>>]> = [['param', this.params], ['master', this.#master], ['adam_m', this.#m], ['adam_v', this.#v]];
     if (this.options.emaDecay !== undefined) kinds.push(['ema', this.#ema]);
     for (const [kind, map] of kinds) {
       for (const [n, old] of map) {
@@ -185,7 +232,12 @@ export class AdamW {
   }
 
   dispose(): void {
-    for (const map of [this.params, this.#m, this.#v, this.#ema]) for (const t of map.values()) if (!t.disposed) t.dispose();
+    for (const t of this.params.values()) if (!t.disposed) t.dispose();
+    this.#disposeState();
+  }
+
+  #disposeState(): void {
+    for (const map of [this.#master, this.#m, this.#v, this.#ema]) for (const t of map.values()) if (!t.disposed) t.dispose();
   }
 }
 

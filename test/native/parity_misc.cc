@@ -264,7 +264,27 @@ ParityCase adamw_case(DType dtype, const Shape& shape, int64_t step, double weig
   return c;
 }
 
+// Mixed precision: an f32 master and moments, the grad in grad_dtype, and the
+// model's copy (input 4, only its dtype is read) written in copy_dtype. The CPU
+// kernel takes these dtypes itself, so the inputs go in as they are.
+ParityCase adamw_mixed_case(DType grad_dtype, DType copy_dtype, const Shape& shape, int64_t step) {
+  ParityCase c;
+  c.inputs = {normal(shape, DType::F32, 0, 0.05), normal(shape, grad_dtype, 0, 1e-3), normal(shape, DType::F32, 0, 1e-4),
+              uniform(shape, DType::F32, 0, 1e-6), constant(shape, copy_dtype, 0)};
+  c.run = [step](const Tensors& in) {
+    ops::OpInputs ptrs;
+    for (const Tensor& t : in) ptrs.push_back(&t);
+    return run_op("adamw_step", ptrs, attrs({{"lr", 1e-4}, {"weightDecay", 1e-2}, {"step", static_cast<double>(step)}}));
+  };
+  return c;
+}
+
 }  // namespace
+
+// Mixed precision: bf16/f16 grads and copies beside f32 masters.
+IMPRINT_PARITY_CASE(adamw_master_bf16) { return adamw_mixed_case(DType::BF16, DType::BF16, {1000, 1000}, 20); }
+IMPRINT_PARITY_CASE(adamw_master_f16) { return adamw_mixed_case(DType::F16, DType::F16, {999, 77}, 3); }
+IMPRINT_PARITY_CASE(adamw_master_f32_grad_bf16_copy) { return adamw_mixed_case(DType::F32, DType::BF16, {7, 13}, 1); }
 
 // A million parameters (a few attention projections' worth), each dtype.
 IMPRINT_PARITY_CASE(adamw_1m_f32) { return adamw_case(DType::F32, {1000, 1000}, 10, 1e-2); }

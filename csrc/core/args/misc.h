@@ -85,9 +85,13 @@ struct MseLossArgs {
 };
 
 // One torch.optim.AdamW step (decoupled weight decay, bias-corrected moments)
-// into new tensors.
+// into new tensors. Mixed precision: the state (param, moments) is f32, the
+// grad may be f16/bf16, and param_copy_out (when set) gets the updated param
+// rounded to copy_dtype, the model's low-precision copy of its f32 master.
 struct AdamwStepArgs {
-  DType dtype;
+  DType dtype;       // param, moments and their outputs
+  DType grad_dtype;  // == dtype unless dtype is f32
+  DType copy_dtype;  // of param_copy_out
   const void* param;
   const void* grad;
   const void* exp_avg;
@@ -95,6 +99,7 @@ struct AdamwStepArgs {
   void* param_out;
   void* exp_avg_out;
   void* exp_avg_sq_out;
+  void* param_copy_out;  // nullptr: no copy
   int64_t numel;
   double lr, beta1, beta2, eps, weight_decay;
   int64_t step;
