@@ -11,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { randn, tensor, type Tensor } from '../lib/index.js';
-import { trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
+import { trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, type ConceptSpec, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
 import { loadDiffusersModel } from '../lib/models/checkpoint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
@@ -193,6 +193,17 @@ t('resume: 2 steps, then 2 more from the checkpoint, equals 4 uninterrupted step
   assert.equal(Array.from(f32(rest.concept.tokens[0].embedding)), Array.from(f32(whole.concept.tokens[0].embedding)));
   // Another run's settings do not resume silently.
   await assertRejects(async () => trainCustomDiffusion(await base({ steps: 6, workDir: dir, seed: 4 })), 'INVALID_ARGUMENT', /written by another run/, /seed 3 vs 4/);
+  await assertRejects(async () => trainCustomDiffusion(await base({ steps: 6, workDir: dir, lr: 2e-3 })), 'INVALID_ARGUMENT', /written by another run/, /lr 0\.001 vs 0\.002/);
+  await assertRejects(async () => trainCustomDiffusion(await base({ steps: 6, workDir: dir, priorLossWeight: 0.5 })), 'INVALID_ARGUMENT', /priorLossWeight 1 vs 0\.5/);
+  await assertRejects(async () => trainCustomDiffusion(await base({ steps: 6, workDir: dir, augment: false })), 'INVALID_ARGUMENT', /augment \{"augment":true/);
+  const f = await setup();
+  const other = async (c: Partial<ConceptSpec>) => base({ steps: 6, workDir: dir, concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', numRegImages: 2, ...c }] });
+  await assertRejects(async () => trainCustomDiffusion(await other({ instancePrompt: 'a <new1> dog' })), 'INVALID_ARGUMENT', /prompts .*photo of a <new1> dog.* vs .*"a <new1> dog"/);
+  await assertRejects(async () => trainCustomDiffusion(await other({ images: f.blue })), 'INVALID_ARGUMENT', /data sha256:[0-9a-f]+ vs sha256:/);
+  await assertRejects(async () => trainCustomDiffusion(await other({ numRegImages: 3 })), 'INVALID_ARGUMENT', /data sha256:/);
+  // The same settings still resume (nothing above touched the checkpoint).
+  const same = await trainCustomDiffusion(await base({ steps: 5, workDir: dir }));
+  assert.is(same.losses.length, 1);
 });
 
 t('a loss over maxLoss stops with the step named and the last good checkpoint kept', async () => {

@@ -186,6 +186,21 @@ function checkConcepts(fn: string, list: unknown): Concept[] {
   });
 }
 
+/**
+ * A digest of the training data: the instance images' pixels and where the
+ * regularization images come from (a folder is named, not read: its captions
+ * and images are the user's to keep fixed between a run and its resume).
+ */
+function dataDigest(instanceImages: RgbImage[][], concepts: Concept[], regSteps: number): string {
+  const h = createHash('sha256');
+  for (const list of instanceImages) {
+    for (const im of list) h.update(`${im.width}x${im.height}:`).update(im.data);
+    h.update('|');
+  }
+  h.update(JSON.stringify([regSteps, concepts.map((c) => [c.regImages ?? null, c.numRegImages])]));
+  return `sha256:${h.digest('hex').slice(0, 32)}`;
+}
+
 /** A pre-encoded training sample: its latent [1, C, h, w], loss mask [h·w] and prompt. */
 interface Sample {
   latent: Tensor;
@@ -443,7 +458,13 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
     const opt = await AdamW.create(params, { betas: [0.9, 0.999], weightDecay: 1e-2, eps: 1e-8, maxGradNorm: 1 });
     try {
       const ckpt = workDir === undefined ? undefined : join(workDir, 'checkpoint.safetensors');
-      const identity = { seed: String(seed), mode, batch: String(batch), tokens: JSON.stringify(concepts.map((c) => c.token)), fingerprint, resolution: String(resolution) };
+      // Everything that shapes the run: resuming under other settings would splice two runs together.
+      const identity = {
+        seed: String(seed), mode, batch: String(batch), tokens: JSON.stringify(concepts.map((c) => c.token)), fingerprint, resolution: String(resolution),
+        lr: String(lr), priorLossWeight: String(priorWeight), augment: JSON.stringify({ augment, hflip, variants }),
+        prompts: JSON.stringify(concepts.map((c) => ({ instance: c.instancePrompt, class: c.classPrompt, initializer: c.initializer }))),
+        data: dataDigest(instanceImages, concepts, regSteps),
+      };
       let start = 0;
       if (ckpt !== undefined && resume && existsSync(ckpt)) {
         const meta = readSafetensorsHeader(ckpt).metadata;
