@@ -6,6 +6,7 @@
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
 #include "cpu/blas.h"
+#include "cpu/linear_bias.h"
 #include "cpu/nn_util.h"
 
 #include <algorithm>
@@ -48,12 +49,7 @@ void linear_lowrank_forward_cpu(const LinearLowRankForwardArgs& a) {
     sgemm_or_zeros(false, true, rps, a.out, r, u_s, r, up_s, r, low.data(), a.out);            // u·upᵀ
     add_scaled(y + s * rps * a.out, low.data(), rps * a.out, a.scale);
   }
-  if (b) {
-    parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(a.out, 1)), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i)
-        for (int64_t j = 0; j < a.out; ++j) y[i * a.out + j] += b[j];
-    });
-  }
+  if (b) add_bias_rows(y, b, rows, a.out);
 }
 
 void linear_lowrank_backward_cpu(const LinearLowRankBackwardArgs& a) {
@@ -101,16 +97,7 @@ void linear_lowrank_backward_cpu(const LinearLowRankBackwardArgs& a) {
   scale_in_place(d_up, (a.up_per_sample ? a.samples : 1) * a.out * r, s);
 
   if (a.dw) sgemm_or_zeros(true, false, a.out, a.in, rows, dy, a.out, x, a.in, static_cast<float*>(a.dw), a.in);
-  if (a.dbias) {
-    float* db = static_cast<float*>(a.dbias);
-    parallel_for(a.out, 64, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        double acc = 0;  // in double, like linear_backward: it sums over every row
-        for (int64_t i = 0; i < rows; ++i) acc += dy[i * a.out + j];
-        db[j] = static_cast<float>(acc);
-      }
-    });
-  }
+  if (a.dbias) bias_grad(dy, rows, a.out, static_cast<float*>(a.dbias));
 }
 
 }  // namespace

@@ -59,16 +59,7 @@ Launch linear_backward(const OpInputs& inputs, const Attrs& attrs) {
   Tensor dx = Tensor::empty(x.shape, x.dtype, x.device);
   std::vector<Tensor> outputs = {dx};
   LinearBackwardArgs args{x.dtype, dy.data(), x.data(), w.data(), dx.data(), nullptr, nullptr, s.rows, s.in, s.out};
-  if (weight_grad) {
-    Tensor dw = Tensor::empty(w.shape, w.dtype, w.device);
-    args.dw = dw.data();
-    outputs.push_back(dw);
-  }
-  if (bias_grad) {
-    Tensor db = Tensor::empty({s.out}, w.dtype, w.device);
-    args.dbias = db.data();
-    outputs.push_back(db);
-  }
+  linear_weight_grads(w, s.out, weight_grad, bias_grad, &args.dw, &args.dbias, outputs);
   return kernel_launch("linear_backward", x.device, outputs, {dy, x, w}, args);
 }
 

@@ -137,16 +137,7 @@ Launch linear_lowrank_backward(const OpInputs& inputs, const Attrs& attrs) {
                                  dx.data(), d_down.data(), d_up.data(), nullptr, nullptr,
                                  s.samples, s.rows_per_sample, s.in, s.out, s.rank,
                                  s.down_per_sample, s.up_per_sample, scale};
-  if (weight_grad) {
-    Tensor dw = Tensor::empty(w.shape, w.dtype, w.device);
-    args.dw = dw.data();
-    outputs.push_back(dw);
-  }
-  if (bias_grad) {
-    Tensor db = Tensor::empty({s.out}, w.dtype, w.device);
-    args.dbias = db.data();
-    outputs.push_back(db);
-  }
+  linear_weight_grads(w, s.out, weight_grad, bias_grad, &args.dw, &args.dbias, outputs);
   return kernel_launch("linear_lowrank_backward", x.device, outputs, {dy, x, w, down, up, u}, args);
 }
 

@@ -63,5 +63,17 @@ const Tensor& input(const char* op, const OpInputs& inputs, size_t i, const char
 
 const Tensor* optional_input(const OpInputs& inputs, size_t i) { return i < inputs.size() ? inputs[i] : nullptr; }
 
+void linear_weight_grads(const Tensor& weight, int64_t out, bool weight_grad, bool bias_grad, void** dw, void** dbias,
+                         std::vector<Tensor>& outputs) {
+  if (weight_grad) {
+    outputs.push_back(Tensor::empty(weight.shape, weight.dtype, weight.device));
+    *dw = outputs.back().data();
+  }
+  if (bias_grad) {
+    outputs.push_back(Tensor::empty({out}, weight.dtype, weight.device));
+    *dbias = outputs.back().data();
+  }
+}
+
 }  // namespace ops
 }  // namespace imprint

@@ -30,6 +30,12 @@ const Tensor& input(const char* op, const OpInputs& inputs, size_t i, const char
 // Input i or nullptr when omitted.
 const Tensor* optional_input(const OpInputs& inputs, size_t i);
 
+// A linear layer's optional weight gradients: when asked, dW (the weight's
+// shape and dtype) and db [out] are allocated, appended to `outputs` in that
+// order, and their data pointers stored in *dw / *dbias.
+void linear_weight_grads(const Tensor& weight, int64_t out, bool weight_grad, bool bias_grad, void** dw, void** dbias,
+                         std::vector<Tensor>& outputs);
+
 // A launch of the registered kernel `kernel` on `device`: the kernel is looked
 // up now (UNSUPPORTED if the device has none), runs on the device queue, and
 // `inputs` and `outputs` stay alive until it finishes.
