@@ -258,6 +258,15 @@ t('a user regularization folder: captions from .txt files, the class prompt othe
   const r = await trainCustomDiffusion(await base({ steps: 1, workDir: dir, concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', regImages: reg }] }));
   assert.ok(r.losses.every(Number.isFinite));
   assert.not.ok(existsSync(join(dir, 'regularization')), 'nothing sampled');
+  // The folder's content is part of the checkpoint's identity: an edited image or caption is another run's data.
+  const resume = async () => trainCustomDiffusion(await base({ steps: 2, workDir: dir, concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', regImages: reg }] }));
+  writeFileSync(join(reg, 'a.txt'), 'a blue dog\n');
+  await assertRejects(resume, 'INVALID_ARGUMENT', /written by another run/, /data sha256:/);
+  writeFileSync(join(reg, 'a.txt'), 'a green dog\n');
+  writeFileSync(join(reg, 'b.png'), await squarePng(16, 16, [0, 0, 0], 5, 4, 6));
+  await assertRejects(resume, 'INVALID_ARGUMENT', /data sha256:/);
+  writeFileSync(join(reg, 'b.png'), await squarePng(16, 16, [0, 0, 0], 4, 4, 6));
+  assert.is((await resume()).losses.length, 1, 'the unchanged folder resumes');
 });
 
 t('memory: a run frees everything but its result, and a failed run frees everything', async () => {

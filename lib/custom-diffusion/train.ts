@@ -187,17 +187,22 @@ function checkConcepts(fn: string, list: unknown): Concept[] {
 }
 
 /**
- * A digest of the training data: the instance images' pixels and where the
- * regularization images come from (a folder is named, not read: its captions
- * and images are the user's to keep fixed between a run and its resume).
+ * A digest of the training data: the pixels of the instance images and of the
+ * regularization images with their captions.
  */
-function dataDigest(instanceImages: RgbImage[][], concepts: Concept[], regSteps: number): string {
+function dataDigest(instanceImages: RgbImage[][], regSets: CaptionedImage[][]): string {
   const h = createHash('sha256');
   for (const list of instanceImages) {
     for (const im of list) h.update(`${im.width}x${im.height}:`).update(im.data);
     h.update('|');
   }
-  h.update(JSON.stringify([regSteps, concepts.map((c) => [c.regImages ?? null, c.numRegImages])]));
+  // The regularization images as read or sampled, captions included: a user
+  // folder edited between a run and its resume, or sampled under other
+  // settings, is another run's data.
+  for (const set of regSets) {
+    for (const r of set) h.update(`${r.image.width}x${r.image.height}:${JSON.stringify(r.caption)}:`).update(r.image.data);
+    h.update('|');
+  }
   return `sha256:${h.digest('hex').slice(0, 32)}`;
 }
 
@@ -463,7 +468,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
         seed: String(seed), mode, batch: String(batch), tokens: JSON.stringify(concepts.map((c) => c.token)), fingerprint, resolution: String(resolution),
         lr: String(lr), priorLossWeight: String(priorWeight), augment: JSON.stringify({ augment, hflip, variants }),
         prompts: JSON.stringify(concepts.map((c) => ({ instance: c.instancePrompt, class: c.classPrompt, initializer: c.initializer }))),
-        data: dataDigest(instanceImages, concepts, regSteps),
+        data: dataDigest(instanceImages, regSets),
       };
       let start = 0;
       if (ckpt !== undefined && resume && existsSync(ckpt)) {
