@@ -31,6 +31,11 @@ template <class T> inline T store(typename Compute<T>::type v) { return v; }
 template <> inline f16_t store<f16_t>(float v) { return f16_t{float_to_f16(v)}; }
 template <> inline bf16_t store<bf16_t>(float v) { return bf16_t{float_to_bf16(v)}; }
 
+// n elements of src widened to float: how the kernels that compute in f32 read half inputs.
+template <class T> inline void load_span(const T* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(load(src[i]));
+}
+
 }  // namespace cpu
 }  // namespace imprint
 

@@ -22,11 +22,6 @@ int64_t batch_offset(const MatmulArgs& args, int64_t b, const int64_t* strides) 
 namespace {
 
 template <class T>
-void to_f32(const T* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = load(src[i]);
-}
-
-template <class T>
 void matmul_typed(const MatmulArgs& args) {
   const int64_t m = args.m, n = args.n, k = args.k;
   const int64_t lda = args.trans_a ? m : k, ldb = args.trans_b ? k : n;
@@ -42,8 +37,8 @@ void matmul_typed(const MatmulArgs& args) {
       sgemm(args.trans_a, args.trans_b, m, n, k, ab, lda, bb, ldb, cb, n);
     } else {
       std::vector<float> af(static_cast<size_t>(m * k)), bf(static_cast<size_t>(k * n)), cf(static_cast<size_t>(m * n));
-      to_f32(ab, af.data(), m * k);
-      to_f32(bb, bf.data(), k * n);
+      load_span(ab, m * k, af.data());
+      load_span(bb, k * n, bf.data());
       sgemm(args.trans_a, args.trans_b, m, n, k, af.data(), lda, bf.data(), ldb, cf.data(), n);
       for (int64_t i = 0; i < m * n; ++i) cb[i] = store<T>(cf[i]);
     }

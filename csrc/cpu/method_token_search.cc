@@ -28,17 +28,10 @@ float dot(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-// Row r of a [rows, dim] matrix of element type T, widened into dst.
-template <class T>
-void load_row(const T* x, int64_t r, int64_t dim, float* dst) {
-  const T* row = x + r * dim;
-  for (int64_t d = 0; d < dim; ++d) dst[d] = static_cast<float>(load(row[d]));
-}
-
 template <class T>
 std::vector<float> load_rows(const void* x, int64_t rows, int64_t dim) {
   std::vector<float> out(static_cast<size_t>(rows * dim));
-  for (int64_t r = 0; r < rows; ++r) load_row(static_cast<const T*>(x), r, dim, out.data() + r * dim);
+  for (int64_t r = 0; r < rows; ++r) load_span(static_cast<const T*>(x) + r * dim, dim, out.data() + r * dim);
   return out;
 }
 
@@ -59,7 +52,7 @@ void row_norms(const RowNormsArgs& a) {
   parallel_for(a.rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, a.dim)), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(a.dim));
     for (int64_t r = begin; r < end; ++r) {
-      load_row(x, r, a.dim, row.data());
+      load_span(x + r * a.dim, a.dim, row.data());
       a.norms[r] = norm_of(row.data(), a.dim);
     }
   });
@@ -105,7 +98,7 @@ void token_topk(const TokenTopkArgs& a) {
   parallel_for(V, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, D * B)), [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(D));
     for (int64_t v = begin; v < end; ++v) {
-      load_row(vocab, v, D, row.data());
+      load_span(vocab + v * D, D, row.data());
       for (int64_t b = 0; b < B; ++b) {
         sims[b * V + v] = cosine(dot(queries.data() + b * D, row.data(), D), query_norms[b], vocab_norms[v]);
       }

@@ -62,8 +62,7 @@ void adamw_range(const float* p, const float* g, const float* m, const float* v,
 // Elements [i0, i0 + n) of a float tensor `src` of `dtype` as f32, and back.
 void load_f32(DType dtype, const void* src, int64_t i0, int64_t n, float* dst) {
   IMPRINT_CPU_DISPATCH(dtype, T, {
-    const T* s = static_cast<const T*>(src) + i0;
-    for (int64_t k = 0; k < n; ++k) dst[k] = static_cast<float>(load(s[k]));
+    load_span(static_cast<const T*>(src) + i0, n, dst);
   });
 }
 
