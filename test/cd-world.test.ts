@@ -13,6 +13,10 @@
 //   in one image: README)
 // The thresholds below sit under those figures; the trainer's SD default lr
 // (1e-5 here) fails them (image alignment 0.005: the model draws empty scenes).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -23,9 +27,11 @@ import { conceptImages } from '../lib/world/concepts.js';
 import { evaluate } from '../lib/world/evaluate.js';
 import { conceptPresence } from '../lib/world/metrics.js';
 import { mergeConcepts } from '../lib/custom-diffusion/merge.js';
+import { readSafetensorsHeader } from '../lib/io/safetensors.js';
 import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
 import { worldModelDir } from '../lib/world/model-path.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../lib/world/teach.js';
+import { assertRejects } from './helpers.js';
 
 const t = suite('custom-diffusion.world');
 let star: ConceptWeights | undefined;  // the single concept of the first test, merged in the last
@@ -93,6 +99,22 @@ t('two concepts trained apart and merged in closed form: each is kept on its own
     }
   } finally {
     disposeConcept(ring);
+  }
+});
+
+t('teachWorldConcepts passes lr, steps and augmentation to the trainer (recorded in its checkpoint)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-world-'));
+  try {
+    const r = await teachWorldConcepts({ concepts: ['ring'], steps: 2, lr: 5e-4, numRegImages: 1, augment: false, workDir: dir, quiet: true });
+    disposeConcept(r.concept);
+    assert.is(r.losses.length, 2);
+    const meta = readSafetensorsHeader(join(dir, 'checkpoint.safetensors')).metadata;
+    assert.is(JSON.parse(meta.augment).augment, false);
+    assert.is(meta.step, '2');
+    assert.is(Number(meta.lr), 5e-4 * 2 * 2, 'the base lr, scaled by batch 2 and the prior');
+    await assertRejects(() => teachWorldConcepts({ concepts: ['ring'], augment: 'no' as unknown as boolean, quiet: true }), 'INVALID_ARGUMENT', /augment/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

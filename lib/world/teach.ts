@@ -41,6 +41,8 @@ export interface TeachWorldOptions {
   workDir?: string;
   quiet?: boolean;
   mode?: TrainCustomDiffusionOptions['mode'];
+  /** The paper's rescale-and-paste augmentation (default true); see trainCustomDiffusion. */
+  augment?: boolean;
 }
 
 /** The instance images of a world concept as PNG buffers, the form the trainer reads. */
@@ -52,7 +54,7 @@ export async function conceptPngs(id: string, count = 5): Promise<Buffer[]> {
 /** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
   const fn = 'teachWorldConcepts';
-  const o = checkOptions(fn, options, ['concepts', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode']);
+  const o = checkOptions(fn, options, ['concepts', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'augment']);
   const ids = o.concepts as readonly string[];
   if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
   const tokens = (o.tokens ?? ids.map((_, i) => `<new${i + 1}>`)) as readonly string[];
@@ -82,6 +84,7 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
   train.lr = (o.lr ?? 1e-3) as number;
   if (o.mode !== undefined) train.mode = o.mode as TrainCustomDiffusionOptions['mode'];
   if (o.workDir !== undefined) train.workDir = o.workDir as string;
+  if (o.augment !== undefined) train.augment = o.augment as boolean;
   return trainCustomDiffusion(train);
 }
 
