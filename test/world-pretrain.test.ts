@@ -11,7 +11,8 @@ import * as assert from 'uvu/assert';
 import { loadSafetensors } from '../lib/io/safetensors.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
-import { imagesToTensor, lossWeights, pretrainWorld } from '../lib/world/pretrain.js';
+import { imagesToTensor, lossWeights, pretrainWorld, scheduleLr } from '../lib/world/pretrain.js';
+import { warmupCosine } from '../lib/train/optimizer.js';
 import { PALETTE, renderScene, type Scene } from '../lib/world/scene.js';
 import { worldModelDir } from '../lib/world/model-path.js';
 import { assertRejects } from './helpers.js';
@@ -67,6 +68,32 @@ t('an interrupted run resumed from its checkpoint ends with the same weights as 
   const r = await pipe.generate({ prompt: 'a red circle', width: 32, height: 32, steps: 2, seed: 1 });
   assert.equal(r.images.shape, [1, 3, 32, 32]);
   pipe.dispose();
+});
+
+t('restartsAt: one run follows the lr of a run finished, then extended twice by resuming with more steps', async () => {
+  // The lr itself: before the first end, the decay toward it; after, toward the next.
+  assert.is(scheduleLr(3999, [4000, 6000, 10000], 1e-3, 200), warmupCosine(3999, 4000, 1e-3, 200));
+  assert.is(scheduleLr(4000, [4000, 6000, 10000], 1e-3, 200), warmupCosine(4000, 6000, 1e-3, 200));
+  assert.is(scheduleLr(6000, [4000, 6000, 10000], 1e-3, 200), warmupCosine(6000, 10000, 1e-3, 200));
+  assert.ok(scheduleLr(4000, [4000, 6000, 10000], 1e-3, 200) > 2 * scheduleLr(3999, [4000, 6000, 10000], 1e-3, 200), 'the lr rises at a restart');
+  // The weights: one 4-step run restarting at 2 and 3 equals 2 steps, resumed to 3, resumed to 4.
+  const one = folder('restarts-one');
+  await pretrainWorld({ ...common, steps: 4, restartsAt: [2, 3], outDir: one, workDir: join(work, 'restarts-one', 'ckpt') });
+  const chain = folder('restarts-chain');
+  for (const steps of [2, 3, 4]) await pretrainWorld({ ...common, steps, outDir: chain, workDir: join(work, 'restarts-chain', 'ckpt') });
+  const plain = folder('restarts-plain');
+  await pretrainWorld({ ...common, steps: 4, outDir: plain, workDir: join(work, 'restarts-plain', 'ckpt') });
+  const file = join('unet', 'diffusion_pytorch_model.safetensors');
+  const [wo, wc, wp] = await Promise.all([one, chain, plain].map((d) => loadSafetensors(join(d, file))));
+  let differsFromPlain = false;
+  for (const k of wo.keys()) {
+    const bytes = (m: Map<string, { dataSync(): unknown }>): Buffer => Buffer.from((m.get(k)!.dataSync() as Float32Array).buffer);
+    assert.ok(bytes(wo).equals(bytes(wc)), `unet ${k}`);
+    if (!bytes(wo).equals(bytes(wp))) differsFromPlain = true;
+  }
+  assert.ok(differsFromPlain, 'the restarts change the weights (else this test could not fail)');
+  await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [3, 2] }), 'INVALID_ARGUMENT', /restartsAt\[1\] must be an integer in \[4, 3\]/);
+  await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [4] }), 'INVALID_ARGUMENT', /restartsAt\[0\] must be an integer in \[2, 3\]/);
 });
 
 t('a checkpoint from other settings is refused, not silently mixed', async () => {

@@ -156,6 +156,7 @@ export const COMMANDS: Record<string, Command> = {
       steps: { type: 'string', arg: 'n', help: 'training steps', default: 4000 },
       'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: 16 },
       lr: { type: 'string', arg: 'x', help: 'peak learning rate', default: 0.001 },
+      'restarts-at': { type: 'string', arg: 'n,n', help: 'steps where the cosine lr decay restarts toward the next end (as if the run had been extended by resuming)' },
       'object-weight': { type: 'string', arg: 'x', help: 'extra loss weight of object pixels (biases object sizes; see lib/world/pretrain.ts)', default: 0 },
       seed: { type: 'string', arg: 'n', help: 'world and initialisation seed', default: 0 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint' },
@@ -165,7 +166,10 @@ export const COMMANDS: Record<string, Command> = {
       const pick = (flag: string, key: string): Record<string, number> => (num(v, flag) === undefined ? {} : { [key]: num(v, flag)! });
       const out = str(v, 'out');
       const work = str(v, 'work-dir');
+      const restarts = str(v, 'restarts-at');
+      const restartsAt = restarts === undefined ? undefined : restarts.split(',').map((x) => num({ 'restarts-at': x }, 'restarts-at')!);
       const r = await pretrainWorld({
+        ...(restartsAt === undefined ? {} : { restartsAt }),
         ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),
         ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('object-weight', 'objectWeight'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
         resume: v.fresh !== true,

@@ -44,6 +44,15 @@ export interface PretrainOptions {
   /** Peak learning rate (default 1e-3). */
   lr?: number;
   warmup?: number;
+  /**
+   * Steps where an earlier, shorter plan of this run ended (ascending, below
+   * `steps`): the lr follows warm-up and cosine decay toward the first of them,
+   * then on each the decay is stretched to the next end (the lr rises, then
+   * decays again: a warm restart). This is what resuming a finished run with a
+   * larger `steps` does; naming the ends makes such a run one command
+   * (e.g. steps 10000, restartsAt [4000, 6000]: see the README's world section).
+   */
+  restartsAt?: readonly number[];
   seed?: number;
   /** Write a checkpoint every this many steps (default 250). */
   checkpointEvery?: number;
@@ -108,12 +117,16 @@ export function lossWeights(samples: readonly WorldSample[], resolution: number,
 
 export async function pretrainWorld(options: PretrainOptions = {}): Promise<PretrainResult> {
   const fn = 'pretrainWorld';
-  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun']);
+  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'restartsAt', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun']);
   const outDir = (o.outDir as string | undefined) ?? worldModelDir();
   const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
   const steps = checkInt(fn, 'steps', o.steps ?? 4000, 1, 10_000_000);
   const batch = checkInt(fn, 'batchSize', o.batchSize ?? 16, 1, 4096);
   const warmup = checkInt(fn, 'warmup', o.warmup ?? Math.min(200, steps), 0, steps);
+  const restartsAt = o.restartsAt ?? [];
+  if (!Array.isArray(restartsAt)) throw invalidArgument(`${fn}: restartsAt must be an array of step numbers, got ${describe(restartsAt)}`);
+  restartsAt.forEach((r, i) => checkInt(fn, `restartsAt[${i}]`, r, i === 0 ? warmup + 1 : (restartsAt[i - 1] as number) + 1, steps - 1));
+  const planEnds = [...(restartsAt as number[]), steps];
   const seed = checkInt(fn, 'seed', o.seed ?? 0, 0, 2 ** 31);
   const every = checkInt(fn, 'checkpointEvery', o.checkpointEvery ?? 250, 1, 10_000_000);
   const lr = o.lr ?? 1e-3;
@@ -187,7 +200,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
       const grads = new Map<string, Tensor>();
       for (const [n, g] of r.grads) grads.set(UNET + n, g);
       for (const [n, g] of tr.grads) grads.set(TEXT + n, g);
-      const { gradNorm } = await opt.update(grads, warmupCosine(step, steps, lr, warmup));
+      const { gradNorm } = await opt.update(grads, scheduleLr(step, planEnds, lr, warmup));
       losses.push(loss);
       if (losses.length > 50) losses.shift();
       progress.update(step + 1, { loss, gradNorm });
@@ -210,6 +223,12 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const result = { steps: end, outDir, finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), secondsPerStep: progress.secondsPerStep(end) };
   opt.dispose();
   return result;
+}
+
+/** The lr of `step` when the run was planned to end at planEnds[0], then extended to each later end in turn. */
+export function scheduleLr(step: number, planEnds: readonly number[], lr: number, warmup: number): number {
+  const end = planEnds.find((e) => step < e) ?? planEnds[planEnds.length - 1];
+  return warmupCosine(step, end, lr, warmup);
 }
 
 /** Writes the diffusers folder (configs, weights named unet/… and text_encoder/…, stored in `dtype`); the tokenizer/ folder is already there. */
