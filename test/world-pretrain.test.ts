@@ -26,6 +26,11 @@ function folder(name: string): string {
   return dir;
 }
 
+/** A loaded tensor's raw bytes, for bit-exact comparisons of two runs' weights. */
+function bytesOf(weights: Map<string, { dataSync(): unknown }>, name: string): Buffer {
+  return Buffer.from((weights.get(name)!.dataSync() as Float32Array).buffer);
+}
+
 const common = { steps: 3, batchSize: 2, warmup: 1, checkpointEvery: 1, saveDtype: 'f32' as const, quiet: true };
 
 t('lossWeights: 1 + objectWeight exactly where the render differs from the background, 1 elsewhere', () => {
@@ -60,7 +65,7 @@ t('an interrupted run resumed from its checkpoint ends with the same weights as 
     const wa = await loadSafetensors(join(a, part, file));
     const wb = await loadSafetensors(join(b, part, file));
     assert.equal([...wa.keys()].sort(), [...wb.keys()].sort());
-    for (const [k, v] of wa) assert.ok(Buffer.from((v.dataSync() as Float32Array).buffer).equals(Buffer.from((wb.get(k)!.dataSync() as Float32Array).buffer)), `${part} ${k}`);
+    for (const k of wa.keys()) assert.ok(bytesOf(wa, k).equals(bytesOf(wb, k)), `${part} ${k}`);
   }
   // The folder is a pixel-space diffusers pipeline.
   const pipe = await StableDiffusionPipeline.fromPretrained(a);
@@ -87,9 +92,8 @@ t('restartsAt: one run follows the lr of a run finished, then extended twice by 
   const [wo, wc, wp] = await Promise.all([one, chain, plain].map((d) => loadSafetensors(join(d, file))));
   let differsFromPlain = false;
   for (const k of wo.keys()) {
-    const bytes = (m: Map<string, { dataSync(): unknown }>): Buffer => Buffer.from((m.get(k)!.dataSync() as Float32Array).buffer);
-    assert.ok(bytes(wo).equals(bytes(wc)), `unet ${k}`);
-    if (!bytes(wo).equals(bytes(wp))) differsFromPlain = true;
+    assert.ok(bytesOf(wo, k).equals(bytesOf(wc, k)), `unet ${k}`);
+    if (!bytesOf(wo, k).equals(bytesOf(wp, k))) differsFromPlain = true;
   }
   assert.ok(differsFromPlain, 'the restarts change the weights (else this test could not fail)');
   await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [3, 2] }), 'INVALID_ARGUMENT', /restartsAt\[1\] must be an integer in \[4, 3\]/);

@@ -13,7 +13,7 @@ import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';
 import { pretrainWorld } from '../world/pretrain.js';
 import { CONCEPT_COMMANDS } from './commands-concepts.js';
-import { deviceFlags, deviceOptions, modelDir, num, saveGenerated, str, writeAtomic, type Command, type OptionSpec } from './flags.js';
+import { deviceFlags, deviceOptions, modelDir, num, numList, saveGenerated, str, writeAtomic, type Command, type OptionSpec } from './flags.js';
 import { TRAIN_COMMANDS } from './commands-train.js';
 
 export type { Command } from './flags.js';
@@ -166,8 +166,7 @@ export const COMMANDS: Record<string, Command> = {
       const pick = (flag: string, key: string): Record<string, number> => (num(v, flag) === undefined ? {} : { [key]: num(v, flag)! });
       const out = str(v, 'out');
       const work = str(v, 'work-dir');
-      const restarts = str(v, 'restarts-at');
-      const restartsAt = restarts === undefined ? undefined : restarts.split(',').map((x) => num({ 'restarts-at': x }, 'restarts-at')!);
+      const restartsAt = numList(v, 'restarts-at');
       const r = await pretrainWorld({
         ...(restartsAt === undefined ? {} : { restartsAt }),
         ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),

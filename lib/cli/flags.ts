@@ -54,6 +54,12 @@ export function num(values: Values, flag: string): number | undefined {
   return n;
 }
 
+/** A comma-separated numeric flag ('4000,6000'): undefined when absent, else its numbers (a clear error naming the flag for any that is not). */
+export function numList(values: Values, flag: string): number[] | undefined {
+  const v = str(values, flag);
+  return v === undefined ? undefined : v.split(',').map((x) => num({ [flag]: x }, flag)!);
+}
+
 export function str(values: Values, flag: string): string | undefined {
   const v = values[flag];
   return typeof v === 'string' ? v : undefined;
