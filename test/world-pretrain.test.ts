@@ -96,8 +96,8 @@ t('restartsAt: one run follows the lr of a run finished, then extended twice by 
     if (!bytesOf(wo, k).equals(bytesOf(wp, k))) differsFromPlain = true;
   }
   assert.ok(differsFromPlain, 'the restarts change the weights (else this test could not fail)');
-  await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [3, 2] }), 'INVALID_ARGUMENT', /restartsAt\[1\] must be an integer in \[4, 3\]/);
-  await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [4] }), 'INVALID_ARGUMENT', /restartsAt\[0\] must be an integer in \[2, 3\]/);
+  await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [3, 2] }), 'INVALID_ARGUMENT', /restartsAt\[1\] must be an integer above restartsAt\[0\] \(3\) and below steps \(4\), got number 2/);
+  await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [4] }), 'INVALID_ARGUMENT', /restartsAt\[0\] must be an integer above warmup \(1\) and below steps \(4\), got number 4/);
 });
 
 t('a checkpoint from other settings is refused, not silently mixed', async () => {

@@ -125,7 +125,13 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const warmup = checkInt(fn, 'warmup', o.warmup ?? Math.min(200, steps), 0, steps);
   const restartsAt = o.restartsAt ?? [];
   if (!Array.isArray(restartsAt)) throw invalidArgument(`${fn}: restartsAt must be an array of step numbers, got ${describe(restartsAt)}`);
-  restartsAt.forEach((r, i) => checkInt(fn, `restartsAt[${i}]`, r, i === 0 ? warmup + 1 : (restartsAt[i - 1] as number) + 1, steps - 1));
+  restartsAt.forEach((r, i) => {
+    const after = i === 0 ? `warmup (${warmup})` : `restartsAt[${i - 1}] (${restartsAt[i - 1] as number})`;
+    const lo = i === 0 ? warmup : (restartsAt[i - 1] as number);
+    if (!Number.isSafeInteger(r) || (r as number) <= lo || (r as number) >= steps) {
+      throw invalidArgument(`${fn}: restartsAt[${i}] must be an integer above ${after} and below steps (${steps}), got ${describe(r)}`);
+    }
+  });
   const planEnds = [...(restartsAt as number[]), steps];
   const seed = checkInt(fn, 'seed', o.seed ?? 0, 0, 2 ** 31);
   const every = checkInt(fn, 'checkpointEvery', o.checkpointEvery ?? 250, 1, 10_000_000);
