@@ -11,7 +11,8 @@ import * as assert from 'uvu/assert';
 import { loadSafetensors } from '../lib/io/safetensors.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
-import { imagesToTensor, lossWeights, pretrainWorld, scheduleLr } from '../lib/world/pretrain.js';
+import { HIGH_NOISE_FROM, imagesToTensor, lossWeights, pretrainWorld, sampleTimesteps, scheduleLr } from '../lib/world/pretrain.js';
+import { WorldRandom } from '../lib/world/random.js';
 import { warmupCosine } from '../lib/train/optimizer.js';
 import { PALETTE, renderScene, type Scene } from '../lib/world/scene.js';
 import { worldModelDir } from '../lib/world/model-path.js';
@@ -32,6 +33,21 @@ function bytesOf(weights: Map<string, { dataSync(): unknown }>, name: string): B
 }
 
 const common = { steps: 3, batchSize: 2, warmup: 1, checkpointEvery: 1, saveDtype: 'f32' as const, quiet: true };
+
+t('sampleTimesteps: uniform over [0, 999] at fraction 0 (one draw each, as before the option), only high noise at 1, the share in between', () => {
+  const plain = sampleTimesteps(new WorldRandom(3).fork('t'), 4000, 0);
+  const before = new WorldRandom(3).fork('t');
+  assert.equal(plain, Array.from({ length: 4000 }, () => before.int(0, 999)), 'fraction 0 consumes the generator as the runs before the option did');
+  assert.ok(plain.some((t) => t < 100) && plain.some((t) => t > 900), 'the whole range');
+  const high = sampleTimesteps(new WorldRandom(3).fork('t'), 4000, 1);
+  assert.ok(high.every((t) => Number.isInteger(t) && t >= HIGH_NOISE_FROM && t <= 999), 'fraction 1: only [HIGH_NOISE_FROM, 999]');
+  assert.ok(new Set(high).size === 1000 - HIGH_NOISE_FROM, 'every high-noise timestep occurs');
+  // At 0.25 the share at or above HIGH_NOISE_FROM is 0.25 + 0.75 · 0.05 = 0.2875 (binomial sd over 8000 draws: 0.005).
+  const mixed = sampleTimesteps(new WorldRandom(3).fork('t'), 8000, 0.25);
+  const share = mixed.filter((t) => t >= HIGH_NOISE_FROM).length / mixed.length;
+  assert.ok(Math.abs(share - 0.2875) < 0.02, `share at high noise ${share}`);
+  assert.ok(mixed.filter((t) => t < 500).length / mixed.length > 0.3, 'the rest stays uniform');
+});
 
 t('lossWeights: 1 + objectWeight exactly where the render differs from the background, 1 elsewhere', () => {
   const scene: Scene = { background: 'blue', objects: [{ shape: 'square', colour: 'red', size: 'small', position: 'center', cx: 0.5, cy: 0.5, extent: 0.25 }] };
@@ -97,6 +113,7 @@ t('restartsAt: one run follows the lr of a run finished, then extended twice by 
   }
   assert.ok(differsFromPlain, 'the restarts change the weights (else this test could not fail)');
   await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [3, 2] }), 'INVALID_ARGUMENT', /restartsAt\[1\] must be an integer above restartsAt\[0\] \(3\) and below steps \(4\), got number 2/);
+  await assertRejects(() => pretrainWorld({ ...common, highNoiseFraction: 1.5 }), 'INVALID_ARGUMENT', /highNoiseFraction must be in \[0, 1\], got number 1.5/);
   await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [4] }), 'INVALID_ARGUMENT', /restartsAt\[0\] must be an integer above warmup \(1\) and below steps \(4\), got number 4/);
 });
 
@@ -104,7 +121,7 @@ t('a checkpoint from other settings is refused, not silently mixed', async () =>
   const dir = folder('mismatch');
   const ckpt = join(work, 'mismatch', 'ckpt');
   await pretrainWorld({ ...common, outDir: dir, workDir: ckpt, maxStepsThisRun: 1 });
-  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0 \(step 1\)/);
+  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0, highNoiseFraction 0 \(step 1\)/);
 });
 
 t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused', async () => {
