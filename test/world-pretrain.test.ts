@@ -121,7 +121,33 @@ t('a checkpoint from other settings is refused, not silently mixed', async () =>
   const dir = folder('mismatch');
   const ckpt = join(work, 'mismatch', 'ckpt');
   await pretrainWorld({ ...common, outDir: dir, workDir: ckpt, maxStepsThisRun: 1 });
-  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0, highNoiseFraction 0 \(step 1\)/);
+  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0, highNoiseFraction 0, initFrom none \(step 1\)/);
+});
+
+t('initFrom starts from a model folder\'s weights (a further phase), and refuses a folder without them', async () => {
+  const source = folder('init-source');
+  await pretrainWorld({ ...common, steps: 2, outDir: source, workDir: join(work, 'init-source', 'ckpt') });
+  // One step at a negligible lr: the result is the source model, not the random init.
+  const phase = folder('init-phase');
+  await pretrainWorld({ ...common, steps: 1, lr: 1e-9, initFrom: source, outDir: phase, workDir: join(work, 'init-phase', 'ckpt') });
+  const fresh = folder('init-fresh');
+  await pretrainWorld({ ...common, steps: 1, lr: 1e-9, outDir: fresh, workDir: join(work, 'init-fresh', 'ckpt') });
+  for (const [part, file] of [['unet', 'diffusion_pytorch_model.safetensors'], ['text_encoder', 'model.safetensors']]) {
+    const [ws, wp, wf] = await Promise.all([source, phase, fresh].map((d) => loadSafetensors(join(d, part, file))));
+    let fromSource = 0;
+    let fromFresh = 0;
+    for (const k of ws.keys()) {
+      const [s, p, f] = [ws, wp, wf].map((w) => w.get(k)!.dataSync() as Float32Array);
+      for (let i = 0; i < s.length; i++) {
+        fromSource = Math.max(fromSource, Math.abs(p[i] - s[i]));
+        fromFresh = Math.max(fromFresh, Math.abs(p[i] - f[i]));
+      }
+    }
+    assert.ok(fromSource < 1e-6, `${part}: max |phase − source| ${fromSource}`);
+    assert.ok(fromFresh > 1e-3, `${part}: the source differs from the random init (${fromFresh}), else this test could not fail`);
+  }
+  await assertRejects(() => pretrainWorld({ ...common, initFrom: join(work, 'init-phase', 'ckpt'), outDir: folder('init-bad') }), 'INVALID_ARGUMENT', /initFrom .*init-phase.ckpt has no unet\/diffusion_pytorch_model.safetensors/);
+  await assertRejects(() => pretrainWorld({ ...common, initFrom: 3 as never }), 'INVALID_ARGUMENT', /initFrom must be a world model folder, got number 3/);
 });
 
 t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused', async () => {

@@ -162,14 +162,16 @@ export const COMMANDS: Record<string, Command> = {
       seed: { type: 'string', arg: 'n', help: 'world and initialisation seed', default: 0 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint' },
       'max-steps-this-run': { type: 'string', arg: 'n', help: 'stop after this many steps (resume later)' },
+      'init-from': { type: 'string', arg: 'dir', help: 'start from this world model folder instead of random weights (a further phase)' },
     },
     async run(v) {
       const pick = (flag: string, key: string): Record<string, number> => (num(v, flag) === undefined ? {} : { [key]: num(v, flag)! });
       const out = str(v, 'out');
       const work = str(v, 'work-dir');
       const restartsAt = numList(v, 'restarts-at');
+      const initFrom = str(v, 'init-from');
       const r = await pretrainWorld({
-        ...(restartsAt === undefined ? {} : { restartsAt }),
+        ...(restartsAt === undefined ? {} : { restartsAt }), ...(initFrom === undefined ? {} : { initFrom }),
         ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),
         ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('object-weight', 'objectWeight'), ...pick('high-noise-fraction', 'highNoiseFraction'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
         resume: v.fresh !== true,

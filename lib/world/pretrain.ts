@@ -72,6 +72,13 @@ export interface PretrainOptions {
   quiet?: boolean;
   /** Stop after this many steps of this run (to split pretraining over sessions); default: run to the end. */
   maxStepsThisRun?: number;
+  /**
+   * A world model folder (diffusers layout, as this function writes) whose UNet
+   * and text-encoder weights start the run instead of the random init: a
+   * further phase of pretraining with other settings (e.g. a larger
+   * highNoiseFraction). The optimizer state and the EMA start fresh.
+   */
+  initFrom?: string;
 }
 
 export interface PretrainResult {
@@ -122,7 +129,7 @@ export function lossWeights(samples: readonly WorldSample[], resolution: number,
 
 export async function pretrainWorld(options: PretrainOptions = {}): Promise<PretrainResult> {
   const fn = 'pretrainWorld';
-  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'restartsAt', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'highNoiseFraction', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun']);
+  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'restartsAt', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'highNoiseFraction', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun', 'initFrom']);
   const outDir = (o.outDir as string | undefined) ?? worldModelDir();
   const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
   const steps = checkInt(fn, 'steps', o.steps ?? 4000, 1, 10_000_000);
@@ -150,6 +157,8 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const saveDtype = o.saveDtype ?? 'f16';
   if (saveDtype !== 'f16' && saveDtype !== 'f32') throw invalidArgument(`${fn}: saveDtype must be 'f16' or 'f32', got ${describe(saveDtype)}`);
   const maxThisRun = o.maxStepsThisRun === undefined ? Infinity : checkInt(fn, 'maxStepsThisRun', o.maxStepsThisRun, 1, 10_000_000);
+  const initFrom = o.initFrom;
+  if (initFrom !== undefined && typeof initFrom !== 'string') throw invalidArgument(`${fn}: initFrom must be a world model folder, got ${describe(initFrom)}`);
   const tokDir = join(outDir, 'tokenizer');
   if (!existsSync(join(tokDir, 'vocab.json'))) throw invalidArgument(`${fn}: ${tokDir} must hold the CLIP tokenizer (vocab.json, merges.txt)`);
 
@@ -160,17 +169,18 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const params = new Map<string, Tensor>();
   for (const [n, t] of await initWeights(unetLayout(unetCfg), { seed })) params.set(UNET + n, t);
   for (const [n, t] of await initWeights(clipTextLayout(textCfg), { seed: seed + 1 })) params.set(TEXT + n, t);
+  if (initFrom !== undefined) await overwriteFromModel(fn, params, initFrom);
   const opt = await AdamW.create(params, { weightDecay: 1e-2, maxGradNorm: 1, emaDecay: 0.999 });
 
   const ckpt = join(workDir, 'checkpoint.safetensors');
   // What a checkpoint must have been written with to be resumed (stored in its metadata).
-  const runSettings = { seed: String(seed), batch: String(batch), objectWeight: String(objectWeight), highNoiseFraction: String(highNoise) };
+  const runSettings = { seed: String(seed), batch: String(batch), objectWeight: String(objectWeight), highNoiseFraction: String(highNoise), initFrom: initFrom ?? 'none' };
   let start = 0;
   if (o.resume !== false && existsSync(ckpt)) {
     const meta = readSafetensorsHeader(ckpt).metadata;
     start = Number(meta.step);
     // Settings added after the first checkpoints were written default to '0' there.
-    const written = Object.keys(runSettings).map((k) => [k, meta[k] ?? (k === 'seed' || k === 'batch' ? undefined : '0')] as const);
+    const written = Object.keys(runSettings).map((k) => [k, meta[k] ?? (k === 'seed' || k === 'batch' ? undefined : k === 'initFrom' ? 'none' : '0')] as const);
     if (!Number.isSafeInteger(start) || start < 0 || written.some(([k, v]) => v !== runSettings[k as keyof typeof runSettings])) {
       throw invalidArgument(`${fn}: ${ckpt} was written by a run with ${written.map(([k, v]) => `${k} ${v}`).join(', ')} (step ${meta.step}); remove it or pass the same settings`);
     }
@@ -238,6 +248,31 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const result = { steps: end, outDir, finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), secondsPerStep: progress.secondsPerStep(end) };
   opt.dispose();
   return result;
+}
+
+/** Replaces the initial weights in `params` by those of the world model folder `dir` (same names and shapes, cast to f32). */
+async function overwriteFromModel(fn: string, params: Map<string, Tensor>, dir: string): Promise<void> {
+  for (const [prefix, file] of [[UNET, 'diffusion_pytorch_model.safetensors'], [TEXT, 'model.safetensors']] as const) {
+    const path = join(dir, prefix, file);
+    if (!existsSync(path)) throw invalidArgument(`${fn}: initFrom ${dir} has no ${prefix}${file}`);
+    const loaded = await loadSafetensors(path);
+    try {
+      for (const [n, t] of params) {
+        if (!n.startsWith(prefix)) continue;
+        const src = loaded.get(n.slice(prefix.length));
+        if (src === undefined || src.shape.join() !== t.shape.join()) {
+          throw invalidArgument(`${fn}: ${path}: tensor ${n.slice(prefix.length)} ${src === undefined ? 'is missing' : `has shape [${src.shape}], expected [${t.shape}]`}`);
+        }
+      }
+      for (const [n, t] of params) {
+        if (!n.startsWith(prefix)) continue;
+        params.set(n, await loaded.get(n.slice(prefix.length))!.cast('f32'));
+        t.dispose();
+      }
+    } finally {
+      for (const t of loaded.values()) if (!t.disposed) t.dispose();
+    }
+  }
 }
 
 /** Where the high-noise timesteps of sampleTimesteps start. */
