@@ -11,10 +11,10 @@ import * as assert from 'uvu/assert';
 import { loadSafetensors } from '../lib/io/safetensors.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
-import { HIGH_NOISE_FROM, imagesToTensor, lossWeights, pretrainWorld, sampleTimesteps, scheduleLr } from '../lib/world/pretrain.js';
+import { HIGH_NOISE_FROM, imagesToTensor, lossWeights, pretrainBatch, pretrainWorld, sampleTimesteps, scheduleLr } from '../lib/world/pretrain.js';
 import { WorldRandom } from '../lib/world/random.js';
 import { warmupCosine } from '../lib/train/optimizer.js';
-import { PALETTE, renderScene, type Scene } from '../lib/world/scene.js';
+import { layoutSample, PALETTE, renderScene, worldSample, type Scene } from '../lib/world/scene.js';
 import { worldModelDir } from '../lib/world/model-path.js';
 import { assertRejects } from './helpers.js';
 
@@ -47,6 +47,29 @@ t('sampleTimesteps: uniform over [0, 999] at fraction 0 (one draw each, as befor
   const share = mixed.filter((t) => t >= HIGH_NOISE_FROM).length / mixed.length;
   assert.ok(Math.abs(share - 0.2875) < 0.02, `share at high noise ${share}`);
   assert.ok(mixed.filter((t) => t < 500).length / mixed.length > 0.3, 'the rest stays uniform');
+});
+
+t('pretrainBatch: world samples at fraction 0; layout samples at high noise where drawn, keeping the dropped captions', () => {
+  const opts = { uncondProb: 0.1, highNoiseFraction: 0, layoutFraction: 0 };
+  const plain = pretrainBatch(4, 9, 64, opts);
+  // The stream of the runs before layoutFraction: worldSample by index, then the caption drops, then the timesteps.
+  const rng = new WorldRandom(4).fork('step 9');
+  const world = Array.from({ length: 64 }, (_, i) => worldSample(4, 9 * 64 + i));
+  assert.equal(plain.captions, world.map((w) => (rng.chance(0.1) ? '' : w.caption)));
+  assert.equal(plain.timesteps, sampleTimesteps(rng, 64, 0));
+  assert.ok(plain.captions.includes(''), 'some captions dropped');
+  const all = pretrainBatch(4, 9, 64, { ...opts, layoutFraction: 1 });
+  all.samples.forEach((s, i) => {
+    assert.equal(s, layoutSample(4, 9 * 64 + i), `sample ${i}`);
+    assert.is(all.captions[i], plain.captions[i] === '' ? '' : s.caption, `caption ${i}`);
+    assert.ok(all.timesteps[i] >= HIGH_NOISE_FROM && all.timesteps[i] <= 999, `timestep ${all.timesteps[i]}`);
+  });
+  const half = pretrainBatch(4, 9, 64, { ...opts, layoutFraction: 0.5 });
+  const layouts = half.samples.filter((s, i) => s.caption === layoutSample(4, 9 * 64 + i).caption).length;
+  assert.ok(layouts > 16 && layouts < 48, `${layouts} of 64 layout samples at 0.5`);
+  half.samples.forEach((s, i) => {
+    if (s.caption !== layoutSample(4, 9 * 64 + i).caption) assert.equal(s, world[i], `sample ${i} stays the world's`);
+  });
 });
 
 t('lossWeights: 1 + objectWeight exactly where the render differs from the background, 1 elsewhere', () => {
@@ -113,6 +136,7 @@ t('restartsAt: one run follows the lr of a run finished, then extended twice by 
   }
   assert.ok(differsFromPlain, 'the restarts change the weights (else this test could not fail)');
   await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [3, 2] }), 'INVALID_ARGUMENT', /restartsAt\[1\] must be an integer above restartsAt\[0\] \(3\) and below steps \(4\), got number 2/);
+  await assertRejects(() => pretrainWorld({ ...common, layoutFraction: -0.5 }), 'INVALID_ARGUMENT', /layoutFraction must be in \[0, 1\], got number -0.5/);
   await assertRejects(() => pretrainWorld({ ...common, highNoiseFraction: 1.5 }), 'INVALID_ARGUMENT', /highNoiseFraction must be in \[0, 1\], got number 1.5/);
   await assertRejects(() => pretrainWorld({ ...common, steps: 4, restartsAt: [4] }), 'INVALID_ARGUMENT', /restartsAt\[0\] must be an integer above warmup \(1\) and below steps \(4\), got number 4/);
 });
@@ -121,7 +145,7 @@ t('a checkpoint from other settings is refused, not silently mixed', async () =>
   const dir = folder('mismatch');
   const ckpt = join(work, 'mismatch', 'ckpt');
   await pretrainWorld({ ...common, outDir: dir, workDir: ckpt, maxStepsThisRun: 1 });
-  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0, highNoiseFraction 0, initFrom none \(step 1\)/);
+  await assertRejects(() => pretrainWorld({ ...common, batchSize: 3, outDir: dir, workDir: ckpt }), 'INVALID_ARGUMENT', /written by a run with seed 0, batch 2, objectWeight 0, highNoiseFraction 0, layoutFraction 0, initFrom none \(step 1\)/);
 });
 
 t('initFrom starts from a model folder\'s weights (a further phase), and refuses a folder without them', async () => {

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import {
   BACKGROUNDS, COLOURS, CONCEPT_SHAPES, CONCEPTS, PALETTE, PALETTE_NAMES, POSITIONS, SHAPES, SIZES, WorldRandom,
-  captionOf, conceptImages, parseCaption, renderScene, sampleScene, worldSample,
+  captionOf, conceptImages, layoutSample, parseCaption, renderScene, sampleScene, worldSample,
   type Scene, type WorldObject,
 } from '../lib/world/index.js';
 import { assertRejects } from './helpers.js';
@@ -116,6 +116,23 @@ t('every caption word is true of its scene, and the grammar uses every word and 
   }
   assert.equal([...vocabulary].filter((w) => !used.has(w)), [], 'every word appears');
   assert.ok(withoutPosition > n * 0.2 && withoutSize > n * 0.3 && withBackground > n * 0.35 && withBackground < n * 0.65);
+});
+
+t('layoutSample: one object, every attribute named and true; deterministic per (seed, index); all positions occur', () => {
+  const positions = new Set<string>();
+  for (let i = 0; i < 300; i++) {
+    const { caption, scene, image } = layoutSample(5, i);
+    assert.is(scene.objects.length, 1);
+    assertCaptionTrue(caption, scene);
+    const o = scene.objects[0];
+    assert.equal(parseCaption(caption), { objects: [{ size: o.size, colour: o.colour, shape: o.shape, position: o.position }], background: scene.background }, caption);
+    assert.equal(image, renderScene(scene, 32));
+    positions.add(o.position);
+  }
+  assert.equal([...positions].sort(), [...POSITIONS].sort());
+  assert.equal(layoutSample(5, 7), layoutSample(5, 7));
+  assert.not.equal(layoutSample(5, 7).caption + layoutSample(5, 8).caption + layoutSample(6, 7).caption, layoutSample(5, 7).caption.repeat(3), 'other indices and seeds give other samples');
+  assert.throws(() => layoutSample(-1, 0), /layoutSample: seed must be a non-negative integer, got number -1/);
 });
 
 t('the sampler never draws a held-out concept; scenes keep their invariants (10,000 scenes)', () => {

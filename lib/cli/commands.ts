@@ -159,6 +159,7 @@ export const COMMANDS: Record<string, Command> = {
       'restarts-at': { type: 'string', arg: 'n,n', help: 'steps where the cosine lr decay restarts toward the next end (as if the run had been extended by resuming)' },
       'object-weight': { type: 'string', arg: 'x', help: 'extra loss weight of object pixels (biases object sizes; see lib/world/pretrain.ts)', default: 0 },
       'high-noise-fraction': { type: 'string', arg: 'x', help: 'share of samples at timesteps 950-999, where the caption alone decides the layout (see lib/world/pretrain.ts)', default: 0 },
+      'layout-fraction': { type: 'string', arg: 'x', help: 'share of samples replaced by one-object scenes with every attribute named, at timesteps 950-999 (teaches position words)', default: 0 },
       seed: { type: 'string', arg: 'n', help: 'world and initialisation seed', default: 0 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint' },
       'max-steps-this-run': { type: 'string', arg: 'n', help: 'stop after this many steps (resume later)' },
@@ -173,7 +174,7 @@ export const COMMANDS: Record<string, Command> = {
       const r = await pretrainWorld({
         ...(restartsAt === undefined ? {} : { restartsAt }), ...(initFrom === undefined ? {} : { initFrom }),
         ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),
-        ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('object-weight', 'objectWeight'), ...pick('high-noise-fraction', 'highNoiseFraction'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
+        ...pick('steps', 'steps'), ...pick('batch-size', 'batchSize'), ...pick('lr', 'lr'), ...pick('object-weight', 'objectWeight'), ...pick('high-noise-fraction', 'highNoiseFraction'), ...pick('layout-fraction', 'layoutFraction'), ...pick('seed', 'seed'), ...pick('max-steps-this-run', 'maxStepsThisRun'),
         resume: v.fresh !== true,
       });
       process.stdout.write(`${JSON.stringify(r)}\n`);

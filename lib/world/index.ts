@@ -3,7 +3,7 @@
 export { WorldRandom } from './random.js';
 export {
   BACKGROUNDS, COLOURS, CONCEPT_SHAPES, GENERIC_NOUN, PALETTE, PALETTE_NAMES, POSITION_ANCHOR, POSITIONS, SHAPES, SIZE_EXTENT, SIZES,
-  captionOf, parseCaption, placeObject, positionOf, renderScene, sampleScene, sizeOf, worldSample,
+  captionOf, layoutSample, parseCaption, placeObject, positionOf, renderScene, sampleScene, sizeOf, worldSample,
   type BackgroundName, type ColourName, type PaletteName, type ParsedCaption, type Pattern, type PatternKind, type Position,
   type RequestedObject, type RGB, type SampleSceneOptions, type Scene, type ShapeName, type Size, type WorldObject,
   type WorldSample, type WorldShape,

@@ -31,7 +31,7 @@ import { Progress } from '../train/progress.js';
 import { checkOptions, describe } from '../validate.js';
 import { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 import { WorldRandom } from './random.js';
-import { PALETTE, worldSample, type WorldSample } from './scene.js';
+import { layoutSample, PALETTE, worldSample, type WorldSample } from './scene.js';
 import { worldModelDir } from './model-path.js';
 
 export interface PretrainOptions {
@@ -65,6 +65,15 @@ export interface PretrainOptions {
    * instead of [0, 999] (default 0): see sampleTimesteps.
    */
   highNoiseFraction?: number;
+  /**
+   * Share of the samples replaced by layout samples (one object, every
+   * attribute named; see layoutSample) at timesteps [HIGH_NOISE_FROM, 999]
+   * (default 0). Why: the world's own captions name a position 60% of the time
+   * and often leave the background out, and with them even 100% high-noise
+   * training left the shipped model ignoring position words, while layout
+   * samples taught them (see the README's world section).
+   */
+  layoutFraction?: number;
   /** Probability of training on the empty caption (default 0.1). */
   uncondProb?: number;
   /** Stored dtype of the shipped weights (default 'f16', half the size; loaded as f32). */
@@ -129,7 +138,7 @@ export function lossWeights(samples: readonly WorldSample[], resolution: number,
 
 export async function pretrainWorld(options: PretrainOptions = {}): Promise<PretrainResult> {
   const fn = 'pretrainWorld';
-  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'restartsAt', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'highNoiseFraction', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun', 'initFrom']);
+  const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'restartsAt', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'highNoiseFraction', 'layoutFraction', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun', 'initFrom']);
   const outDir = (o.outDir as string | undefined) ?? worldModelDir();
   const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
   const steps = checkInt(fn, 'steps', o.steps ?? 4000, 1, 10_000_000);
@@ -154,6 +163,8 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   if (typeof objectWeight !== 'number' || !(objectWeight >= 0 && objectWeight <= 100)) throw invalidArgument(`${fn}: objectWeight must be in [0, 100], got ${describe(objectWeight)}`);
   const highNoise = o.highNoiseFraction ?? 0;
   if (typeof highNoise !== 'number' || !(highNoise >= 0 && highNoise <= 1)) throw invalidArgument(`${fn}: highNoiseFraction must be in [0, 1], got ${describe(highNoise)}`);
+  const layoutShare = o.layoutFraction ?? 0;
+  if (typeof layoutShare !== 'number' || !(layoutShare >= 0 && layoutShare <= 1)) throw invalidArgument(`${fn}: layoutFraction must be in [0, 1], got ${describe(layoutShare)}`);
   const saveDtype = o.saveDtype ?? 'f16';
   if (saveDtype !== 'f16' && saveDtype !== 'f32') throw invalidArgument(`${fn}: saveDtype must be 'f16' or 'f32', got ${describe(saveDtype)}`);
   const maxThisRun = o.maxStepsThisRun === undefined ? Infinity : checkInt(fn, 'maxStepsThisRun', o.maxStepsThisRun, 1, 10_000_000);
@@ -174,7 +185,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
 
   const ckpt = join(workDir, 'checkpoint.safetensors');
   // What a checkpoint must have been written with to be resumed (stored in its metadata).
-  const runSettings = { seed: String(seed), batch: String(batch), objectWeight: String(objectWeight), highNoiseFraction: String(highNoise), initFrom: initFrom ?? 'none' };
+  const runSettings = { seed: String(seed), batch: String(batch), objectWeight: String(objectWeight), highNoiseFraction: String(highNoise), layoutFraction: String(layoutShare), initFrom: initFrom ?? 'none' };
   let start = 0;
   if (o.resume !== false && existsSync(ckpt)) {
     const meta = readSafetensorsHeader(ckpt).metadata;
@@ -196,10 +207,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   mkdirSync(workDir, { recursive: true });
 
   for (let step = start; step < end; step++) {
-    const rng = new WorldRandom(seed).fork(`step ${step}`);
-    const samples = Array.from({ length: batch }, (_, i) => worldSample(seed, step * batch + i, WORLD_RESOLUTION));
-    const captions = samples.map((s) => (rng.chance(uncond) ? '' : s.caption));
-    const timesteps = sampleTimesteps(rng, batch, highNoise);
+    const { samples, captions, timesteps } = pretrainBatch(seed, step, batch, { uncondProb: uncond, highNoiseFraction: highNoise, layoutFraction: layoutShare });
     const ids = new Int32Array(batch * 77);
     captions.forEach((c, i) => ids.set(tokenizer.encodePadded(c).ids, i * 77));
     const idTensor = tensor(ids, { shape: [batch, 77] });
@@ -273,6 +281,36 @@ async function overwriteFromModel(fn: string, params: Map<string, Tensor>, dir: 
       for (const t of loaded.values()) if (!t.disposed) t.dispose();
     }
   }
+}
+
+export interface PretrainBatch {
+  samples: WorldSample[];
+  /** The samples' captions, '' where dropped for classifier-free guidance. */
+  captions: string[];
+  timesteps: number[];
+}
+
+/**
+ * The batch of `step`: world samples (caption dropped with probability
+ * uncondProb, timesteps from sampleTimesteps), each replaced with probability
+ * layoutFraction by a layout sample at a timestep in [HIGH_NOISE_FROM, 999].
+ */
+export function pretrainBatch(
+  seed: number, step: number, batch: number,
+  o: { uncondProb: number; highNoiseFraction: number; layoutFraction: number },
+): PretrainBatch {
+  const rng = new WorldRandom(seed).fork(`step ${step}`);
+  const samples = Array.from({ length: batch }, (_, i) => worldSample(seed, step * batch + i, WORLD_RESOLUTION));
+  const captions = samples.map((s) => (rng.chance(o.uncondProb) ? '' : s.caption));
+  const timesteps = sampleTimesteps(rng, batch, o.highNoiseFraction);
+  // Layout samples draw from the generator only when asked for, so runs without them reproduce.
+  for (let i = 0; o.layoutFraction > 0 && i < batch; i++) {
+    if (!rng.chance(o.layoutFraction)) continue;
+    samples[i] = layoutSample(seed, step * batch + i, WORLD_RESOLUTION);
+    if (captions[i] !== '') captions[i] = samples[i].caption;
+    timesteps[i] = rng.int(HIGH_NOISE_FROM, 999);
+  }
+  return { samples, captions, timesteps };
 }
 
 /** Where the high-noise timesteps of sampleTimesteps start. */

@@ -428,3 +428,20 @@ export function worldSample(seed: number, index: number, resolution = 32): World
   const caption = captionOf(scene, rng.fork('caption'));
   return { image: renderScene(scene, resolution), caption, scene };
 }
+
+/**
+ * Sample `index` of the layout stream for `seed`: one object, with a caption
+ * that names every attribute ("a small red circle on the left on a gray
+ * background"). Pretraining shows these at the highest noise levels, where the
+ * caption alone decides the layout (see pretrainWorld's layoutFraction).
+ */
+export function layoutSample(seed: number, index: number, resolution = 32): WorldSample {
+  checkIndex('layoutSample', 'seed', seed);
+  checkIndex('layoutSample', 'index', index);
+  checkResolution('layoutSample', resolution);
+  const rng = new WorldRandom(seed).fork(`layout ${index}`);
+  const scene = sampleScene(rng, { objectCount: 1 });
+  const obj = scene.objects[0];
+  const caption = `a ${obj.size} ${obj.colour} ${obj.shape} ${POSITION_PHRASE[obj.position]} on ${article(scene.background)} ${scene.background} background`;
+  return { image: renderScene(scene, resolution), caption, scene };
+}
