@@ -149,7 +149,7 @@ export const COMMANDS: Record<string, Command> = {
   },
 
   'pretrain-world': {
-    summary: 'pretrain the embedded world model from scratch (about an hour on 2 CPU cores); resumes from its checkpoint',
+    summary: 'pretrain the embedded world model from scratch (about an hour on 2 CPU cores), or a further phase with --init-from; resumes from its checkpoint',
     options: {
       out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes', default: 'lib/world/model' },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },

@@ -100,6 +100,10 @@ export interface PretrainResult {
 
 const UNET = 'unet/';
 const TEXT = 'text_encoder/';
+/** The weight file of each part in the diffusers folder that saveWorldModel writes. */
+const WEIGHT_FILES = [[UNET, 'diffusion_pytorch_model.safetensors'], [TEXT, 'model.safetensors']] as const;
+/** Settings added after the first checkpoints were written: what those runs used, for a checkpoint without them. */
+const SETTINGS_BEFORE_RECORDED: Readonly<Record<string, string>> = { objectWeight: '0', highNoiseFraction: '0', layoutFraction: '0', initFrom: 'none' };
 
 function checkInt(fn: string, name: string, v: unknown, lo: number, hi: number): number {
   if (!Number.isSafeInteger(v) || (v as number) < lo || (v as number) > hi) throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
@@ -190,8 +194,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   if (o.resume !== false && existsSync(ckpt)) {
     const meta = readSafetensorsHeader(ckpt).metadata;
     start = Number(meta.step);
-    // Settings added after the first checkpoints were written default to '0' there.
-    const written = Object.keys(runSettings).map((k) => [k, meta[k] ?? (k === 'seed' || k === 'batch' ? undefined : k === 'initFrom' ? 'none' : '0')] as const);
+    const written = Object.keys(runSettings).map((k) => [k, meta[k] ?? SETTINGS_BEFORE_RECORDED[k]] as const);
     if (!Number.isSafeInteger(start) || start < 0 || written.some(([k, v]) => v !== runSettings[k as keyof typeof runSettings])) {
       throw invalidArgument(`${fn}: ${ckpt} was written by a run with ${written.map(([k, v]) => `${k} ${v}`).join(', ')} (step ${meta.step}); remove it or pass the same settings`);
     }
@@ -260,26 +263,26 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
 
 /** Replaces the initial weights in `params` by those of the world model folder `dir` (same names and shapes, cast to f32). */
 async function overwriteFromModel(fn: string, params: Map<string, Tensor>, dir: string): Promise<void> {
-  for (const [prefix, file] of [[UNET, 'diffusion_pytorch_model.safetensors'], [TEXT, 'model.safetensors']] as const) {
+  for (const [prefix, file] of WEIGHT_FILES) {
     const path = join(dir, prefix, file);
     if (!existsSync(path)) throw invalidArgument(`${fn}: initFrom ${dir} has no ${prefix}${file}`);
-    const loaded = await loadSafetensors(path);
-    try {
-      for (const [n, t] of params) {
-        if (!n.startsWith(prefix)) continue;
-        const src = loaded.get(n.slice(prefix.length));
-        if (src === undefined || src.shape.join() !== t.shape.join()) {
-          throw invalidArgument(`${fn}: ${path}: tensor ${n.slice(prefix.length)} ${src === undefined ? 'is missing' : `has shape [${src.shape}], expected [${t.shape}]`}`);
-        }
+    const loaded = await loadSafetensors(path, { dtype: 'f32' });
+    const names = [...params.keys()].filter((n) => n.startsWith(prefix));
+    // All checked before any is replaced, so a bad file leaves params whole.
+    for (const n of names) {
+      const src = loaded.get(n.slice(prefix.length));
+      const want = params.get(n)!.shape;
+      if (src === undefined || src.shape.join() !== want.join()) {
+        for (const t of loaded.values()) t.dispose();
+        throw invalidArgument(`${fn}: ${path}: tensor ${n.slice(prefix.length)} ${src === undefined ? 'is missing' : `has shape [${src.shape}], expected [${want}]`}`);
       }
-      for (const [n, t] of params) {
-        if (!n.startsWith(prefix)) continue;
-        params.set(n, await loaded.get(n.slice(prefix.length))!.cast('f32'));
-        t.dispose();
-      }
-    } finally {
-      for (const t of loaded.values()) if (!t.disposed) t.dispose();
     }
+    for (const n of names) {
+      params.get(n)!.dispose();
+      params.set(n, loaded.get(n.slice(prefix.length))!);
+      loaded.delete(n.slice(prefix.length));
+    }
+    for (const t of loaded.values()) t.dispose();
   }
 }
 
@@ -300,17 +303,17 @@ export function pretrainBatch(
   o: { uncondProb: number; highNoiseFraction: number; layoutFraction: number },
 ): PretrainBatch {
   const rng = new WorldRandom(seed).fork(`step ${step}`);
-  const samples = Array.from({ length: batch }, (_, i) => worldSample(seed, step * batch + i, WORLD_RESOLUTION));
-  const captions = samples.map((s) => (rng.chance(o.uncondProb) ? '' : s.caption));
+  const dropped = Array.from({ length: batch }, () => rng.chance(o.uncondProb));
   const timesteps = sampleTimesteps(rng, batch, o.highNoiseFraction);
-  // Layout samples draw from the generator only when asked for, so runs without them reproduce.
-  for (let i = 0; o.layoutFraction > 0 && i < batch; i++) {
-    if (!rng.chance(o.layoutFraction)) continue;
-    samples[i] = layoutSample(seed, step * batch + i, WORLD_RESOLUTION);
-    if (captions[i] !== '') captions[i] = samples[i].caption;
-    timesteps[i] = rng.int(HIGH_NOISE_FROM, 999);
-  }
-  return { samples, captions, timesteps };
+  // Layout draws come last and only when asked for, so runs without them consume the generator as before.
+  const samples = Array.from({ length: batch }, (_, i) => {
+    if (o.layoutFraction > 0 && rng.chance(o.layoutFraction)) {
+      timesteps[i] = rng.int(HIGH_NOISE_FROM, 999);
+      return layoutSample(seed, step * batch + i, WORLD_RESOLUTION);
+    }
+    return worldSample(seed, step * batch + i, WORLD_RESOLUTION);
+  });
+  return { samples, captions: samples.map((s, i) => (dropped[i] ? '' : s.caption)), timesteps };
 }
 
 /** Where the high-noise timesteps of sampleTimesteps start. */
@@ -358,6 +361,5 @@ export async function saveWorldModel(outDir: string, weights: Map<string, Tensor
   await json(join(outDir, 'unet', 'config.json'), WORLD_UNET_CONFIG);
   await json(join(outDir, 'text_encoder', 'config.json'), WORLD_TEXT_ENCODER_CONFIG);
   await json(join(outDir, 'scheduler', 'scheduler_config.json'), WORLD_SCHEDULER_CONFIG);
-  await part(UNET, 'diffusion_pytorch_model.safetensors');
-  await part(TEXT, 'model.safetensors');
+  for (const [prefix, file] of WEIGHT_FILES) await part(prefix, file);
 }
