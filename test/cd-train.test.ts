@@ -269,6 +269,37 @@ t('a user regularization folder: captions from .txt files, the class prompt othe
   assert.is((await resume()).losses.length, 1, 'the unchanged folder resumes');
 });
 
+t('per-image prompts: instancePrompts and same-name .txt captions give the same run, the shared prompt another; a resume under other captions is refused', async () => {
+  const f = await setup();
+  const captioned = await conceptFolder(2, [220, 20, 20]);  // the same pixels as f.red
+  const P = 'a <new1> dog on grass';
+  const D = 'photo of a <new1> dog';  // the default instancePrompt
+  writeFileSync(join(captioned, '00.txt'), `${P}\n`);  // 01.png has no caption: it gets the instancePrompt
+  const deltas = async (c: Partial<ConceptSpec>, workDir?: string): Promise<Float32Array[]> => {
+    const r = await trainCustomDiffusion(await base({ ...(workDir ? { workDir } : {}), concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', numRegImages: 2, ...c }] }));
+    return [...r.concept.deltas.values(), r.concept.tokens[0].embedding].map((x) => f32(x));
+  };
+  const fromFiles = await deltas({ images: captioned });
+  assert.equal(await deltas({ instancePrompts: [P, D] }), fromFiles, 'the caption file is image 00\'s prompt, the default image 01\'s');
+  assert.not.equal(await deltas({}), fromFiles, 'the captions change the run');
+  assert.not.equal(await deltas({ instancePrompts: [D, P] }), fromFiles, 'each prompt goes with its own image');
+  // Explicit prompts win over caption files.
+  assert.equal(await deltas({ images: captioned, instancePrompts: [P, D] }), fromFiles);
+  // The captions are part of a checkpoint's identity.
+  const dir = await work();
+  await deltas({ images: captioned }, dir);
+  writeFileSync(join(captioned, '00.txt'), 'a <new1> dog on sand');
+  await assertRejects(() => deltas({ images: captioned }, dir), 'INVALID_ARGUMENT', /written by another run/, /prompts .*on grass.* vs .*on sand/);
+  // Bad captions are named.
+  writeFileSync(join(captioned, '00.txt'), 'a dog on sand');
+  await assertRejects(() => deltas({ images: captioned }), 'INVALID_ARGUMENT', /caption of .*00\.png 'a dog on sand' must contain the token '<new1>'/);
+  writeFileSync(join(captioned, '00.txt'), ' \n');
+  await assertRejects(() => deltas({ images: captioned }), 'INVALID_ARGUMENT', /caption .*00\.txt is empty/);
+  await assertRejects(() => deltas({ instancePrompts: [P] }), 'INVALID_ARGUMENT', /concepts\[0\]\.instancePrompts has 1 prompts for 2 images/);
+  await assertRejects(() => deltas({ instancePrompts: [P, 'a dog'] }), 'INVALID_ARGUMENT', /instancePrompts\[1\] 'a dog' must contain the token '<new1>'/);
+  await assertRejects(() => deltas({ instancePrompts: 'a <new1> dog' as unknown as string[] }), 'INVALID_ARGUMENT', /instancePrompts must be a non-empty array/);
+});
+
 t('memory: a run frees everything but its result, and a failed run frees everything', async () => {
   await trainCustomDiffusion(await base({ steps: 1 })).then(disposeResult);  // first-use caches settle
   const before = await settleGarbage();

@@ -3,14 +3,16 @@
 // figures on the composition prompts (README, "Custom Diffusion on the
 // world"). Measured on this machine (CPU, seed 0, 4 images × 6 prompts,
 // DPM-Solver++ 2M 25 steps):
-//   single 'star' (250 steps):     image alignment 0.329 → 0.604, text 0.542 → 0.521
-//   joint 'star' + 'ring' (500):   image alignment star 0.329 → 0.474, ring 0.030 → 0.528,
-//                                  text 0.542 → 0.479; both concepts ≥ 0.4 in 2 of 12
-//                                  two-object images
-//   merged star + ring (closed form of the two singles, default targets:
-//   the training prompts): image alignment star 0.329 → 0.509, ring 0.030 →
-//   0.331; text 0.500 and 0.438 (the merged pair does not show both concepts
-//   in one image: README)
+//   single 'star' (250 steps, captioned instances and their mirrors, the
+//   default): image alignment 0.329 → 0.718, text 0.542 → 0.521
+//   merged star + ring (closed form of two such singles, default targets:
+//   the training prompts): image alignment star 0.329 → 0.702, ring 0.030 →
+//   0.523; text 0.604 and 0.479; both concepts ≥ 0.4 in 2 of 12 two-object
+//   images
+//   joint 'star' + 'ring' (500, captions: false, the paper's augmentation):
+//   image alignment star 0.329 → 0.474, ring 0.030 → 0.528, text 0.542 →
+//   0.479; both concepts ≥ 0.4 in 2 of 12 two-object images (captioned: 0 of
+//   12, the star takes both places: README)
 // The thresholds below sit under those figures; the trainer's SD default lr
 // (1e-5 here) fails them (image alignment 0.005: the model draws empty scenes).
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -30,7 +32,7 @@ import { mergeConcepts } from '../lib/custom-diffusion/merge.js';
 import { readSafetensorsHeader } from '../lib/io/safetensors.js';
 import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
 import { worldModelDir } from '../lib/world/model-path.js';
-import { scoreWorldConcept, teachWorldConcepts } from '../lib/world/teach.js';
+import { mirroredInstances, scoreWorldConcept, teachWorldConcepts } from '../lib/world/teach.js';
 import { assertRejects } from './helpers.js';
 
 const t = suite('custom-diffusion.world');
@@ -44,16 +46,29 @@ t('a single concept: image alignment rises clearly, text alignment stays close t
   const s = await scoreWorldConcept(star, 0, 'star');
   const img = [s.base.imageAlignment!.mean, s.trained.imageAlignment!.mean];
   const text = [s.base.textAlignment.mean, s.trained.textAlignment.mean];
-  assert.ok(img[1] >= img[0] + 0.15, `image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.15 (measured +0.275)`);
+  assert.ok(img[1] >= img[0] + 0.25, `image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.25 (measured +0.389)`);
   assert.ok(text[1] >= text[0] - 0.1, `text alignment ${text[0].toFixed(3)} → ${text[1].toFixed(3)}, want a drop ≤ 0.1 (measured −0.021)`);
   assert.is(star.tokens[0].prompt, 'a <new1> shape', 'trained on a prompt in the world grammar');
 });
 
 const PAIR_PROMPTS = ['a <new1> shape on the left and a <new2> shape on the right', 'a <new2> shape at the top and a <new1> shape at the bottom', 'a <new1> shape and a <new2> shape'];
 
+// Both concepts named in one prompt, at two places or none.
+const refs = (ids: readonly string[]): Uint8Array[][] => ids.map((id) => conceptImages(id, { count: 5, resolution: 32, seed: 0 }).map((c) => c.image));
+async function pairPresence(concept: ConceptWeights, ids: readonly string[]): Promise<number[][]> {
+  const pipe = await StableDiffusionPipeline.fromPretrained(worldModelDir(), { scheduler: 'dpm++2m' });
+  try {
+    await applyConcepts(pipe, [concept]);
+    const e = await evaluate({ model: pipe, prompts: PAIR_PROMPTS, imagesPerPrompt: 4, steps: 25, seed: 0 });
+    return e.images.map((im) => conceptPresence(im, refs(ids), 32));
+  } finally {
+    pipe.dispose();
+  }
+}
+
 t('two concepts trained jointly: both are learned and both appear in one image', async () => {
   const ids = ['star', 'ring'];
-  const r = await teachWorldConcepts({ concepts: ids, quiet: true });
+  const r = await teachWorldConcepts({ concepts: ids, captions: false, quiet: true });
   try {
     for (const [i, id] of ids.entries()) {
       const s = await scoreWorldConcept(r.concept, i, id);
@@ -61,26 +76,18 @@ t('two concepts trained jointly: both are learned and both appear in one image',
       assert.ok(img[1] >= img[0] + 0.07, `${id}: image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.07`);
       assert.ok(s.trained.textAlignment.mean >= s.base.textAlignment.mean - 0.15, `${id}: text alignment ${s.base.textAlignment.mean.toFixed(3)} → ${s.trained.textAlignment.mean.toFixed(3)}`);
     }
-    const pipe = await StableDiffusionPipeline.fromPretrained(worldModelDir(), { scheduler: 'dpm++2m' });
-    try {
-      await applyConcepts(pipe, [r.concept]);
-      const e = await evaluate({ model: pipe, prompts: PAIR_PROMPTS, imagesPerPrompt: 4, steps: 25, seed: 0 });
-      const refs = ids.map((id) => conceptImages(id, { count: 5, resolution: 32, seed: 0 }).map((c) => c.image));
-      const presence = e.images.map((im) => conceptPresence(im, refs, 32));
-      const both = presence.filter((p) => p.every((x) => x >= 0.4)).length;
-      assert.ok(both >= 1, `both concepts ≥ 0.4 in ${both} of ${presence.length} two-object images (measured 2)`);
-      // The ring, which the base model never draws, is present in most of them.
-      const ringMean = presence.reduce((a, p) => a + p[1], 0) / presence.length;
-      assert.ok(ringMean >= 0.3, `mean ring presence ${ringMean.toFixed(3)} (measured 0.476)`);
-    } finally {
-      pipe.dispose();
-    }
+    const presence = await pairPresence(r.concept, ids);
+    const both = presence.filter((p) => p.every((x) => x >= 0.4)).length;
+    assert.ok(both >= 1, `both concepts ≥ 0.4 in ${both} of ${presence.length} two-object images (measured 2)`);
+    // The ring, which the base model never draws, is present in most of them.
+    const ringMean = presence.reduce((a, p) => a + p[1], 0) / presence.length;
+    assert.ok(ringMean >= 0.3, `mean ring presence ${ringMean.toFixed(3)} (measured 0.476)`);
   } finally {
     disposeConcept(r.concept);
   }
 });
 
-t('two concepts trained apart and merged in closed form: each is kept on its own prompts', async () => {
+t('two concepts trained apart and merged in closed form: each is kept on its own prompts, and both appear in one image', async () => {
   assert.ok(star, 'the first test trained the star');
   const ring = (await teachWorldConcepts({ concepts: ['ring'], tokens: ['<new2>'], quiet: true })).concept;
   try {
@@ -91,9 +98,12 @@ t('two concepts trained apart and merged in closed form: each is kept on its own
       for (const [i, id] of ['star', 'ring'].entries()) {
         const s = await scoreWorldConcept(m.concept, i, id);
         const img = [s.base.imageAlignment!.mean, s.trained.imageAlignment!.mean];
-        assert.ok(img[1] >= img[0] + 0.1, `merged ${id}: image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.1`);
+        assert.ok(img[1] >= img[0] + 0.25, `merged ${id}: image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.25 (measured +0.373, +0.493)`);
         assert.ok(s.trained.textAlignment.mean >= s.base.textAlignment.mean - 0.15, `merged ${id}: text alignment ${s.base.textAlignment.mean.toFixed(3)} → ${s.trained.textAlignment.mean.toFixed(3)}`);
       }
+      const presence = await pairPresence(m.concept, ['star', 'ring']);
+      const both = presence.filter((p) => p.every((x) => x >= 0.4)).length;
+      assert.ok(both >= 1, `merged: both concepts ≥ 0.4 in ${both} of ${presence.length} two-object images (measured 2)`);
     } finally {
       disposeConcept(m.concept);
     }
@@ -102,19 +112,30 @@ t('two concepts trained apart and merged in closed form: each is kept on its own
   }
 });
 
-t('teachWorldConcepts passes lr, steps and augmentation to the trainer (recorded in its checkpoint)', async () => {
+t('teachWorldConcepts passes lr, steps, captions and augmentation to the trainer (recorded in its checkpoint)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-world-'));
+  const other = await mkdtemp(join(tmpdir(), 'imprint-cd-world-'));
   try {
-    const r = await teachWorldConcepts({ concepts: ['ring'], steps: 2, lr: 5e-4, numRegImages: 1, augment: false, workDir: dir, quiet: true });
+    const r = await teachWorldConcepts({ concepts: ['ring'], steps: 2, lr: 5e-4, numRegImages: 1, workDir: dir, quiet: true });
     disposeConcept(r.concept);
     assert.is(r.losses.length, 2);
     const meta = readSafetensorsHeader(join(dir, 'checkpoint.safetensors')).metadata;
-    assert.is(JSON.parse(meta.augment).augment, false);
+    assert.equal(JSON.parse(meta.augment), { augment: false, hflip: false, variants: 10 }, 'captions name positions: no augmentation, no flips');
+    const prompts = JSON.parse(meta.prompts)[0];
+    assert.is(prompts.instance, 'a <new1> shape');
+    assert.equal(prompts.images, (await mirroredInstances('ring', '<new1>')).prompts, 'the five instances and their mirrors, each with its caption');
     assert.is(meta.step, '2');
     assert.is(Number(meta.lr), 5e-4 * 2 * 2, 'the base lr, scaled by batch 2 and the prior');
+    // Without captions: one prompt for the five images, the paper's augmentation and flips.
+    disposeConcept((await teachWorldConcepts({ concepts: ['ring'], steps: 1, numRegImages: 1, captions: false, workDir: other, quiet: true })).concept);
+    const plain = readSafetensorsHeader(join(other, 'checkpoint.safetensors')).metadata;
+    assert.equal(JSON.parse(plain.augment), { augment: true, hflip: true, variants: 10 });
+    assert.is(JSON.parse(plain.prompts)[0].images, undefined);
     await assertRejects(() => teachWorldConcepts({ concepts: ['ring'], augment: 'no' as unknown as boolean, quiet: true }), 'INVALID_ARGUMENT', /augment/);
+    await assertRejects(() => teachWorldConcepts({ concepts: ['ring'], captions: 1 as unknown as boolean, quiet: true }), 'INVALID_ARGUMENT', /captions must be a boolean/);
   } finally {
     await rm(dir, { recursive: true, force: true });
+    await rm(other, { recursive: true, force: true });
   }
 });
 

@@ -3,6 +3,7 @@
 // pixel facts, the caption parser, held-out concepts, and bad input.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -12,6 +13,8 @@ import {
   captionOf, conceptImages, layoutSample, parseCaption, renderScene, sampleScene, worldSample,
   type Scene, type WorldObject,
 } from '../lib/world/index.js';
+import { textAlignment } from '../lib/world/metrics.js';
+import { conceptCaptions, mirroredInstances } from '../lib/world/teach.js';
 import { assertRejects } from './helpers.js';
 
 const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
@@ -276,6 +279,30 @@ t('held-out concepts: same identity across instances, varied layout, never a con
   const top = o.cy - o.extent / 2;
   const band = (k: number) => pixel(striped.image, 64, Math.floor(o.cx * 64), Math.floor((top + (k + 0.5) * o.extent / 5) * 64));
   assert.equal([band(0), band(1), band(2), band(3), band(4)], [PALETTE.blue, PALETTE.white, PALETTE.blue, PALETTE.white, PALETTE.blue].map((c) => [...c]));
+});
+
+t('training captions of the held-out concepts: true of their images by the geometric metric; mirrors are flipped pixels with left and right swapped', async () => {
+  for (const spec of CONCEPTS) {
+    const { images, prompts } = await mirroredInstances(spec.id, '<new3>');
+    assert.is(images.length, 10);
+    assert.equal(prompts.slice(0, 5), conceptCaptions(spec.id, '<new3>'));
+    const raw = await Promise.all(images.map(async (png) => new Uint8Array(await sharp(png).raw().toBuffer())));
+    for (let i = 0; i < 10; i++) {
+      assert.ok(prompts[i].startsWith(`a <new3> ${spec.classWord} `), prompts[i]);
+      // Position and background named, each true: the metric scores every attribute it asks for.
+      assert.ok(/ (on the left|on the right|at the top|at the bottom|in the center) on an? [a-z]+ background$/.test(prompts[i]), prompts[i]);
+      assert.is(textAlignment(raw[i], prompts[i]), 1, `${spec.id} ${i}: '${prompts[i]}'`);
+    }
+    for (let i = 0; i < 5; i++) {
+      for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) assert.equal(pixel(raw[5 + i], 32, x, y), pixel(raw[i], 32, 31 - x, y));
+      const swapped = prompts[i].includes('on the left') ? prompts[i].replace('on the left', 'on the right') : prompts[i].replace('on the right', 'on the left');
+      assert.is(prompts[5 + i], swapped);
+    }
+    // Each concept's five instances cover all five positions, so the mirrors name both sides too.
+    assert.ok(prompts.some((p) => p.includes('on the left')) && prompts.some((p) => p.includes('on the right')));
+    // The metric is not fooled: purple is never a background.
+    assert.ok(textAlignment(raw[0], prompts[0].replace(/on an? [a-z]+ background$/, 'on a purple background')) < 1, 'a false background is caught');
+  }
 });
 
 t('bad input: ImprintError naming the argument', async () => {

@@ -49,7 +49,7 @@ export const COMMANDS: Record<string, Command> = {
       const id = str(v, 'teach');
       if (id !== undefined) {
         const spec = conceptById(id, 'imprint demo');
-        process.stdout.write(`2. Custom Diffusion: teaching <new1> ${spec.classWord} = ${spec.description} from ${conceptImages(id).length} images it has never seen\n`);
+        process.stdout.write(`2. Custom Diffusion: teaching <new1> ${spec.classWord} = ${spec.description} from ${conceptImages(id).length} images it has never seen (and their mirror images), each captioned with its position and background\n`);
         const trained = await teachWorldConcepts({ concepts: [id], model: dir, steps: num(v, 'train-steps') ?? 250 });
         try {
           const s = await scoreWorldConcept(trained.concept, 0, id, { model: dir, imagesPerPrompt: n, steps: sample.steps, seed: sample.seed });

@@ -1,6 +1,7 @@
 // Training images for Custom Diffusion: a folder, a list of files or encoded
-// buffers, decoded to RGB once; captioned folders (image + same-name .txt)
-// for regularization. Every failure names the file it is about.
+// buffers, decoded to RGB once, with same-name .txt captions where a file
+// has one (per-image instance prompts; regularization captions). Every
+// failure names the file it is about.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
@@ -44,23 +45,51 @@ export async function decodeImage(fn: string, name: string, input: string | Buff
   }
 }
 
-/** Every image of `source`, decoded; `what` names the option in messages (e.g. "concepts[0].images"). */
-export async function loadImages(fn: string, what: string, source: unknown): Promise<RgbImage[]> {
-  let entries: Array<{ name: string; input: string | Buffer }>;
-  if (typeof source === 'string') {
-    entries = listImageFiles(fn, what, source).map((f) => ({ name: f, input: f }));
-  } else if (Array.isArray(source)) {
+interface ImageEntry {
+  name: string;
+  input: string | Buffer;
+}
+
+/** The entries of an image source, in order: a folder's files sorted by name, or the list as given. */
+function imageEntries(fn: string, what: string, source: unknown): ImageEntry[] {
+  if (typeof source === 'string') return listImageFiles(fn, what, source).map((f) => ({ name: f, input: f }));
+  if (Array.isArray(source)) {
     if (source.length === 0) throw invalidArgument(`${fn}: ${what} must not be empty`);
-    entries = source.map((s: unknown, i) => {
+    return source.map((s: unknown, i) => {
       if (typeof s === 'string') return { name: s, input: s };
       if (s instanceof Uint8Array) return { name: `${what}[${i}]`, input: Buffer.from(s.buffer, s.byteOffset, s.byteLength) };
       throw invalidArgument(`${fn}: ${what}[${i}] must be an image path or an encoded image Buffer, got ${describe(s)}`);
     });
-  } else {
-    throw invalidArgument(`${fn}: ${what} must be a folder path, a list of image paths or a list of image Buffers, got ${describe(source)}`);
   }
-  const out: RgbImage[] = [];
-  for (const e of entries) out.push(await decodeImage(fn, e.name, e.input));
+  throw invalidArgument(`${fn}: ${what} must be a folder path, a list of image paths or a list of image Buffers, got ${describe(source)}`);
+}
+
+/**
+ * The caption of an image file: its same-name .txt (trimmed), or undefined
+ * when there is none. An empty caption file is an error, not a silent default.
+ */
+export function captionBeside(fn: string, file: string): string | undefined {
+  const txt = file.slice(0, file.length - extname(file).length) + '.txt';
+  if (!existsSync(txt)) return undefined;
+  const caption = readFileSync(txt, 'utf8').trim();
+  if (caption.length === 0) throw invalidArgument(`${fn}: caption ${txt} is empty`);
+  return caption;
+}
+
+/** An image of a source and its caption file's text, when it is a file with a same-name .txt. */
+export interface SourceImage {
+  image: RgbImage;
+  caption?: string;
+}
+
+/** As loadImages, with each image file's same-name .txt caption where there is one (Buffers have none). */
+export async function loadImagesWithCaptions(fn: string, what: string, source: unknown): Promise<SourceImage[]> {
+  const out: SourceImage[] = [];
+  for (const e of imageEntries(fn, what, source)) {
+    const image = await decodeImage(fn, e.name, e.input);
+    const caption = typeof e.input === 'string' ? captionBeside(fn, e.input) : undefined;
+    out.push(caption === undefined ? { image } : { image, caption });
+  }
   return out;
 }
 
@@ -77,14 +106,6 @@ export interface CaptionedImage {
 export async function loadCaptionedFolder(fn: string, what: string, dir: string, fallback: string, limit: number): Promise<CaptionedImage[]> {
   const files = listImageFiles(fn, what, dir).slice(0, limit);
   const out: CaptionedImage[] = [];
-  for (const f of files) {
-    const txt = f.slice(0, f.length - extname(f).length) + '.txt';
-    let caption = fallback;
-    if (existsSync(txt)) {
-      caption = readFileSync(txt, 'utf8').trim();
-      if (caption.length === 0) throw invalidArgument(`${fn}: caption ${txt} is empty`);
-    }
-    out.push({ image: await decodeImage(fn, f, f), caption });
-  }
+  for (const f of files) out.push({ image: await decodeImage(fn, f, f), caption: captionBeside(fn, f) ?? fallback });
   return out;
 }

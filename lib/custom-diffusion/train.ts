@@ -35,7 +35,7 @@ import { Progress } from '../train/progress.js';
 import { checkOptions, describe, isPlainObject } from '../validate.js';
 import { WorldRandom } from '../world/random.js';
 import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type AugmentSettings, type RgbImage } from './augment.js';
-import { loadImages, type CaptionedImage, type ImageSource } from './data.js';
+import { loadImagesWithCaptions, type CaptionedImage, type ImageSource, type SourceImage } from './data.js';
 import { modelFingerprint } from './fingerprint.js';
 import { folderRegularization, generatedRegularization } from './regularization.js';
 import type { ConceptWeights, CustomDiffusionMode } from './types.js';
@@ -53,7 +53,16 @@ export interface ConceptSpec {
   classWord: string;
   /** Default `photo of a ${token} ${classWord}`. */
   instancePrompt?: string;
-  /** The concept's images: a folder, a list of paths, or encoded image Buffers. */
+  /**
+   * One prompt per image, in the images' order (a folder's: sorted by file
+   * name), each naming the token: captions that say what else is in the
+   * picture ("a <new1> toy on a beach") let the token hold the subject alone.
+   * Without it an image file's same-name .txt is its prompt, and
+   * instancePrompt that of images with neither. Words about where the subject
+   * is or how big go stale under augment and hflip: turn those off for them.
+   */
+  instancePrompts?: readonly string[];
+  /** The concept's images: a folder, a list of paths, or encoded image Buffers; an image file's same-name .txt is its prompt (see instancePrompts). */
   images: ImageSource;
   /** Prompt of the generated regularization images (and caption of uncaptioned folder images); default `photo of a ${classWord}`. */
   classPrompt?: string;
@@ -120,7 +129,7 @@ export interface TrainCustomDiffusionResult {
 }
 
 const ROWS = 'token_embedding.new_rows';
-const CONCEPT_KEYS = ['token', 'initializer', 'classWord', 'instancePrompt', 'images', 'classPrompt', 'regImages', 'numRegImages'];
+const CONCEPT_KEYS = ['token', 'initializer', 'classWord', 'instancePrompt', 'instancePrompts', 'images', 'classPrompt', 'regImages', 'numRegImages'];
 const OPTION_KEYS = ['model', 'concepts', 'mode', 'steps', 'batchSize', 'lr', 'scaleLr', 'priorLossWeight', 'augment', 'hflip', 'augmentVariants', 'seed',
   'resolution', 'regSteps', 'workDir', 'checkpointEvery', 'resume', 'maxLoss', 'onProgress', 'quiet', 'device'];
 
@@ -150,10 +159,32 @@ interface Concept {
   initializer: string;
   classWord: string;
   instancePrompt: string;
+  instancePrompts?: string[];
   classPrompt: string;
   images: ImageSource;
   regImages?: string;
   numRegImages: number;
+}
+
+/** `prompt` when it names `token` as a word: without the token in its prompt the token's row would never get a gradient. */
+function checkNamesToken(fn: string, what: string, prompt: string, token: string): string {
+  if (!prompt.split(/\s+/).includes(token)) throw invalidArgument(`${fn}: ${what} '${prompt}' must contain the token '${token}' as a word`);
+  return prompt;
+}
+
+/**
+ * The prompt of every image of every concept: instancePrompts, else the
+ * image file's caption, else instancePrompt.
+ */
+function imagePrompts(fn: string, concepts: Concept[], loaded: SourceImage[][]): string[][] {
+  return concepts.map((c, i) => {
+    const list = c.instancePrompts;
+    if (list !== undefined && list.length !== loaded[i].length) {
+      throw invalidArgument(`${fn}: concepts[${i}].instancePrompts has ${list.length} prompts for ${loaded[i].length} images`);
+    }
+    return loaded[i].map((im, k) => list?.[k]
+      ?? (im.caption === undefined ? c.instancePrompt : checkNamesToken(fn, `concepts[${i}] caption of ${im.image.name}`, im.caption, c.token)));
+  });
 }
 
 function checkConcepts(fn: string, list: unknown): Concept[] {
@@ -170,14 +201,18 @@ function checkConcepts(fn: string, list: unknown): Concept[] {
     if (c.initializer === undefined && i >= DEFAULT_INITIALIZERS.length) throw invalidArgument(`${fn}: ${at}.initializer is required (defaults exist for the first ${DEFAULT_INITIALIZERS.length} concepts)`);
     const classWord = str(fn, `${at}.classWord`, c.classWord);
     if (c.images === undefined) throw invalidArgument(`${fn}: ${at}.images is required (a folder, image paths or image Buffers)`);
-    const instancePrompt = str(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`);
-    // Without the token in its prompt the token's row would never get a gradient.
-    if (!instancePrompt.split(/\s+/).includes(token)) throw invalidArgument(`${fn}: ${at}.instancePrompt '${instancePrompt}' must contain the token '${token}' as a word`);
+    const instancePrompt = checkNamesToken(fn, `${at}.instancePrompt`, str(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`), token);
+    let instancePrompts: string[] | undefined;
+    if (c.instancePrompts !== undefined) {
+      if (!Array.isArray(c.instancePrompts) || c.instancePrompts.length === 0) throw invalidArgument(`${fn}: ${at}.instancePrompts must be a non-empty array of prompts, one per image, got ${describe(c.instancePrompts)}`);
+      instancePrompts = c.instancePrompts.map((p: unknown, k) => checkNamesToken(fn, `${at}.instancePrompts[${k}]`, str(fn, `${at}.instancePrompts[${k}]`, p), token));
+    }
     return {
       token,
       initializer: str(fn, `${at}.initializer`, c.initializer, DEFAULT_INITIALIZERS[i]),
       classWord,
       instancePrompt,
+      ...(instancePrompts ? { instancePrompts } : {}),
       classPrompt: str(fn, `${at}.classPrompt`, c.classPrompt, `photo of a ${classWord}`),
       images: c.images as ImageSource,
       regImages: c.regImages === undefined ? undefined : str(fn, `${at}.regImages`, c.regImages),
@@ -299,8 +334,10 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
   const lr = scaleLr ? baseLr * batch * (prior ? 2 : 1) : baseLr;
 
   // Everything the run needs from the files comes first, so bad input fails before any work.
-  const instanceImages: RgbImage[][] = [];
-  for (let i = 0; i < concepts.length; i++) instanceImages.push(await loadImages(fn, `concepts[${i}].images`, concepts[i].images));
+  const loadedImages: SourceImage[][] = [];
+  for (let i = 0; i < concepts.length; i++) loadedImages.push(await loadImagesWithCaptions(fn, `concepts[${i}].images`, concepts[i].images));
+  const instanceImages: RgbImage[][] = loadedImages.map((list) => list.map((s) => s.image));
+  const promptsOfImages = imagePrompts(fn, concepts, loadedImages);
 
   let model: LoadedDiffusersModel;
   try {
@@ -431,7 +468,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
           const mask = augmentMask(plan, settings);
           if (mask.every((m) => m === 0)) mask.fill(1);
           const latent = await latentOf(`instance/${c}/${i}/${v}`, async () => (await augmentImage(instanceImages[c][i], plan, settings)).pixels);
-          list.push({ latent, mask, prompt: plan.prefix + concepts[c].instancePrompt });
+          list.push({ latent, mask, prompt: plan.prefix + promptsOfImages[c][i] });
         }
       }
       instances.push(list);
@@ -467,7 +504,11 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       const identity = {
         seed: String(seed), mode, batch: String(batch), tokens: JSON.stringify(concepts.map((c) => c.token)), fingerprint, resolution: String(resolution),
         lr: String(lr), priorLossWeight: String(priorWeight), augment: JSON.stringify({ augment, hflip, variants }),
-        prompts: JSON.stringify(concepts.map((c) => ({ instance: c.instancePrompt, class: c.classPrompt, initializer: c.initializer }))),
+        prompts: JSON.stringify(concepts.map((c, i) => ({
+          instance: c.instancePrompt, class: c.classPrompt, initializer: c.initializer,
+          // Only when captions differ, so runs without them keep the identity they always had.
+          ...(promptsOfImages[i].some((p) => p !== c.instancePrompt) ? { images: promptsOfImages[i] } : {}),
+        }))),
         data: dataDigest(instanceImages, regSets),
       };
       let start = 0;

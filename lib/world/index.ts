@@ -24,4 +24,4 @@ export {
   evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS,
   type EvaluateOptions, type EvaluateResult, type PromptScores,
 } from './evaluate.js';
-export { COMPOSITION_TEMPLATES, conceptPngs, scoreWorldConcept, teachWorldConcepts, type ConceptScores, type TeachWorldOptions } from './teach.js';
+export { COMPOSITION_TEMPLATES, conceptCaptions, conceptPngs, instanceCaption, scoreWorldConcept, teachWorldConcepts, type ConceptScores, type TeachWorldOptions } from './teach.js';

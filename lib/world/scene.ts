@@ -57,7 +57,7 @@ export const POSITION_ANCHOR: Readonly<Record<Position, readonly [number, number
 const POSITION_JITTER = 0.04;
 /** Gap kept between an object and the image edge, as a fraction of the side. */
 const EDGE_MARGIN = 0.03;
-const POSITION_PHRASE: Readonly<Record<Position, string>> = {
+export const POSITION_PHRASE: Readonly<Record<Position, string>> = {
   left: 'on the left',
   right: 'on the right',
   top: 'at the top',

@@ -14,6 +14,7 @@ import { checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages } from './concepts.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
 import { WORLD_RESOLUTION } from './model-config.js';
+import { POSITION_PHRASE, type Scene } from './scene.js';
 import { worldModelDir } from './model-path.js';
 
 /** Scenes the concept never appeared in during training: position, background, size, a second object. */
@@ -41,8 +42,31 @@ export interface TeachWorldOptions {
   workDir?: string;
   quiet?: boolean;
   mode?: TrainCustomDiffusionOptions['mode'];
-  /** The paper's rescale-and-paste augmentation (default true); see trainCustomDiffusion. */
+  /**
+   * Each instance image's prompt names its position and background ("a <new1>
+   * shape on the left on a blue background"), so the token learns the object
+   * alone and the scene words keep their meaning; the five images are joined
+   * by their mirror images, "left" and "right" swapped (default true).
+   * Augmentation and random flips would make those words wrong, so they
+   * default to off with it. Figures in the README.
+   */
+  captions?: boolean;
+  /** The paper's rescale-and-paste augmentation (default: on without captions, off with them); see trainCustomDiffusion. */
   augment?: boolean;
+  /** Random horizontal flips (default: as augment). */
+  hflip?: boolean;
+}
+
+/** "a <new1> shape on the left on a blue background": an instance's scene in the world's grammar, with the token before the class word. */
+export function instanceCaption(scene: Scene, token: string, classWord: string): string {
+  const obj = scene.objects[0];
+  return `a ${token} ${classWord} ${POSITION_PHRASE[obj.position]} on ${/^[aeiou]/.test(scene.background) ? 'an' : 'a'} ${scene.background} background`;
+}
+
+/** The prompts of conceptPngs(id, count)'s images, in order (see instanceCaption). */
+export function conceptCaptions(id: string, token: string, count = 5): string[] {
+  const { classWord } = conceptById(id, 'conceptCaptions');
+  return conceptImages(id, { count, resolution: WORLD_RESOLUTION, seed: 0 }).map((c) => instanceCaption(c.scene, token, classWord));
 }
 
 /** The instance images of a world concept as PNG buffers, the form the trainer reads. */
@@ -51,10 +75,22 @@ export async function conceptPngs(id: string, count = 5): Promise<Buffer[]> {
     sharp(Buffer.from(c.image), { raw: { width: WORLD_RESOLUTION, height: WORLD_RESOLUTION, channels: 3 } }).png().toBuffer()));
 }
 
+const MIRRORED: Readonly<Record<string, string>> = { 'on the left': 'on the right', 'on the right': 'on the left' };
+
+/** conceptPngs and conceptCaptions, plus each image mirrored left to right with its caption's left and right swapped. */
+export async function mirroredInstances(id: string, token: string, count = 5): Promise<{ images: Buffer[]; prompts: string[] }> {
+  const pngs = await conceptPngs(id, count);
+  const prompts = conceptCaptions(id, token, count);
+  const flipped = await Promise.all(pngs.map((p) => sharp(p).flop().png().toBuffer()));
+  return { images: [...pngs, ...flipped], prompts: [...prompts, ...prompts.map((p) => p.replace(/on the (left|right)/, (m) => MIRRORED[m]))] };
+}
+
 /** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
   const fn = 'teachWorldConcepts';
-  const o = checkOptions(fn, options, ['concepts', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'augment']);
+  const o = checkOptions(fn, options, ['concepts', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip']);
+  if (o.captions !== undefined && typeof o.captions !== 'boolean') throw invalidArgument(`${fn}: captions must be a boolean, got ${describe(o.captions)}`);
+  const captions = o.captions !== false;
   const ids = o.concepts as readonly string[];
   if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
   const tokens = (o.tokens ?? ids.map((_, i) => `<new${i + 1}>`)) as readonly string[];
@@ -66,8 +102,9 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
     // Prompts in the world's own grammar: its captions never say "photo of", so
     // the trainer's default prompts would be out of distribution for this model.
     return {
-      token: tokens[i], classWord: c.classWord, images: await conceptPngs(id), numRegImages: (o.numRegImages ?? 24) as number,
+      token: tokens[i], classWord: c.classWord, numRegImages: (o.numRegImages ?? 24) as number,
       instancePrompt: `a ${tokens[i]} ${c.classWord}`, classPrompt: `a ${c.classWord}`,
+      ...(captions ? await mirroredInstances(id, tokens[i]).then((m) => ({ images: m.images, instancePrompts: m.prompts })) : { images: await conceptPngs(id) }),
     };
   }));
   const train: TrainCustomDiffusionOptions = {
@@ -80,11 +117,14 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
   };
   // The world model is tiny and was pretrained at lr 1e-3; SD's 1e-5 barely
   // moves it in 250 steps (measured on 'star': image alignment 0.329 → 0.005
-  // at 1e-5, 0.417 at 2.5e-4, 0.604 at 1e-3; scaled by batch and prior as usual).
+  // at 1e-5, 0.417 at 2.5e-4, 0.604 at 1e-3, with captions: false; scaled by
+  // batch and prior as usual).
   train.lr = (o.lr ?? 1e-3) as number;
   if (o.mode !== undefined) train.mode = o.mode as TrainCustomDiffusionOptions['mode'];
   if (o.workDir !== undefined) train.workDir = o.workDir as string;
-  if (o.augment !== undefined) train.augment = o.augment as boolean;
+  const augment = (o.augment ?? !captions) as boolean;
+  train.augment = augment;
+  train.hflip = (o.hflip ?? augment) as boolean;
   return trainCustomDiffusion(train);
 }
 
