@@ -2,7 +2,7 @@
 // (the loss falls on a repeated batch is not asserted here; the shipped
 // model's quality is), resume from a checkpoint gives bit-identical weights,
 // the written folder loads as a pixel-space pipeline, and bad options fail.
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -185,7 +185,16 @@ t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused'
   await assertRejects(() => pretrainWorld({ steps: 0 }), 'INVALID_ARGUMENT', /steps must be an integer in \[1/);
   await assertRejects(() => pretrainWorld({ lr: -1 }), 'INVALID_ARGUMENT', /lr must be in \(0, 1\)/);
   await assertRejects(() => pretrainWorld({ bogus: 1 } as never), 'INVALID_ARGUMENT', /bogus/);
-  await assertRejects(() => pretrainWorld({ outDir: join(work, 'empty') }), 'INVALID_ARGUMENT', /must hold the CLIP tokenizer/);
+});
+
+t('a new out folder gets the packaged tokenizer, byte for byte, and nothing half-copied', async () => {
+  const out = join(work, 'new', 'model');
+  await pretrainWorld({ ...common, steps: 1, outDir: out, workDir: join(work, 'new', 'work') });
+  const packaged = join(worldModelDir(), 'tokenizer');
+  const names = readdirSync(packaged).sort();
+  assert.equal(readdirSync(join(out, 'tokenizer')).sort(), names);
+  for (const n of names) assert.ok(readFileSync(join(out, 'tokenizer', n)).equals(readFileSync(join(packaged, n))), n);
+  assert.equal(readdirSync(out).filter((n) => n.includes('.tmp')), []);
 });
 
 t.after(() => rmSync(work, { recursive: true, force: true }));

@@ -151,7 +151,7 @@ export const COMMANDS: Record<string, Command> = {
   'pretrain-world': {
     summary: 'pretrain the embedded world model from scratch (about an hour on 2 CPU cores), or a further phase with --init-from; resumes from its checkpoint',
     options: {
-      out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes', default: 'lib/world/model' },
+      out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes (a new one gets the tokenizer of --init-from or of the packaged model)', default: 'lib/world/model' },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },
       steps: { type: 'string', arg: 'n', help: 'training steps', default: 4000 },
       'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: 16 },

@@ -9,9 +9,9 @@
 // colour wherever the noisy input leaves the pixel uncertain, so objects grow
 // into blobs that fill the picture (measured: at weight 4, 41/52 colours right
 // but 8/52 shapes, 4/24 positions, 0/8 sizes after 2000 steps).
-import { existsSync, mkdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
 import { randn, tensor } from '../creation.js';
@@ -35,7 +35,7 @@ import { layoutSample, PALETTE, worldSample, type WorldSample } from './scene.js
 import { worldModelDir } from './model-path.js';
 
 export interface PretrainOptions {
-  /** Where the finished diffusers folder goes (default: the package's lib/world/model). */
+  /** Where the finished diffusers folder goes (default: the package's lib/world/model); a new folder gets initFrom's or the packaged tokenizer. */
   outDir?: string;
   /** Checkpoints (default `${outDir}/../world-pretrain`). */
   workDir?: string;
@@ -175,7 +175,7 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const initFrom = o.initFrom;
   if (initFrom !== undefined && typeof initFrom !== 'string') throw invalidArgument(`${fn}: initFrom must be a world model folder, got ${describe(initFrom)}`);
   const tokDir = join(outDir, 'tokenizer');
-  if (!existsSync(join(tokDir, 'vocab.json'))) throw invalidArgument(`${fn}: ${tokDir} must hold the CLIP tokenizer (vocab.json, merges.txt)`);
+  if (!existsSync(join(tokDir, 'vocab.json'))) copyTokenizer(fn, tokDir, initFrom);
 
   const tokenizer = await ClipTokenizer.fromFolder(tokDir);
   const unetCfg = parseUNetConfig(WORLD_UNET_CONFIG, fn);
@@ -335,6 +335,21 @@ export const HIGH_NOISE_FROM = 950;
 export function sampleTimesteps(rng: WorldRandom, batch: number, highNoiseFraction: number): number[] {
   if (highNoiseFraction === 0) return Array.from({ length: batch }, () => rng.int(0, 999));
   return Array.from({ length: batch }, () => (rng.chance(highNoiseFraction) ? rng.int(HIGH_NOISE_FROM, 999) : rng.int(0, 999)));
+}
+
+/**
+ * Puts the CLIP tokenizer into a new model folder: initFrom's when it has
+ * one, else the packaged model's (the same vocabulary), copied under a
+ * temporary name first so an interrupted copy leaves no half folder.
+ */
+function copyTokenizer(fn: string, tokDir: string, initFrom: string | undefined): void {
+  const from = [initFrom, worldModelDir()].filter((d): d is string => d !== undefined).map((d) => join(d, 'tokenizer')).find((d) => existsSync(join(d, 'vocab.json')));
+  if (from === undefined || resolve(from) === resolve(tokDir)) throw invalidArgument(`${fn}: ${tokDir} must hold the CLIP tokenizer (vocab.json, merges.txt)`);
+  const tmp = `${tokDir}.tmp-${process.pid}`;
+  mkdirSync(join(tokDir, '..'), { recursive: true });
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(from, tmp, { recursive: true });
+  renameSync(tmp, tokDir);
 }
 
 /** The lr of `step` when the run was planned to end at planEnds[0], then extended to each later end in turn. */
