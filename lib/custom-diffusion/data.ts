@@ -82,7 +82,7 @@ export interface SourceImage {
   caption?: string;
 }
 
-/** As loadImages, with each image file's same-name .txt caption where there is one (Buffers have none). */
+/** Every image of `source`, decoded, with each image file's same-name .txt caption where there is one (Buffers have none); `what` names the option in messages (e.g. "concepts[0].images"). */
 export async function loadImagesWithCaptions(fn: string, what: string, source: unknown): Promise<SourceImage[]> {
   const out: SourceImage[] = [];
   for (const e of imageEntries(fn, what, source)) {

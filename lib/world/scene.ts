@@ -170,6 +170,11 @@ function article(firstWord: string): string {
   return /^[aeiou]/.test(firstWord) ? 'an' : 'a';
 }
 
+/** "on a blue background", "on a white background": the caption's background phrase. */
+export function backgroundPhrase(background: string): string {
+  return `on ${article(background)} ${background} background`;
+}
+
 function objectPhrase(obj: WorldObject, rng: WorldRandom): string {
   const words: string[] = [];
   if (rng.chance(0.5)) words.push(obj.size);
@@ -189,7 +194,7 @@ export function captionOf(scene: Scene, rng: WorldRandom): string {
   checkRandom('captionOf', rng);
   let caption = scene.objects.map((obj) => objectPhrase(obj, rng)).join(' and ');
   if (caption === '' || rng.chance(0.5)) {
-    caption += `${caption === '' ? '' : ' '}on ${article(scene.background)} ${scene.background} background`;
+    caption += `${caption === '' ? '' : ' '}${backgroundPhrase(scene.background)}`;
   }
   return caption;
 }
@@ -442,6 +447,6 @@ export function layoutSample(seed: number, index: number, resolution = 32): Worl
   const rng = new WorldRandom(seed).fork(`layout ${index}`);
   const scene = sampleScene(rng, { objectCount: 1 });
   const obj = scene.objects[0];
-  const caption = `a ${obj.size} ${obj.colour} ${obj.shape} ${POSITION_PHRASE[obj.position]} on ${article(scene.background)} ${scene.background} background`;
+  const caption = `a ${obj.size} ${obj.colour} ${obj.shape} ${POSITION_PHRASE[obj.position]} ${backgroundPhrase(scene.background)}`;
   return { image: renderScene(scene, resolution), caption, scene };
 }

@@ -11,10 +11,10 @@ import { trainCustomDiffusion, type TrainCustomDiffusionOptions, type TrainCusto
 import type { ConceptWeights } from '../custom-diffusion/types.js';
 import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
-import { conceptById, conceptImages } from './concepts.js';
+import { conceptById, conceptImages, type ConceptImage } from './concepts.js';
 import { evaluate, type EvaluateResult } from './evaluate.js';
 import { WORLD_RESOLUTION } from './model-config.js';
-import { POSITION_PHRASE, type Scene } from './scene.js';
+import { backgroundPhrase, POSITION_PHRASE, type Position, type Scene } from './scene.js';
 import { worldModelDir } from './model-path.js';
 
 /** Scenes the concept never appeared in during training: position, background, size, a second object. */
@@ -59,30 +59,42 @@ export interface TeachWorldOptions {
 
 /** "a <new1> shape on the left on a blue background": an instance's scene in the world's grammar, with the token before the class word. */
 export function instanceCaption(scene: Scene, token: string, classWord: string): string {
-  const obj = scene.objects[0];
-  return `a ${token} ${classWord} ${POSITION_PHRASE[obj.position]} on ${/^[aeiou]/.test(scene.background) ? 'an' : 'a'} ${scene.background} background`;
+  return `a ${token} ${classWord} ${POSITION_PHRASE[scene.objects[0].position]} ${backgroundPhrase(scene.background)}`;
+}
+
+/** The instances the world's concepts are taught from (seed 0, the model's resolution). */
+function instances(id: string, count: number): ConceptImage[] {
+  return conceptImages(id, { count, resolution: WORLD_RESOLUTION, seed: 0 });
+}
+
+function png(image: Uint8Array): Promise<Buffer> {
+  return sharp(Buffer.from(image), { raw: { width: WORLD_RESOLUTION, height: WORLD_RESOLUTION, channels: 3 } }).png().toBuffer();
 }
 
 /** The prompts of conceptPngs(id, count)'s images, in order (see instanceCaption). */
 export function conceptCaptions(id: string, token: string, count = 5): string[] {
   const { classWord } = conceptById(id, 'conceptCaptions');
-  return conceptImages(id, { count, resolution: WORLD_RESOLUTION, seed: 0 }).map((c) => instanceCaption(c.scene, token, classWord));
+  return instances(id, count).map((c) => instanceCaption(c.scene, token, classWord));
 }
 
 /** The instance images of a world concept as PNG buffers, the form the trainer reads. */
 export async function conceptPngs(id: string, count = 5): Promise<Buffer[]> {
-  return Promise.all(conceptImages(id, { count, resolution: WORLD_RESOLUTION, seed: 0 }).map((c) =>
-    sharp(Buffer.from(c.image), { raw: { width: WORLD_RESOLUTION, height: WORLD_RESOLUTION, channels: 3 } }).png().toBuffer()));
+  return Promise.all(instances(id, count).map((c) => png(c.image)));
 }
 
-const MIRRORED: Readonly<Record<string, string>> = { 'on the left': 'on the right', 'on the right': 'on the left' };
+const MIRRORED: Readonly<Record<Position, Position>> = { left: 'right', right: 'left', top: 'top', bottom: 'bottom', center: 'center' };
 
-/** conceptPngs and conceptCaptions, plus each image mirrored left to right with its caption's left and right swapped. */
+/** conceptPngs and conceptCaptions, plus each image mirrored left to right, captioned as the mirrored scene (left and right swapped). */
 export async function mirroredInstances(id: string, token: string, count = 5): Promise<{ images: Buffer[]; prompts: string[] }> {
-  const pngs = await conceptPngs(id, count);
-  const prompts = conceptCaptions(id, token, count);
+  const { classWord } = conceptById(id, 'mirroredInstances');
+  const list = instances(id, count);
+  const pngs = await Promise.all(list.map((c) => png(c.image)));
   const flipped = await Promise.all(pngs.map((p) => sharp(p).flop().png().toBuffer()));
-  return { images: [...pngs, ...flipped], prompts: [...prompts, ...prompts.map((p) => p.replace(/on the (left|right)/, (m) => MIRRORED[m]))] };
+  const mirror = (scene: Scene): Scene => ({ ...scene, objects: scene.objects.map((o) => ({ ...o, position: MIRRORED[o.position] })) });
+  return {
+    images: [...pngs, ...flipped],
+    prompts: [...list.map((c) => instanceCaption(c.scene, token, classWord)), ...list.map((c) => instanceCaption(mirror(c.scene), token, classWord))],
+  };
 }
 
 /** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
