@@ -2,7 +2,9 @@
 // UNet and text-encoder weight trainable, AdamW with warm-up and cosine decay,
 // DDPM noise (v-prediction targets, the schedule of model-config.ts), captions
 // dropped 10% of the time so classifier-free guidance works, an EMA of the
-// weights that is what ships. The loss is the plain MSE by default:
+// weights that is what ships. The shipped model is two runs of it (package.json's
+// pretrain:world): 4000 steps from random weights, then 6000 from those with
+// layoutFraction 0.2. The loss is the plain MSE by default:
 // weighing object pixels more (`objectWeight`) makes colours bind faster but
 // biases the model, because the weight depends on the image: the optimum of a
 // weighted MSE is the weighted posterior mean, which leans toward object
@@ -70,8 +72,9 @@ export interface PretrainOptions {
    * attribute named; see layoutSample) at timesteps [HIGH_NOISE_FROM, 999]
    * (default 0). Why: the world's own captions name a position 60% of the time
    * and often leave the background out, and with them even 100% high-noise
-   * training left the shipped model ignoring position words, while layout
-   * samples taught them (see the README's world section).
+   * training left the first-phase model ignoring position words, while layout
+   * samples taught them: the shipped model's second phase uses 0.2 (see the
+   * README's world section and package.json's pretrain:world).
    */
   layoutFraction?: number;
   /** Probability of training on the empty caption (default 0.1). */
