@@ -149,7 +149,7 @@ export const COMMANDS: Record<string, Command> = {
   },
 
   'pretrain-world': {
-    summary: 'pretrain the embedded world model from scratch (about an hour on 2 CPU cores), or a further phase with --init-from; resumes from its checkpoint',
+    summary: "pretrain a world model from scratch (about 45 minutes on 2 CPU cores), or a further phase with --init-from; resumes from its checkpoint (the shipped model is two phases: 'npm run pretrain:world')",
     options: {
       out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes (a new one gets the tokenizer of --init-from or of the packaged model)', default: 'lib/world/model' },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },

@@ -128,9 +128,9 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
     quiet: o.quiet === true,
   };
   // The world model is tiny and was pretrained at lr 1e-3; SD's 1e-5 barely
-  // moves it in 250 steps (measured on 'star' with the first-phase model: image alignment 0.329 → 0.005
-  // at 1e-5, 0.417 at 2.5e-4, 0.604 at 1e-3, with captions: false; scaled by
-  // batch and prior as usual).
+  // moves it in 250 steps (measured on 'star' with the first-phase model and
+  // captions: false: image alignment 0.329 → 0.005 at 1e-5, 0.417 at 2.5e-4,
+  // 0.604 at 1e-3; scaled by batch and prior as usual).
   train.lr = (o.lr ?? 1e-3) as number;
   if (o.mode !== undefined) train.mode = o.mode as TrainCustomDiffusionOptions['mode'];
   if (o.workDir !== undefined) train.workDir = o.workDir as string;
