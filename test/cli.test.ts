@@ -41,6 +41,8 @@ t('mistakes exit 1 with a message naming the problem, never a stack trace', () =
     [['validate-metrics', '--samples', '0'], /samples/],
     [['generate', '--prompt', 'a cat', '--device', 'gpu'], /device/],
     [['generate', '--prompt', 'a cat', '--dtype', 'f64'], /dtype/],
+    [['pretrain-world', '--recipe', 'best'], /--recipe must be 'shipped', got 'best'/],
+    [['pretrain-world', '--recipe', 'shipped', '--steps', '10'], /--steps does not apply with --recipe/],
   ];
   for (const [args, message] of cases) {
     const r = imprint(...args);

@@ -16,6 +16,7 @@ import { WorldRandom } from '../lib/world/random.js';
 import { warmupCosine } from '../lib/train/optimizer.js';
 import { layoutSample, PALETTE, renderScene, worldSample, type Scene } from '../lib/world/scene.js';
 import { worldModelDir } from '../lib/world/model-path.js';
+import { pretrainWorldRecipe, SHIPPED_RECIPE } from '../lib/world/recipe.js';
 import { assertRejects } from './helpers.js';
 
 const t = suite('world.pretrain');
@@ -172,6 +173,45 @@ t('initFrom starts from a model folder\'s weights (a further phase), and refuses
   }
   await assertRejects(() => pretrainWorld({ ...common, initFrom: join(work, 'init-phase', 'ckpt'), outDir: folder('init-bad') }), 'INVALID_ARGUMENT', /initFrom .*init-phase.ckpt has no unet\/diffusion_pytorch_model.safetensors/);
   await assertRejects(() => pretrainWorld({ ...common, initFrom: 3 as never }), 'INVALID_ARGUMENT', /initFrom must be a world model folder, got number 3/);
+});
+
+t('a recipe runs its phases in order, each from the one before: the same weights as the runs one by one', async () => {
+  const { quiet: _, ...perPhase } = common;
+  const phases = [
+    { purpose: 'first', options: { ...perPhase, steps: 2 } },
+    { purpose: 'second', options: { ...perPhase, steps: 2, seed: 5, layoutFraction: 0.5 } },
+  ];
+  const recipeWork = join(work, 'recipe', 'work');
+  const out = join(work, 'recipe', 'model');
+  const results = await pretrainWorldRecipe({ phases, outDir: out, workDir: recipeWork, quiet: true });
+  assert.equal(results.map((r) => [r.steps, r.outDir]), [[2, join(recipeWork, 'phase1')], [2, out]]);
+  assert.ok(existsSync(join(recipeWork, 'phase2-work', 'checkpoint.safetensors')));
+  // The same two runs by hand, the second from the first's model.
+  const first = folder('recipe-by-hand-1');
+  await pretrainWorld({ ...common, ...phases[0].options, outDir: first, workDir: join(work, 'recipe-by-hand-1', 'ckpt') });
+  const second = folder('recipe-by-hand-2');
+  await pretrainWorld({ ...common, ...phases[1].options, initFrom: first, outDir: second, workDir: join(work, 'recipe-by-hand-2', 'ckpt') });
+  // And the second phase alone from random weights, which must differ (else this test could not fail).
+  const alone = folder('recipe-alone');
+  await pretrainWorld({ ...common, ...phases[1].options, outDir: alone, workDir: join(work, 'recipe-alone', 'ckpt') });
+  const file = join('unet', 'diffusion_pytorch_model.safetensors');
+  const [wr, wh, wa] = await Promise.all([out, second, alone].map((d) => loadSafetensors(join(d, file))));
+  const name = [...wr.keys()][0];
+  for (const k of wr.keys()) assert.ok(bytesOf(wr, k).equals(bytesOf(wh, k)), `recipe vs by hand: ${k}`);
+  assert.not.ok(bytesOf(wr, name).equals(bytesOf(wa, name)), 'the second phase alone gives other weights');
+  // Run again: every phase resumes at its end, so the model is rewritten unchanged.
+  await pretrainWorldRecipe({ phases, outDir: out, workDir: recipeWork, quiet: true });
+  const again = await loadSafetensors(join(out, file));
+  for (const k of wr.keys()) assert.ok(bytesOf(again, k).equals(bytesOf(wr, k)), `rerun: ${k}`);
+});
+
+t('recipe options are checked: the shipped phases leave paths to the recipe; bad phases are refused', async () => {
+  assert.ok(SHIPPED_RECIPE.length >= 2);
+  for (const p of SHIPPED_RECIPE) for (const k of ['outDir', 'workDir', 'initFrom']) assert.not.ok(k in p.options, `${p.purpose}: ${k}`);
+  await assertRejects(() => pretrainWorldRecipe({ phases: [] }), 'INVALID_ARGUMENT', /phases must be a non-empty array/);
+  await assertRejects(() => pretrainWorldRecipe({ phases: [{ purpose: 'x' }] as never }), 'INVALID_ARGUMENT', /phases\[0\] must be \{ purpose: string, options: object \}/);
+  await assertRejects(() => pretrainWorldRecipe({ phases: [{ purpose: 'x', options: { initFrom: 'a' } }] as never }), 'INVALID_ARGUMENT', /phases\[0\]\.options\.initFrom is the recipe's to set/);
+  await assertRejects(() => pretrainWorldRecipe({ bogus: 1 } as never), 'INVALID_ARGUMENT', /bogus/);
 });
 
 t('imagesToTensor maps bytes to [-1, 1] channel planes; bad options are refused', async () => {

@@ -12,6 +12,7 @@ import { conceptById, conceptImages } from '../world/concepts.js';
 import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';
 import { pretrainWorld } from '../world/pretrain.js';
+import { pretrainWorldRecipe } from '../world/recipe.js';
 import { CONCEPT_COMMANDS } from './commands-concepts.js';
 import { deviceFlags, deviceOptions, modelDir, num, numList, saveGenerated, str, writeAtomic, type Command, type OptionSpec } from './flags.js';
 import { TRAIN_COMMANDS } from './commands-train.js';
@@ -25,6 +26,9 @@ const sampling: Record<string, OptionSpec> = {
   seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
   scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
 };
+
+/** pretrain-world's flags that set one run, which a recipe sets per phase. */
+const PER_RUN_FLAGS = ['steps', 'batch-size', 'lr', 'restarts-at', 'object-weight', 'high-noise-fraction', 'layout-fraction', 'seed', 'max-steps-this-run', 'init-from'];
 
 export const COMMANDS: Record<string, Command> = {
   demo: {
@@ -149,8 +153,9 @@ export const COMMANDS: Record<string, Command> = {
   },
 
   'pretrain-world': {
-    summary: "pretrain a world model from scratch (about 45 minutes on 2 CPU cores), or a further phase with --init-from; resumes from its checkpoint (the shipped model is two phases: 'npm run pretrain:world')",
+    summary: "pretrain a world model from scratch (about 45 minutes on 2 CPU cores), or a further phase with --init-from, or all the shipped model's phases with --recipe shipped (what 'npm run pretrain:world' runs); resumes from its checkpoints",
     options: {
+      recipe: { type: 'string', arg: 'name', help: "run a recipe's phases in order, each from the one before: 'shipped' (the embedded model; earlier phases and checkpoints under --work-dir); the per-run flags below --work-dir don't apply" },
       out: { type: 'string', arg: 'dir', help: 'where the diffusers folder goes (a new one gets the tokenizer of --init-from or of the packaged model)', default: 'lib/world/model' },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoint folder', default: '<out>/../world-pretrain' },
       steps: { type: 'string', arg: 'n', help: 'training steps', default: 4000 },
@@ -171,6 +176,15 @@ export const COMMANDS: Record<string, Command> = {
       const work = str(v, 'work-dir');
       const restartsAt = numList(v, 'restarts-at');
       const initFrom = str(v, 'init-from');
+      const recipe = str(v, 'recipe');
+      if (recipe !== undefined) {
+        if (recipe !== 'shipped') throw invalidArgument(`--recipe must be 'shipped', got '${recipe}'`);
+        const perRun = PER_RUN_FLAGS.find((f) => v[f] !== undefined);
+        if (perRun !== undefined) throw invalidArgument(`--${perRun} does not apply with --recipe (the recipe sets each phase's settings: lib/world/recipe.ts)`);
+        const results = await pretrainWorldRecipe({ ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }), resume: v.fresh !== true });
+        process.stdout.write(`${JSON.stringify(results)}\n`);
+        return;
+      }
       const r = await pretrainWorld({
         ...(restartsAt === undefined ? {} : { restartsAt }), ...(initFrom === undefined ? {} : { initFrom }),
         ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }),

@@ -20,6 +20,7 @@ export {
 export { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 export { worldModelDir } from './model-path.js';
 export { imagesToTensor, pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
+export { pretrainWorldRecipe, SHIPPED_RECIPE, type PhaseOptions, type PretrainPhase, type RecipeOptions } from './recipe.js';
 export {
   evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS,
   type EvaluateOptions, type EvaluateResult, type PromptScores,

@@ -2,9 +2,9 @@
 // UNet and text-encoder weight trainable, AdamW with warm-up and cosine decay,
 // DDPM noise (v-prediction targets, the schedule of model-config.ts), captions
 // dropped 10% of the time so classifier-free guidance works, an EMA of the
-// weights that is what ships. The shipped model is two runs of it (package.json's
-// pretrain:world): 4000 steps from random weights, then 6000 from those with
-// layoutFraction 0.2. The loss is the plain MSE by default:
+// weights that is what ships. The shipped model is several runs of it, each
+// from the one before (SHIPPED_RECIPE in recipe.ts; npm run pretrain:world).
+// The loss is the plain MSE by default:
 // weighing object pixels more (`objectWeight`) makes colours bind faster but
 // biases the model, because the weight depends on the image: the optimum of a
 // weighted MSE is the weighted posterior mean, which leans toward object
@@ -74,7 +74,7 @@ export interface PretrainOptions {
    * and often leave the background out, and with them even 100% high-noise
    * training left the first-phase model ignoring position words, while layout
    * samples taught them: the shipped model's second phase uses 0.2 (see the
-   * README's world section and package.json's pretrain:world).
+   * README's world section and recipe.ts).
    */
   layoutFraction?: number;
   /** Probability of training on the empty caption (default 0.1). */
