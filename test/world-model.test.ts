@@ -1,14 +1,14 @@
 // The embedded world model shipped in the package (lib/world/model): it is
 // a diffusers folder that loads with no network, within the size budget,
 // samples deterministically, and its images follow their prompts better than
-// other prompts, by the world's geometric metrics. The shipped model (4000
-// CPU steps, then 6000 with one-object layout samples: README, "The embedded
-// world") measured, on the 12 evaluation prompts × 2 images (DPM-Solver++
-// 2M, 20 steps, guidance 4, seed 0): text alignment 0.775 with its own
-// prompts against 0.349 with the others, the requested colour in 24 of 26
-// objects and the requested position in 10 of 12. The thresholds sit below
-// those figures; the model it replaced (the first phase alone: 0.589 / 0.300,
-// position 2 of 12) fails them.
+// other prompts, by the world's geometric metrics. The shipped model (three
+// CPU phases, lib/world/recipe.ts: README, "The embedded world") measured, on
+// the 12 evaluation prompts × 2 images (DPM-Solver++ 2M, 20 steps, guidance
+// 4, seed 0): text alignment 0.914 with its own prompts against 0.350 with
+// the others, the requested shape in 23 of 26 objects, colour in 22 of 26
+// and position in 11 of 12. The thresholds sit below those figures; the
+// model it replaced (the first two phases: 0.775 / 0.349, shape 10 of 26)
+// fails them.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -39,10 +39,11 @@ t('the shipped model is a complete diffusers folder of at most 20 MB, fp16 on di
 });
 
 const PROMPTS = WORLD_EVAL_PROMPTS;
-const OWN_FLOOR = 0.65;     // measured 0.775
-const MARGIN = 0.3;         // own minus other prompts, measured 0.426
-const COLOUR_FLOOR = 20;    // of 26 requested objects, measured 24 (chance: about 3)
-const POSITION_FLOOR = 7;   // of 12 requested positions, measured 10 (the first phase, which ignores position words: 2)
+const OWN_FLOOR = 0.8;      // measured 0.914 (the first two phases: 0.775)
+const MARGIN = 0.45;        // own minus other prompts, measured 0.564 (the first two phases: 0.426)
+const SHAPE_FLOOR = 18;     // of 26 requested objects, measured 23 (chance: about 9; the first two phases: 10)
+const COLOUR_FLOOR = 20;    // of 26 requested objects, measured 22 (chance: about 3)
+const POSITION_FLOOR = 8;   // of 12 requested positions, measured 11 (the first phase alone, which ignores position words: 2)
 
 t('it loads as f32 with no network, is deterministic for a seed, and its images follow their prompts', async () => {
   const pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: 'dpm++2m' });
@@ -53,6 +54,9 @@ t('it loads as f32 with no network, is deterministic for a seed, and its images 
   const r = await evaluate({ model: pipe, prompts: PROMPTS, imagesPerPrompt: 2, steps: 20, seed: 0 });
   pipe.dispose();
   assert.ok(r.textAlignment.mean >= OWN_FLOOR, `text alignment ${r.textAlignment.mean.toFixed(3)} ≥ ${OWN_FLOOR}`);
+  const shape = r.attributes.shape;
+  assert.is(shape.asked, 26);
+  assert.ok(shape.shown >= SHAPE_FLOOR, `shape right in ${shape.shown} of ${shape.asked} objects, want ≥ ${SHAPE_FLOOR}`);
   const colour = r.attributes.colour;
   assert.is(colour.asked, 26);
   assert.ok(colour.shown >= COLOUR_FLOOR, `colour right in ${colour.shown} of ${colour.asked} objects, want ≥ ${COLOUR_FLOOR}`);

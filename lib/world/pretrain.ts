@@ -73,7 +73,7 @@ export interface PretrainOptions {
    * (default 0). Why: the world's own captions name a position 60% of the time
    * and often leave the background out, and with them even 100% high-noise
    * training left the first-phase model ignoring position words, while layout
-   * samples taught them: the shipped model's second phase uses 0.2 (see the
+   * samples taught them: the shipped model's later phases use 0.2 (see the
    * README's world section and recipe.ts).
    */
   layoutFraction?: number;
