@@ -27,9 +27,6 @@ const sampling: Record<string, OptionSpec> = {
   scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
 };
 
-/** pretrain-world's flags that set one run, which a recipe sets per phase. */
-const PER_RUN_FLAGS = ['steps', 'batch-size', 'lr', 'restarts-at', 'object-weight', 'high-noise-fraction', 'layout-fraction', 'seed', 'max-steps-this-run', 'init-from'];
-
 export const COMMANDS: Record<string, Command> = {
   demo: {
     summary: 'the embedded world model draws 12 prompts (scores and a grid); with --teach, then learns a held-out concept (Custom Diffusion) and draws it in new scenes',
@@ -179,7 +176,8 @@ export const COMMANDS: Record<string, Command> = {
       const recipe = str(v, 'recipe');
       if (recipe !== undefined) {
         if (recipe !== 'shipped') throw invalidArgument(`--recipe must be 'shipped', got '${recipe}'`);
-        const perRun = PER_RUN_FLAGS.find((f) => v[f] !== undefined);
+        // Every flag but these sets one run, which the recipe sets per phase.
+        const perRun = Object.keys(COMMANDS['pretrain-world'].options).find((f) => !['recipe', 'out', 'work-dir', 'fresh'].includes(f) && v[f] !== undefined);
         if (perRun !== undefined) throw invalidArgument(`--${perRun} does not apply with --recipe (the recipe sets each phase's settings: lib/world/recipe.ts)`);
         const results = await pretrainWorldRecipe({ ...(out === undefined ? {} : { outDir: out }), ...(work === undefined ? {} : { workDir: work }), resume: v.fresh !== true });
         process.stdout.write(`${JSON.stringify(results)}\n`);

@@ -10,8 +10,11 @@ import { checkOptions, describe } from '../validate.js';
 import { worldModelDir } from './model-path.js';
 import { pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
 
-/** What a phase may set: everything but where it reads and writes, which the recipe decides. */
-export type PhaseOptions = Omit<PretrainOptions, 'outDir' | 'workDir' | 'initFrom' | 'resume' | 'quiet' | 'maxStepsThisRun'>;
+/** The options the recipe sets for every phase: where it reads and writes, and how it reports. */
+const SET_BY_RECIPE = ['outDir', 'workDir', 'initFrom', 'resume', 'quiet', 'maxStepsThisRun'] as const;
+
+/** What a phase may set: everything else. */
+export type PhaseOptions = Omit<PretrainOptions, (typeof SET_BY_RECIPE)[number]>;
 
 export interface PretrainPhase {
   /** Why the phase is there (printed when it starts). */
@@ -43,8 +46,6 @@ export interface RecipeOptions {
   resume?: boolean;
   quiet?: boolean;
 }
-
-const SET_BY_RECIPE = ['outDir', 'workDir', 'initFrom', 'resume', 'quiet', 'maxStepsThisRun'] as const;
 
 /** Runs the phases in order; returns each phase's result. */
 export async function pretrainWorldRecipe(options: RecipeOptions = {}): Promise<PretrainResult[]> {
