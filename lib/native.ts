@@ -11,7 +11,18 @@ import { ImprintError } from './errors.js';
 const require = createRequire(import.meta.url);
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** The values IMPRINT_CPU_ISA takes (csrc/cpu/cpu_isa.cc): a cap on the instruction set of Imprint's own CPU kernels. */
+export const CPU_ISA_LEVELS = ['avx512', 'avx2', 'avx', 'sse4.2', 'sse2', 'baseline'] as const;
+
+function checkCpuIsa(): void {
+  const v = process.env.IMPRINT_CPU_ISA;
+  if (v && !(CPU_ISA_LEVELS as readonly string[]).includes(v)) {
+    throw new ImprintError(`IMPRINT_CPU_ISA=${v} is not one of ${CPU_ISA_LEVELS.join(', ')} (unset it to use the CPU's best)`, 'INVALID_ARGUMENT');
+  }
+}
+
 function load(): NativeAddon {
+  checkCpuIsa();
   const explicit = process.env.IMPRINT_NATIVE;
   let path = explicit ? resolve(explicit) : '';
   try {

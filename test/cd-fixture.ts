@@ -1,5 +1,5 @@
 // A diffusers folder around the tiny SD1 reference model for Custom Diffusion
-// tests: unet/, vae/, text_encoder/ linked from ../shared/reference/parity,
+// tests: unet/, vae/, text_encoder/ linked from fixtures/reference/parity,
 // a byte-level tokenizer padded to the encoder's 1000 rows (one merge makes
 // 'ca' a token), a DDPM-style scheduler config, and small PNG concept images.
 import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';

@@ -35,6 +35,36 @@ dev('buildInfo names the CPU GEMM', () => {
   assert.match(buildInfo().blas, /OpenBLAS|imprint/);
 });
 
+/** Runs a script in a child process under `env`: its stdout, trimmed. */
+function childOutput(script: string, env: Record<string, string>): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)), env: { ...process.env, ...env }, encoding: 'utf8',
+  });
+  return { stdout: r.stdout.trim(), stderr: r.stderr, status: r.status };
+}
+
+dev('IMPRINT_CPU_ISA caps the kernels\' instruction set and IMPRINT_BLAS=none the GEMM library, at load; the built-in GEMM gives the same bits at every width', () => {
+  const script = `
+    import { createHash } from 'node:crypto';
+    import { buildInfo, devices, matmul, tensor } from './lib/index.js';
+    const [m, k, n] = [70, 300, 90];
+    const a = tensor(Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.37)), { shape: [m, k] });
+    const b = tensor(Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.11)), { shape: [k, n] });
+    const c = await matmul(a, b);
+    console.log(JSON.stringify({ simd: devices().cpu.simd, detected: devices().cpu.simdDetected, blas: buildInfo().blas,
+      digest: createHash('sha256').update(c.dataSync()).digest('hex') }));`;
+  const best = JSON.parse(childOutput(script, { IMPRINT_BLAS: 'none' }).stdout);
+  const down = JSON.parse(childOutput(script, { IMPRINT_BLAS: 'none', IMPRINT_CPU_ISA: 'sse2' }).stdout);
+  assert.is(best.simd, best.detected, 'unset: the CPU\'s best');
+  assert.is(down.simd, /^(neon|none)$/.test(best.detected) ? best.detected : 'sse2', 'forced down');
+  assert.is(down.detected, best.detected);
+  assert.match(best.blas, /^imprint \(built-in/, 'IMPRINT_BLAS=none: the built-in GEMM');
+  assert.is(down.digest, best.digest, 'each element sums in the same order at any vector width');
+  const bad = childOutput(script, { IMPRINT_CPU_ISA: 'avx9000' });
+  assert.is.not(bad.status, 0);
+  assert.match(bad.stderr, /IMPRINT_CPU_ISA=avx9000 is not one of avx512, avx2/);
+});
+
 dev('a CUDA request without a usable GPU is an error naming the reason, never a crash', async () => {
   const { cuda } = devices();
   if (cuda.available) {

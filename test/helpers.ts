@@ -113,6 +113,45 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+/** Unit roundoff of float32 (2⁻²⁴): the largest relative error of one rounded operation. */
+export const F32_UNIT_ROUNDOFF = 2 ** -24;
+
+/** How a computation reduces: the longest sum behind one output element, and how many such sums are chained. */
+export interface Reduction {
+  /** Terms added into one element by the longest reduction (a GEMM's k, a conv's C·kh·kw, a norm's group size). */
+  terms: number;
+  /** Reductions chained from input to output (layers; 1 for a single op). */
+  depth?: number;
+}
+
+/** Confidence of the probabilistic rounding bound below: it fails with probability under 2·exp(−λ²/2) ≈ 3e-8 per element. */
+const LAMBDA = 6;
+
+/**
+ * The tolerance for two float32 results of the same math summed in another
+ * order: a batch split, another GEMM kernel or SIMD width (OpenBLAS picks by
+ * CPU and matrix shape; IMPRINT_CPU_ISA forces Imprint's own kernels down),
+ * more threads, checkpointing. A sum of k terms in any order is within
+ * λ·√k·u·Σ|terms| of the exact sum with probability ≥ 1 − 2·exp(−λ²/2)
+ * (rounding errors as independent, mean-zero: Higham and Mary, "A New
+ * Approach to Probabilistic Rounding Error Analysis", SISC 2019; the
+ * worst case k·u is never approached by real sums), so two orders differ by
+ * at most twice that. A network of normalised layers passes each layer's
+ * error on at about the activations' scale, so `depth` such layers add up:
+ * 2·depth·λ·√k·u·max|expected|. A wrong batch row, weight or sign errs by
+ * the magnitude itself, far above this.
+ */
+export function reorderedTolerance(expected: ArrayLike<number>, r: Reduction): number {
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
+  return 2 * (r.depth ?? 1) * LAMBDA * Math.sqrt(r.terms) * F32_UNIT_ROUNDOFF * scale;
+}
+
+/** assertClose with the tolerance of a reordered f32 computation (reorderedTolerance): for comparisons that are equal in exact arithmetic only. */
+export function assertCloseReordered(actual: ArrayLike<number>, expected: ArrayLike<number>, r: Reduction, what = ''): void {
+  assertClose(actual, expected, 0, reorderedTolerance(expected, r), `${what} (reordered sums: k ${r.terms}, depth ${r.depth ?? 1})`);
+}
+
 /** Runs fn and asserts it rejects/throws an ImprintError with `code` whose message matches every pattern. */
 export async function assertRejects(fn: () => unknown, code: string, ...patterns: RegExp[]): Promise<Error> {
   try {

@@ -13,11 +13,11 @@ import { TOKEN_EMBEDDING } from '../lib/models/layout-clip.js';
 import { StableDiffusionPipeline, type PromptTokenizer } from '../lib/pipeline/txt2img.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { assertClose, assertRejects, settleGarbage } from './helpers.js';
-import { SHARED, tinyModelLoader } from './tiny-models.js';
+import { REFERENCE, tinyModelLoader } from './tiny-models.js';
 
 const t = suite('models.added-tokens');
 const model = tinyModelLoader<{ hidden_size: number; [field: string]: unknown }>('text_encoder');
-const gzPath = join(SHARED, 'reference/clip/bpe_simple_vocab_16e6.txt.gz');
+const gzPath = join(REFERENCE, 'clip/bpe_simple_vocab_16e6.txt.gz');
 const VOCAB = 49408;
 const DOG = 1929; // 'dog</w>'
 const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;

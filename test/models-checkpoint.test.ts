@@ -6,7 +6,6 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -17,10 +16,10 @@ import { parseUNetConfig, parseVaeConfig, readJsonFile, type Layout } from '../l
 import { unetLayout } from '../lib/models/layout-unet.js';
 import { clipLdmName, isVaeAttnLinear, unetLdmName, vaeLdmName } from '../lib/models/ldm-names.js';
 import { assertRejects } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const sd1 = join(shared, 'reference/parity/sd1-tiny');
-const sd2 = join(shared, 'reference/parity/sd2-tiny');
+const sd1 = join(REFERENCE, 'parity/sd1-tiny');
+const sd2 = join(REFERENCE, 'parity/sd2-tiny');
 const tmp = mkdtempSync(join(tmpdir(), 'imprint-models-'));
 const t = suite('models.checkpoint');
 t.after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -14,9 +14,9 @@ import { ClipTextTrainer, TOKEN_EMBEDDING, clipTextWeightNames } from '../lib/mo
 import { parseClipTextConfig } from '../lib/models/configs.js';
 import { runOp } from '../lib/nn/run.js';
 import { assertClose, assertRejects, randomArray } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const dir = join(shared, 'reference/parity/sd1-tiny');
+const dir = join(REFERENCE, 'parity/sd1-tiny');
 const t = suite('models.clip-text-backward');
 
 const config = JSON.parse(readFileSync(join(dir, 'text_encoder/config.json'), 'utf8')) as Record<string, unknown>;
@@ -122,7 +122,7 @@ t("'none' returns outputs and no gradients; a bias alone can be trained", async 
 });
 
 t('sd2-tiny (GELU, 3 layers): chosen weight gradients and the token rows match float64 autograd', async () => {
-  const sd2 = join(shared, 'reference/parity/sd2-tiny/text_encoder');
+  const sd2 = join(REFERENCE, 'parity/sd2-tiny/text_encoder');
   const cfg2 = JSON.parse(readFileSync(join(sd2, 'config.json'), 'utf8')) as Record<string, unknown>;
   const tr = ClipTextTrainer.fromWeights(cfg2, await loadSafetensors(join(sd2, 'model.safetensors')));
   const chosen = [...fx.keys()].filter((k) => k.startsWith('sd2/both/')).map((k) => k.slice('sd2/both/'.length));

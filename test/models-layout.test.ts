@@ -5,7 +5,6 @@
 // with errors naming the file and the field.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -16,9 +15,9 @@ import { unetLayout } from '../lib/models/layout-unet.js';
 import { vaeLayout } from '../lib/models/layout-vae.js';
 import { clipLdmName, isVaeAttnLinear, ldmNameMap, unetLdmName, vaeLdmName } from '../lib/models/ldm-names.js';
 import { assertRejects } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const refDir = join(shared, 'reference');
+const refDir = REFERENCE;
 type RefEntry = { config: Record<string, unknown>; tensors: Layout; count: number; params: number };
 const ref = JSON.parse(readFileSync(join(refDir, 'sd-layouts.json'), 'utf8')) as Record<string, RefEntry>;
 const ldmRef = JSON.parse(readFileSync(join(refDir, 'ldm-names.json'), 'utf8')) as Record<string, Record<string, string>>;

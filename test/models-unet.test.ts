@@ -10,10 +10,9 @@ import { parseUNetConfig } from '../lib/models/configs.js';
 import { unetLayout } from '../lib/models/layout-unet.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { runOp } from '../lib/nn/run.js';
-import { SHARED, tinyModelLoader, type TinyModel } from './tiny-models.js';
-import { assertClose, assertRejects } from './helpers.js';
+import { REFERENCE, TINY_UNET_REDUCTION, tinyModelLoader, type TinyModel } from './tiny-models.js';
+import { assertClose, assertCloseReordered, assertRejects } from './helpers.js';
 
-const shared = SHARED;
 const t = suite('models.unet');
 
 const model = tinyModelLoader<Record<string, unknown>>('unet');
@@ -65,7 +64,8 @@ t('a smaller sample (8x8) runs; each batch row is independent of the others', as
   const row1 = await unet.forward(tensor(s.slice(s.length / 2), { shape: [1, 4, 16, 16] }), [ts[1]],
     tensor(e.slice(e.length / 2), { shape: [1, 7, 32] }));
   const fr = f32(full);
-  assertClose(f32(row1), fr.subarray(fr.length / 2), 1e-5, 1e-6, 'row 1 alone');
+  // Batch 1 and batch 2 may take other GEMM kernels: equal up to the order of the sums.
+  assertCloseReordered(f32(row1), fr.subarray(fr.length / 2), TINY_UNET_REDUCTION, 'row 1 alone');
   const small = await unet.forward(tensor(s.slice(0, 4 * 64), { shape: [1, 4, 8, 8] }), 10, tensor(e.slice(0, 7 * 32), { shape: [1, 7, 32] }));
   assert.equal(small.shape, [1, 4, 8, 8]);
   assert.ok(f32(small).every(Number.isFinite));
@@ -172,7 +172,7 @@ t('fromWeights takes the parsed config that loadDiffusersComponent returns', asy
   const { UNet2DConditionModel } = await import('../lib/models/unet.js');
   const { AutoencoderKL } = await import('../lib/models/vae.js');
   const { ClipTextEncoder } = await import('../lib/models/clip-text.js');
-  const dir = join(shared, 'reference/parity/sd1-tiny');
+  const dir = join(REFERENCE, 'parity/sd1-tiny');
   const u = await loadDiffusersComponent(join(dir, 'unet'), 'unet');
   assert.equal(UNet2DConditionModel.fromWeights(u.config, u.weights).config.blockOutChannels, u.config.blockOutChannels);
   const v = await loadDiffusersComponent(join(dir, 'vae'), 'vae');

@@ -3,7 +3,6 @@
 // nn ops, and bad configs, weights and inputs.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -13,10 +12,10 @@ import { parseVaeConfig } from '../lib/models/configs.js';
 import { vaeLayout } from '../lib/models/layout-vae.js';
 import { AutoencoderKL } from '../lib/models/vae.js';
 import { runOp } from '../lib/nn/run.js';
-import { assertClose, assertRejects } from './helpers.js';
+import { assertClose, assertCloseReordered, assertRejects } from './helpers.js';
+import { REFERENCE, TINY_VAE_ENCODER_REDUCTION } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const dir = join(shared, 'reference/parity/sd1-tiny');
+const dir = join(REFERENCE, 'parity/sd1-tiny');
 const t = suite('models.vae');
 
 interface Model {
@@ -71,8 +70,9 @@ t('a batch encodes each sample as alone; non-square sizes give the matching late
   const n = 4 * 16 * 16;
   assertClose(f32(out.mean).subarray(0, n), f32(m.case_.get('latent_mean')!), RTOL, ATOL, 'sample 0 mean');
   assertClose(f32(out.logvar).subarray(0, n), f32(m.case_.get('latent_logvar')!), RTOL, ATOL, 'sample 0 logvar');
-  assertClose(f32(out.mean).subarray(n), f32(alone.mean), 1e-5, 1e-6, 'sample 1 mean');
-  assertClose(f32(out.logvar).subarray(n), f32(alone.logvar), 1e-5, 1e-6, 'sample 1 logvar');
+  // Batch 1 and batch 2 may take other GEMM kernels: equal up to the order of the sums.
+  assertCloseReordered(f32(out.mean).subarray(n), f32(alone.mean), TINY_VAE_ENCODER_REDUCTION, 'sample 1 mean');
+  assertCloseReordered(f32(out.logvar).subarray(n), f32(alone.logvar), TINY_VAE_ENCODER_REDUCTION, 'sample 1 logvar');
   const wide = await vae.encode(tensor(new Float32Array(3 * 8 * 16).fill(0.25), { shape: [1, 3, 8, 16] }));
   assert.equal(wide.mean.shape, [1, 4, 4, 8]);
   const img2 = await vae.decode(tensor(new Float32Array(4 * 3 * 5).fill(0.1), { shape: [1, 4, 3, 5] }));

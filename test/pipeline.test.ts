@@ -4,7 +4,6 @@
 import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -26,9 +25,9 @@ import { imageGrid, imageToTensor, saveImages, tensorToImages } from '../lib/pip
 import { StableDiffusionPipeline, type PromptTokenizer } from '../lib/pipeline/txt2img.js';
 import { byteToChar } from '../lib/tokenizer/bytes.js';
 import { assertClose, assertRejects, randomArray, settleGarbage } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const tinyDir = join(shared, 'reference', 'parity', 'sd1-tiny');
+const tinyDir = join(REFERENCE, 'parity', 'sd1-tiny');
 const t = suite('pipeline');
 
 const SCHED_CONFIG = {
@@ -59,7 +58,7 @@ async function tinyParts() {
     const un = await loadDiffusersComponent(join(tinyDir, 'unet'), 'unet');
     const va = await loadDiffusersComponent(join(tinyDir, 'vae'), 'vae');
     tiny = {
-      tokenizer: new FoldedTokenizer(await ClipTokenizer.fromBpeGz(join(shared, 'reference', 'clip', 'bpe_simple_vocab_16e6.txt.gz'))),
+      tokenizer: new FoldedTokenizer(await ClipTokenizer.fromBpeGz(join(REFERENCE, 'clip', 'bpe_simple_vocab_16e6.txt.gz'))),
       textEncoder: ClipTextEncoder.fromWeights(readJsonFile(join(tinyDir, 'text_encoder', 'config.json')), te.weights),
       unet: UNet2DConditionModel.fromWeights(readJsonFile(join(tinyDir, 'unet', 'config.json')), un.weights),
       vae: AutoencoderKL.fromWeights(readJsonFile(join(tinyDir, 'vae', 'config.json')), va.weights),

@@ -4,16 +4,15 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
 import { assertRejects, seeded } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const tiny = join(shared, 'reference/parity/sd1-tiny');
+const tiny = join(REFERENCE, 'parity/sd1-tiny');
 const dir = mkdtempSync(join(tmpdir(), 'imprint-st-'));
 const t = suite('safetensors');
 const vals = (x: Tensor): unknown[] => Array.from(x.dataSync() as ArrayLike<unknown>);

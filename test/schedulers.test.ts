@@ -2,7 +2,7 @@
 // shared/reference/parity/schedulers), DDPM noising and targets, Euler
 // ancestral by its defining properties, and bad configs and inputs.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,8 +12,8 @@ import { combine } from '../lib/schedulers/combine.js';
 import * as S from '../lib/schedulers/index.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { assertClose, assertRejects, randomArray } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
 
 interface Reference {
   meta: Record<string, string>;
@@ -21,7 +21,7 @@ interface Reference {
 }
 
 function loadReference(name: string): Reference {
-  const bytes = readFileSync(`${shared}/reference/parity/schedulers/${name}.safetensors`);
+  const bytes = readFileSync(join(REFERENCE, `parity/schedulers/${name}.safetensors`));
   const n = Number(bytes.readBigUInt64LE(0));
   const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
   const meta = (header.__metadata__ ?? {}) as unknown as Record<string, string>;

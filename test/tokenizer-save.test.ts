@@ -9,11 +9,11 @@ import * as assert from 'uvu/assert';
 
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { assertRejects } from './helpers.js';
-import { SHARED } from './tiny-models.js';
+import { REFERENCE } from './tiny-models.js';
 
 const t = suite('tokenizer.save');
-const gzPath = join(SHARED, 'reference/clip/bpe_simple_vocab_16e6.txt.gz');
-const cases = (JSON.parse(readFileSync(join(SHARED, 'reference/clip/tokenizer-cases.json'), 'utf8')) as { cases: Array<{ text: string; ids: number[] }> }).cases;
+const gzPath = join(REFERENCE, 'clip/bpe_simple_vocab_16e6.txt.gz');
+const cases = (JSON.parse(readFileSync(join(REFERENCE, 'clip/tokenizer-cases.json'), 'utf8')) as { cases: Array<{ text: string; ids: number[] }> }).cases;
 const work = mkdtempSync(join(tmpdir(), 'imprint-toksave-'));
 
 t('save → fromFolder gives the same ids for every reference case, and added tokens keep their ids', async () => {

@@ -4,7 +4,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,10 +11,10 @@ import * as assert from 'uvu/assert';
 import { bpeMerge } from '../lib/tokenizer/bpe.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { assertRejects, seeded } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
-const gzPath = join(shared, 'reference/clip/bpe_simple_vocab_16e6.txt.gz');
-const reference = JSON.parse(readFileSync(join(shared, 'reference/clip/tokenizer-cases.json'), 'utf8')) as {
+const gzPath = join(REFERENCE, 'clip/bpe_simple_vocab_16e6.txt.gz');
+const reference = JSON.parse(readFileSync(join(REFERENCE, 'clip/tokenizer-cases.json'), 'utf8')) as {
   bos: number;
   eos: number;
   cases: Array<{ text: string; ids: number[] }>;

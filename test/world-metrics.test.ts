@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import {
   BACKGROUNDS, COLOURS, CONCEPTS, PALETTE, POSITIONS, SHAPES, SIZES, WorldRandom,
   analyzeImage, conceptDescriptor, conceptImages, conceptPresence, descriptorSimilarity, formatValidation, imageAlignment, placeObject,
-  renderScene, textAlignment, validateMetrics, withNoise, worldSample, attributeMatches,
+  renderScene, shapeAlignment, textAlignment, validateMetrics, withNoise, worldSample, attributeMatches,
   type Scene, type WorldObject,
 } from '../lib/world/index.js';
 import { assertRejects } from './helpers.js';
@@ -200,6 +200,59 @@ t('validateMetrics at 32 pixels meets the targets (own captions, other captions,
   assert.is(v.textMatching.count, 200);
   assert.is(v.imageSame.count, CONCEPTS.length * 5);
   assert.is(v.imageDifferent.count, CONCEPTS.length * 5 * (CONCEPTS.length - 1));
+  // Shape with colour held equal (measured: same 0.789 ± 0.038, other shapes 0.434 ± 0.085, AUC 1.000;
+  // the combined image score gives those other shapes 0.741: colour carries it).
+  assert.ok(v.shapeAuc >= 0.95, table);
+  assert.ok(v.shapeSame.mean - v.shapeDifferent.mean >= 0.25, table);
+  assert.ok(v.imageDifferentSameColour.mean > v.shapeDifferent.mean, table);
+  assert.is(v.shapeDifferent.count, CONCEPTS.length * 5 * (CONCEPTS.length - 1));
+});
+
+/** A shape of colour fg on gray at 32 px, 4×4 supersampled; `inside(u, v)` in the object's own frame, u and v in [-1, 1]. */
+function drawn(inside: (u: number, v: number) => boolean, cx: number, cy: number, half: number, fg: readonly number[]): Uint8Array {
+  const r = 32;
+  const img = new Uint8Array(r * r * 3);
+  const bg = PALETTE.gray;
+  for (let y = 0; y < r; y++) {
+    for (let x = 0; x < r; x++) {
+      let cover = 0;
+      for (let sy = 0; sy < 4; sy++) for (let sx = 0; sx < 4; sx++) cover += inside((x + (sx + 0.5) / 4 - cx) / half, (y + (sy + 0.5) / 4 - cy) / half) ? 1 / 16 : 0;
+      for (let k = 0; k < 3; k++) img[(y * r + x) * 3 + k] = Math.round(bg[k] + cover * (fg[k] - bg[k]));
+    }
+  }
+  return img;
+}
+const inBox = (u: number, v: number) => Math.abs(u) <= 1 && Math.abs(v) <= 1;
+const SHAPES_BY_HAND = {
+  frame: (u: number, v: number) => inBox(u, v) && Math.max(Math.abs(u), Math.abs(v)) >= 0.5,
+  solid: inBox,
+  cross: (u: number, v: number) => inBox(u, v) && (Math.abs(u) <= 0.34 || Math.abs(v) <= 0.34),
+  diamond: (u: number, v: number) => Math.abs(u) + Math.abs(v) <= 1,
+};
+/** Instances at several places and sizes, as a concept's photos vary. */
+const instancesOf = (inside: (u: number, v: number) => boolean, shift = 0, fg: readonly number[] = PALETTE.yellow) =>
+  [[10, 10, 7], [21, 12, 6], [16, 20, 8], [11, 22, 5], [20, 19, 7]].map(([x, y, h]) => drawn(inside, x + shift, y, h, fg));
+
+t('shape alignment sees shape, not colour: a solid square is no frame, a diamond no cross (same colour)', () => {
+  const frames = instancesOf(SHAPES_BY_HAND.frame);
+  const crosses = instancesOf(SHAPES_BY_HAND.cross);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const score = (f: typeof shapeAlignment, inside: (u: number, v: number) => boolean, refs: Uint8Array[]) => mean(instancesOf(inside, 1.5).map((img) => f(img, refs)));
+  const frameOnFrames = score(shapeAlignment, SHAPES_BY_HAND.frame, frames);
+  const solidOnFrames = score(shapeAlignment, SHAPES_BY_HAND.solid, frames);
+  const crossOnCrosses = score(shapeAlignment, SHAPES_BY_HAND.cross, crosses);
+  const diamondOnCrosses = score(shapeAlignment, SHAPES_BY_HAND.diamond, crosses);
+  const figures = `frame ${frameOnFrames.toFixed(3)} solid ${solidOnFrames.toFixed(3)}; cross ${crossOnCrosses.toFixed(3)} diamond ${diamondOnCrosses.toFixed(3)}`;
+  assert.ok(frameOnFrames - solidOnFrames >= 0.2, figures);
+  assert.ok(crossOnCrosses - diamondOnCrosses >= 0.2, figures);
+  // The combined image score, whose colour half is equal here, separates them less.
+  const imageGap = score(imageAlignment, SHAPES_BY_HAND.frame, frames) - score(imageAlignment, SHAPES_BY_HAND.solid, frames);
+  assert.ok(imageGap < frameOnFrames - solidOnFrames, `image alignment gap ${imageGap.toFixed(3)}; ${figures}`);
+  // Colour-invariant: the same frames in another colour score as the yellow ones.
+  const red = score(shapeAlignment, SHAPES_BY_HAND.frame, instancesOf(SHAPES_BY_HAND.frame, 0, PALETTE.red));
+  assert.ok(Math.abs(red - frameOnFrames) < 0.05, `red frames on red references ${red.toFixed(3)}, yellow ${frameOnFrames.toFixed(3)}`);
+  const redOnYellow = mean(instancesOf(SHAPES_BY_HAND.frame, 1.5, PALETTE.red).map((img) => shapeAlignment(img, frames)));
+  assert.ok(Math.abs(redOnYellow - frameOnFrames) < 0.05, `red frames on yellow references ${redOnYellow.toFixed(3)}, yellow ${frameOnFrames.toFixed(3)}`);
 });
 
 t('validateMetrics at 64 pixels and with stronger noise', () => {
@@ -292,6 +345,8 @@ t('bad input: ImprintError naming the argument', async () => {
   await assertRejects(() => imageAlignment(redCircleImage, []), 'INVALID_ARGUMENT', /references must be a non-empty array/);
   await assertRejects(() => imageAlignment(redCircleImage, redCircleImage as unknown as Uint8Array[]), 'INVALID_ARGUMENT', /references must be/);
   await assertRejects(() => imageAlignment(redCircleImage, [redCircleImage, new Uint8Array(5)]), 'INVALID_ARGUMENT', /references\[1\] has 5 bytes/);
+  await assertRejects(() => shapeAlignment(redCircleImage, []), 'INVALID_ARGUMENT', /shapeAlignment: references must be a non-empty array/);
+  await assertRejects(() => shapeAlignment(redCircleImage, [new Uint8Array(5)]), 'INVALID_ARGUMENT', /shapeAlignment: references\[0\] has 5 bytes/);
   await assertRejects(() => conceptDescriptor(null as unknown as Uint8Array), 'INVALID_ARGUMENT', /conceptDescriptor: image must be a Uint8Array/);
   await assertRejects(() => validateMetrics({ samples: 1.5 }), 'INVALID_ARGUMENT', /validateMetrics: samples must be an integer/);
   await assertRejects(() => validateMetrics({ seed: -1 }), 'INVALID_ARGUMENT', /seed must be an integer/);

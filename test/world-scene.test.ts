@@ -2,7 +2,6 @@
 // true of its scene, every word one CLIP token), rendering against closed-form
 // pixel facts, the caption parser, held-out concepts, and bad input.
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,8 +15,8 @@ import {
 import { textAlignment } from '../lib/world/metrics.js';
 import { conceptCaptions, mirroredInstances } from '../lib/world/teach.js';
 import { assertRejects } from './helpers.js';
+import { REFERENCE } from './tiny-models.js';
 
-const shared = process.env.IMPRINT_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
 const t = suite('world-scene');
 
 const pixel = (image: Uint8Array, r: number, x: number, y: number) => Array.from(image.subarray((y * r + x) * 3, (y * r + x) * 3 + 3));
@@ -67,7 +66,7 @@ t('worldSample is deterministic per (seed, index) and independent of other indic
 });
 
 t('the vocabulary: every caption word is one CLIP token; palette colours are far apart', async () => {
-  const tok = await ClipTokenizer.fromBpeGz(join(shared, 'reference/clip/bpe_simple_vocab_16e6.txt.gz'));
+  const tok = await ClipTokenizer.fromBpeGz(join(REFERENCE, 'clip/bpe_simple_vocab_16e6.txt.gz'));
   const words = new Set<string>();
   for (let i = 0; i < 500; i++) for (const w of worldSample(3, i).caption.split(' ')) words.add(w);
   for (const w of [...SHAPES, ...COLOURS, ...BACKGROUNDS, ...SIZES, ...POSITIONS, 'shape', 'background']) words.add(w);

@@ -32,7 +32,15 @@ export interface NativeCudaDevice {
 }
 
 export interface NativeDevices {
-  cpu: { cores: number; threads: number; simd: string; totalMemory: number };
+  cpu: {
+    cores: number;
+    threads: number;
+    /** The instruction set Imprint's own CPU kernels use ("avx512", "avx2", "avx", "sse4.2", "sse2"; "neon" on ARM): the CPU's best, or less under IMPRINT_CPU_ISA. */
+    simd: string;
+    /** The best the CPU supports. */
+    simdDetected: string;
+    totalMemory: number;
+  };
   cuda: {
     built: boolean;
     available: boolean;

@@ -4,11 +4,14 @@
 //
 // The lane type V is a GCC/Clang vector of 4 or 8 floats. The kernels are
 // compiled twice: with 8 lanes for x86-64 CPUs that have AVX2 and FMA (chosen
-// at run time by norm_use_avx2()), and with 4 lanes for every other CPU, since
-// the build itself targets the baseline instruction set.
+// at run time by norm_use_avx2(), which IMPRINT_CPU_ISA can turn off), and with
+// 4 lanes for every other CPU, since the build itself targets the baseline
+// instruction set.
 #pragma once
 #include <cstdint>
 #include <cstring>
+
+#include "cpu/cpu_isa.h"
 
 namespace imprint {
 namespace cpu {
@@ -19,11 +22,8 @@ typedef float f32x8 __attribute__((vector_size(32)));
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define IMPRINT_NORM_AVX2 1
 #define IMPRINT_NORM_AVX2_TARGET __attribute__((target("avx2,fma")))
-// True when the CPU has AVX2 and FMA (checked once).
-inline bool norm_use_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
+// True when the CPU has AVX2 and FMA and IMPRINT_CPU_ISA does not ask for less.
+inline bool norm_use_avx2() { return static_cast<int>(cpu_isa()) >= static_cast<int>(CpuIsa::kAvx2); }
 #else
 #define IMPRINT_NORM_AVX2 0
 inline bool norm_use_avx2() { return false; }

@@ -11,6 +11,7 @@
 #include "core/philox.h"
 #include "core/thread_pool.h"
 #include "cpu/blas.h"
+#include "cpu/cpu_isa.h"
 #include "napi/async_op.h"
 #include "napi/convert.h"
 #include "napi/errors.h"
@@ -25,21 +26,6 @@ namespace napi {
 namespace {
 
 using Info = const Napi::CallbackInfo&;
-
-std::string simd_level() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "avx512";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-  if (__builtin_cpu_supports("avx")) return "avx";
-  if (__builtin_cpu_supports("sse4.2")) return "sse4.2";
-  return "sse2";
-#elif defined(__aarch64__)
-  return "neon";
-#else
-  return "none";
-#endif
-}
 
 Napi::Value set_error_class(Info info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "setErrorClass needs a constructor");
@@ -64,7 +50,9 @@ Napi::Value devices(Info info) {
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("cores", static_cast<double>(std::thread::hardware_concurrency()));
   cpu.Set("threads", num_threads());
-  cpu.Set("simd", simd_level());
+  // simd: what Imprint's own kernels use (IMPRINT_CPU_ISA may cap it); simdDetected: what the CPU has.
+  cpu.Set("simd", cpu::cpu_isa_name(cpu::cpu_isa()));
+  cpu.Set("simdDetected", cpu::cpu_isa_name(cpu::cpu_isa_detected()));
   uint64_t free_b = 0, total_b = 0;
   cpu_backend().device_memory(&free_b, &total_b);
   cpu.Set("totalMemory", static_cast<double>(total_b));

@@ -11,7 +11,7 @@ import { tensorToRgb } from '../pipeline/images.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages } from './concepts.js';
-import { attributeMatches, emptyTallies, imageAlignment, stat, textAlignment, WORLD_ATTRIBUTES, type AttributeTallies, type Stat } from './metrics.js';
+import { attributeMatches, emptyTallies, imageAlignment, shapeAlignment, stat, textAlignment, WORLD_ATTRIBUTES, type AttributeTallies, type Stat } from './metrics.js';
 import { WORLD_RESOLUTION } from './model-config.js';
 import { worldModelDir } from './model-path.js';
 
@@ -50,12 +50,15 @@ export interface PromptScores {
   prompt: string;
   textAlignment: Stat;
   imageAlignment?: Stat;
+  /** Colour-invariant shape score against the concept (see shapeAlignment). */
+  shapeAlignment?: Stat;
 }
 
 export interface EvaluateResult {
   rows: PromptScores[];
   textAlignment: Stat;
   imageAlignment?: Stat;
+  shapeAlignment?: Stat;
   /** Over every image: how often each attribute was asked for and shown. */
   attributes: AttributeTallies;
   /** Every image, HWC RGB bytes, prompt by prompt. */
@@ -98,6 +101,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
     const all: Uint8Array[] = [];
     const text: number[] = [];
     const image: number[] = [];
+    const shape: number[] = [];
     const attributes = emptyTallies();
     for (let k = 0; k < prompts.length; k++) {
       const out = await pipe.generate({
@@ -115,6 +119,9 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
         const is = rgb.map((img) => imageAlignment(img, references, r));
         row.imageAlignment = stat(is);
         image.push(...is);
+        const ss = rgb.map((img) => shapeAlignment(img, references, r));
+        row.shapeAlignment = stat(ss);
+        shape.push(...ss);
       }
       rows.push(row);
       all.push(...rgb);
@@ -126,7 +133,10 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
       await rename(tmp, o.gridPath as string);
     }
     const result: EvaluateResult = { rows, textAlignment: stat(text), attributes, images: all, resolution: r };
-    if (references) result.imageAlignment = stat(image);
+    if (references) {
+      result.imageAlignment = stat(image);
+      result.shapeAlignment = stat(shape);
+    }
     return result;
   } finally {
     if (typeof model === 'string') pipe.dispose();
@@ -138,9 +148,10 @@ export function formatEvaluation(r: EvaluateResult): string {
   const width = Math.max(6, ...r.rows.map((x) => x.prompt.length));
   const cell = (s: Stat | undefined): string => (s ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : '').padEnd(15);
   const img = r.imageAlignment !== undefined;
-  const lines = [`${'prompt'.padEnd(width)}  ${'text align'.padEnd(15)}${img ? 'image align' : ''}`];
-  for (const row of r.rows) lines.push(`${row.prompt.padEnd(width)}  ${cell(row.textAlignment)}${img ? cell(row.imageAlignment) : ''}`);
-  lines.push(`${'overall'.padEnd(width)}  ${cell(r.textAlignment)}${img ? cell(r.imageAlignment) : ''}`);
+  const scores = (x: { textAlignment: Stat; imageAlignment?: Stat; shapeAlignment?: Stat }) => `${cell(x.textAlignment)}${img ? cell(x.imageAlignment) + cell(x.shapeAlignment) : ''}`;
+  const lines = [`${'prompt'.padEnd(width)}  ${'text align'.padEnd(15)}${img ? `${'image align'.padEnd(15)}shape align` : ''}`];
+  for (const row of r.rows) lines.push(`${row.prompt.padEnd(width)}  ${scores(row)}`);
+  lines.push(`${'overall'.padEnd(width)}  ${scores(r)}`);
   const asked = WORLD_ATTRIBUTES.filter((a) => r.attributes[a].asked > 0);
   if (asked.length > 0) lines.push(`attributes shown: ${asked.map((a) => `${a} ${r.attributes[a].shown}/${r.attributes[a].asked}`).join(', ')}`);
   return lines.join('\n');

@@ -13,7 +13,7 @@ export {
   type ConceptImage, type ConceptImageOptions, type ConceptLayout, type ConceptSpec,
 } from './concepts.js';
 export {
-  analyzeImage, attributeMatches, conceptDescriptor, conceptPresence, descriptorSimilarity, emptyTallies, formatValidation, imageAlignment, stat, textAlignment,
+  analyzeImage, attributeMatches, conceptDescriptor, conceptPresence, descriptorSimilarity, emptyTallies, formatValidation, imageAlignment, shapeAlignment, shapeSimilarity, stat, textAlignment,
   validateMetrics, withNoise, WORLD_ATTRIBUTES,
   type AttributeTallies, type AttributeTally, type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions, type WorldAttribute,
 } from './metrics.js';
@@ -25,4 +25,4 @@ export {
   evaluate, formatEvaluation, rgbGrid, tensorToRgb, WORLD_EVAL_PROMPTS,
   type EvaluateOptions, type EvaluateResult, type PromptScores,
 } from './evaluate.js';
-export { COMPOSITION_TEMPLATES, conceptCaptions, conceptPngs, instanceCaption, scoreWorldConcept, teachWorldConcepts, type ConceptScores, type TeachWorldOptions } from './teach.js';
+export { COMPOSITION_TEMPLATES, conceptCaptions, conceptPngs, instanceCaption, scoreWorldConcept, teachWorldConcepts, type ConceptScores, type ScoreWorldOptions, type TeachWorldOptions } from './teach.js';

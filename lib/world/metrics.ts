@@ -24,13 +24,18 @@
 // Image alignment: the main object's coverage, centred and scaled to a fixed
 // grid (soft IoU: shape), and its palette histogram (intersection: colour and
 // pattern), combined by geometric mean, so both must agree.
+// Shape alignment: colour-invariant: the same normalised coverage compared by
+// its silhouette (soft IoU) and its outline (soft IoU of the mask's gradient
+// magnitude, so holes and corners count), combined by geometric mean. A
+// silhouette alone lets a solid square pass for a frame and a diamond for a
+// cross of the same colour; the outline does not.
 // validateMetrics() measures how far the scores can be trusted on ground truth.
 import { invalidArgument } from '../errors.js';
 import { checkNumber, checkOptions, describe } from '../validate.js';
-import { CONCEPTS, conceptImages } from './concepts.js';
+import { CONCEPTS, conceptImages, conceptScene } from './concepts.js';
 import { WorldRandom } from './random.js';
 import {
-  PALETTE, PALETTE_NAMES, checkResolution, parseCaption, positionOf, sizeOf, worldSample,
+  PALETTE, PALETTE_NAMES, checkResolution, parseCaption, positionOf, renderScene, sizeOf, worldSample,
   type PaletteName, type Position, type RGB, type RequestedObject, type Size, type WorldShape,
 } from './scene.js';
 
@@ -647,31 +652,65 @@ export function conceptDescriptor(image: Uint8Array, resolution = 32): ConceptDe
 /** Geometric mean of the soft-mask IoU (shape) and the colour-histogram intersection (colour and pattern). */
 export function descriptorSimilarity(a: ConceptDescriptor | null, b: ConceptDescriptor | null): number {
   if (a === null || b === null) return 0;
-  let both = 0;
-  let either = 0;
-  for (let i = 0; i < a.mask.length; i++) {
-    both += Math.min(a.mask[i], b.mask[i]);
-    either += Math.max(a.mask[i], b.mask[i]);
-  }
-  const shape = either > 0 ? both / either : 0;
+  const shape = softIoU(a.mask, b.mask);
   let colour = 0;
   for (const name of PALETTE_NAMES) colour += Math.min(a.colourHistogram[name], b.colourHistogram[name]);
   return Math.sqrt(shape * colour);
 }
 
-/** How much the image's main object looks like the concept: mean similarity to each reference image, in [0, 1]. */
-export function imageAlignment(image: Uint8Array, references: readonly Uint8Array[], resolution = 32): number {
-  const fn = 'imageAlignment';
+/** Σ min / Σ max of two non-negative maps (soft IoU); 0 when both are empty. */
+function softIoU(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let both = 0;
+  let either = 0;
+  for (let i = 0; i < a.length; i++) {
+    both += Math.min(a[i], b[i]);
+    either += Math.max(a[i], b[i]);
+  }
+  return either > 0 ? both / either : 0;
+}
+
+/** Gradient magnitude of a GRID×GRID mask (central differences, zero outside): its outline, inner edges (holes) included. */
+function outlineOf(mask: Float32Array): Float32Array {
+  const at = (x: number, y: number) => (x < 0 || y < 0 || x >= GRID || y >= GRID ? 0 : mask[y * GRID + x]);
+  const out = new Float32Array(GRID * GRID);
+  for (let y = 0; y < GRID; y++) {
+    for (let x = 0; x < GRID; x++) out[y * GRID + x] = Math.hypot(at(x + 1, y) - at(x - 1, y), at(x, y + 1) - at(x, y - 1)) / 2;
+  }
+  return out;
+}
+
+/** Colour-invariant shape similarity in [0, 1]: geometric mean of the silhouettes' and the outlines' soft IoU. */
+export function shapeSimilarity(a: ConceptDescriptor | null, b: ConceptDescriptor | null): number {
+  if (a === null || b === null) return 0;
+  return Math.sqrt(softIoU(a.mask, b.mask) * softIoU(outlineOf(a.mask), outlineOf(b.mask)));
+}
+
+/** Checks an image and its references and describes them, for the image and shape scores. */
+function describedReferences(fn: string, image: Uint8Array, references: readonly Uint8Array[], resolution: number): { own: ConceptDescriptor | null; refs: (ConceptDescriptor | null)[] } {
   const r = checkImage(fn, image, resolution);
   if (!Array.isArray(references) || references.length === 0) {
     throw invalidArgument(`${fn}: references must be a non-empty array of concept images, got ${describe(references)}`);
   }
   references.forEach((ref, i) => checkImage(fn, ref, r, `references[${i}]`));
   const own = conceptDescriptor(image, r);
+  return { own, refs: own === null ? [] : references.map((ref) => conceptDescriptor(ref, r)) };
+}
+
+/**
+ * How much the image's main object has the concept's shape, whatever its
+ * colour: mean shapeSimilarity to each reference image, in [0, 1].
+ */
+export function shapeAlignment(image: Uint8Array, references: readonly Uint8Array[], resolution = 32): number {
+  const { own, refs } = describedReferences('shapeAlignment', image, references, resolution);
   if (own === null) return 0;
-  let sum = 0;
-  for (const ref of references) sum += descriptorSimilarity(own, conceptDescriptor(ref, r));
-  return sum / references.length;
+  return refs.reduce((sum, ref) => sum + shapeSimilarity(own, ref), 0) / refs.length;
+}
+
+/** How much the image's main object looks like the concept: mean similarity to each reference image, in [0, 1]. */
+export function imageAlignment(image: Uint8Array, references: readonly Uint8Array[], resolution = 32): number {
+  const { own, refs } = describedReferences('imageAlignment', image, references, resolution);
+  if (own === null) return 0;
+  return refs.reduce((sum, ref) => sum + descriptorSimilarity(own, ref), 0) / refs.length;
 }
 
 /**
@@ -742,6 +781,14 @@ export interface MetricValidation {
   rankedCorrectly: number;
   /** Probability that a random same-concept score exceeds a random different-concept score (ties count half). */
   auc: number;
+  /** shapeAlignment of held-out instances with their own concept's references. */
+  shapeSame: Stat;
+  /** ... of every other concept's shape drawn in this concept's colour and pattern (colour held equal), with this concept's references. */
+  shapeDifferent: Stat;
+  /** AUC of shapeSame over shapeDifferent. */
+  shapeAuc: number;
+  /** imageAlignment of those same-colour other shapes: how much of the combined score colour alone buys. */
+  imageDifferentSameColour: Stat;
 }
 
 export interface ValidateOptions {
@@ -753,6 +800,13 @@ export interface ValidateOptions {
   noise?: number;
   /** Held-out instances per concept for the image scores (default 5). */
   instances?: number;
+}
+
+/** Probability that a random score of `same` exceeds a random one of `different` (ties count half). */
+function aucOf(same: readonly number[], different: readonly number[]): number {
+  let wins = 0;
+  for (const a of same) for (const b of different) wins += a > b ? 1 : a === b ? 0.5 : 0;
+  return wins / (same.length * different.length);
 }
 
 /** Scores the metrics on ground truth from the generator: how well they separate right from wrong. */
@@ -802,8 +856,23 @@ export function validateMetrics(options?: ValidateOptions): MetricValidation {
       });
     }
   });
-  let wins = 0;
-  for (const s of same) for (const d of different) wins += s > d ? 1 : s === d ? 0.5 : 0;
+  // Shape with colour held equal: every other concept's shape in this concept's colour and pattern.
+  const shapeSame: number[] = [];
+  const shapeDifferent: number[] = [];
+  const imageSameColour: number[] = [];
+  CONCEPTS.forEach((c, ci) => {
+    for (const { image } of conceptImages(c.id, { count: instances, resolution, seed: seed + 1 })) shapeSame.push(shapeAlignment(image, references[ci], resolution));
+    for (const other of CONCEPTS) {
+      if (other.id === c.id) continue;
+      const recoloured = { ...other, colour: c.colour, ...(c.pattern ? { pattern: c.pattern } : { pattern: undefined }) };
+      const rng = new WorldRandom(seed + 1).fork(`recoloured:${other.id}:${c.id}`);
+      for (let i = 0; i < instances; i++) {
+        const image = renderScene(conceptScene(recoloured, rng.fork(i)), resolution);
+        shapeDifferent.push(shapeAlignment(image, references[ci], resolution));
+        imageSameColour.push(imageAlignment(image, references[ci], resolution));
+      }
+    }
+  });
 
   return {
     samples, resolution, seed, noise,
@@ -813,22 +882,30 @@ export function validateMetrics(options?: ValidateOptions): MetricValidation {
     imageSame: stat(same),
     imageDifferent: stat(different),
     rankedCorrectly: correct / pairs,
-    auc: wins / (same.length * different.length),
+    auc: aucOf(same, different),
+    shapeSame: stat(shapeSame),
+    shapeDifferent: stat(shapeDifferent),
+    shapeAuc: aucOf(shapeSame, shapeDifferent),
+    imageDifferentSameColour: stat(imageSameColour),
   };
 }
 
 /** A short plain-text table of a validation. */
 export function formatValidation(v: MetricValidation): string {
   const row = (name: string, s: Stat) =>
-    `${name.padEnd(28)} ${s.mean.toFixed(3).padStart(6)} ${s.std.toFixed(3).padStart(6)} ${s.min.toFixed(3).padStart(6)} ${String(s.count).padStart(6)}`;
+    `${name.padEnd(32)} ${s.mean.toFixed(3).padStart(6)} ${s.std.toFixed(3).padStart(6)} ${s.min.toFixed(3).padStart(6)} ${String(s.count).padStart(6)}`;
   return [
     `metric validation: ${v.samples} scenes at ${v.resolution}×${v.resolution}, seed ${v.seed}`,
-    `${'score'.padEnd(28)} ${'mean'.padStart(6)} ${'std'.padStart(6)} ${'min'.padStart(6)} ${'n'.padStart(6)}`,
+    `${'score'.padEnd(32)} ${'mean'.padStart(6)} ${'std'.padStart(6)} ${'min'.padStart(6)} ${'n'.padStart(6)}`,
     row('text, own caption', v.textMatching),
     row('text, other caption', v.textMismatched),
     row(`text, own caption, noise ${v.noise}`, v.textNoisy),
     row('image, same concept', v.imageSame),
     row('image, different concept', v.imageDifferent),
     `ranked correctly ${v.rankedCorrectly.toFixed(3)}   AUC ${v.auc.toFixed(3)}`,
+    row('shape, same concept', v.shapeSame),
+    row('shape, other shape same colour', v.shapeDifferent),
+    row('image, other shape same colour', v.imageDifferentSameColour),
+    `shape AUC (colour held equal) ${v.shapeAuc.toFixed(3)}`,
   ].join('\n');
 }

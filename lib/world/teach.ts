@@ -147,19 +147,30 @@ export interface ConceptScores {
   base: EvaluateResult;
 }
 
+export interface ScoreWorldOptions {
+  model?: string;
+  imagesPerPrompt?: number;
+  steps?: number;
+  seed?: number;
+  gridPath?: string;
+  /** The untrained model's scores from an earlier call with the same concept id and options (skips generating them again). */
+  base?: EvaluateResult;
+}
+
 /**
  * Scores a concept (token i of `concept`, world id `id`) on the composition
  * prompts: the trained model with "<newi> classword", the base model with the
- * class word alone.
+ * class word alone. The base model's scores depend only on the concept and
+ * the options, so several concepts' scores can share them (`base`).
  */
-export async function scoreWorldConcept(concept: ConceptWeights, tokenIndex: number, id: string, options: { model?: string; imagesPerPrompt?: number; steps?: number; seed?: number; gridPath?: string } = {}): Promise<ConceptScores> {
+export async function scoreWorldConcept(concept: ConceptWeights, tokenIndex: number, id: string, options: ScoreWorldOptions = {}): Promise<ConceptScores> {
   const fn = 'scoreWorldConcept';
   const spec = conceptById(id, fn);
   const tok = concept.tokens[tokenIndex];
   if (!tok) throw invalidArgument(`${fn}: the concept has no token ${tokenIndex} (it has ${concept.tokens.length})`);
   const model = options.model ?? worldModelDir();
   const common = { imagesPerPrompt: options.imagesPerPrompt ?? 4, steps: options.steps ?? 25, seed: options.seed ?? 0, concept: id };
-  const base = await evaluate({ ...common, model, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', spec.classWord)) });
+  const base = options.base ?? await evaluate({ ...common, model, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', spec.classWord)) });
   const pipe = await StableDiffusionPipeline.fromPretrained(model, { scheduler: 'dpm++2m' });
   try {
     await applyConcepts(pipe, [concept]);
