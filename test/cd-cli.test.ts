@@ -27,18 +27,21 @@ const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
 let model = '';
 const files: string[] = [];
 
-/** Runs a command, returning what it printed. */
+/** Runs a command, returning what it printed (its progress on stderr is dropped). */
 async function run(name: string, values: Record<string, string | boolean | string[]>, positionals: string[] = []): Promise<string> {
   const chunks: string[] = [];
   const write = process.stdout.write.bind(process.stdout);
+  const errWrite = process.stderr.write.bind(process.stderr);
   process.stdout.write = ((chunk: string) => {
     chunks.push(String(chunk));
     return true;
   }) as typeof process.stdout.write;
+  process.stderr.write = (() => true) as typeof process.stderr.write;
   try {
     await CONCEPT_COMMANDS[name].run(values, positionals);
   } finally {
     process.stdout.write = write;
+    process.stderr.write = errWrite;
   }
   return chunks.join('');
 }

@@ -2,6 +2,9 @@
 // tests: unet/, vae/, text_encoder/ linked from fixtures/reference/parity,
 // a byte-level tokenizer padded to the encoder's 1000 rows (one merge makes
 // 'ca' a token), a DDPM-style scheduler config, and small PNG concept images.
+// Every folder made here (and by tempFolder) is removed by removeTempFolders,
+// which the suites using them run as an after hook, or at the latest on exit.
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,9 +18,24 @@ export const SCHEDULER_CONFIG = {
   num_train_timesteps: 1000, set_alpha_to_one: false, skip_prk_steps: true, steps_offset: 1,
 };
 
+const made: string[] = [];
+
+/** A fresh folder in the system temp dir, its name starting with prefix; removed by removeTempFolders. */
+export async function tempFolder(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** Removes every folder made so far by this module (a suite's after hook). */
+export function removeTempFolders(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+process.once('exit', removeTempFolders);  // a suite that stopped before its after hook
+
 /** A fresh temp folder holding the tiny model; returns its path. */
 export async function tinyModelFolder(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-model-'));
+  const dir = await tempFolder('imprint-cd-model-');
   await writeFile(join(dir, 'model_index.json'), JSON.stringify({
     _class_name: 'StableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'], vae: ['diffusers', 'AutoencoderKL'],
     text_encoder: ['transformers', 'CLIPTextModel'], tokenizer: ['transformers', 'CLIPTokenizer'], scheduler: ['diffusers', 'PNDMScheduler'],
@@ -49,7 +67,7 @@ export function squarePng(w: number, h: number, colour: [number, number, number]
 
 /** A folder of n concept images (PNG) named 00.png, 01.png, ... */
 export async function conceptFolder(n: number, colour: [number, number, number]): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-images-'));
+  const dir = await tempFolder('imprint-cd-images-');
   for (let i = 0; i < n; i++) await writeFile(join(dir, `${String(i).padStart(2, '0')}.png`), await squarePng(24, 20, colour, 3 + i, 4, 10));
   return dir;
 }

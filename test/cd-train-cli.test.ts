@@ -1,8 +1,7 @@
 // `imprint train` (lib/cli/commands-train.ts) on the tiny model: one concept
-// from flags and two from a JSON file, the written file's layout, and bad flags.
+// from flags and two from a JSON file, the written file's layout, and bad
+// flags; on the embedded world model (no --model), its own default lr.
 import { writeFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,10 +9,12 @@ import * as assert from 'uvu/assert';
 import { TRAIN_COMMANDS } from '../lib/cli/commands-train.js';
 import { CONCEPT_FORMAT } from '../lib/custom-diffusion/concept-file.js';
 import { loadSafetensors, readSafetensorsHeader } from '../lib/io/safetensors.js';
-import { conceptFolder, tinyModelFolder } from './cd-fixture.js';
+import { WORLD_TEACH_LR } from '../lib/world/teach.js';
+import { conceptFolder, removeTempFolders, tempFolder, tinyModelFolder } from './cd-fixture.js';
 import { assertRejects } from './helpers.js';
 
 const t = suite('cd-train.cli');
+t.after(removeTempFolders);
 const train = TRAIN_COMMANDS.train;
 
 // The command prints one JSON line; keep it off the test output.
@@ -35,7 +36,7 @@ const small = { steps: '1', resolution: '16', 'num-reg-images': '1', 'reg-steps'
 t('one concept from flags: the file holds every K/V delta, the token row and the metadata', async () => {
   const model = await tinyModelFolder();
   const images = await conceptFolder(2, [200, 0, 0]);
-  const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-cli-'));
+  const dir = await tempFolder('imprint-cd-cli-');
   const out = join(dir, 'dog.safetensors');
   await quietly(() => train.run({ model, class: 'dog', images, initializer: 'x', token: '<dog1>', out, 'work-dir': dir, ...small }, []));
   const h = readSafetensorsHeader(out);
@@ -49,13 +50,27 @@ t('one concept from flags: the file holds every K/V delta, the token row and the
   assert.ok(deltas.length > 0 && deltas.every((n) => /\.attn2\.to_[kv]\.weight$/.test(n)));
   const loaded = await loadSafetensors(out);
   assert.equal(loaded.get('token/<dog1>')!.shape, [32]);
+  // With --model, SD's base lr 1e-5 (scaled by batch 1 and × 2 for the prior).
+  assert.is(Number(readSafetensorsHeader(join(dir, 'checkpoint.safetensors')).metadata.lr), 1e-5 * 1 * 2);
+});
+
+t('without --model the embedded world model trains at the world lr (1e-3), not SD\'s 1e-5; --lr still overrides it', async () => {
+  const images = await conceptFolder(1, [200, 0, 0]);
+  const lrOf = async (extra: Record<string, string>): Promise<number> => {
+    const dir = await tempFolder('imprint-cd-cli-');
+    await quietly(() => train.run({ class: 'shape', images, out: join(dir, 'c.safetensors'), 'work-dir': dir, ...small, ...extra }, []));
+    return Number(readSafetensorsHeader(join(dir, 'checkpoint.safetensors')).metadata.lr);
+  };
+  assert.is(WORLD_TEACH_LR, 1e-3);
+  assert.is(await lrOf({}), WORLD_TEACH_LR * 1 * 2, 'scaled by batch 1 and × 2 for the prior');
+  assert.is(await lrOf({ lr: '5e-4' }), 5e-4 * 1 * 2);
 });
 
 t('several concepts from a JSON file, image folders relative to it; cross mode', async () => {
   const model = await tinyModelFolder();
   const red = await conceptFolder(1, [200, 0, 0]);
   const blue = await conceptFolder(1, [0, 0, 200]);
-  const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-cli-'));
+  const dir = await tempFolder('imprint-cd-cli-');
   const file = join(dir, 'concepts.json');
   writeFileSync(file, JSON.stringify([
     { classWord: 'dog', images: join('..', basename(red)), initializer: 'x', numRegImages: 1 },
@@ -72,7 +87,7 @@ t('several concepts from a JSON file, image folders relative to it; cross mode',
 t('bad flags and files are refused with clear errors', async () => {
   const model = await tinyModelFolder();
   const images = await conceptFolder(1, [200, 0, 0]);
-  const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-cli-'));
+  const dir = await tempFolder('imprint-cd-cli-');
   await assertRejects(() => train.run({ model, images }, []), 'INVALID_ARGUMENT', /give --class and --images/);
   await assertRejects(() => train.run({ model, class: 'dog', images, steps: 'lots' }, []), 'INVALID_ARGUMENT', /--steps must be a number, got 'lots'/);
   await assertRejects(() => train.run({ model: dir, class: 'dog', images }, []), 'INVALID_ARGUMENT', /not a diffusers model folder/);

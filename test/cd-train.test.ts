@@ -4,8 +4,6 @@
 // resume equivalence, the loss guard keeping the last checkpoint, the
 // regularization cache, and bad input.
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -22,12 +20,13 @@ import { AutoencoderKL } from '../lib/models/vae.js';
 import { imageToTensor } from '../lib/pipeline/images.js';
 import { DDPMTraining } from '../lib/schedulers/ddpm.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
-import { conceptFolder, SCHEDULER_CONFIG, squarePng, tinyModelFolder } from './cd-fixture.js';
+import { conceptFolder, removeTempFolders, SCHEDULER_CONFIG, squarePng, tempFolder, tinyModelFolder } from './cd-fixture.js';
 import { assertRejects, settleGarbage } from './helpers.js';
 
 const t = suite('cd-train');
 const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
-const work = (): Promise<string> => mkdtemp(join(tmpdir(), 'imprint-cd-work-'));
+const work = (): Promise<string> => tempFolder('imprint-cd-work-');
+t.after(removeTempFolders);
 
 let fixture: { model: string; red: string; blue: string } | undefined;
 async function setup(): Promise<{ model: string; red: string; blue: string }> {
@@ -250,7 +249,7 @@ t('generated regularization images are cached in workDir and reused by the next 
 
 t('a user regularization folder: captions from .txt files, the class prompt otherwise', async () => {
   const f = await setup();
-  const reg = await mkdtemp(join(tmpdir(), 'imprint-cd-reg-'));
+  const reg = await tempFolder('imprint-cd-reg-');
   writeFileSync(join(reg, 'a.png'), await squarePng(16, 16, [0, 200, 0], 2, 2, 6));
   writeFileSync(join(reg, 'a.txt'), 'a green dog\n');
   writeFileSync(join(reg, 'b.png'), await squarePng(16, 16, [0, 0, 0], 4, 4, 6));
@@ -331,7 +330,7 @@ t('bad options are refused with clear errors', async () => {
   await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', numRegImages: 0 }] }), 'INVALID_ARGUMENT', /numRegImages must be an integer/);
   await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: f.red, initializer: 'x', regImages: join(f.red, 'none') }] }), 'INVALID_ARGUMENT', /regImages folder .*none does not exist/);
   await assertRejects(() => go({ concepts: 'dog' }), 'INVALID_ARGUMENT', /concepts must be a non-empty array/);
-  const broken = await mkdtemp(join(tmpdir(), 'imprint-cd-bad-'));
+  const broken = await tempFolder('imprint-cd-bad-');
   writeFileSync(join(broken, 'fine.png'), await squarePng(8, 8, [1, 2, 3], 0, 0, 2));
   writeFileSync(join(broken, 'broken.png'), 'not an image at all');
   await assertRejects(() => go({ concepts: [{ classWord: 'dog', images: broken, initializer: 'x' }] }), 'INVALID_ARGUMENT', /image .*broken\.png could not be decoded/);

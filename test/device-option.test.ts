@@ -16,10 +16,11 @@ import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
 import { schedulerFromConfig, StableDiffusionPipeline, type GenerateOptions } from '../lib/pipeline/txt2img.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { worldModelDir } from '../lib/world/model-path.js';
-import { conceptFolder, squarePng, tinyModelFolder } from './cd-fixture.js';
+import { conceptFolder, removeTempFolders, squarePng, tinyModelFolder } from './cd-fixture.js';
 import { assertRejects } from './helpers.js';
 
 const t = suite('device-option');
+t.after(removeTempFolders);
 const world = worldModelDir();
 const cuda = devices().cuda;
 const SAMPLE: GenerateOptions = { prompt: ['a red circle', 'a blue square'], width: 32, height: 32, steps: 4, seed: 7, guidanceScale: 3 };

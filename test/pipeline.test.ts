@@ -389,4 +389,14 @@ t('a prompt longer than the text encoder is truncated with a warning', async () 
   assert.is(quiet.length, 0);
 });
 
+t('width and height default to the UNet\'s sample_size times the VAE factor, as in diffusers', async () => {
+  const pipe = await tinyPipe();
+  const r = await pipe.generate({ prompt: 'a dog', steps: 1, seed: 1, guidanceScale: 1 });
+  const side = pipe.unet.config.sampleSize! * pipe.vae.factor;
+  assert.is(side, 32, 'the tiny SD1 model: sample_size 16, VAE factor 2');
+  assert.equal(r.images.shape, [1, 3, side, side]);
+  disposeResult(r);
+  await assertRejects(() => pipe.generate({ prompt: 'a dog', steps: 1, width: side + 1 }), 'INVALID_ARGUMENT', new RegExp(`multiples of ${pipe.sizeMultiple} for this model, got ${side + 1}×${side}`));
+});
+
 t.run();

@@ -15,7 +15,7 @@ import type { ConceptWeights } from '../custom-diffusion/types.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { deviceFlags, deviceOptions, list, modelDir, need, num, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
+import { checkOutputFolder, deviceFlags, deviceOptions, int, list, modelDir, need, num, progress, quietFlag, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
 
 function compression(values: Values): SaveConceptOptions {
   const energy = num(values, 'energy');
@@ -74,6 +74,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
     async run(v, files) {
       if (files.length === 0) throw invalidArgument('give the concept files to merge');
       const out = need(v, 'out', '<file> for the merged concept');
+      checkOutputFolder('out', out);
       const reg = str(v, 'reg-captions');
       const ridge = num(v, 'ridge');
       const targets = v.target as string[] | undefined;
@@ -118,22 +119,26 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
       scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
       ...deviceFlags,
+      ...quietFlag,
     },
     async run(v) {
       const prompts = list(v, 'prompt');
       if (prompts.length === 0) throw invalidArgument("give at least one --prompt 'text'");
       const files = list(v, 'concept');
       if (files.length === 0) throw invalidArgument('give at least one --concept file (or use generate for the base model)');
-      const numbers = { num: num(v, 'num') ?? 1, scale: num(v, 'scale') ?? 1, steps: num(v, 'steps') ?? 25, guidance: num(v, 'guidance') ?? 4, seed: num(v, 'seed') ?? 0 };
+      const numbers = { num: int(v, 'num') ?? 1, scale: num(v, 'scale') ?? 1, steps: int(v, 'steps') ?? 25, guidance: num(v, 'guidance') ?? 4, seed: int(v, 'seed', 0) ?? 0 };
+      checkOutputFolder('out', str(v, 'out'));
+      checkOutputFolder('grid', str(v, 'grid'));
+      const device = deviceOptions(v);
       const dir = modelDir(v);
       const concepts = await loadAll(files);
       let pipe: StableDiffusionPipeline | undefined;
       try {
-        pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName, ...deviceOptions(v) });
+        pipe = await StableDiffusionPipeline.fromPretrained(dir, { scheduler: (str(v, 'scheduler') ?? 'dpm++2m') as SchedulerName, ...device });
         const applied = await applyConcepts(pipe, concepts, { force: v.force === true, scale: numbers.scale });
         const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number };
         const side = (config.sample_size ?? 64) * pipe.vae.factor;
-        const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed });
+        const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed, onStep: progress(v, 'sample') });
         try {
           const paths = await saveGenerated(r.images, v);
           process.stdout.write(`concepts: ${applied.tokens.join(', ')} (${applied.weights.length} UNet weights changed)\n${paths.join('\n')}\n`);
@@ -186,6 +191,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
     async run(v, dirs) {
       if (dirs.length !== 1) throw invalidArgument(`give exactly one folder of diffusers files, got ${dirs.length}`);
       const out = need(v, 'out', '<file> for the concept');
+      checkOutputFolder('out', out);
       const classWords: Record<string, string> = {};
       for (const pair of list(v, 'class')) {
         const at = pair.indexOf('=');

@@ -3,7 +3,7 @@
 // (--concepts), trained jointly; the result is written to --out.
 //
 // The result is an Imprint concept file (lib/custom-diffusion/concept-file.ts).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
@@ -11,13 +11,15 @@ import { saveConcept } from '../custom-diffusion/concept-file.js';
 import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../custom-diffusion/train.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
-import { deviceFlags, num, str, type Command } from './flags.js';
+import { WORLD_TEACH_LR } from '../world/teach.js';
+import { checkOutputFolder, deviceFlags, int, num, positive, quietFlag, readFlagFile, str, type Command } from './flags.js';
 
 /** Concepts from a JSON file: an array of ConceptSpec; relative image and folder paths are read from the file's folder. */
 export function readConceptsFile(path: string): ConceptSpec[] {
+  const text = readFlagFile('concepts', path);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     throw invalidArgument(`--concepts ${path}: ${(e as Error).message}`);
   }
@@ -53,7 +55,7 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       mode: { type: 'string', arg: 'kv|cross', help: "what trains: attn2 K/V, or all of attn2 ('cross', for faces)", default: 'kv' },
       steps: { type: 'string', arg: 'n', help: 'training steps', default: '250, 500 for several concepts' },
       'batch-size': { type: 'string', arg: 'n', help: 'instance images per step', default: 2 },
-      lr: { type: 'string', arg: 'x', help: 'base learning rate', default: 1e-5 },
+      lr: { type: 'string', arg: 'x', help: 'base learning rate', default: `1e-5 with --model, ${WORLD_TEACH_LR} on the embedded world model` },
       'no-scale-lr': { type: 'boolean', help: 'use --lr as is (not × batch, × 2 with prior preservation)' },
       'prior-loss-weight': { type: 'string', arg: 'w', help: 'regularization loss weight (0 = no prior preservation)', default: 1 },
       'no-augment': { type: 'boolean', help: 'no random scale, paste or crop' },
@@ -65,8 +67,11 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       'checkpoint-every': { type: 'string', arg: 'n', help: 'steps between checkpoints', default: 50 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint in --work-dir' },
       device: deviceFlags.device,
+      ...quietFlag,
     },
     async run(v) {
+      const out = str(v, 'out') ?? 'concept.safetensors';
+      checkOutputFolder('out', out);
       const model = str(v, 'model') ?? worldModelDir();
       if (!existsSync(join(model, 'model_index.json'))) throw invalidArgument(`--model ${model} is not a diffusers model folder (no model_index.json)`);
       const file = str(v, 'concepts');
@@ -88,20 +93,23 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
         copy('prompt', 'instancePrompt');
         copy('class-prompt', 'classPrompt');
         copy('reg-images', 'regImages');
-        if (num(v, 'num-reg-images') !== undefined) c.numRegImages = num(v, 'num-reg-images');
+        if (int(v, 'num-reg-images') !== undefined) c.numRegImages = int(v, 'num-reg-images');
         concepts = [c as unknown as ConceptSpec];
       }
-      const o: TrainCustomDiffusionOptions = { model, concepts, scaleLr: v['no-scale-lr'] !== true, augment: v['no-augment'] !== true, hflip: v['no-hflip'] !== true, resume: v.fresh !== true };
+      const o: TrainCustomDiffusionOptions = {
+        model, concepts, scaleLr: v['no-scale-lr'] !== true, augment: v['no-augment'] !== true, hflip: v['no-hflip'] !== true, resume: v.fresh !== true, quiet: v.quiet === true,
+      };
+      // The embedded world model is tiny and was pretrained at 1e-3: SD's 1e-5 would barely move it (see WORLD_TEACH_LR).
+      if (str(v, 'model') === undefined) o.lr = WORLD_TEACH_LR;
       const mode = str(v, 'mode');
       if (mode !== undefined) o.mode = mode as TrainCustomDiffusionOptions['mode'];
       const work = str(v, 'work-dir');
       if (work !== undefined) o.workDir = work;
       const device = str(v, 'device');
       if (device !== undefined) o.device = device;
-      const numeric: Array<[string, keyof TrainCustomDiffusionOptions]> = [['steps', 'steps'], ['batch-size', 'batchSize'], ['lr', 'lr'], ['prior-loss-weight', 'priorLossWeight'],
-        ['resolution', 'resolution'], ['seed', 'seed'], ['reg-steps', 'regSteps'], ['checkpoint-every', 'checkpointEvery']];
-      for (const [flag, key] of numeric) if (num(v, flag) !== undefined) (o as unknown as Record<string, unknown>)[key] = num(v, flag);
-      const out = str(v, 'out') ?? 'concept.safetensors';
+      const numeric: Array<[keyof TrainCustomDiffusionOptions, number | undefined]> = [['steps', int(v, 'steps')], ['batchSize', int(v, 'batch-size')], ['lr', positive(v, 'lr')],
+        ['priorLossWeight', num(v, 'prior-loss-weight')], ['resolution', int(v, 'resolution')], ['seed', int(v, 'seed', 0)], ['regSteps', int(v, 'reg-steps')], ['checkpointEvery', int(v, 'checkpoint-every')]];
+      for (const [key, value] of numeric) if (value !== undefined) (o as unknown as Record<string, unknown>)[key] = value;
       const r = await trainCustomDiffusion(o);
       let saved: { bytes: number };
       try {

@@ -1,13 +1,16 @@
 // What every CLI command shares: the command shape, flag readers that turn
 // strings into checked values (errors name the flag), the model folder
-// lookup, and atomic file writes.
-import { existsSync } from 'node:fs';
+// lookup, checks of input and output paths made before any work, progress
+// on stderr, and atomic file writes.
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
 import { saveImages } from '../pipeline/images.js';
 import type { Tensor } from '../tensor.js';
+import { Progress } from '../train/progress.js';
+import { CONCEPT_IDS } from '../world/concepts.js';
 import { rgbGrid, tensorToRgb } from '../world/evaluate.js';
 import { worldModelDir } from '../world/model-path.js';
 
@@ -32,7 +35,7 @@ export interface Command {
 /** Where the model runs: --device cpu|cuda:N and --dtype f32|f16|bf16 (checked by the API, which names the problem). */
 export const deviceFlags: Record<string, OptionSpec> = {
   device: { type: 'string', arg: 'dev', help: "'cpu' or 'cuda:0' (GPU; with --dtype bf16 for speed)", default: 'cpu' },
-  dtype: { type: 'string', arg: 'type', help: 'weights and compute dtype: f32, f16 or bf16', default: 'f32' },
+  dtype: { type: 'string', arg: 'type', help: 'weights and compute dtype: f32, or f16 or bf16 on a GPU', default: 'f32' },
 };
 
 /** The device/dtype options for fromPretrained and the trainers, only those given. */
@@ -40,6 +43,9 @@ export function deviceOptions(values: Values): { device?: string; dtype?: 'f32' 
   const out: { device?: string; dtype?: 'f32' | 'f16' | 'bf16' } = {};
   const device = str(values, 'device');
   const dtype = str(values, 'dtype');
+  if (dtype !== undefined && !['f32', 'f16', 'bf16'].includes(dtype)) throw invalidArgument(`--dtype must be f32, f16 or bf16, got '${dtype}'`);
+  // The CPU kernels compute in f32 only; the API's own error says "cast to f32 first", advice for programs.
+  if (dtype !== undefined && dtype !== 'f32' && (device ?? 'cpu') === 'cpu') throw invalidArgument(`--dtype ${dtype} needs a GPU (--device cuda:0); the CPU computes in f32: use --dtype f32`);
   if (device !== undefined) out.device = device;
   if (dtype !== undefined) out.dtype = dtype as 'f32' | 'f16' | 'bf16';
   return out;
@@ -51,6 +57,23 @@ export function num(values: Values, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw invalidArgument(`--${flag} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+/** A count, size or seed flag: undefined when absent, else an integer ≥ min (1 unless told: 0 for seeds). */
+export function int(values: Values, flag: string, min = 1): number | undefined {
+  const n = num(values, flag);
+  if (n !== undefined && (!Number.isSafeInteger(n) || n < min)) {
+    const what = min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : `an integer ≥ ${min}`;
+    throw invalidArgument(`--${flag} must be ${what}, got ${String(values[flag])}`);
+  }
+  return n;
+}
+
+/** A flag that must be above zero (a learning rate): undefined when absent. */
+export function positive(values: Values, flag: string): number | undefined {
+  const n = num(values, flag);
+  if (n !== undefined && !(n > 0)) throw invalidArgument(`--${flag} must be above 0, got ${String(values[flag])}`);
   return n;
 }
 
@@ -94,6 +117,77 @@ export async function writeAtomic(path: string, data: Buffer): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   await writeFile(tmp, data);
   await rename(tmp, path);
+}
+
+/** The text of the file a flag names; a missing file or a folder is a one-line error naming both. */
+export function readFlagFile(flag: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+    throw invalidArgument(`--${flag} ${path}: ${why}`);
+  }
+}
+
+/**
+ * Refuses an output path whose folder does not exist, before any work:
+ * otherwise the write fails at the end, naming its temporary file. A '{i}'
+ * pattern is checked as its first file.
+ */
+export function checkOutputFolder(flag: string, path: string | undefined): void {
+  if (path === undefined) return;
+  const dir = dirname(path.replaceAll('{i}', '0'));
+  let stat;
+  try {
+    stat = statSync(dir);
+  } catch {
+    throw invalidArgument(`--${flag} ${path}: folder ${dir} does not exist`);
+  }
+  if (!stat.isDirectory()) throw invalidArgument(`--${flag} ${path}: ${dir} is not a folder`);
+}
+
+/** A held-out world concept id flag (--teach, --concept), checked before any work. */
+export function conceptFlag(values: Values, flag: string): string | undefined {
+  const id = str(values, flag);
+  if (id !== undefined && !CONCEPT_IDS.includes(id)) throw invalidArgument(`--${flag} must be one of ${CONCEPT_IDS.join(', ')}, got '${id}'`);
+  return id;
+}
+
+/**
+ * An image side (--width, --height): the flag or `fallback`, which must be a
+ * multiple of the model's VAE factor (StableDiffusionPipeline.sizeMultiple:
+ * 8 for Stable Diffusion, 1 for the pixel-space world model, whose UNet takes
+ * any size).
+ */
+export function imageSide(values: Values, flag: string, multiple: number, fallback: number): number {
+  const n = int(values, flag) ?? fallback;
+  if (n % multiple !== 0) throw invalidArgument(`--${flag} ${n} must be a multiple of ${multiple} (the model's VAE shrinks images ${multiple}× per side)`);
+  return n;
+}
+
+/** --quiet: for the commands that show progress. */
+export const quietFlag: Record<string, OptionSpec> = { quiet: { type: 'boolean', help: 'no progress on stderr' } };
+
+/**
+ * Progress on stderr (stdout keeps the result) for work counted in steps:
+ * the training bar of lib/train/progress.ts, redrawn in place on a terminal,
+ * a plain line about every 10% elsewhere; nothing with --quiet. Make it just
+ * before the work (its clock starts then) and call it with (done, total).
+ */
+export function progress(values: Values, label: string): (done: number, total: number) => void {
+  let bar: Progress | undefined;
+  let started = performance.now();
+  return (done, total) => {
+    if (values.quiet === true) return;
+    bar ??= new Progress(total, 0, { label, every: Math.max(1, Math.round(total / 10)), startedAt: started });
+    bar.update(done);
+    if (done >= total) {
+      // A later call starts a new bar (the same reporter reused for the next piece of work).
+      bar = undefined;
+      started = performance.now();
+    }
+  };
 }
 
 /**

@@ -34,7 +34,8 @@ export interface PromptEncoder {
 
 /** What the pipeline needs of a denoiser: UNet2DConditionModel's forward signature. */
 export interface Denoiser {
-  readonly config: { inChannels: number; blockOutChannels: number[] };
+  /** sampleSize (latent pixels; UNet2DConditionModel has it) gives generate()'s default image size. */
+  readonly config: { inChannels: number; blockOutChannels: number[]; sampleSize?: number };
   /** Where its weights live (UNet2DConditionModel has it); generate() makes its tensors there. */
   readonly device?: string;
   forward(sample: Tensor, timestep: number, context: Tensor): Promise<Tensor>;
@@ -85,8 +86,10 @@ export interface GenerateOptions {
   steps?: number;
   /** Default 7.5; ≤ 1 skips the unconditional half of the batch. */
   guidanceScale?: number;
-  width: number;
-  height: number;
+  /** Image width in pixels, a multiple of sizeMultiple; default the UNet's sample_size × the VAE factor (512 for SD 1.5, 32 for the world model; required for a denoiser without sampleSize). */
+  width?: number;
+  /** Image height, likewise. */
+  height?: number;
   /**
    * DDIM's η (finite, ≥ 0; default 0). As diffusers passes eta only to a
    * scheduler whose step takes it, the other schedulers ignore it.
@@ -399,8 +402,11 @@ export class StableDiffusionPipeline {
     const eta = o.eta ?? 0;
     if (typeof eta !== 'number' || !Number.isFinite(eta) || eta < 0) throw invalidArgument(`${fn}: eta must be a finite number ≥ 0, got ${describe(o.eta)}`);
     const m = this.sizeMultiple;
-    const width = checkPositiveInt(fn, 'width', o.width, undefined, 16384);
-    const height = checkPositiveInt(fn, 'height', o.height, undefined, 16384);
+    // Default size as diffusers: the UNet's sample_size in latents, times the VAE factor.
+    const sample = this.unet.config.sampleSize;
+    const side = sample === undefined ? undefined : sample * this.vae.factor;
+    const width = checkPositiveInt(fn, 'width', o.width, side, 16384);
+    const height = checkPositiveInt(fn, 'height', o.height, side, 16384);
     if (width % m !== 0 || height % m !== 0) throw invalidArgument(`${fn}: width and height must be multiples of ${m} for this model, got ${width}×${height}`);
     const perPrompt = checkPositiveInt(fn, 'numImages', o.numImages, 1, 64);
     const seed = o.seed;
@@ -424,6 +430,10 @@ export class StableDiffusionPipeline {
 
     const scheduler = this.scheduler;
     const timesteps = scheduler.setTimesteps(steps);
+    if (timesteps.length < steps) {
+      // Karras sigmas on a short or cosine schedule round to repeated integer timesteps, which diffusers drops too.
+      (onWarning as (m: string) => void)(`${fn}: the scheduler gives ${timesteps.length} distinct timesteps for ${steps} steps on this model's noise schedule (several round to the same timestep); ${timesteps.length} steps run`);
+    }
     const h = height / this.vae.factor;
     const w = width / this.vae.factor;
     const seedBig = seed === undefined ? undefined : BigInt(seed);

@@ -10,6 +10,8 @@ export interface ProgressOptions {
   every?: number;
   /** Print nothing. */
   quiet?: boolean;
+  /** When the work began (performance.now()), for a bar made after its first step (default: now). */
+  startedAt?: number;
 }
 
 export interface ProgressUpdate {
@@ -19,16 +21,17 @@ export interface ProgressUpdate {
 
 export class Progress {
   readonly total: number;
-  #start = performance.now();
+  #start: number;
   #first: number;
   #loss: number | undefined;
   #lastPrinted: number;
-  readonly #o: Required<Omit<ProgressOptions, 'stream'>> & { stream: ProgressOptions['stream'] };
+  readonly #o: Required<Omit<ProgressOptions, 'stream' | 'startedAt'>> & { stream: ProgressOptions['stream'] };
 
   /** `first` is the step a resumed run starts at (its ETA counts from there). */
   constructor(total: number, first = 0, options: ProgressOptions = {}) {
     this.total = total;
     this.#first = first;
+    this.#start = options.startedAt ?? performance.now();
     this.#lastPrinted = first;
     this.#o = { label: options.label ?? 'train', stream: options.stream ?? process.stderr, every: options.every ?? Math.max(1, Math.round(total / 20)), quiet: options.quiet ?? false };
   }

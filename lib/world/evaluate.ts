@@ -44,6 +44,8 @@ export interface EvaluateOptions {
   concept?: string;
   /** Write a grid (one row per prompt, upscaled 4×) here. */
   gridPath?: string;
+  /** Called after every denoising step with the steps done and the steps in all, over every prompt (for a progress bar). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface PromptScores {
@@ -83,7 +85,7 @@ export async function rgbGrid(images: readonly Uint8Array[], resolution: number,
 
 export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateResult> {
   const fn = 'evaluate';
-  const o = checkOptions(fn, options, ['model', 'prompts', 'imagesPerPrompt', 'steps', 'guidanceScale', 'scheduler', 'seed', 'concept', 'gridPath']);
+  const o = checkOptions(fn, options, ['model', 'prompts', 'imagesPerPrompt', 'steps', 'guidanceScale', 'scheduler', 'seed', 'concept', 'gridPath', 'onProgress']);
   const prompts = (o.prompts ?? WORLD_EVAL_PROMPTS) as readonly string[];
   if (!Array.isArray(prompts) || prompts.length === 0 || !prompts.every((p) => typeof p === 'string')) {
     throw invalidArgument(`${fn}: prompts must be a non-empty array of strings, got ${describe(prompts)}`);
@@ -92,6 +94,8 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
   if (!Number.isSafeInteger(perPrompt) || (perPrompt as number) < 1 || (perPrompt as number) > 64) throw invalidArgument(`${fn}: imagesPerPrompt must be an integer in [1, 64], got ${describe(perPrompt)}`);
   const references = o.concept === undefined ? undefined : (conceptById(o.concept as string, fn), conceptImages(o.concept as string, { resolution: WORLD_RESOLUTION, seed: 1 }).map((c) => c.image));
   if (o.gridPath !== undefined && (typeof o.gridPath !== 'string' || o.gridPath === '')) throw invalidArgument(`${fn}: gridPath must be a file path, got ${describe(o.gridPath)}`);
+  const onProgress = o.onProgress as EvaluateOptions['onProgress'];
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument(`${fn}: onProgress must be a function, got ${describe(onProgress)}`);
   const model = o.model ?? worldModelDir();
   if (typeof model !== 'string' && !(model instanceof StableDiffusionPipeline)) throw invalidArgument(`${fn}: model must be a folder path or a StableDiffusionPipeline, got ${describe(model)}`);
   const pipe = typeof model === 'string' ? await StableDiffusionPipeline.fromPretrained(model, { scheduler: (o.scheduler ?? 'dpm++2m') as SchedulerName }) : model;
@@ -107,6 +111,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
       const out = await pipe.generate({
         prompt: prompts[k], numImages: perPrompt as number, width: r, height: r,
         steps: (o.steps ?? 25) as number, guidanceScale: (o.guidanceScale ?? 4) as number, seed: ((o.seed ?? 0) as number) * 1000 + k,
+        ...(onProgress === undefined ? {} : { onStep: (i: number, n: number) => onProgress(k * n + i, prompts.length * n) }),
       });
       const rgb = tensorToRgb(out.images);
       out.images.dispose();

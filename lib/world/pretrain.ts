@@ -37,7 +37,11 @@ import { layoutSample, PALETTE, worldSample, type WorldSample } from './scene.js
 import { worldModelDir } from './model-path.js';
 
 export interface PretrainOptions {
-  /** Where the finished diffusers folder goes (default: the package's lib/world/model); a new folder gets initFrom's or the packaged tokenizer. */
+  /**
+   * Where the finished diffusers folder goes (required: nothing is written
+   * into the package unless named, so the shipped lib/world/model is only
+   * replaced on purpose); a new folder gets initFrom's or the packaged tokenizer.
+   */
   outDir?: string;
   /** Checkpoints (default `${outDir}/../world-pretrain`). */
   workDir?: string;
@@ -108,6 +112,13 @@ const WEIGHT_FILES = [[UNET, 'diffusion_pytorch_model.safetensors'], [TEXT, 'mod
 /** Settings added after the first checkpoints were written: what those runs used, for a checkpoint without them. */
 const SETTINGS_BEFORE_RECORDED: Readonly<Record<string, string>> = { objectWeight: '0', highNoiseFraction: '0', layoutFraction: '0', initFrom: 'none' };
 
+/** The output folder, required: the only natural default is the package's own lib/world/model, which must not be overwritten by accident. */
+export function checkOutDir(fn: string, outDir: unknown): string {
+  if (outDir === undefined) throw invalidArgument(`${fn}: outDir is required (the folder the trained model is written to; the packaged lib/world/model is only written when named)`);
+  if (typeof outDir !== 'string' || outDir === '') throw invalidArgument(`${fn}: outDir must be a folder path, got ${describe(outDir)}`);
+  return outDir;
+}
+
 function checkInt(fn: string, name: string, v: unknown, lo: number, hi: number): number {
   if (!Number.isSafeInteger(v) || (v as number) < lo || (v as number) > hi) throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
   return v as number;
@@ -146,8 +157,6 @@ export function lossWeights(samples: readonly WorldSample[], resolution: number,
 export async function pretrainWorld(options: PretrainOptions = {}): Promise<PretrainResult> {
   const fn = 'pretrainWorld';
   const o = checkOptions(fn, options, ['outDir', 'workDir', 'steps', 'batchSize', 'lr', 'warmup', 'restartsAt', 'seed', 'checkpointEvery', 'resume', 'objectWeight', 'highNoiseFraction', 'layoutFraction', 'uncondProb', 'saveDtype', 'quiet', 'maxStepsThisRun', 'initFrom']);
-  const outDir = (o.outDir as string | undefined) ?? worldModelDir();
-  const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
   const steps = checkInt(fn, 'steps', o.steps ?? 4000, 1, 10_000_000);
   const batch = checkInt(fn, 'batchSize', o.batchSize ?? 16, 1, 4096);
   const warmup = checkInt(fn, 'warmup', o.warmup ?? Math.min(200, steps), 0, steps);
@@ -177,6 +186,8 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   const maxThisRun = o.maxStepsThisRun === undefined ? Infinity : checkInt(fn, 'maxStepsThisRun', o.maxStepsThisRun, 1, 10_000_000);
   const initFrom = o.initFrom;
   if (initFrom !== undefined && typeof initFrom !== 'string') throw invalidArgument(`${fn}: initFrom must be a world model folder, got ${describe(initFrom)}`);
+  const outDir = checkOutDir(fn, o.outDir);
+  const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
   const tokDir = join(outDir, 'tokenizer');
   if (!existsSync(join(tokDir, 'vocab.json'))) copyTokenizer(fn, tokDir, initFrom);
 

@@ -7,8 +7,7 @@ import { join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
 import { checkOptions, describe } from '../validate.js';
-import { worldModelDir } from './model-path.js';
-import { pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
+import { checkOutDir, pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
 
 /** The options the recipe sets for every phase: where it reads and writes, and how it reports. */
 const SET_BY_RECIPE = ['outDir', 'workDir', 'initFrom', 'resume', 'quiet', 'maxStepsThisRun'] as const;
@@ -36,7 +35,7 @@ export const SHIPPED_RECIPE: readonly PretrainPhase[] = [
 ];
 
 export interface RecipeOptions {
-  /** Where the last phase's model goes (default: the package's lib/world/model). */
+  /** Where the last phase's model goes (required, as for pretrainWorld: the packaged lib/world/model only when named). */
   outDir?: string;
   /** The earlier phases' models (phaseN/) and every phase's checkpoints (phaseN-work/) (default `${outDir}/../world-pretrain`). */
   workDir?: string;
@@ -61,7 +60,7 @@ export async function pretrainWorldRecipe(options: RecipeOptions = {}): Promise<
     const clash = SET_BY_RECIPE.find((k) => k in phase.options!);
     if (clash !== undefined) throw invalidArgument(`${fn}: phases[${i}].options.${clash} is the recipe's to set (each phase starts from the one before and writes under workDir; give outDir, workDir, resume and quiet to the recipe)`);
   });
-  const outDir = (o.outDir as string | undefined) ?? worldModelDir();
+  const outDir = checkOutDir(fn, o.outDir);
   const workDir = (o.workDir as string | undefined) ?? join(outDir, '..', 'world-pretrain');
   const results: PretrainResult[] = [];
   let previous: string | undefined;

@@ -12,7 +12,7 @@ import type { ConceptWeights } from '../custom-diffusion/types.js';
 import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages, type ConceptImage } from './concepts.js';
-import { evaluate, type EvaluateResult } from './evaluate.js';
+import { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 import { WORLD_RESOLUTION } from './model-config.js';
 import { backgroundPhrase, POSITION_PHRASE, type Position, type Scene } from './scene.js';
 import { worldModelDir } from './model-path.js';
@@ -34,7 +34,7 @@ export interface TeachWorldOptions {
   tokens?: readonly string[];
   model?: string;
   steps?: number;
-  /** Base learning rate before the batch scaling (default 1e-3, see below). */
+  /** Base learning rate before the batch scaling (default WORLD_TEACH_LR, 1e-3). */
   lr?: number;
   /** Regularization images generated from the class prompt (default 24). */
   numRegImages?: number;
@@ -97,6 +97,15 @@ export async function mirroredInstances(id: string, token: string, count = 5): P
   };
 }
 
+/**
+ * The base learning rate for teaching the world model (before the batch
+ * scaling): it is tiny and was pretrained at 1e-3, and SD's 1e-5 barely moves
+ * it in 250 steps (measured on 'star' with the first-phase model and
+ * captions: false: image alignment 0.329 → 0.005 at 1e-5, 0.417 at 2.5e-4,
+ * 0.604 at 1e-3). `imprint train` uses it too when no --model is given.
+ */
+export const WORLD_TEACH_LR = 1e-3;
+
 /** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
   const fn = 'teachWorldConcepts';
@@ -127,11 +136,8 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
     regSteps: 20,
     quiet: o.quiet === true,
   };
-  // The world model is tiny and was pretrained at lr 1e-3; SD's 1e-5 barely
-  // moves it in 250 steps (measured on 'star' with the first-phase model and
-  // captions: false: image alignment 0.329 → 0.005 at 1e-5, 0.417 at 2.5e-4,
-  // 0.604 at 1e-3; scaled by batch and prior as usual).
-  train.lr = (o.lr ?? 1e-3) as number;
+  // See WORLD_TEACH_LR (scaled by batch and prior as usual).
+  train.lr = (o.lr ?? WORLD_TEACH_LR) as number;
   if (o.mode !== undefined) train.mode = o.mode as TrainCustomDiffusionOptions['mode'];
   if (o.workDir !== undefined) train.workDir = o.workDir as string;
   const augment = (o.augment ?? !captions) as boolean;
@@ -155,6 +161,8 @@ export interface ScoreWorldOptions {
   gridPath?: string;
   /** The untrained model's scores from an earlier call with the same concept id and options (skips generating them again). */
   base?: EvaluateResult;
+  /** Called after every denoising step with the steps done and in all, over both models' prompts (for a progress bar). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 /**
@@ -170,11 +178,15 @@ export async function scoreWorldConcept(concept: ConceptWeights, tokenIndex: num
   if (!tok) throw invalidArgument(`${fn}: the concept has no token ${tokenIndex} (it has ${concept.tokens.length})`);
   const model = options.model ?? worldModelDir();
   const common = { imagesPerPrompt: options.imagesPerPrompt ?? 4, steps: options.steps ?? 25, seed: options.seed ?? 0, concept: id };
-  const base = options.base ?? await evaluate({ ...common, model, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', spec.classWord)) });
+  // One count over both evaluations (the same prompts and steps each): the base model's first, when it is drawn here.
+  const report = options.onProgress;
+  const parts = options.base === undefined ? 2 : 1;
+  const progress = (part: number): Pick<EvaluateOptions, 'onProgress'> => (report === undefined ? {} : { onProgress: (d, t) => report(part * t + d, parts * t) });
+  const base = options.base ?? await evaluate({ ...common, model, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', spec.classWord)), ...progress(0) });
   const pipe = await StableDiffusionPipeline.fromPretrained(model, { scheduler: 'dpm++2m' });
   try {
     await applyConcepts(pipe, [concept]);
-    const trained = await evaluate({ ...common, model: pipe, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', `${tok.token} ${spec.classWord}`)), ...(options.gridPath ? { gridPath: options.gridPath } : {}) });
+    const trained = await evaluate({ ...common, model: pipe, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', `${tok.token} ${spec.classWord}`)), ...(options.gridPath ? { gridPath: options.gridPath } : {}), ...progress(parts - 1) });
     return { trained, base };
   } finally {
     pipe.dispose();
