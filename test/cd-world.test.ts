@@ -1,24 +1,18 @@
-// Custom Diffusion end to end on the embedded world model: teach it held-out
-// concepts from their five instance images, then measure the paper's two
-// figures on the composition prompts (README, "Custom Diffusion on the
-// world"). Measured on this machine (CPU, seed 0, 4 images × 6 prompts,
-// DPM-Solver++ 2M 25 steps, the three-phase world model):
-//   single 'star' (250 steps, captioned instances and their mirrors, the
-//   default): image alignment 0.128 → 0.701, text 0.854 → 0.771
-//   merged star + ring (closed form of two such singles, default targets:
-//   the training prompts): image alignment star 0.128 → 0.568, ring 0.030 →
-//   0.237; text 0.729 and 0.750.
-//   joint 'star' + 'ring' (500 steps, captioned, the default): image
-//   alignment star 0.128 → 0.647, ring 0.030 → 0.700, text 0.854 → 0.771
-//   and 0.688 (the ring's prompts lose the most).
-// Both concepts in one image (prompts naming both, presence ≥ 0.4) is not
-// asserted on this model: the joint pair shows it in 2 of 12 images in the
-// CMake (OpenBLAS) build and in 0 of 12 in the node-gyp build (the same
-// training, rounded differently), the merged pair in 0 (3 and 2 of 12 on the
-// previous, two-phase model); README, "Custom Diffusion on the world".
-// The thresholds below sit under those figures; the trainer's SD default lr
-// (1e-5 here) failed them on the first-phase model (image alignment 0.005:
-// it drew empty scenes).
+// Custom Diffusion end to end on the embedded world model, over several
+// training seeds (test/cd-world-figures.ts): teach it held-out concepts
+// ('star', 'ring') from their instance images, apart (then merged in closed
+// form) and jointly, and compare each concept's composition prompts with the
+// untrained model's: image alignment (shape and colour), shape alignment
+// (colour-invariant) and text alignment (README, "Custom Diffusion on the
+// world"). Each test asserts on the mean over the seeds; each threshold is
+// the lower of the two builds' measured means (CMake/OpenBLAS and
+// node-gyp) less twice the larger per-seed standard deviation, so it holds
+// on any machine while a broken trainer, merge or metric (rises near 0)
+// fails it. MEASURED below holds those figures (2-core AMD EPYC, AVX2, no
+// AVX-512; about 6 minutes a seed); README, "Custom Diffusion on the world".
+// Both concepts in one image (prompts naming both) is not asserted: on this
+// model neither the merge nor joint training draws them together reliably
+// (README).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,69 +21,69 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { disposeConcept } from '../lib/custom-diffusion/concept-file.js';
-import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
-import { mergeConcepts } from '../lib/custom-diffusion/merge.js';
 import { readSafetensorsHeader } from '../lib/io/safetensors.js';
-import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
-import { worldModelDir } from '../lib/world/model-path.js';
-import { mirroredInstances, scoreWorldConcept, teachWorldConcepts } from '../lib/world/teach.js';
+import { mirroredInstances, teachWorldConcepts } from '../lib/world/teach.js';
+import { CONCEPT_IDS, change, cdWorldFigures, formatFigures, SEEDS, type ConceptId, type Figures, type Method } from './cd-world-figures.js';
 import { assertRejects } from './helpers.js';
 
+type Score = 'image' | 'shape' | 'text';
+/** Per method, concept and score: the mean change over SEEDS (rise; for text, the change, usually a drop) and its per-seed std, CMake then node-gyp. */
+const MEASURED: Record<Method, Record<ConceptId, Record<Score, [cmake: [number, number], gyp: [number, number]]>>> = {
+  single: {
+    star: { image: [[0.551, 0.005], [0.568, 0.028]], shape: [[0.116, 0.012], [0.123, 0.018]], text: [[-0.069, 0.010], [-0.028, 0.043]] },
+    ring: { image: [[0.527, 0.052], [0.527, 0.052]], shape: [[0.096, 0.051], [0.096, 0.051]], text: [[-0.021, 0.135], [-0.021, 0.135]] },
+  },
+  merged: {
+    star: { image: [[0.445, 0.089], [0.506, 0.041]], shape: [[0.104, 0.028], [0.109, 0.033]], text: [[-0.139, 0.139], [-0.160, 0.130]] },
+    ring: { image: [[0.251, 0.098], [0.262, 0.112]], shape: [[-0.014, 0.074], [-0.003, 0.080]], text: [[-0.125, 0.153], [-0.167, 0.090]] },
+  },
+  joint: {
+    star: { image: [[0.370, 0.078], [0.357, 0.097]], shape: [[0.109, 0.027], [0.111, 0.033]], text: [[-0.174, 0.043], [-0.160, 0.055]] },
+    ring: { image: [[0.663, 0.013], [0.655, 0.028]], shape: [[0.112, 0.015], [0.115, 0.013]], text: [[-0.118, 0.043], [-0.125, 0.017]] },
+  },
+};
+
+/** The lower build mean less twice the larger std (see the header). */
+function threshold(method: Method, id: ConceptId, score: Score): number {
+  const [[m1, s1], [m2, s2]] = MEASURED[method][id][score];
+  return Math.min(m1, m2) - 2 * Math.max(s1, s2);
+}
+
+/**
+ * A rise is asserted only where its floor is clearly above zero: where the
+ * spread reaches zero (the merged ring's shape), the method does not reliably
+ * raise that score on this model, and a floor at or below zero would assert
+ * nothing. Text changes are always asserted (they bound the drop).
+ */
+const MIN_RISE = 0.02;
+
 const t = suite('custom-diffusion.world');
-let star: ConceptWeights | undefined;  // the single concept of the first test, merged in the last
-t.after(() => {
-  if (star) disposeConcept(star);
+let figures: Figures;
+t.before(async () => {
+  figures = await cdWorldFigures((line) => console.log(line));
+  console.log(formatFigures(figures));
 });
 
-t('a single concept: image alignment rises clearly, text alignment stays close to the base model', async () => {
-  star = (await teachWorldConcepts({ concepts: ['star'], quiet: true })).concept;
-  const s = await scoreWorldConcept(star, 0, 'star');
-  const img = [s.base.imageAlignment!.mean, s.trained.imageAlignment!.mean];
-  const text = [s.base.textAlignment.mean, s.trained.textAlignment.mean];
-  assert.ok(img[1] >= img[0] + 0.25, `image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.25 (measured +0.573)`);
-  assert.ok(text[1] >= text[0] - 0.1, `text alignment ${text[0].toFixed(3)} → ${text[1].toFixed(3)}, want a drop ≤ 0.1 (measured 0.083)`);
-  assert.is(star.tokens[0].prompt, 'a <new1> shape', 'trained on a prompt in the world grammar');
-});
+const WHAT: Record<Method, string> = {
+  single: 'one concept trained alone',
+  merged: 'two concepts trained apart and merged in closed form',
+  joint: 'two concepts trained jointly',
+};
 
-t('two concepts trained jointly: both are learned', async () => {
-  const ids = ['star', 'ring'];
-  const r = await teachWorldConcepts({ concepts: ids, quiet: true });
-  try {
-    for (const [i, id] of ids.entries()) {
-      const s = await scoreWorldConcept(r.concept, i, id);
-      const img = [s.base.imageAlignment!.mean, s.trained.imageAlignment!.mean];
-      assert.ok(img[1] >= img[0] + 0.25, `${id}: image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ 0.25 (measured +0.519, +0.670)`);
-      // A drop ≤ 0.2: the jointly trained ring costs its prompts 0.166 (measured).
-      assert.ok(s.trained.textAlignment.mean >= s.base.textAlignment.mean - 0.2, `${id}: text alignment ${s.base.textAlignment.mean.toFixed(3)} → ${s.trained.textAlignment.mean.toFixed(3)}`);
-    }
-  } finally {
-    disposeConcept(r.concept);
-  }
-});
-
-t('two concepts trained apart and merged in closed form: each is kept on its own prompts', async () => {
-  assert.ok(star, 'the first test trained the star');
-  const ring = (await teachWorldConcepts({ concepts: ['ring'], tokens: ['<new2>'], quiet: true })).concept;
-  try {
-    const pipe = await StableDiffusionPipeline.fromPretrained(worldModelDir(), { scheduler: 'dpm++2m' });
-    const m = await mergeConcepts(pipe, [star!, ring]).finally(() => pipe.dispose());
-    try {
-      assert.ok(m.residuals.overall.targetRelative < 1e-4, `target residual ${m.residuals.overall.targetRelative}`);
-      // The ring keeps less of itself through the merge than the star (measured +0.440 and +0.207).
-      for (const [i, id, rise] of [[0, 'star', 0.25], [1, 'ring', 0.15]] as const) {
-        const s = await scoreWorldConcept(m.concept, i, id);
-        const img = [s.base.imageAlignment!.mean, s.trained.imageAlignment!.mean];
-        assert.ok(img[1] >= img[0] + rise, `merged ${id}: image alignment ${img[0].toFixed(3)} → ${img[1].toFixed(3)}, want a rise ≥ ${rise}`);
-        // The merged star's prompts lose 0.125 (measured), the ring's 0.104.
-        assert.ok(s.trained.textAlignment.mean >= s.base.textAlignment.mean - 0.2, `merged ${id}: text alignment ${s.base.textAlignment.mean.toFixed(3)} → ${s.trained.textAlignment.mean.toFixed(3)}`);
+for (const method of ['single', 'merged', 'joint'] as const) {
+  t(`${WHAT[method]}: image and shape alignment rise, text alignment stays within its margin (mean of ${SEEDS.length} seeds)`, () => {
+    for (const id of CONCEPT_IDS) {
+      assert.ok(threshold(method, id, 'image') >= MIN_RISE, `${method} ${id}: the image alignment rise is asserted`);
+      for (const score of ['image', 'shape', 'text'] as const) {
+        const c = change(figures, method, id, score);
+        const want = threshold(method, id, score);
+        if (score !== 'text' && want < MIN_RISE) continue;
+        const what = score === 'text' ? 'change' : 'rise';
+        assert.ok(c.mean >= want, `${method} ${id}: ${score} alignment ${what} ${c.mean.toFixed(3)} ± ${c.std.toFixed(3)} over seeds ${SEEDS.join(', ')}, want ≥ ${want.toFixed(3)}`);
       }
-    } finally {
-      disposeConcept(m.concept);
     }
-  } finally {
-    disposeConcept(ring);
-  }
-});
+  });
+}
 
 t('teachWorldConcepts passes lr, steps, captions and augmentation to the trainer (recorded in its checkpoint)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'imprint-cd-world-'));
