@@ -147,11 +147,15 @@ double bench_case(const std::string& name, CaseFactory factory) {
   for (size_t i = 0; i < c.inputs.size(); i++) {
     gpu_in.push_back(run_launch(ops::to_device(make_input(c.inputs[i], seed_of(name, i)), Device::cuda(0))));
   }
+  // Kernels run on the device's stream: wait for them, or only the launches are timed.
+  Backend& gpu = backend_for(Device::cuda(0));
   for (int i = 0; i < 2; i++) c.run(gpu_in);
+  gpu.synchronize();
   std::vector<double> times;
   for (int i = 0; i < 10; i++) {
     const auto t0 = std::chrono::steady_clock::now();
     c.run(gpu_in);
+    gpu.synchronize();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
