@@ -90,11 +90,11 @@ export * as world from './world/index.js';
 export {
   trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, DEFAULT_INITIALIZERS,
   type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult, type ConceptSpec,
-} from './custom-diffusion/train.js';
-export type { ConceptWeights, ConceptToken, CustomDiffusionMode } from './custom-diffusion/types.js';
-export { modelFingerprint } from './custom-diffusion/fingerprint.js';
-export { saveConcept, loadConcept, disposeConcept, type SaveConceptOptions, type SaveConceptResult, type LoadedConcept, type ConceptFileInfo } from './custom-diffusion/concept-file.js';
-export { exportDiffusers, importDiffusers, type ImportDiffusersOptions } from './custom-diffusion/diffusers-format.js';
-export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } from './custom-diffusion/apply.js';
-export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './custom-diffusion/merge.js';
-export { genericCaptions, readCaptionFile } from './custom-diffusion/captions.js';
+} from './methods/custom-diffusion/train.js';
+export type { ConceptWeights, ConceptToken, CustomDiffusionMode } from './concepts/types.js';
+export { modelFingerprint } from './concepts/fingerprint.js';
+export { saveConcept, loadConcept, disposeConcept, type SaveConceptOptions, type SaveConceptResult, type LoadedConcept, type ConceptFileInfo } from './concepts/concept-file.js';
+export { exportDiffusers, importDiffusers, type ImportDiffusersOptions } from './methods/custom-diffusion/diffusers-format.js';
+export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } from './concepts/apply.js';
+export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './methods/custom-diffusion/merge.js';
+export { genericCaptions, readCaptionFile } from './concepts/captions.js';

@@ -9,9 +9,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { add, memoryStats, tensor, UNet2DConditionModel, zeros, type Tensor } from '../lib/index.js';
-import { applyConcepts, unetWeightMap } from '../lib/custom-diffusion/apply.js';
-import { modelFingerprint } from '../lib/custom-diffusion/fingerprint.js';
-import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
+import { applyConcepts, unetWeightMap } from '../lib/concepts/apply.js';
+import { modelFingerprint } from '../lib/concepts/fingerprint.js';
+import type { ConceptWeights } from '../lib/concepts/types.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';

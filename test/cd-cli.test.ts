@@ -10,10 +10,10 @@ import * as assert from 'uvu/assert';
 
 import type { Tensor } from '../lib/index.js';
 import { CONCEPT_COMMANDS } from '../lib/cli/commands-concepts.js';
-import { unetWeightMap } from '../lib/custom-diffusion/apply.js';
-import { genericCaptions } from '../lib/custom-diffusion/captions.js';
-import { loadConcept, saveConcept } from '../lib/custom-diffusion/concept-file.js';
-import { modelFingerprint } from '../lib/custom-diffusion/fingerprint.js';
+import { unetWeightMap } from '../lib/concepts/apply.js';
+import { genericCaptions } from '../lib/concepts/captions.js';
+import { loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
+import { modelFingerprint } from '../lib/concepts/fingerprint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';

@@ -9,8 +9,8 @@ import * as assert from 'uvu/assert';
 
 import { memoryStats, tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
-import { loadConcept, saveConcept } from '../lib/custom-diffusion/concept-file.js';
-import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
+import { loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
+import type { ConceptWeights } from '../lib/concepts/types.js';
 import { disposeAll, randomConcept } from './cd-fixtures.js';
 import { assertRejects, seeded, settleGarbage } from './helpers.js';
 import { tinyModelLoader } from './tiny-models.js';

@@ -10,8 +10,8 @@ import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
-import { exportDiffusers, importDiffusers } from '../lib/custom-diffusion/diffusers-format.js';
-import { modelFingerprint } from '../lib/custom-diffusion/fingerprint.js';
+import { exportDiffusers, importDiffusers } from '../lib/methods/custom-diffusion/diffusers-format.js';
+import { modelFingerprint } from '../lib/concepts/fingerprint.js';
 import { disposeAll, randomConcept } from './cd-fixtures.js';
 import { assertClose, assertRejects } from './helpers.js';
 import { tinyModelLoader } from './tiny-models.js';

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
-import { modelFingerprint } from '../lib/custom-diffusion/fingerprint.js';
+import { modelFingerprint } from '../lib/concepts/fingerprint.js';
 import { assertRejects } from './helpers.js';
 import { tinyModelLoader } from './tiny-models.js';
 

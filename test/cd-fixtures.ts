@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { AutoencoderKL, ClipTextEncoder, ClipTokenizer, UNet2DConditionModel, randn, schedulers, type Tensor } from '../lib/index.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PARITY, tinyModelLoader } from './tiny-models.js';
-import type { ConceptWeights, CustomDiffusionMode } from '../lib/custom-diffusion/types.js';
+import type { ConceptWeights, CustomDiffusionMode } from '../lib/concepts/types.js';
 import { byteToChar } from '../lib/tokenizer/bytes.js';
 
 const KV = /\.attn2\.to_(k|v)\.weight$/;
@@ -40,7 +40,7 @@ export async function randomConcept(unetWeights: Map<string, Tensor>, o: RandomC
 }
 
 /** The library's concept disposal, under the name these tests use. */
-export { disposeConcept as disposeAll } from '../lib/custom-diffusion/concept-file.js';
+export { disposeConcept as disposeAll } from '../lib/concepts/concept-file.js';
 
 /**
  * A CLIP-style tokenizer folder of exactly `size` ids: the 512 byte symbols

@@ -10,12 +10,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
-import { unetWeightMap } from '../lib/custom-diffusion/apply.js';
-import { GENERIC_CAPTION_COUNT, genericCaptions, readCaptionFile } from '../lib/custom-diffusion/captions.js';
-import { modelFingerprint } from '../lib/custom-diffusion/fingerprint.js';
-import { addScaled, fromTensor, identity, mat, matmul, solve, toTensor, transpose } from '../lib/custom-diffusion/linalg.js';
-import { mergeConcepts } from '../lib/custom-diffusion/merge.js';
-import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
+import { unetWeightMap } from '../lib/concepts/apply.js';
+import { GENERIC_CAPTION_COUNT, genericCaptions, readCaptionFile } from '../lib/concepts/captions.js';
+import { modelFingerprint } from '../lib/concepts/fingerprint.js';
+import { addScaled, fromTensor, identity, mat, matmul, solve, toTensor, transpose } from '../lib/concepts/linalg.js';
+import { mergeConcepts } from '../lib/methods/custom-diffusion/merge.js';
+import type { ConceptWeights } from '../lib/concepts/types.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';

@@ -5,8 +5,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { frobenius, mat, matmul, solve, symmetricEigen, transpose, addScaled, type Mat } from '../lib/custom-diffusion/linalg.js';
-import { chooseRank, truncatedSvd } from '../lib/custom-diffusion/svd.js';
+import { frobenius, mat, matmul, solve, symmetricEigen, transpose, addScaled, type Mat } from '../lib/concepts/linalg.js';
+import { chooseRank, truncatedSvd } from '../lib/concepts/svd.js';
 import { assertRejects, seeded } from './helpers.js';
 
 const t = suite('cd.svd');

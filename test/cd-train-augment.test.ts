@@ -5,8 +5,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { augmentImage, augmentMask, composeAugmented, LARGE_PREFIXES, planAugmentation, SMALL_PREFIXES, type AugmentSettings } from '../lib/custom-diffusion/augment.js';
-import { WorldRandom } from '../lib/world/random.js';
+import { augmentImage, augmentMask, composeAugmented, LARGE_PREFIXES, planAugmentation, SMALL_PREFIXES, type AugmentSettings } from '../lib/methods/custom-diffusion/augment.js';
+import { SeededRandom } from '../lib/train/random.js';
 
 const t = suite('cd-train.augment');
 
@@ -23,7 +23,7 @@ function scripted(chances: boolean[], ints: number[], picks: number[]) {
     },
     pick: <T>(xs: readonly T[]) => (calls.push(`pick ${xs.join('|')}`), xs[picks.shift()!]),
   };
-  return { rng: rng as unknown as WorldRandom, calls };
+  return { rng: rng as unknown as SeededRandom, calls };
 }
 
 const S: AugmentSettings = { resolution: 16, factor: 2, augment: true, hflip: true };
@@ -78,7 +78,7 @@ t('a middle scale (0.6·res to res) is pasted without a prefix; no flip draw wit
 t('the real generator: same seed same plans; 2/3 small scales; prefixes follow the scale', () => {
   const res = 60;
   const set = { ...S, resolution: 60, factor: 4 };
-  const draw = (seed: number) => planAugmentation(new WorldRandom(seed).fork('x'), set);
+  const draw = (seed: number) => planAugmentation(new SeededRandom(seed).fork('x'), set);
   assert.equal(draw(5), draw(5));
   let small = 0, flips = 0;
   const n = 3000;

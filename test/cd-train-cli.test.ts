@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { TRAIN_COMMANDS } from '../lib/cli/commands-train.js';
-import { CONCEPT_FORMAT } from '../lib/custom-diffusion/concept-file.js';
+import { CONCEPT_FORMAT } from '../lib/concepts/concept-file.js';
 import { loadSafetensors, readSafetensorsHeader } from '../lib/io/safetensors.js';
 import { WORLD_TEACH_LR } from '../lib/world/teach.js';
 import { conceptFolder, removeTempFolders, tempFolder, tinyModelFolder } from './cd-fixture.js';

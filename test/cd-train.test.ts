@@ -9,7 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { randn, tensor, type Tensor } from '../lib/index.js';
-import { trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, type ConceptSpec, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
+import { trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, type ConceptSpec, type TrainCustomDiffusionOptions } from '../lib/methods/custom-diffusion/train.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
 import { loadDiffusersModel } from '../lib/models/checkpoint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';

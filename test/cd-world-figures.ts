@@ -4,9 +4,9 @@
 // untrained model (scoreWorldConcept; scoring seed = training seed, so the
 // spread covers both). Computed once per process and shared by the tests of
 // test/cd-world.test.ts; `npm run quality:cd` prints the same table.
-import { disposeConcept } from '../lib/custom-diffusion/concept-file.js';
-import { mergeConcepts } from '../lib/custom-diffusion/merge.js';
-import type { ConceptWeights } from '../lib/custom-diffusion/types.js';
+import { disposeConcept } from '../lib/concepts/concept-file.js';
+import { mergeConcepts } from '../lib/methods/custom-diffusion/merge.js';
+import type { ConceptWeights } from '../lib/concepts/types.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import type { EvaluateResult } from '../lib/world/evaluate.js';
 import { stat, type Stat } from '../lib/world/metrics.js';

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { disposeConcept } from '../lib/custom-diffusion/concept-file.js';
+import { disposeConcept } from '../lib/concepts/concept-file.js';
 import { readSafetensorsHeader } from '../lib/io/safetensors.js';
 import { mirroredInstances, teachWorldConcepts } from '../lib/world/teach.js';
 import { CONCEPT_IDS, change, cdWorldFigures, formatFigures, SEEDS, type ConceptId, type Figures, type Method } from './cd-world-figures.js';

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { devices, tensor } from '../lib/index.js';
-import { trainCustomDiffusion, type TrainCustomDiffusionOptions } from '../lib/custom-diffusion/train.js';
+import { trainCustomDiffusion, type TrainCustomDiffusionOptions } from '../lib/methods/custom-diffusion/train.js';
 import { checkUsableDevice, loadDiffusersModel } from '../lib/models/checkpoint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { readJsonFile } from '../lib/models/configs.js';

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import {
-  BACKGROUNDS, COLOURS, CONCEPTS, PALETTE, POSITIONS, SHAPES, SIZES, WorldRandom,
+  BACKGROUNDS, COLOURS, CONCEPTS, PALETTE, POSITIONS, SHAPES, SIZES, SeededRandom,
   analyzeImage, conceptDescriptor, conceptImages, conceptPresence, descriptorSimilarity, formatValidation, imageAlignment, placeObject,
   renderScene, shapeAlignment, textAlignment, validateMetrics, withNoise, worldSample, attributeMatches,
   type Scene, type WorldObject,
@@ -54,7 +54,7 @@ t('text alignment matches requested to detected objects in the best order', () =
 });
 
 t('analyzeImage: background, colour, shape, size and position of every world shape at 32 and 64 pixels', () => {
-  const rng = new WorldRandom(17);
+  const rng = new SeededRandom(17);
   let checked = 0;
   for (const r of [32, 64]) {
     for (const shape of SHAPES) {
@@ -314,7 +314,7 @@ t('blurred ground truth still matches its captions', () => {
 });
 
 t('hostile images (random bytes, stripes, one colour): finite measurements and scores in [0, 1]', () => {
-  const rng = new WorldRandom(5);
+  const rng = new SeededRandom(5);
   const r = 32;
   const images = [
     Uint8Array.from({ length: r * r * 3 }, () => rng.int(0, 255)),

@@ -12,7 +12,7 @@ import { loadSafetensors } from '../lib/io/safetensors.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PIXEL_SPACE } from '../lib/pipeline/pixel-space.js';
 import { HIGH_NOISE_FROM, imagesToTensor, lossWeights, pretrainBatch, pretrainWorld, sampleTimesteps, scheduleLr } from '../lib/world/pretrain.js';
-import { WorldRandom } from '../lib/world/random.js';
+import { SeededRandom } from '../lib/train/random.js';
 import { warmupCosine } from '../lib/train/optimizer.js';
 import { layoutSample, PALETTE, renderScene, worldSample, type Scene } from '../lib/world/scene.js';
 import { worldModelDir } from '../lib/world/model-path.js';
@@ -36,15 +36,15 @@ function bytesOf(weights: Map<string, { dataSync(): unknown }>, name: string): B
 const common = { steps: 3, batchSize: 2, warmup: 1, checkpointEvery: 1, saveDtype: 'f32' as const, quiet: true };
 
 t('sampleTimesteps: uniform over [0, 999] at fraction 0 (one draw each, as before the option), only high noise at 1, the share in between', () => {
-  const plain = sampleTimesteps(new WorldRandom(3).fork('t'), 4000, 0);
-  const before = new WorldRandom(3).fork('t');
+  const plain = sampleTimesteps(new SeededRandom(3).fork('t'), 4000, 0);
+  const before = new SeededRandom(3).fork('t');
   assert.equal(plain, Array.from({ length: 4000 }, () => before.int(0, 999)), 'fraction 0 consumes the generator as the runs before the option did');
   assert.ok(plain.some((t) => t < 100) && plain.some((t) => t > 900), 'the whole range');
-  const high = sampleTimesteps(new WorldRandom(3).fork('t'), 4000, 1);
+  const high = sampleTimesteps(new SeededRandom(3).fork('t'), 4000, 1);
   assert.ok(high.every((t) => Number.isInteger(t) && t >= HIGH_NOISE_FROM && t <= 999), 'fraction 1: only [HIGH_NOISE_FROM, 999]');
   assert.ok(new Set(high).size === 1000 - HIGH_NOISE_FROM, 'every high-noise timestep occurs');
   // At 0.25 the share at or above HIGH_NOISE_FROM is 0.25 + 0.75 · 0.05 = 0.2875 (binomial sd over 8000 draws: 0.005).
-  const mixed = sampleTimesteps(new WorldRandom(3).fork('t'), 8000, 0.25);
+  const mixed = sampleTimesteps(new SeededRandom(3).fork('t'), 8000, 0.25);
   const share = mixed.filter((t) => t >= HIGH_NOISE_FROM).length / mixed.length;
   assert.ok(Math.abs(share - 0.2875) < 0.02, `share at high noise ${share}`);
   assert.ok(mixed.filter((t) => t < 500).length / mixed.length > 0.3, 'the rest stays uniform');
@@ -54,7 +54,7 @@ t('pretrainBatch: world samples at fraction 0; layout samples at high noise wher
   const opts = { uncondProb: 0.1, highNoiseFraction: 0, layoutFraction: 0 };
   const plain = pretrainBatch(4, 9, 64, opts);
   // The stream of the runs before layoutFraction: worldSample by index, then the caption drops, then the timesteps.
-  const rng = new WorldRandom(4).fork('step 9');
+  const rng = new SeededRandom(4).fork('step 9');
   const world = Array.from({ length: 64 }, (_, i) => worldSample(4, 9 * 64 + i));
   assert.equal(plain.captions, world.map((w) => (rng.chance(0.1) ? '' : w.caption)));
   assert.equal(plain.timesteps, sampleTimesteps(rng, 64, 0));

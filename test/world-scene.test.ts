@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import {
-  BACKGROUNDS, COLOURS, CONCEPT_SHAPES, CONCEPTS, PALETTE, PALETTE_NAMES, POSITIONS, SHAPES, SIZES, WorldRandom,
+  BACKGROUNDS, COLOURS, CONCEPT_SHAPES, CONCEPTS, PALETTE, PALETTE_NAMES, POSITIONS, SHAPES, SIZES, SeededRandom,
   captionOf, conceptImages, layoutSample, parseCaption, renderScene, sampleScene, worldSample,
   type Scene, type WorldObject,
 } from '../lib/world/index.js';
@@ -21,23 +21,23 @@ const t = suite('world-scene');
 
 const pixel = (image: Uint8Array, r: number, x: number, y: number) => Array.from(image.subarray((y * r + x) * 3, (y * r + x) * 3 + 3));
 
-t('WorldRandom: same seed, same stream; forks depend on the label only, not on draws', () => {
-  const a = new WorldRandom(42);
-  const b = new WorldRandom(42);
+t('SeededRandom: same seed, same stream; forks depend on the label only, not on draws', () => {
+  const a = new SeededRandom(42);
+  const b = new SeededRandom(42);
   const xs = Array.from({ length: 50 }, () => a.next());
   assert.equal(xs, Array.from({ length: 50 }, () => b.next()));
   assert.ok(xs.every((x) => x >= 0 && x < 1));
-  assert.not.equal(xs, Array.from({ length: 50 }, () => new WorldRandom(43).next()));
+  assert.not.equal(xs, Array.from({ length: 50 }, () => new SeededRandom(43).next()));
   // Seeds beyond 2^32 differ from their low 32 bits.
-  assert.is.not(new WorldRandom(2 ** 32 + 5).next(), new WorldRandom(5).next());
-  const fresh = new WorldRandom(42).fork('x').next();
+  assert.is.not(new SeededRandom(2 ** 32 + 5).next(), new SeededRandom(5).next());
+  const fresh = new SeededRandom(42).fork('x').next();
   assert.is(a.fork('x').next(), fresh, 'fork ignores how far the parent was drawn');
-  assert.is.not(new WorldRandom(42).fork('y').next(), fresh);
-  assert.is.not(new WorldRandom(42).fork(1).next(), new WorldRandom(42).fork('1').next());
+  assert.is.not(new SeededRandom(42).fork('y').next(), fresh);
+  assert.is.not(new SeededRandom(42).fork(1).next(), new SeededRandom(42).fork('1').next());
 });
 
-t('WorldRandom: int covers both ends uniformly, pick and normal behave', () => {
-  const rng = new WorldRandom(7);
+t('SeededRandom: int covers both ends uniformly, pick and normal behave', () => {
+  const rng = new SeededRandom(7);
   const counts = [0, 0, 0, 0];
   for (let i = 0; i < 8000; i++) counts[rng.int(2, 5) - 2]++;
   for (const c of counts) assert.ok(c > 1800 && c < 2200, `int(2, 5) counts ${counts}`);
@@ -138,7 +138,7 @@ t('layoutSample: one object, every attribute named and true; deterministic per (
 });
 
 t('the sampler never draws a held-out concept; scenes keep their invariants (10,000 scenes)', () => {
-  const rng = new WorldRandom(2024);
+  const rng = new SeededRandom(2024);
   let single = 0;
   for (let i = 0; i < 10_000; i++) {
     const scene = sampleScene(rng.fork(i));
@@ -163,7 +163,7 @@ t('the sampler never draws a held-out concept; scenes keep their invariants (10,
     }
   }
   assert.ok(single > 5700 && single < 6300, `one object in ${single} of 10,000 scenes`);
-  const two = sampleScene(new WorldRandom(1), { objectCount: 2 });
+  const two = sampleScene(new SeededRandom(1), { objectCount: 2 });
   assert.is(two.objects.length, 2);
 });
 
@@ -202,7 +202,7 @@ t('renderScene: anti-aliased edges blend by coverage; a circle covers about π/4
 });
 
 t('renderScene: objects show their colour at their centre, and sit where their position word says', () => {
-  const rng = new WorldRandom(5);
+  const rng = new SeededRandom(5);
   for (let i = 0; i < 300; i++) {
     const scene = sampleScene(rng.fork(i));
     const r = i % 2 === 0 ? 32 : 64;
@@ -312,14 +312,14 @@ t('bad input: ImprintError naming the argument', async () => {
   await assertRejects(() => worldSample(1, 0, 7), 'INVALID_ARGUMENT', /resolution must be an integer in \[8, 1024\]/);
   await assertRejects(() => worldSample(1, 0, 32.5), 'INVALID_ARGUMENT', /resolution/);
   await assertRejects(() => worldSample(1, 0, 1e6), 'INVALID_ARGUMENT', /resolution/);
-  await assertRejects(() => new WorldRandom(-3), 'INVALID_ARGUMENT', /WorldRandom: seed/);
-  await assertRejects(() => new WorldRandom(1).fork({} as unknown as string), 'INVALID_ARGUMENT', /fork: label/);
-  await assertRejects(() => new WorldRandom(1).int(3, 1), 'INVALID_ARGUMENT', /int/);
-  await assertRejects(() => new WorldRandom(1).pick([]), 'INVALID_ARGUMENT', /non-empty/);
-  await assertRejects(() => sampleScene({} as WorldRandom), 'INVALID_ARGUMENT', /sampleScene: rng must be a WorldRandom/);
-  await assertRejects(() => sampleScene(new WorldRandom(1), { objectCount: 3 as 2 }), 'INVALID_ARGUMENT', /objectCount must be 1 or 2/);
-  await assertRejects(() => sampleScene(new WorldRandom(1), { count: 1 } as never), 'INVALID_ARGUMENT', /unknown option 'count'/);
-  await assertRejects(() => captionOf(null as unknown as Scene, new WorldRandom(1)), 'INVALID_ARGUMENT', /captionOf: scene must be an object/);
+  await assertRejects(() => new SeededRandom(-3), 'INVALID_ARGUMENT', /SeededRandom: seed/);
+  await assertRejects(() => new SeededRandom(1).fork({} as unknown as string), 'INVALID_ARGUMENT', /fork: label/);
+  await assertRejects(() => new SeededRandom(1).int(3, 1), 'INVALID_ARGUMENT', /int/);
+  await assertRejects(() => new SeededRandom(1).pick([]), 'INVALID_ARGUMENT', /non-empty/);
+  await assertRejects(() => sampleScene({} as SeededRandom), 'INVALID_ARGUMENT', /sampleScene: rng must be a SeededRandom/);
+  await assertRejects(() => sampleScene(new SeededRandom(1), { objectCount: 3 as 2 }), 'INVALID_ARGUMENT', /objectCount must be 1 or 2/);
+  await assertRejects(() => sampleScene(new SeededRandom(1), { count: 1 } as never), 'INVALID_ARGUMENT', /unknown option 'count'/);
+  await assertRejects(() => captionOf(null as unknown as Scene, new SeededRandom(1)), 'INVALID_ARGUMENT', /captionOf: scene must be an object/);
   const good: Scene = { background: 'gray', objects: [redSquare()] };
   const bad = (patch: Record<string, unknown>) => ({ ...good, objects: [{ ...redSquare(), ...patch }] }) as unknown as Scene;
   await assertRejects(() => renderScene(bad({ shape: 'hexagon' })), 'INVALID_ARGUMENT', /objects\[0\]\.shape must be one of/, /'hexagon'/);

@@ -6,12 +6,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
-import { applyConcepts, unetWeightMap } from '../custom-diffusion/apply.js';
-import { readCaptionFile } from '../custom-diffusion/captions.js';
-import { disposeConcept, loadConcept, saveConcept, type SaveConceptOptions } from '../custom-diffusion/concept-file.js';
-import { exportDiffusers, importDiffusers } from '../custom-diffusion/diffusers-format.js';
-import { mergeConcepts, type MergeResult } from '../custom-diffusion/merge.js';
-import type { ConceptWeights } from '../custom-diffusion/types.js';
+import { applyConcepts, unetWeightMap } from '../concepts/apply.js';
+import { readCaptionFile } from '../concepts/captions.js';
+import { disposeConcept, loadConcept, saveConcept, type SaveConceptOptions } from '../concepts/concept-file.js';
+import { exportDiffusers, importDiffusers } from '../methods/custom-diffusion/diffusers-format.js';
+import { mergeConcepts, type MergeResult } from '../methods/custom-diffusion/merge.js';
+import type { ConceptWeights } from '../concepts/types.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';

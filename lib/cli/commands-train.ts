@@ -2,13 +2,13 @@
 // flags (--token --class --images --initializer) or several from a JSON file
 // (--concepts), trained jointly; the result is written to --out.
 //
-// The result is an Imprint concept file (lib/custom-diffusion/concept-file.ts).
+// The result is an Imprint concept file (lib/concepts/concept-file.ts).
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
-import { saveConcept } from '../custom-diffusion/concept-file.js';
-import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../custom-diffusion/train.js';
+import { saveConcept } from '../concepts/concept-file.js';
+import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../methods/custom-diffusion/train.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
 import { WORLD_TEACH_LR } from '../world/teach.js';

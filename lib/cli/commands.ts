@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { invalidArgument } from '../errors.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
 import { evaluate, formatEvaluation, rgbGrid, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
-import { disposeConcept } from '../custom-diffusion/concept-file.js';
+import { disposeConcept } from '../concepts/concept-file.js';
 import { CONCEPT_IDS, conceptById, conceptImages } from '../world/concepts.js';
 import { formatValidation, validateMetrics } from '../world/metrics.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';

@@ -4,7 +4,7 @@
 // that vary in position, size and background, as personalisation photos do.
 import { invalidArgument } from '../errors.js';
 import { checkOptions, describe } from '../validate.js';
-import { WorldRandom } from './random.js';
+import { SeededRandom } from '../train/random.js';
 import {
   BACKGROUNDS, POSITIONS, SIZES, checkResolution, placeObject, renderScene,
   type BackgroundName, type ColourName, type Pattern, type Position, type Scene, type ShapeName, type Size,
@@ -58,7 +58,7 @@ function backgroundsFor(spec: ConceptSpec): BackgroundName[] {
 }
 
 /** One instance of the concept; what `layout` leaves out is drawn at random. */
-export function conceptScene(spec: ConceptSpec, rng: WorldRandom, layout: ConceptLayout = {}): Scene {
+export function conceptScene(spec: ConceptSpec, rng: SeededRandom, layout: ConceptLayout = {}): Scene {
   const background = layout.background ?? rng.pick(backgroundsFor(spec));
   const obj = placeObject(rng, spec.shape, spec.colour, layout.size ?? rng.pick(SIZES), layout.position ?? rng.pick(POSITIONS));
   if (spec.pattern) obj.pattern = { ...spec.pattern };
@@ -66,7 +66,7 @@ export function conceptScene(spec: ConceptSpec, rng: WorldRandom, layout: Concep
   return { background, objects: [obj] };
 }
 
-function shuffled<T>(xs: readonly T[], rng: WorldRandom): T[] {
+function shuffled<T>(xs: readonly T[], rng: SeededRandom): T[] {
   const out = [...xs];
   for (let i = out.length - 1; i > 0; i--) {
     const j = rng.int(0, i);
@@ -104,7 +104,7 @@ export function conceptImages(id: string, options?: ConceptImageOptions): Concep
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
     throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
   }
-  const rng = new WorldRandom(seed).fork(`concept:${id}`);
+  const rng = new SeededRandom(seed).fork(`concept:${id}`);
   // Cycle through shuffled positions, sizes and backgrounds so that even 4-5 instances vary in each.
   const order = rng.fork('layout');
   const positions = shuffled(POSITIONS, order);

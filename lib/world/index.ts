@@ -1,6 +1,7 @@
 // The procedural shapes world (data for pretraining the embedded model, and
 // held-out concepts) and its geometric metrics.
-export { WorldRandom } from './random.js';
+// The seeded generator lives in train/ (every method draws from it); WorldRandom is its earlier name.
+export { SeededRandom, SeededRandom as WorldRandom } from '../train/random.js';
 export {
   BACKGROUNDS, COLOURS, CONCEPT_SHAPES, GENERIC_NOUN, PALETTE, PALETTE_NAMES, POSITION_ANCHOR, POSITIONS, SHAPES, SIZE_EXTENT, SIZES,
   captionOf, layoutSample, parseCaption, placeObject, positionOf, renderScene, sampleScene, sizeOf, worldSample,

@@ -33,7 +33,7 @@
 import { invalidArgument } from '../errors.js';
 import { checkNumber, checkOptions, describe } from '../validate.js';
 import { CONCEPTS, conceptImages, conceptScene } from './concepts.js';
-import { WorldRandom } from './random.js';
+import { SeededRandom } from '../train/random.js';
 import {
   PALETTE, PALETTE_NAMES, checkResolution, parseCaption, positionOf, renderScene, sizeOf, worldSample,
   type PaletteName, type Position, type RGB, type RequestedObject, type Size, type WorldShape,
@@ -742,7 +742,7 @@ export function withNoise(image: Uint8Array, sigma: number, seed = 0): Uint8Arra
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
     throw invalidArgument(`withNoise: seed must be a non-negative integer, got ${describe(seed)}`);
   }
-  const rng = new WorldRandom(seed).fork('noise');
+  const rng = new SeededRandom(seed).fork('noise');
   return Uint8Array.from(image, (v) => Math.min(255, Math.max(0, Math.round(v + sigma * rng.normal()))));
 }
 
@@ -834,7 +834,7 @@ export function validateMetrics(options?: ValidateOptions): MetricValidation {
     const s = worldSample(seed, i, resolution);
     matching.push(textAlignment(s.image, s.caption, resolution));
     mismatched.push(textAlignment(s.image, worldSample(seed + 1, i, resolution).caption, resolution));
-    const noiseSeed = new WorldRandom(seed).fork(`noise:${i}`).int(0, 2 ** 31);
+    const noiseSeed = new SeededRandom(seed).fork(`noise:${i}`).int(0, 2 ** 31);
     noisy.push(textAlignment(withNoise(s.image, noise, noiseSeed), s.caption, resolution));
   }
 
@@ -865,7 +865,7 @@ export function validateMetrics(options?: ValidateOptions): MetricValidation {
     for (const other of CONCEPTS) {
       if (other.id === c.id) continue;
       const recoloured = { ...other, colour: c.colour, ...(c.pattern ? { pattern: c.pattern } : { pattern: undefined }) };
-      const rng = new WorldRandom(seed + 1).fork(`recoloured:${other.id}:${c.id}`);
+      const rng = new SeededRandom(seed + 1).fork(`recoloured:${other.id}:${c.id}`);
       for (let i = 0; i < instances; i++) {
         const image = renderScene(conceptScene(recoloured, rng.fork(i)), resolution);
         shapeDifferent.push(shapeAlignment(image, references[ci], resolution));

@@ -32,7 +32,7 @@ import { AdamW, warmupCosine } from '../train/optimizer.js';
 import { Progress } from '../train/progress.js';
 import { checkOptions, describe } from '../validate.js';
 import { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
-import { WorldRandom } from './random.js';
+import { SeededRandom } from '../train/random.js';
 import { layoutSample, PALETTE, worldSample, type WorldSample } from './scene.js';
 import { worldModelDir } from './model-path.js';
 
@@ -316,7 +316,7 @@ export function pretrainBatch(
   seed: number, step: number, batch: number,
   o: { uncondProb: number; highNoiseFraction: number; layoutFraction: number },
 ): PretrainBatch {
-  const rng = new WorldRandom(seed).fork(`step ${step}`);
+  const rng = new SeededRandom(seed).fork(`step ${step}`);
   const dropped = Array.from({ length: batch }, () => rng.chance(o.uncondProb));
   const timesteps = sampleTimesteps(rng, batch, o.highNoiseFraction);
   // Layout draws come last and only when asked for, so runs without them consume the generator as before.
@@ -346,7 +346,7 @@ export const HIGH_NOISE_FROM = 950;
  * 0.25 still ignored position words. With highNoiseFraction 0 the generator is consumed
  * exactly as before (one draw per sample), so earlier runs reproduce.
  */
-export function sampleTimesteps(rng: WorldRandom, batch: number, highNoiseFraction: number): number[] {
+export function sampleTimesteps(rng: SeededRandom, batch: number, highNoiseFraction: number): number[] {
   if (highNoiseFraction === 0) return Array.from({ length: batch }, () => rng.int(0, 999));
   return Array.from({ length: batch }, () => (rng.chance(highNoiseFraction) ? rng.int(HIGH_NOISE_FROM, 999) : rng.int(0, 999)));
 }

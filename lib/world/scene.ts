@@ -4,7 +4,7 @@
 // Every caption word is true of its image, so the words can be learned.
 import { invalidArgument } from '../errors.js';
 import { checkOptions, describe, isPlainObject } from '../validate.js';
-import { WorldRandom } from './random.js';
+import { SeededRandom } from '../train/random.js';
 
 export type RGB = readonly [number, number, number];
 
@@ -106,14 +106,14 @@ export function sizeOf(extent: number): Size {
   return extent < (SIZE_EXTENT.small + SIZE_EXTENT.large) / 2 ? 'small' : 'large';
 }
 
-function checkRandom(fn: string, rng: unknown): WorldRandom {
-  if (!(rng instanceof WorldRandom)) throw invalidArgument(`${fn}: rng must be a WorldRandom, got ${describe(rng)}`);
+function checkRandom(fn: string, rng: unknown): SeededRandom {
+  if (!(rng instanceof SeededRandom)) throw invalidArgument(`${fn}: rng must be a SeededRandom, got ${describe(rng)}`);
   return rng;
 }
 
 /** Places an object of `size` near the anchor of `position`, jittered and kept inside the image. */
 export function placeObject(
-  rng: WorldRandom, shape: ShapeName, colour: ColourName, size: Size, position: Position,
+  rng: SeededRandom, shape: ShapeName, colour: ColourName, size: Size, position: Position,
 ): WorldObject {
   const extent = SIZE_EXTENT[size] + rng.uniform(-SIZE_JITTER, SIZE_JITTER);
   const [ax, ay] = POSITION_ANCHOR[position];
@@ -136,7 +136,7 @@ export interface SampleSceneOptions {
 }
 
 /** A random pretraining scene: world shapes and colours only, never a held-out concept. */
-export function sampleScene(rng: WorldRandom, options?: SampleSceneOptions): Scene {
+export function sampleScene(rng: SeededRandom, options?: SampleSceneOptions): Scene {
   checkRandom('sampleScene', rng);
   const o = checkOptions('sampleScene', options, ['objectCount']);
   if (o.objectCount !== undefined && o.objectCount !== 1 && o.objectCount !== 2) {
@@ -175,7 +175,7 @@ export function backgroundPhrase(background: string): string {
   return `on ${article(background)} ${background} background`;
 }
 
-function objectPhrase(obj: WorldObject, rng: WorldRandom): string {
+function objectPhrase(obj: WorldObject, rng: SeededRandom): string {
   const words: string[] = [];
   if (rng.chance(0.5)) words.push(obj.size);
   if (rng.chance(0.92)) words.push(obj.colour);
@@ -189,7 +189,7 @@ function objectPhrase(obj: WorldObject, rng: WorldRandom): string {
  * A caption of `scene` from the grammar "a [size] [colour] (shape|'shape') [position]
  * (and ...) [on a <colour> background]", attributes left out at random; every word is true.
  */
-export function captionOf(scene: Scene, rng: WorldRandom): string {
+export function captionOf(scene: Scene, rng: SeededRandom): string {
   checkScene('captionOf', scene);
   checkRandom('captionOf', rng);
   let caption = scene.objects.map((obj) => objectPhrase(obj, rng)).join(' and ');
@@ -428,7 +428,7 @@ export function worldSample(seed: number, index: number, resolution = 32): World
   checkIndex('worldSample', 'seed', seed);
   checkIndex('worldSample', 'index', index);
   checkResolution('worldSample', resolution);
-  const rng = new WorldRandom(seed).fork(index);
+  const rng = new SeededRandom(seed).fork(index);
   const scene = sampleScene(rng.fork('scene'));
   const caption = captionOf(scene, rng.fork('caption'));
   return { image: renderScene(scene, resolution), caption, scene };
@@ -444,7 +444,7 @@ export function layoutSample(seed: number, index: number, resolution = 32): Worl
   checkIndex('layoutSample', 'seed', seed);
   checkIndex('layoutSample', 'index', index);
   checkResolution('layoutSample', resolution);
-  const rng = new WorldRandom(seed).fork(`layout ${index}`);
+  const rng = new SeededRandom(seed).fork(`layout ${index}`);
   const scene = sampleScene(rng, { objectCount: 1 });
   const obj = scene.objects[0];
   const caption = `a ${obj.size} ${obj.colour} ${obj.shape} ${POSITION_PHRASE[obj.position]} ${backgroundPhrase(scene.background)}`;

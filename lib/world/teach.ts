@@ -6,9 +6,9 @@
 import sharp from 'sharp';
 
 import { invalidArgument } from '../errors.js';
-import { applyConcepts } from '../custom-diffusion/apply.js';
-import { trainCustomDiffusion, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../custom-diffusion/train.js';
-import type { ConceptWeights } from '../custom-diffusion/types.js';
+import { applyConcepts } from '../concepts/apply.js';
+import { trainCustomDiffusion, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../methods/custom-diffusion/train.js';
+import type { ConceptWeights } from '../concepts/types.js';
 import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages, type ConceptImage } from './concepts.js';

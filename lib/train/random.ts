@@ -1,4 +1,4 @@
-// The world's seeded generator: mulberry32 on 32-bit integer math, so a seed
+// Seeded randomness for every method and the world: mulberry32 on 32-bit integer math, so a seed
 // gives the same scenes on every platform and Node version. fork() derives an
 // independent stream from the generator's seed and a label (never from how far
 // the parent has been drawn), so sample k of a stream needs no samples before it.
@@ -26,7 +26,7 @@ function mix32(x: number): number {
   return x >>> 0;
 }
 
-export class WorldRandom {
+export class SeededRandom {
   /** The stream's key; forks derive from it. */
   private key: number;
   private state: number;
@@ -34,7 +34,7 @@ export class WorldRandom {
   /** `seed`: a non-negative safe integer. */
   constructor(seed: number) {
     if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
-      throw invalidArgument(`WorldRandom: seed must be a non-negative safe integer, got ${describe(seed)}`);
+      throw invalidArgument(`SeededRandom: seed must be a non-negative safe integer, got ${describe(seed)}`);
     }
     // Both 32-bit halves of the seed take part, so seeds beyond 2^32 differ too.
     const lo = seed >>> 0;
@@ -55,7 +55,7 @@ export class WorldRandom {
   /** A uniform integer in [lo, hi], both ends included. */
   int(lo: number, hi: number): number {
     if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || hi < lo) {
-      throw invalidArgument(`WorldRandom.int: expected integers lo <= hi, got ${describe(lo)} and ${describe(hi)}`);
+      throw invalidArgument(`SeededRandom.int: expected integers lo <= hi, got ${describe(lo)} and ${describe(hi)}`);
     }
     return lo + Math.floor(this.next() * (hi - lo + 1));
   }
@@ -79,17 +79,17 @@ export class WorldRandom {
 
   pick<T>(xs: readonly T[]): T {
     if (!Array.isArray(xs) || xs.length === 0) {
-      throw invalidArgument(`WorldRandom.pick: expected a non-empty array, got ${describe(xs)}`);
+      throw invalidArgument(`SeededRandom.pick: expected a non-empty array, got ${describe(xs)}`);
     }
     return xs[Math.floor(this.next() * xs.length)];
   }
 
   /** An independent generator for `label`; the same label always gives the same stream. */
-  fork(label: string | number): WorldRandom {
+  fork(label: string | number): SeededRandom {
     if (typeof label !== 'string' && !(typeof label === 'number' && Number.isSafeInteger(label))) {
-      throw invalidArgument(`WorldRandom.fork: label must be a string or an integer, got ${describe(label)}`);
+      throw invalidArgument(`SeededRandom.fork: label must be a string or an integer, got ${describe(label)}`);
     }
-    const child = new WorldRandom(0);
+    const child = new SeededRandom(0);
     const key = mix32(this.key ^ mix32(hashLabel(label)));
     child.key = key;
     child.state = key;

@@ -7,20 +7,20 @@
 //   W = W0 + (V − W0·C_tgtᵀ)·(d·C_tgtᵀ)⁻¹·d.
 // Everything is float64 JavaScript. M is d×d for the feature width d (768 for
 // SD 1.x) and accumulated caption by caption, so C_reg is never stored.
-import { ImprintError, invalidArgument } from '../errors.js';
-import { tensor } from '../creation.js';
-import { ClipTextEncoder } from '../models/clip-text.js';
-import { UNet2DConditionModel } from '../models/unet.js';
-import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
-import type { Tensor } from '../tensor.js';
-import { ClipTokenizer } from '../tokenizer/clip.js';
-import { checkBoolean, checkNumber, checkOptions, describe, isPlainObject } from '../validate.js';
-import { unetWeightMap } from './apply.js';
-import { genericCaptions } from './captions.js';
-import { checkConcept } from './concept-file.js';
-import { modelFingerprint } from './fingerprint.js';
-import { fromTensor, gramColumns, mat, matmul, solve, symmetricEigen, toTensor, transpose, type Mat } from './linalg.js';
-import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from './types.js';
+import { ImprintError, invalidArgument } from '../../errors.js';
+import { tensor } from '../../creation.js';
+import { ClipTextEncoder } from '../../models/clip-text.js';
+import { UNet2DConditionModel } from '../../models/unet.js';
+import { StableDiffusionPipeline } from '../../pipeline/txt2img.js';
+import type { Tensor } from '../../tensor.js';
+import { ClipTokenizer } from '../../tokenizer/clip.js';
+import { checkBoolean, checkNumber, checkOptions, describe, isPlainObject } from '../../validate.js';
+import { unetWeightMap } from '../../concepts/apply.js';
+import { genericCaptions } from '../../concepts/captions.js';
+import { checkConcept } from '../../concepts/concept-file.js';
+import { modelFingerprint } from '../../concepts/fingerprint.js';
+import { fromTensor, gramColumns, mat, matmul, solve, symmetricEigen, toTensor, transpose, type Mat } from '../../concepts/linalg.js';
+import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from '../../concepts/types.js';
 
 export interface MergeBase {
   unet: UNet2DConditionModel;

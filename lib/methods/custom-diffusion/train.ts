@@ -13,32 +13,32 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { ImprintError, invalidArgument } from '../errors.js';
-import { randn, tensor } from '../creation.js';
-import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
-import { checkUsableDevice, loadDiffusersModel, type LoadedDiffusersModel } from '../models/checkpoint.js';
-import { ClipTextEncoder } from '../models/clip-text.js';
-import { ClipTextTrainer, TOKEN_EMBEDDING } from '../models/clip-text-backward.js';
-import { readJsonFile } from '../models/configs.js';
-import { UNet2DConditionModel } from '../models/unet.js';
-import { AutoencoderKL } from '../models/vae.js';
-import { scale as scaleTensor } from '../nn/act.js';
-import { concat, embedding } from '../nn/misc.js';
-import { PIXEL_SPACE } from '../pipeline/pixel-space.js';
-import { schedulerFromConfig, StableDiffusionPipeline } from '../pipeline/txt2img.js';
-import { combine } from '../schedulers/combine.js';
-import { DDPMTraining } from '../schedulers/ddpm.js';
-import { Tensor } from '../tensor.js';
-import { ClipTokenizer } from '../tokenizer/clip.js';
-import { AdamW } from '../train/optimizer.js';
-import { Progress } from '../train/progress.js';
-import { checkOptions, describe, isPlainObject } from '../validate.js';
-import { WorldRandom } from '../world/random.js';
-import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type AugmentSettings, type RgbImage } from './augment.js';
-import { loadImagesWithCaptions, type CaptionedImage, type ImageSource, type SourceImage } from './data.js';
-import { modelFingerprint } from './fingerprint.js';
-import { folderRegularization, generatedRegularization } from './regularization.js';
-import type { ConceptWeights, CustomDiffusionMode } from './types.js';
+import { ImprintError, invalidArgument } from '../../errors.js';
+import { randn, tensor } from '../../creation.js';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../../io/safetensors.js';
+import { checkUsableDevice, loadDiffusersModel, type LoadedDiffusersModel } from '../../models/checkpoint.js';
+import { ClipTextEncoder } from '../../models/clip-text.js';
+import { ClipTextTrainer, TOKEN_EMBEDDING } from '../../models/clip-text-backward.js';
+import { readJsonFile } from '../../models/configs.js';
+import { UNet2DConditionModel } from '../../models/unet.js';
+import { AutoencoderKL } from '../../models/vae.js';
+import { scale as scaleTensor } from '../../nn/act.js';
+import { concat, embedding } from '../../nn/misc.js';
+import { PIXEL_SPACE } from '../../pipeline/pixel-space.js';
+import { schedulerFromConfig, StableDiffusionPipeline } from '../../pipeline/txt2img.js';
+import { combine } from '../../schedulers/combine.js';
+import { DDPMTraining } from '../../schedulers/ddpm.js';
+import { Tensor } from '../../tensor.js';
+import { ClipTokenizer } from '../../tokenizer/clip.js';
+import { AdamW } from '../../train/optimizer.js';
+import { Progress } from '../../train/progress.js';
+import { checkOptions, describe, isPlainObject } from '../../validate.js';
+import { SeededRandom } from '../../train/random.js';
+import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type AugmentSettings } from './augment.js';
+import { loadImagesWithCaptions, type CaptionedImage, type ImageSource, type RgbImage, type SourceImage } from '../../concepts/data.js';
+import { modelFingerprint } from '../../concepts/fingerprint.js';
+import { folderRegularization, generatedRegularization } from '../../concepts/regularization.js';
+import type { ConceptWeights, CustomDiffusionMode } from '../../concepts/types.js';
 
 /** Rare single-BPE-token words of the CLIP vocabulary the reference implementation starts new tokens from. */
 // Rare words that are one token of the CLIP vocabulary ('ktn', the Custom Diffusion repo's choice, is two: k + tn).
@@ -455,7 +455,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       computed.set(name, latent);
       return latent;
     };
-    const root = new WorldRandom(seed);
+    const root = new SeededRandom(seed);
     const instances: Sample[][] = [];
     for (let c = 0; c < concepts.length; c++) {
       const list: Sample[] = [];

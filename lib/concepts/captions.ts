@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 
 import { invalidArgument } from '../errors.js';
 import { describe } from '../validate.js';
-import { WorldRandom } from '../world/random.js';
+import { SeededRandom } from '../train/random.js';
 
 const STYLES = [
   'a photo of', 'a painting of', 'a close-up photo of', 'a sketch of', 'a watercolor painting of', 'a 3d render of',
@@ -47,7 +47,7 @@ export function genericCaptions(count = 1000, seed = 0): string[] {
   if (!Number.isSafeInteger(count) || count < 1 || count > GENERIC_CAPTION_COUNT) throw invalidArgument(`${fn}: count must be an integer in [1, ${GENERIC_CAPTION_COUNT}], got ${describe(count)}`);
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
   // A partial Fisher-Yates shuffle of the grammar's index space: distinct by construction.
-  const rng = new WorldRandom(seed);  // the project's seeded generator (mulberry32)
+  const rng = new SeededRandom(seed);  // the project's seeded generator (mulberry32)
   const swapped = new Map<number, number>();
   const out: string[] = [];
   for (let i = 0; i < count; i++) {

@@ -8,7 +8,15 @@ import sharp from 'sharp';
 
 import { invalidArgument } from '../errors.js';
 import { describe } from '../validate.js';
-import type { RgbImage } from './augment.js';
+
+/** Decoded RGB pixels of one source image. */
+export interface RgbImage {
+  /** Where it came from, for messages (a path or 'images[2]'). */
+  name: string;
+  data: Buffer;
+  width: number;
+  height: number;
+}
 
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp'];
 

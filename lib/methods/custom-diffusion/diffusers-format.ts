@@ -8,14 +8,14 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 
-import { ImprintError, invalidArgument } from '../errors.js';
-import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
-import { Tensor } from '../tensor.js';
-import { checkOptions, describe, isPlainObject } from '../validate.js';
-import { checkConcept, checkTokenName, checkTokenPrompt, tokenMetadata } from './concept-file.js';
-import { modelFingerprint } from './fingerprint.js';
-import { addScaled, fromTensor, toTensor } from './linalg.js';
-import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from './types.js';
+import { ImprintError, invalidArgument } from '../../errors.js';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../../io/safetensors.js';
+import { Tensor } from '../../tensor.js';
+import { checkOptions, describe, isPlainObject } from '../../validate.js';
+import { checkConcept, checkTokenName, checkTokenPrompt, tokenMetadata } from '../../concepts/concept-file.js';
+import { modelFingerprint } from '../../concepts/fingerprint.js';
+import { addScaled, fromTensor, toTensor } from '../../concepts/linalg.js';
+import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from '../../concepts/types.js';
 
 export const DIFFUSERS_WEIGHTS_FILE = 'pytorch_custom_diffusion_weights.safetensors';
 export const SIDECAR_FILE = 'imprint-concept.json';

@@ -6,8 +6,9 @@
 // generator, so a seed always gives the same images, prompts and masks.
 import sharp from 'sharp';
 
-import { invalidArgument } from '../errors.js';
-import type { WorldRandom } from '../world/random.js';
+import { invalidArgument } from '../../errors.js';
+import type { RgbImage } from '../../concepts/data.js';
+import type { SeededRandom } from '../../train/random.js';
 
 export const SMALL_PREFIXES = ['a far away ', 'very small '] as const;
 export const LARGE_PREFIXES = ['zoomed in ', 'close up '] as const;
@@ -35,7 +36,7 @@ export interface AugmentPlan {
 }
 
 /** Draws one augmentation (the order of draws is part of the seed's meaning: flip, scale, top, left, prefix). */
-export function planAugmentation(rng: WorldRandom, s: AugmentSettings): AugmentPlan {
+export function planAugmentation(rng: SeededRandom, s: AugmentSettings): AugmentPlan {
   const res = s.resolution;
   const flip = s.hflip && rng.chance(0.5);
   if (!s.augment) return { flip, scale: res, kind: 'none', top: 0, left: 0, prefix: '' };
@@ -88,15 +89,6 @@ export function composeAugmented(scaled: Uint8Array, plan: AugmentPlan, resoluti
     }
   }
   return out;
-}
-
-/** Decoded RGB pixels of one source image. */
-export interface RgbImage {
-  /** Where it came from, for messages (a path or 'images[2]'). */
-  name: string;
-  data: Buffer;
-  width: number;
-  height: number;
 }
 
 /** The source centre-cropped to a square, resized to the plan's scale (Lanczos) and flipped when planned: HWC bytes. */
