@@ -17,9 +17,7 @@ import { join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
 import { randn, tensor } from '../creation.js';
-import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors.js';
-import { ClipTextEncoder } from '../models/clip-text.js';
-import { ClipTextTrainer } from '../models/clip-text-backward.js';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import { parseClipTextConfig, parseUNetConfig } from '../models/configs.js';
 import { initWeights } from '../models/init.js';
 import { clipTextLayout } from '../models/layout-clip.js';
@@ -29,7 +27,9 @@ import { DDPMTraining } from '../schedulers/ddpm.js';
 import type { Tensor } from '../tensor.js';
 import { ClipTokenizer } from '../tokenizer/clip.js';
 import { AdamW, warmupCosine } from '../train/optimizer.js';
+import { denoisingStep } from '../train/denoising-step.js';
 import { Progress } from '../train/progress.js';
+import { RunState } from '../train/run-state.js';
 import { checkOptions, describe } from '../validate.js';
 import { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 import { SeededRandom } from '../train/random.js';
@@ -124,6 +124,8 @@ function checkInt(fn: string, name: string, v: unknown, lo: number, hi: number):
   return v as number;
 }
 
+const keep = <T extends Tensor>(owned: Tensor[], t: T): T => (owned.push(t), t);
+
 /** Images (HWC RGB bytes) → one [N, 3, R, R] f32 tensor in [-1, 1]. */
 export function imagesToTensor(images: readonly Uint8Array[], resolution: number): Tensor<'f32'> {
   const n = images.length;
@@ -201,19 +203,12 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
   if (initFrom !== undefined) await overwriteFromModel(fn, params, initFrom);
   const opt = await AdamW.create(params, { weightDecay: 1e-2, maxGradNorm: 1, emaDecay: 0.999 });
 
-  const ckpt = join(workDir, 'checkpoint.safetensors');
   // What a checkpoint must have been written with to be resumed (stored in its metadata).
-  const runSettings = { seed: String(seed), batch: String(batch), objectWeight: String(objectWeight), highNoiseFraction: String(highNoise), layoutFraction: String(layoutShare), initFrom: initFrom ?? 'none' };
-  let start = 0;
-  if (o.resume !== false && existsSync(ckpt)) {
-    const meta = readSafetensorsHeader(ckpt).metadata;
-    start = Number(meta.step);
-    const written = Object.keys(runSettings).map((k) => [k, meta[k] ?? SETTINGS_BEFORE_RECORDED[k]] as const);
-    if (!Number.isSafeInteger(start) || start < 0 || written.some(([k, v]) => v !== runSettings[k as keyof typeof runSettings])) {
-      throw invalidArgument(`${fn}: ${ckpt} was written by a run with ${written.map(([k, v]) => `${k} ${v}`).join(', ')} (step ${meta.step}); remove it or pass the same settings`);
-    }
-    opt.restore(await loadSafetensors(ckpt), start, ckpt);
-  }
+  const run = new RunState(fn, workDir, {
+    seed: String(seed), batch: String(batch), objectWeight: String(objectWeight), highNoiseFraction: String(highNoise), layoutFraction: String(layoutShare), initFrom: initFrom ?? 'none',
+  }, { recordedSince: SETTINGS_BEFORE_RECORDED, startOver: 'remove it or pass the same settings' });
+  const start = run.resumeStep(o.resume !== false);
+  if (start > 0) await run.restore(opt, start);
 
   const split = (prefix: string): Map<string, Tensor> =>
     new Map([...opt.params].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t]));
@@ -227,39 +222,28 @@ export async function pretrainWorld(options: PretrainOptions = {}): Promise<Pret
     const { samples, captions, timesteps } = pretrainBatch(seed, step, batch, { uncondProb: uncond, highNoiseFraction: highNoise, layoutFraction: layoutShare });
     const ids = new Int32Array(batch * 77);
     captions.forEach((c, i) => ids.set(tokenizer.encodePadded(c).ids, i * 77));
-    const idTensor = tensor(ids, { shape: [batch, 77] });
     const x0 = imagesToTensor(samples.map((s) => s.image), WORLD_RESOLUTION);
-    const noise = await randn(x0.shape, { seed: seed * 1_000_003 + step });
-    const weights = objectWeight > 0 ? lossWeights(samples, WORLD_RESOLUTION, objectWeight) : undefined;
-    const owned: Tensor[] = [idTensor, x0, noise, ...(weights ? [weights] : [])];
+    const owned: Tensor[] = [x0];
     try {
+      const b = {
+        ids: keep(owned, tensor(ids, { shape: [batch, 77] })), x0, timesteps,
+        noise: keep(owned, await randn(x0.shape, { seed: seed * 1_000_003 + step })) as Tensor<'f32'>,
+        ...(objectWeight > 0 ? { mask: keep(owned, lossWeights(samples, WORLD_RESOLUTION, objectWeight)) } : {}),
+      };
       const unet = UNet2DConditionModel.fromWeights(WORLD_UNET_CONFIG, split(UNET));
-      const textWeights = split(TEXT);
-      const encoder = ClipTextEncoder.fromWeights(WORLD_TEXT_ENCODER_CONFIG, textWeights);
-      const { lastHiddenState: context } = await encoder.encode(idTensor);
-      const noisy = await ddpm.addNoise(x0, noise, timesteps);
-      const target = await ddpm.target(x0, noise, timesteps);
-      owned.push(context, noisy, target);
-      const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: 'all', ...(weights ? { mask: weights } : {}) });
-      owned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
-      const trainer = ClipTextTrainer.fromWeights(WORLD_TEXT_ENCODER_CONFIG, textWeights);
-      const tr = await trainer.forwardBackward(idTensor, { dLast: r.dContext, trainable: textNames });
-      owned.push(tr.lastHiddenState, ...tr.grads.values());
-      const loss = (r.loss.dataSync() as Float32Array)[0];
-      if (!Number.isFinite(loss)) throw invalidArgument(`${fn}: the loss is ${loss} at step ${step}; the last checkpoint (${ckpt}) is kept`);
+      const g = await denoisingStep({ unet, textConfig: WORLD_TEXT_ENCODER_CONFIG, textWeights: split(TEXT), ddpm }, b, { unet: 'all', text: textNames }, owned);
+      run.guard(step, g.loss, Infinity);
       const grads = new Map<string, Tensor>();
-      for (const [n, g] of r.grads) grads.set(UNET + n, g);
-      for (const [n, g] of tr.grads) grads.set(TEXT + n, g);
+      for (const [n, t] of g.unet) grads.set(UNET + n, t);
+      for (const [n, t] of g.text) grads.set(TEXT + n, t);
       const { gradNorm } = await opt.update(grads, scheduleLr(step, planEnds, lr, warmup));
-      losses.push(loss);
+      losses.push(g.loss);
       if (losses.length > 50) losses.shift();
-      progress.update(step + 1, { loss, gradNorm });
+      progress.update(step + 1, { loss: g.loss, gradNorm });
     } finally {
       for (const t of owned) if (!t.disposed) t.dispose();
     }
-    if ((step + 1) % every === 0 || step + 1 === end) {
-      await saveSafetensors(ckpt, opt.stateTensors(), { step: String(step + 1), ...runSettings });
-    }
+    if ((step + 1) % every === 0 || step + 1 === end) await run.save(opt, step + 1);
   }
 
   if (end === steps) {

@@ -9,20 +9,17 @@
 // one does. With `device` every tensor of a step lives on that GPU; files
 // (latent cache, checkpoints, the concept) are written from host copies.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { ImprintError, invalidArgument } from '../../errors.js';
-import { randn, tensor } from '../../creation.js';
-import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../../io/safetensors.js';
+import { tensor } from '../../creation.js';
 import { checkUsableDevice, loadDiffusersModel, type LoadedDiffusersModel } from '../../models/checkpoint.js';
 import { ClipTextEncoder } from '../../models/clip-text.js';
-import { ClipTextTrainer, TOKEN_EMBEDDING } from '../../models/clip-text-backward.js';
+import { TOKEN_EMBEDDING } from '../../models/clip-text-backward.js';
 import { readJsonFile } from '../../models/configs.js';
 import { UNet2DConditionModel } from '../../models/unet.js';
 import { AutoencoderKL } from '../../models/vae.js';
-import { scale as scaleTensor } from '../../nn/act.js';
 import { concat, embedding } from '../../nn/misc.js';
 import { PIXEL_SPACE } from '../../pipeline/pixel-space.js';
 import { schedulerFromConfig, StableDiffusionPipeline } from '../../pipeline/txt2img.js';
@@ -31,7 +28,11 @@ import { DDPMTraining } from '../../schedulers/ddpm.js';
 import { Tensor } from '../../tensor.js';
 import { ClipTokenizer } from '../../tokenizer/clip.js';
 import { AdamW } from '../../train/optimizer.js';
+import { denoisingStep } from '../../train/denoising-step.js';
+import { encodeLatent, LatentCache } from '../../train/latent-cache.js';
+import { batchTensors, priorPreservationBatch, type Sample } from '../../train/prior-batch.js';
 import { Progress } from '../../train/progress.js';
+import { onDevice, RunState } from '../../train/run-state.js';
 import { checkOptions, describe, isPlainObject } from '../../validate.js';
 import { SeededRandom } from '../../train/random.js';
 import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type AugmentSettings } from './augment.js';
@@ -241,42 +242,6 @@ function dataDigest(instanceImages: RgbImage[][], regSets: CaptionedImage[][]): 
   return `sha256:${h.digest('hex').slice(0, 32)}`;
 }
 
-/** A pre-encoded training sample: its latent [1, C, h, w], loss mask [h·w] and prompt. */
-interface Sample {
-  latent: Tensor;
-  mask: Float32Array;
-  prompt: string;
-}
-
-/** `t` on `device`: itself on the CPU, else a copy, the host tensor freed. */
-async function onDevice<T extends Tensor>(t: T, device: string): Promise<T> {
-  if (t.device === device) return t;
-  try {
-    return (await t.to(device)) as T;
-  } finally {
-    t.dispose();
-  }
-}
-
-/** Writes named tensors from any device: device tensors go through temporary host copies. */
-async function saveFromAnyDevice(path: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
-  const copies: Tensor[] = [];
-  try {
-    const host = new Map<string, Tensor>();
-    for (const [n, t] of tensors) {
-      if (t.device === 'cpu') host.set(n, t);
-      else {
-        const c = await t.to('cpu');
-        copies.push(c);
-        host.set(n, c);
-      }
-    }
-    await saveSafetensors(path, host, metadata);
-  } finally {
-    for (const c of copies) c.dispose();
-  }
-}
-
 /** The UNet weights a mode trains. */
 export function trainedWeightNames(names: readonly string[], mode: CustomDiffusionMode): string[] {
   const re = mode === 'kv' ? /\.attn2\.to_[kv]\.weight$/ : /\.attn2\.(to_q\.weight|to_k\.weight|to_v\.weight|to_out\.0\.weight|to_out\.0\.bias)$/;
@@ -423,38 +388,10 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
 
     // Samples: every instance image's augmented variants and every regularization image, encoded once.
     const settings: AugmentSettings = { resolution, factor, augment, hflip };
-    const encode = async (pixels: Float32Array): Promise<Tensor> => {
-      const img = await onDevice(tensor(pixels, { shape: [1, 3, resolution, resolution] }), device);
-      if (vae === PIXEL_SPACE) return img;
-      try {
-        const { mean, logvar } = await (vae as AutoencoderKL).encode(img);
-        logvar.dispose();
-        const scaled = await scaleTensor(mean, (vae as AutoencoderKL).scalingFactor);
-        mean.dispose();
-        return scaled;
-      } finally {
-        img.dispose();
-      }
-    };
-    // With a workDir the latents are also kept on disk, keyed by everything they depend on, so a resumed run skips the VAE.
-    let cacheFile: string | undefined;
-    if (workDir !== undefined) {
-      const h = createHash('sha256').update(JSON.stringify([fingerprint, resolution, factor, seed, augment, hflip, variants, vae === PIXEL_SPACE ? 1 : (vae as AutoencoderKL).scalingFactor]));
-      for (const list of instanceImages) for (const im of list) h.update(`${im.width}x${im.height}`).update(im.data);
-      for (const set of regSets) for (const r of set) h.update(`${r.image.width}x${r.image.height}`).update(r.image.data);
-      cacheFile = join(workDir, `latents-${h.digest('hex').slice(0, 24)}.safetensors`);
-    }
-    const cached = cacheFile !== undefined && existsSync(cacheFile) ? await loadSafetensors(cacheFile, { device }) : undefined;
-    if (cached) disposeLater.push(...cached.values());
-    const computed = new Map<string, Tensor>();
-    const latentOf = async (name: string, pixels: () => Promise<Float32Array>): Promise<Tensor> => {
-      const hit = cached?.get(name);
-      if (hit) return hit;
-      const latent = await encode(await pixels());
-      disposeLater.push(latent);
-      computed.set(name, latent);
-      return latent;
-    };
+    const cache = await LatentCache.open(workDir,
+      [fingerprint, resolution, factor, seed, augment, hflip, variants, vae === PIXEL_SPACE ? 1 : (vae as AutoencoderKL).scalingFactor],
+      [...instanceImages, ...regSets.map((set) => set.map((r) => r.image))], device, disposeLater);
+    const encode = async (pixels: Float32Array): Promise<Tensor> => encodeLatent(vae, pixels, resolution, device);
     const root = new SeededRandom(seed);
     const instances: Sample[][] = [];
     for (let c = 0; c < concepts.length; c++) {
@@ -467,7 +404,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
           for (let tries = 0; tries < 100 && augmentMask(plan, settings).every((m) => m === 0); tries++) plan = planAugmentation(rng, settings);
           const mask = augmentMask(plan, settings);
           if (mask.every((m) => m === 0)) mask.fill(1);
-          const latent = await latentOf(`instance/${c}/${i}/${v}`, async () => (await augmentImage(instanceImages[c][i], plan, settings)).pixels);
+          const latent = await cache.latentOf(`instance/${c}/${i}/${v}`, async () => encode((await augmentImage(instanceImages[c][i], plan, settings)).pixels));
           list.push({ latent, mask, prompt: plan.prefix + promptsOfImages[c][i] });
         }
       }
@@ -480,16 +417,12 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       for (let k = 0; k < regSets[c].length; k++) {
         const r = regSets[c][k];
         const whole: AugmentPlan = { flip: false, scale: resolution, kind: 'none', top: 0, left: 0, prefix: '' };
-        const latent = await latentOf(`regularization/${c}/${k}`, async () => (await augmentImage(r.image, whole, settings)).pixels);
+        const latent = await cache.latentOf(`regularization/${c}/${k}`, async () => encode((await augmentImage(r.image, whole, settings)).pixels));
         list.push({ latent, mask: new Float32Array(latentSide * latentSide).fill(1), prompt: r.caption });
       }
       regs.push(list);
     }
-    if (cacheFile !== undefined && computed.size > 0) {
-      mkdirSync(workDir!, { recursive: true });
-      await saveFromAnyDevice(`${cacheFile}.tmp`, cached ? new Map([...cached, ...computed]) : computed);
-      renameSync(`${cacheFile}.tmp`, cacheFile);
-    }
+    await cache.save();
 
     // Parameters: the trained UNet matrices and the new embedding rows.
     const trained = trainedWeightNames(unet0.weightNames, mode);
@@ -499,9 +432,8 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
     params.set(ROWS, await embedding(newIdTensor, grownTable));
     const opt = await AdamW.create(params, { betas: [0.9, 0.999], weightDecay: 1e-2, eps: 1e-8, maxGradNorm: 1 });
     try {
-      const ckpt = workDir === undefined ? undefined : join(workDir, 'checkpoint.safetensors');
       // Everything that shapes the run: resuming under other settings would splice two runs together.
-      const identity = {
+      const run = new RunState(fn, workDir, {
         seed: String(seed), mode, batch: String(batch), tokens: JSON.stringify(concepts.map((c) => c.token)), fingerprint, resolution: String(resolution),
         lr: String(lr), priorLossWeight: String(priorWeight), augment: JSON.stringify({ augment, hflip, variants }),
         prompts: JSON.stringify(concepts.map((c, i) => ({
@@ -510,96 +442,45 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
           ...(promptsOfImages[i].some((p) => p !== c.instancePrompt) ? { images: promptsOfImages[i] } : {}),
         }))),
         data: dataDigest(instanceImages, regSets),
-      };
-      let start = 0;
-      if (ckpt !== undefined && resume && existsSync(ckpt)) {
-        const meta = readSafetensorsHeader(ckpt).metadata;
-        const differs = Object.entries(identity).filter(([k, v]) => meta[k] !== v).map(([k, v]) => `${k} ${meta[k] ?? '(none)'} vs ${v}`);
-        start = Number(meta.step);
-        if (differs.length > 0 || !Number.isSafeInteger(start) || start < 0) {
-          throw invalidArgument(`${fn}: ${ckpt} was written by another run (${differs.join('; ') || `step ${meta.step}`}); remove it, pass resume: false, or use the same settings`);
-        }
-        opt.restore(await loadSafetensors(ckpt, { device }), start, ckpt);
-      }
+      });
+      const start = run.resumeStep(resume);
+      if (start > 0) await run.restore(opt, start, device);
       if (start > steps) throw invalidArgument(`${fn}: the checkpoint in ${workDir} is at step ${start}, past steps ${steps}`);
-      const saveCheckpoint = async (step: number): Promise<void> => {
-        mkdirSync(workDir!, { recursive: true });
-        const tmp = `${ckpt}.tmp`;
-        await saveFromAnyDevice(tmp, opt.stateTensors(), { ...identity, step: String(step), rngStep: String(step) });
-        renameSync(tmp, ckpt!);  // atomic: a crash leaves the previous checkpoint whole
-      };
 
       const progress = new Progress(steps, start, { label: 'custom diffusion', quiet });
       const losses: number[] = [];
-      const plane = latentSide * latentSide;
       for (let step = start; step < steps; step++) {
-        const rng = root.fork(`step ${step}`);
         const c = step % concepts.length;
-        const picked: Sample[] = [];
-        for (let k = 0; k < batch; k++) picked.push(instances[c][rng.int(0, instances[c].length - 1)]);
-        const nInst = picked.length;
-        if (prior) for (let k = 0; k < batch; k++) picked.push(regs[c][rng.int(0, regs[c].length - 1)]);
-        const N = picked.length;
-        const timesteps = picked.map(() => rng.int(0, ddpm.config.numTrainTimesteps - 1));
-        // Mask weights that make the one native loss equal masked_mean(instance) + w·mean(regularization), divided by 1 + w.
-        const maskData = new Float32Array(N * plane);
-        let instSum = 0;
-        for (let k = 0; k < nInst; k++) for (const m of picked[k].mask) instSum += m;
-        picked.forEach((s, k) => {
-          const w = k < nInst ? 1 / instSum : priorWeight / ((N - nInst) * plane);
-          for (let p = 0; p < plane; p++) maskData[k * plane + p] = s.mask[p] * w;
-        });
-        const lossScale = prior ? 1 + priorWeight : 1;
-        const ids = new Int32Array(N * tokens);
-        picked.forEach((s, k) => ids.set(tokenizer.encodePadded(s.prompt, { maxLength: tokens }).ids, k * tokens));
+        const drawn = priorPreservationBatch(root.fork(`step ${step}`), instances[c], prior ? regs[c] : undefined,
+          { batch, priorWeight, plane: latentSide * latentSide, numTrainTimesteps: ddpm.config.numTrainTimesteps });
         const stepOwned: Tensor[] = [];
-        const keep = <T extends Tensor>(t: T): T => (stepOwned.push(t), t);
         let loss: number;
         let gradNorm: number;
         try {
-          const idT = keep(await onDevice(tensor(ids, { shape: [N, tokens] }), device));
-          const x0 = keep(await concat(picked.map((s) => s.latent), { dim: 0 }));
-          // Philox: the same noise on every device.
-          const noise = keep(await randn(x0.shape, { seed: seed * 1_000_003 + step, device }));
-          const mask = keep(await onDevice(tensor(maskData, { shape: [N, 1, latentSide, latentSide] }), device));
+          const b = await batchTensors(drawn, tokenizer, { tokens, latentSide, noiseSeed: seed * 1_000_003 + step, device }, stepOwned);
           // The new ids are the last rows (checked above), so the table is the base table with the learned rows below it.
-          const tableT = keep(await concat([encoder0.tokenEmbedding, opt.params.get(ROWS)!]));
+          const table = await concat([encoder0.tokenEmbedding, opt.params.get(ROWS)!]);
+          stepOwned.push(table);
           const textWeights = new Map(model.textEncoder.weights);
-          textWeights.set(TOKEN_EMBEDDING, tableT);
-          const encoder = ClipTextEncoder.fromWeights(grownRaw, textWeights);
-          const { lastHiddenState: context } = await encoder.encode(idT);
-          keep(context);
-          const noisy = keep(await ddpm.addNoise(x0 as Tensor<'f32'>, noise, timesteps));
-          const target = keep(await ddpm.target(x0 as Tensor<'f32'>, noise, timesteps));
+          textWeights.set(TOKEN_EMBEDDING, table);
           const unet = unet0.withWeights(new Map(trained.map((n) => [n, opt.params.get(n)!])));
-          const r = await unet.lossBackward(noisy, timesteps, context, target, { trainable: trained, mask, detachStartToken: true });
-          [r.out, r.dSample, r.dContext, r.loss, ...r.grads.values()].forEach(keep);
-          loss = ((await r.loss.data()) as Float32Array)[0] * lossScale;
-          if (!Number.isFinite(loss) || loss > maxLoss) {
-            throw new ImprintError(`${fn}: the loss is ${loss} at step ${step + 1} (limit maxLoss ${maxLoss}); training stopped${ckpt && existsSync(ckpt) ? `, the last good checkpoint ${ckpt} is kept` : ''}. Lower lr?`, 'INVALID_ARGUMENT');
-          }
-          const up = async (t: Tensor): Promise<Tensor> => (lossScale === 1 ? t : keep(await scaleTensor(t as Tensor<'f32'>, lossScale)));
-          const dContext = await up(r.dContext);
-          const trainer = ClipTextTrainer.fromWeights(grownRaw, textWeights);
-          const tr = await trainer.forwardBackward(idT, { dLast: dContext, trainable: 'embeddings', rowMask });
-          keep(tr.lastHiddenState);
-          const dTable = keep(tr.grads.get(TOKEN_EMBEDDING)!);
-          const grads = new Map<string, Tensor>();
-          for (const [n, g] of r.grads) grads.set(n, await up(g));
-          grads.set(ROWS, keep(await embedding(newIdTensor, dTable)));
+          const g = await denoisingStep({ unet, textConfig: grownRaw, textWeights, ddpm }, b,
+            { unet: trained, text: 'embeddings', rowMask, detachStartToken: true, lossScale: drawn.lossScale }, stepOwned);
+          loss = g.loss;
+          run.guard(step, loss, maxLoss);
+          const grads = new Map(g.unet);
+          grads.set(ROWS, await embedding(newIdTensor, g.text.get(TOKEN_EMBEDDING)! as Tensor<'f32'>));
+          stepOwned.push(grads.get(ROWS)!);
           ({ gradNorm } = await opt.update(grads, lr));
-          if (!Number.isFinite(gradNorm)) {
-            throw new ImprintError(`${fn}: the gradient norm is ${gradNorm} at step ${step + 1}; training stopped${ckpt && existsSync(ckpt) ? `, the last good checkpoint ${ckpt} is kept` : ''}`, 'INVALID_ARGUMENT');
-          }
+          run.guard(step, loss, maxLoss, gradNorm);
         } finally {
           for (const t of stepOwned) if (!t.disposed) t.dispose();
         }
         losses.push(loss);
         progress.update(step + 1, { loss, gradNorm });
         onProgress?.({ step: step + 1, steps, loss, gradNorm, secondsPerStep: progress.secondsPerStep(step + 1) });
-        if (ckpt !== undefined && ((step + 1) % every === 0 || step + 1 === steps)) await saveCheckpoint(step + 1);
+        if (workDir !== undefined && ((step + 1) % every === 0 || step + 1 === steps)) await run.save(opt, step + 1);
       }
-
       // The result: ΔW = W − W0 and the learned rows.
       const deltas = new Map<string, Tensor<'f32'>>();
       try {
