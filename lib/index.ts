@@ -91,9 +91,10 @@ export {
   trainCustomDiffusion, trainCustomDiffusionOnLoaded, trainedWeightNames, DEFAULT_INITIALIZERS,
   type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult, type ConceptSpec,
 } from './methods/custom-diffusion/train.js';
-export type { ConceptWeights, ConceptToken, CustomDiffusionMode } from './concepts/types.js';
+export type { ConceptWeights, ConceptToken, ConceptMethod, CustomDiffusionConcept, ConesConcept, TuningEncoderConcept, LoraFactors, CustomDiffusionMode } from './concepts/types.js';
+export { CONCEPT_METHODS } from './concepts/types.js';
 export { modelFingerprint } from './concepts/fingerprint.js';
-export { saveConcept, loadConcept, disposeConcept, type SaveConceptOptions, type SaveConceptResult, type LoadedConcept, type ConceptFileInfo } from './concepts/concept-file.js';
+export { saveConcept, loadConcept, disposeConcept, type SaveConceptOptions, type SaveConceptResult, type LoadedConcept, type LoadConceptOptions, type ConceptFileInfo } from './concepts/concept-file.js';
 export { exportDiffusers, importDiffusers, type ImportDiffusersOptions } from './methods/custom-diffusion/diffusers-format.js';
 export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } from './concepts/apply.js';
 export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './methods/custom-diffusion/merge.js';

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { add, memoryStats, tensor, UNet2DConditionModel, zeros, type Tensor } from '../lib/index.js';
 import { applyConcepts, unetWeightMap } from '../lib/concepts/apply.js';
 import { modelFingerprint } from '../lib/concepts/fingerprint.js';
-import type { ConceptWeights } from '../lib/concepts/types.js';
+import type { CustomDiffusionConcept } from '../lib/concepts/types.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
@@ -128,7 +128,7 @@ t('refusals change nothing: shared tokens, foreign weights, wrong shapes and wid
   const odd = (await randomConcept(weights, { fingerprint: fp, seed: 8, tokens: [['<x>', 'y']], hidden: 16 }));
   await assertRejects(() => applyConcepts(pipe, [odd]), 'SHAPE_MISMATCH', /width 16, but the text encoder's hidden size is 32/);
   const K = 'down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight';
-  const foreign: ConceptWeights = { ...a, deltas: new Map([[K.replace('down_blocks.0', 'down_blocks.7'), a.deltas.get(K)!]]) };
+  const foreign: CustomDiffusionConcept = { ...a, deltas: new Map([[K.replace('down_blocks.0', 'down_blocks.7'), a.deltas.get(K)!]]) };
   await assertRejects(() => applyConcepts(pipe, [foreign]), 'INVALID_ARGUMENT', /down_blocks\.7.*which this UNet does not have/);
   const wrong = await zeros([32, 16]);
   await assertRejects(() => applyConcepts(pipe, [{ ...a, deltas: new Map([[K, wrong as Tensor<'f32'>]]) }]), 'SHAPE_MISMATCH', /is \[32, 16\] but the UNet's weight is \[32, 32\]/);

@@ -70,13 +70,13 @@ t('merge: writes the merged concept file and prints the residual table', async (
   const overall = /overall \(closed-form matrices\)\s+(\S+)\s+(\S+)/.exec(printed)!;
   assert.ok(Number(overall[1]) < 1e-4, `target residual ${overall[1]}`);
   assert.match(printed, /merged 2 concepts \(<new1>, <new2>\)/);
-  const merged = await loadConcept(out);
+  const merged = await loadConcept(out, { method: 'custom-diffusion' });
   assert.equal(merged.tokens.map((tk) => [tk.token, tk.classWord]), [['<new1>', 'dog'], ['<new2>', 'toy']]);
   assert.is(merged.deltas.size, 12);
   // --target replaces the default target captions, so the merge solves other constraints.
   const custom = join(root, 'merged-target.safetensors');
   await run('merge', { model, out: custom, 'reg-captions': captions, target: ['{token} {class}', '{token} {class} x'] }, files);
-  const other = await loadConcept(custom);
+  const other = await loadConcept(custom, { method: 'custom-diffusion' });
   const name = [...merged.deltas.keys()][0];
   const gap = Math.max(...Array.from(f32(other.deltas.get(name)!), (x, i) => Math.abs(x - f32(merged.deltas.get(name)!)[i])));
   assert.ok(gap > 1e-4, `--target changes the merged deltas (max difference ${gap})`);
@@ -87,7 +87,7 @@ t('merge: writes the merged concept file and prints the residual table', async (
   // Compressed output.
   const small = join(root, 'merged-r2.safetensors');
   assert.match(await run('merge', { model, out: small, 'reg-captions': captions, rank: '2' }, files), /SVD relative error/);
-  assert.is((await loadConcept(small)).file.compression, 'svd');
+  assert.is((await loadConcept(small, { method: 'custom-diffusion' })).file.compression, 'svd');
 });
 
 t('sample: PNGs (and a grid) with concepts applied; another model is refused unless --force', async () => {
@@ -97,7 +97,7 @@ t('sample: PNGs (and a grid) with concepts applied; another model is refused unl
   assert.match(printed, /concepts: <new1>, <new2> \(12 UNet weights changed\)/);
   for (const p of ['img-0.png', 'img-1.png', 'grid.png']) assert.ok(existsSync(join(root, p)), p);
   // A concept for another base model.
-  const c = await loadConcept(files[0]);
+  const c = await loadConcept(files[0], { method: 'custom-diffusion' });
   const other = join(root, 'other.safetensors');
   await saveConcept(other, { ...c, baseFingerprint: 'sha256:elsewhere' });
   disposeAll(c);
@@ -116,8 +116,8 @@ t('export-diffusers → import-diffusers: the diffusers files, then the same del
   rmSync(join(dir, 'imprint-concept.json'));
   const back = join(root, 'back.safetensors');
   assert.match(await run('import-diffusers', { model, out: back, class: ['<new1>=puppy'] }, [dir]), /mode kv, tokens <new1> \(puppy\), 12 matrices/);
-  const a = await loadConcept(files[0]);
-  const b = await loadConcept(back);
+  const a = await loadConcept(files[0], { method: 'custom-diffusion' });
+  const b = await loadConcept(back, { method: 'custom-diffusion' });
   assert.is(b.baseFingerprint, a.baseFingerprint, 'fingerprint of the --model');
   assert.is(b.tokens[0].classWord, 'puppy');
   for (const [n, d] of a.deltas) assertClose(f32(b.deltas.get(n)!), f32(d), 0, 1e-6, n);

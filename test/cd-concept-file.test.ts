@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { memoryStats, tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
 import { loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
-import type { ConceptWeights } from '../lib/concepts/types.js';
+import type { CustomDiffusionConcept } from '../lib/concepts/types.js';
 import { disposeAll, randomConcept } from './cd-fixtures.js';
 import { assertRejects, seeded, settleGarbage } from './helpers.js';
 import { tinyModelLoader } from './tiny-models.js';
@@ -35,7 +35,7 @@ function lowRank(out: number, inn: number, seed: number): Tensor<'f32'> {
   return tensor(x, { shape: [out, inn] });
 }
 
-async function concept(): Promise<ConceptWeights> {
+async function concept(): Promise<CustomDiffusionConcept> {
   const m = await unet('sd1-tiny');
   return randomConcept(m.weights, { mode: 'cross', tokens: [['<new1>', 'dog'], ['<new2>', 'toy']], fingerprint: 'sha256:abc' });
 }
@@ -49,13 +49,13 @@ t('uncompressed: save → load gives identical deltas, tokens, class words, mode
   assert.is(r.ranks, undefined);
   const h = readSafetensorsHeader(path);
   assert.is(h.metadata.format, 'imprint-concept');
-  assert.is(h.metadata.version, '1');
+  assert.is(h.metadata.version, '2');
   assert.is(h.metadata.method, 'custom-diffusion');
   assert.is(h.metadata.compression, 'none');
   assert.equal(JSON.parse(h.metadata.tokens), [{ token: '<new1>', classWord: 'dog' }, { token: '<new2>', classWord: 'toy' }]);
   assert.ok(h.tensors['delta/down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight'] !== undefined);
   assert.equal(h.tensors['token/<new2>'].shape, [32]);
-  const back = await loadConcept(path);
+  const back = await loadConcept(path, { method: 'custom-diffusion' });
   assert.is(back.mode, 'cross');
   assert.is(back.baseFingerprint, 'sha256:abc');
   assert.is(back.file.compression, 'none');
@@ -71,7 +71,7 @@ t('uncompressed: save → load gives identical deltas, tokens, class words, mode
   const withPrompt = join(dir, 'prompt.safetensors');
   await saveConcept(withPrompt, c);
   assert.equal(JSON.parse(readSafetensorsHeader(withPrompt).metadata.tokens)[0], { token: '<new1>', classWord: 'dog', prompt: 'photo of a <new1> dog' });
-  const back2 = await loadConcept(withPrompt);
+  const back2 = await loadConcept(withPrompt, { method: 'custom-diffusion' });
   assert.equal(back2.tokens.map((tk) => tk.prompt), ['photo of a <new1> dog', undefined]);
   disposeAll(back2);
   c.tokens[0].prompt = 'photo of a dog';
@@ -92,7 +92,7 @@ t('compressed: the reported error equals the error recomputed from the loaded de
     const path = join(dir, 'svd.safetensors');
     const r = await saveConcept(path, c, { compress });
     assert.ok(r.bytes < full.bytes / 2, `${JSON.stringify(compress)}: ${r.bytes} < ${full.bytes}/2`);
-    const back = await loadConcept(path);
+    const back = await loadConcept(path, { method: 'custom-diffusion' });
     assert.is(back.file.compression, 'svd');
     assert.equal(back.file.ranks, r.ranks);
     let err = 0;
@@ -185,19 +185,19 @@ t('damaged and hostile files: each refused with the file and the entry named', a
   for (const [name, edit, patterns] of cases) {
     const path = await variant(name, edit);
     const before = await settleGarbage();
-    await assertRejects(() => loadConcept(path), 'INVALID_ARGUMENT', new RegExp(name.replace('.', '\\.')), ...patterns);
+    await assertRejects(() => loadConcept(path, { method: 'custom-diffusion' }), 'INVALID_ARGUMENT', new RegExp(name.replace('.', '\\.')), ...patterns);
     assert.is(memoryStats().liveBytes, before, `${name}: a refused file leaves no tensor behind`);
   }
   // A truncated file and a file that is not safetensors at all.
   const truncated = join(dir, 'truncated.safetensors');
   writeFileSync(truncated, readFileSync(join(dir, 'svd-good.safetensors')));
   truncateSync(truncated, statSync(truncated).size - 100);
-  await assertRejects(() => loadConcept(truncated), 'INVALID_ARGUMENT', /truncated\.safetensors/);
+  await assertRejects(() => loadConcept(truncated, { method: 'custom-diffusion' }), 'INVALID_ARGUMENT', /truncated\.safetensors/);
   const text = join(dir, 'text.safetensors');
   writeFileSync(text, 'hello, not a tensor file');
-  await assertRejects(() => loadConcept(text), 'INVALID_ARGUMENT', /text\.safetensors/);
+  await assertRejects(() => loadConcept(text, { method: 'custom-diffusion' }), 'INVALID_ARGUMENT', /text\.safetensors/);
   await assertRejects(() => loadConcept(join(dir, 'absent.safetensors')), 'INVALID_ARGUMENT', /absent\.safetensors/);
-  await assertRejects(() => loadConcept(42 as never), 'INVALID_ARGUMENT', /path must be/);
+  await assertRejects(() => loadConcept(42 as never, { method: 'custom-diffusion' }), 'INVALID_ARGUMENT', /path must be/);
 });
 
 t.run();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { AutoencoderKL, ClipTextEncoder, ClipTokenizer, UNet2DConditionModel, randn, schedulers, type Tensor } from '../lib/index.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import { PARITY, tinyModelLoader } from './tiny-models.js';
-import type { ConceptWeights, CustomDiffusionMode } from '../lib/concepts/types.js';
+import type { CustomDiffusionConcept, CustomDiffusionMode } from '../lib/concepts/types.js';
 import { byteToChar } from '../lib/tokenizer/bytes.js';
 
 const KV = /\.attn2\.to_(k|v)\.weight$/;
@@ -26,7 +26,7 @@ export interface RandomConceptOptions {
   limit?: number;
 }
 
-export async function randomConcept(unetWeights: Map<string, Tensor>, o: RandomConceptOptions = {}): Promise<ConceptWeights> {
+export async function randomConcept(unetWeights: Map<string, Tensor>, o: RandomConceptOptions = {}): Promise<CustomDiffusionConcept> {
   const mode = o.mode ?? 'kv';
   const seed = o.seed ?? 1;
   const names = [...unetWeights.keys()].filter((n) => (mode === 'kv' ? KV : CROSS).test(n)).sort().slice(0, o.limit);

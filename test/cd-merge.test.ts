@@ -15,7 +15,7 @@ import { GENERIC_CAPTION_COUNT, genericCaptions, readCaptionFile } from '../lib/
 import { modelFingerprint } from '../lib/concepts/fingerprint.js';
 import { addScaled, fromTensor, identity, mat, matmul, solve, toTensor, transpose } from '../lib/concepts/linalg.js';
 import { mergeConcepts } from '../lib/methods/custom-diffusion/merge.js';
-import type { ConceptWeights } from '../lib/concepts/types.js';
+import type { CustomDiffusionConcept } from '../lib/concepts/types.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { ClipTokenizer } from '../lib/tokenizer/clip.js';
@@ -34,14 +34,14 @@ async function setup(n: number, mode: 'kv' | 'cross' = 'kv') {
   const unet = pipe.unet as UNet2DConditionModel;
   const weights = unetWeightMap(unet);
   const fp = await modelFingerprint(weights, (pipe.textEncoder as ClipTextEncoder).tokenEmbedding);
-  const concepts: ConceptWeights[] = [];
+  const concepts: CustomDiffusionConcept[] = [];
   const pairs: Array<[string, string]> = [['<new1>', 'dog'], ['<new2>', 'toy']];
   for (let i = 0; i < n; i++) concepts.push(await randomConcept(weights, { mode, fingerprint: fp, seed: 20 + i, scale: 0.1, tokens: [pairs[i]] }));
   return { pipe, weights, concepts };
 }
 
 /** Target features computed independently: a second pipeline with the tokens added, its tokenizer and encoder. */
-async function targetFeatures(concepts: ConceptWeights[], templates: string[]): Promise<Array<{ concept: number; rows: Float32Array[] }>> {
+async function targetFeatures(concepts: CustomDiffusionConcept[], templates: string[]): Promise<Array<{ concept: number; rows: Float32Array[] }>> {
   const pipe = await tinyPipeline(join(root, 'tok2'));
   const tokens = concepts.flatMap((c) => c.tokens);
   const rows = tensor(Float32Array.from(tokens.flatMap((tk) => Array.from(f32(tk.embedding)))), { shape: [tokens.length, 32] });
@@ -214,7 +214,7 @@ t('degenerate and bad input: clear errors', async () => {
   const many = Array.from({ length: 12 }, (_, i) => `${'x '.repeat(i)}{token} {class}`);
   await assertRejects(() => mergeConcepts(pipe, concepts, { regCaptions: REG, targetTemplates: many }), 'INVALID_ARGUMENT', /feature rows but the features have only 32 dimensions/);
   // Two concepts with the same token row and class word: contradicting targets.
-  const twin: ConceptWeights = { ...concepts[1], tokens: [{ ...concepts[0].tokens[0], token: '<twin>' }] };
+  const twin: CustomDiffusionConcept = { ...concepts[1], tokens: [{ ...concepts[0].tokens[0], token: '<twin>' }] };
   await assertRejects(() => mergeConcepts(pipe, [concepts[0], twin], { regCaptions: REG, targetTemplates: ['{token}'] }), 'INVALID_ARGUMENT', /singular or nearly so/, /linearly dependent/);
   // Too few regularization captions and no ridge: M is singular.
   await assertRejects(() => mergeConcepts(pipe, concepts, { regCaptions: ['a'], ridge: 0 }), 'INVALID_ARGUMENT', /singular/, /ridge/);

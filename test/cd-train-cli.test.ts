@@ -38,9 +38,10 @@ t('one concept from flags: the file holds every K/V delta, the token row and the
   const images = await conceptFolder(2, [200, 0, 0]);
   const dir = await tempFolder('imprint-cd-cli-');
   const out = join(dir, 'dog.safetensors');
-  await quietly(() => train.run({ model, class: 'dog', images, initializer: 'x', token: '<dog1>', out, 'work-dir': dir, ...small }, []));
+  await quietly(() => train.run({ model, method: 'custom-diffusion', class: 'dog', images, initializer: 'x', token: '<dog1>', out, 'work-dir': dir, ...small }, []));
   const h = readSafetensorsHeader(out);
   assert.is(h.metadata.format, CONCEPT_FORMAT);
+  assert.is(h.metadata.method, 'custom-diffusion');
   assert.is(h.metadata.mode, 'kv');
   assert.equal(JSON.parse(h.metadata.tokens), [{ token: '<dog1>', classWord: 'dog', prompt: 'photo of a <dog1> dog' }]);
   assert.match(h.metadata.base_fingerprint, /^sha256:/);
@@ -98,6 +99,8 @@ t('bad flags and files are refused with clear errors', async () => {
   await assertRejects(() => train.run({ model, concepts: bad }, []), 'INVALID_ARGUMENT', /non-empty JSON array/);
   await assertRejects(() => train.run({ model, concepts: bad, class: 'dog' }, []), 'INVALID_ARGUMENT', /drop --class/);
   await assertRejects(() => train.run({ model, class: 'dog', images, initializer: 'x', mode: 'all', ...small }, []), 'INVALID_ARGUMENT', /mode must be 'kv' or 'cross'/);
+  // --method names one of lib/methods' methods; an unknown one is refused before the model loads.
+  await assertRejects(() => train.run({ model: dir, method: 'dreambooth', class: 'dog', images }, []), 'INVALID_ARGUMENT', /--method: method must be one of 'custom-diffusion', got 'dreambooth'/);
 });
 
 t.run();

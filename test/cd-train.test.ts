@@ -3,7 +3,8 @@
 // in a joint run, learning itself (a fixed evaluation batch's loss falls),
 // resume equivalence, the loss guard keeping the last checkpoint, the
 // regularization cache, and bad input.
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -245,6 +246,16 @@ t('generated regularization images are cached in workDir and reused by the next 
   // Another prompt or count gets its own set.
   await trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false, concepts: [{ classWord: 'dog', images: (await setup()).red, initializer: 'x', numRegImages: 1 }] }));
   assert.is(readdirSync(root).length, 2);
+  // What a killed run leaves (a half-sampled set, a checkpoint temporary of a process that ended) is removed at the next start.
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  mkdirSync(join(root, `${sets[0]}.tmp-${dead}`));
+  writeFileSync(join(dir, `checkpoint.safetensors.tmp.tmp-${dead}`), 'half');
+  await trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false }));
+  assert.is(readdirSync(root).length, 2);
+  assert.not.ok(existsSync(join(dir, `checkpoint.safetensors.tmp.tmp-${dead}`)));
+  // A damaged cache record is an error naming the file and the way out, not a raw SyntaxError.
+  writeFileSync(join(root, sets[0], 'complete.json'), '{"prompt": "pho');
+  await assertRejects(async () => trainCustomDiffusion(await base({ steps: 1, workDir: dir, resume: false })), 'INVALID_ARGUMENT', /regularization cache .*complete\.json is damaged/, /remove the folder/);
 });
 
 t('a user regularization folder: captions from .txt files, the class prompt otherwise', async () => {

@@ -6,7 +6,7 @@
 // test/cd-world.test.ts; `npm run quality:cd` prints the same table.
 import { disposeConcept } from '../lib/concepts/concept-file.js';
 import { mergeConcepts } from '../lib/methods/custom-diffusion/merge.js';
-import type { ConceptWeights } from '../lib/concepts/types.js';
+import type { CustomDiffusionConcept } from '../lib/concepts/types.js';
 import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
 import type { EvaluateResult } from '../lib/world/evaluate.js';
 import { stat, type Stat } from '../lib/world/metrics.js';
@@ -40,7 +40,7 @@ export interface Figures {
 /** The untrained model's scores per concept and seed, shared by the three methods. */
 const bases = new Map<string, EvaluateResult>();
 
-async function score(concept: ConceptWeights, tokenIndex: number, id: ConceptId, seed: number): Promise<Figure> {
+async function score(concept: CustomDiffusionConcept, tokenIndex: number, id: ConceptId, seed: number): Promise<Figure> {
   const key = `${id}:${seed}`;
   const base = bases.get(key);
   const s = await scoreWorldConcept(concept, tokenIndex, id, { seed, ...(base ? { base } : {}) });

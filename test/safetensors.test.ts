@@ -9,6 +9,8 @@ import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../lib/io/safetensors.js';
+import { loadConcept } from '../lib/concepts/concept-file.js';
+import { importDiffusers } from '../lib/methods/custom-diffusion/diffusers-format.js';
 import { assertRejects, seeded } from './helpers.js';
 import { REFERENCE } from './tiny-models.js';
 
@@ -287,6 +289,41 @@ t('options are checked', async () => {
   await assertRejects(() => loadSafetensors(path, { device: 'gpu' as never }), 'INVALID_ARGUMENT', /device must be 'cpu', 'cuda' or 'cuda:N'/);
   const cpu = await loadSafetensors(path, { device: 'cpu' });
   assert.is(cpu.get('w')!.device, 'cpu');
+});
+
+t('a pickle file handed to any safetensors reader is refused with the conversion hint, the path named once', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'imprint-pickle-'));
+  try {
+    // Pickle protocol 2 and a zip (torch.save's format) under a .safetensors name, and a .bin.
+    const proto = join(dir, 'a.safetensors');
+    writeFileSync(proto, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0, 0, 0, 0]));
+    const zip = join(dir, 'b.safetensors');
+    writeFileSync(zip, Buffer.from('PK\u0003\u0004rest of a zip file'));
+    const bin = join(dir, 'c.bin');
+    writeFileSync(bin, 'anything');
+    for (const path of [proto, zip, bin]) {
+      for (const read of [() => readSafetensorsHeader(path), () => loadSafetensors(path), () => loadConcept(path)]) {
+        await assertRejects(async () => read(), 'INVALID_ARGUMENT', /pickle checkpoints are refused/, /safe_serialization|save_file/);
+      }
+      try {
+        await loadConcept(path);
+      } catch (e) {
+        assert.is((e as Error).message.split(path).length, 2, `the path once in: ${(e as Error).message.slice(0, 120)}`);
+      }
+    }
+    const cd = join(dir, 'cd');
+    mkdirSync(cd);
+    writeFileSync(join(cd, 'pytorch_custom_diffusion_weights.safetensors'), Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0, 0, 0, 0]));
+    const unet = await loadSafetensors(join(tiny, 'unet', 'diffusion_pytorch_model.safetensors'));
+    await assertRejects(() => importDiffusers(cd, unet), 'INVALID_ARGUMENT', /pickle checkpoints are refused/);
+    for (const w of unet.values()) w.dispose();
+    // Not a pickle: the reader's own error stands.
+    const junk = join(dir, 'd.safetensors');
+    writeFileSync(junk, Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 9, 10]));
+    await assertRejects(async () => readSafetensorsHeader(junk), 'INVALID_ARGUMENT', /header/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 t.run();

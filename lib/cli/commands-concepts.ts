@@ -1,5 +1,6 @@
-// The CLI's Custom Diffusion concept commands: merge concept files in closed
-// form, sample with concepts, and convert to and from diffusers' files. Each
+// The CLI's concept commands: sample with concept files of any method, merge
+// Custom Diffusion concept files in closed form, and convert those to and
+// from diffusers' files. Each
 // parses its flags and calls one API entry point; the API's errors name the
 // problem.
 import { readFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { readCaptionFile } from '../concepts/captions.js';
 import { disposeConcept, loadConcept, saveConcept, type SaveConceptOptions } from '../concepts/concept-file.js';
 import { exportDiffusers, importDiffusers } from '../methods/custom-diffusion/diffusers-format.js';
 import { mergeConcepts, type MergeResult } from '../methods/custom-diffusion/merge.js';
-import type { ConceptWeights } from '../concepts/types.js';
+import type { ConceptWeights, CustomDiffusionConcept } from '../concepts/types.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
@@ -85,7 +86,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
         throw e;
       });
       try {
-        const r = await mergeConcepts(pipe, concepts, {
+        const r = await mergeConcepts(pipe, concepts as CustomDiffusionConcept[], {
           ...(reg === undefined ? {} : { regCaptions: await readCaptionFile(reg) }),
           ...(ridge === undefined ? {} : { ridge }), force: v.force === true,
           ...(targets === undefined || targets.length === 0 ? {} : { targetTemplates: targets }),
@@ -107,7 +108,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
     summary: 'text to image with concept files applied (their tokens in the prompts, e.g. "photo of a <new1> dog")',
     options: {
       model: modelFlag,
-      concept: { type: 'string', arg: 'file', help: 'concept file (repeat for several)', multiple: true },
+      concept: { type: 'string', arg: 'file', help: 'concept file of any method (repeat for several; methods may be mixed)', multiple: true },
       prompt: { type: 'string', arg: 'text', help: 'prompt (repeat for several)', multiple: true },
       out: { type: 'string', arg: 'pattern', help: "PNG path, '{i}' replaced by the image index", default: 'imprint-{i}.png' },
       grid: { type: 'string', arg: 'file', help: 'also write all images as one grid PNG' },
@@ -141,7 +142,8 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
         const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed, onStep: progress(v, 'sample') });
         try {
           const paths = await saveGenerated(r.images, v);
-          process.stdout.write(`concepts: ${applied.tokens.join(', ')} (${applied.weights.length} UNet weights changed)\n${paths.join('\n')}\n`);
+          const shut = Object.values(applied.shut).reduce((n, x) => n + x.count, 0);
+          process.stdout.write(`concepts: ${applied.tokens.join(', ')} (${applied.weights.length} UNet weights changed${shut > 0 ? `, ${shut} entries shut` : ''})\n${paths.join('\n')}\n`);
         } finally {
           r.images.dispose();
           r.latents.dispose();

@@ -1,4 +1,5 @@
-// `imprint train`: Custom Diffusion from the command line. One concept from
+// `imprint train`: a personalization method from the command line (--method,
+// Custom Diffusion by default; lib/methods lists them). One concept from
 // flags (--token --class --images --initializer) or several from a JSON file
 // (--concepts), trained jointly; the result is written to --out.
 //
@@ -7,8 +8,9 @@ import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
-import { saveConcept } from '../concepts/concept-file.js';
-import { trainCustomDiffusion, type ConceptSpec, type TrainCustomDiffusionOptions } from '../methods/custom-diffusion/train.js';
+import { disposeConcept, saveConcept } from '../concepts/concept-file.js';
+import type { ConceptSpec, TrainCustomDiffusionOptions } from '../methods/custom-diffusion/train.js';
+import { DEFAULT_METHOD, methodByName, METHOD_NAMES } from '../methods/index.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
 import { WORLD_TEACH_LR } from '../world/teach.js';
@@ -39,8 +41,9 @@ export function readConceptsFile(path: string): ConceptSpec[] {
 /** Writes a trained concept in the layout described at the top of this file (atomically). */
 export const TRAIN_COMMANDS: Record<string, Command> = {
   train: {
-    summary: 'teach the model new concepts with Custom Diffusion (one from flags, several from --concepts) and write the concept file',
+    summary: 'teach the model new concepts (one from flags, several from --concepts) with a personalization method and write the concept file',
     options: {
+      method: { type: 'string', arg: METHOD_NAMES.join('|'), help: 'the personalization method', default: DEFAULT_METHOD },
       model: { type: 'string', arg: 'dir', help: 'diffusers model folder', default: 'the embedded world model' },
       token: { type: 'string', arg: 'word', help: 'the new token', default: '<new1>' },
       class: { type: 'string', arg: 'word', help: "the concept's class, e.g. dog" },
@@ -70,6 +73,8 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       ...quietFlag,
     },
     async run(v) {
+      // Checked first: a wrong name should not wait for the model to load.
+      const method = methodByName('--method', str(v, 'method') ?? DEFAULT_METHOD);
       const out = str(v, 'out') ?? 'concept.safetensors';
       checkOutputFolder('out', out);
       const model = str(v, 'model') ?? worldModelDir();
@@ -110,15 +115,14 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       const numeric: Array<[keyof TrainCustomDiffusionOptions, number | undefined]> = [['steps', int(v, 'steps')], ['batchSize', int(v, 'batch-size')], ['lr', positive(v, 'lr')],
         ['priorLossWeight', num(v, 'prior-loss-weight')], ['resolution', int(v, 'resolution')], ['seed', int(v, 'seed', 0)], ['regSteps', int(v, 'reg-steps')], ['checkpointEvery', int(v, 'checkpoint-every')]];
       for (const [key, value] of numeric) if (value !== undefined) (o as unknown as Record<string, unknown>)[key] = value;
-      const r = await trainCustomDiffusion(o);
+      const r = await method.train(o);
       let saved: { bytes: number };
       try {
         saved = await saveConcept(out, r.concept);
       } finally {
-        for (const d of r.concept.deltas.values()) d.dispose();
-        for (const t of r.concept.tokens) t.embedding.dispose();
+        disposeConcept(r.concept);
       }
-      process.stdout.write(`${JSON.stringify({ out, bytes: saved.bytes, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
+      process.stdout.write(`${JSON.stringify({ out, method: r.concept.method, bytes: saved.bytes, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
     },
   },
 };

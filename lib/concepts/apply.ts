@@ -1,9 +1,13 @@
-// Sampling with concepts: their tokens join the pipeline's tokenizer and text
-// encoder with the learned rows, and the UNet's trained matrices become
-// W0 + scale·ΣΔW. Like diffusers' load_attn_procs + load_textual_inversion,
-// this changes the pipeline in place. Nothing is changed when any check fails:
-// a concept for another base model, a token defined twice, a delta that does
-// not fit the UNet are all refused before the first mutation.
+// Sampling with concepts of any method: their tokens join the pipeline's
+// tokenizer and text encoder with the learned rows, and each UNet weight a
+// concept touches becomes (W0 + scale·(ΣΔW + Σ s·B·A)) ⊙ (1 − shut): dense
+// deltas (Custom Diffusion), LoRA factors (the tuning encoder) and neuron sets
+// (Cones) dispatched per kind, in the adapter formula of the UNet op. Like
+// diffusers' load_attn_procs + load_textual_inversion, this changes the
+// pipeline in place, and restore() puts the UNet weights back bit-exactly.
+// Nothing is changed when any check fails: a concept for another base model,
+// a token defined twice, a part that does not fit the UNet are all refused
+// before the first mutation.
 import { ImprintError, invalidArgument } from '../errors.js';
 import { tensor } from '../creation.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
@@ -18,7 +22,7 @@ import type { ConceptWeights } from './types.js';
 export interface ApplyConceptsOptions {
   /** Apply concepts trained on another base model (their fingerprint differs). Default false. */
   force?: boolean;
-  /** Multiplies every ΔW (1 = as trained, 0 = tokens only). Default 1. */
+  /** Multiplies every ΔW and LoRA update (1 = as trained, 0 = tokens only); neuron sets are shut whatever the scale. Default 1. */
   scale?: number;
 }
 
@@ -30,6 +34,15 @@ export interface ApplyConceptsResult {
   weights: string[];
   /** The pipeline's base-model fingerprint before the concepts were applied. */
   baseFingerprint: string;
+  /** Entries shut (set to zero) per weight by neuron sets (the union over concepts), and how many were shut by more than one concept. */
+  shut: Record<string, { count: number; overlap: number }>;
+  /**
+   * Puts the pipeline back as it was: the UNet it had before (its weights
+   * bit-exactly as they were, the ones made here freed) and the tokenizer and
+   * token embedding without the added tokens. Call it before any other
+   * change of the pipeline's UNet or tokens.
+   */
+  restore(): Promise<void>;
 }
 
 /** The UNet's weights by name. */
@@ -76,29 +89,74 @@ export async function applyConcepts(pipeline: StableDiffusionPipeline, concepts:
       if (tk.embedding.shape[0] !== H) throw new ImprintError(`${fn}: concepts[${i}] token '${tk.token}' has an embedding of width ${tk.embedding.shape[0]}, but the text encoder's hidden size is ${H}`, 'SHAPE_MISMATCH');
     }
   });
-  // Deltas: each must name a UNet weight of its shape; summed per weight.
+  // Every part must name a UNet weight it fits; deltas and LoRA products are summed per weight in float64.
   const sums = new Map<string, Float64Array>();
+  const target = (i: number, kind: string, name: string): Tensor => {
+    const w0 = base.get(name);
+    if (w0 === undefined) throw invalidArgument(`${fn}: concepts[${i}] has ${kind} for '${name}', which this UNet does not have`);
+    return w0;
+  };
+  const accumulator = (name: string, n: number): Float64Array => {
+    let acc = sums.get(name);
+    if (acc === undefined) sums.set(name, (acc = new Float64Array(n)));
+    return acc;
+  };
+  const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, k) => x === b[k]);
   for (const [i, c] of concepts.entries()) {
-    for (const [name, d] of c.deltas) {
-      const w0 = base.get(name);
-      if (w0 === undefined) throw invalidArgument(`${fn}: concepts[${i}] has a delta for '${name}', which this UNet does not have`);
-      if (w0.shape.length !== d.shape.length || w0.shape.some((x, k) => x !== d.shape[k])) {
+    for (const [name, d] of c.deltas ?? []) {
+      const w0 = target(i, 'a delta', name);
+      if (!sameShape(w0.shape, d.shape)) {
         throw new ImprintError(`${fn}: concepts[${i}] delta '${name}' is [${d.shape.join(', ')}] but the UNet's weight is [${w0.shape.join(', ')}]`, 'SHAPE_MISMATCH');
       }
       const values = (await d.data()) as Float32Array;
-      let acc = sums.get(name);
-      if (acc === undefined) sums.set(name, (acc = new Float64Array(values.length)));
+      const acc = accumulator(name, values.length);
       for (let k = 0; k < values.length; k++) acc[k] += values[k];
+    }
+    for (const [name, f] of c.lora ?? []) {
+      const w0 = target(i, 'LoRA factors', name);
+      const [rank, cols] = f.a.shape;
+      const rows = f.b.shape[0];
+      if (!sameShape(w0.shape, [rows, cols])) {
+        throw new ImprintError(`${fn}: concepts[${i}] LoRA '${name}' gives [${rows}, ${cols}] (b [${f.b.shape.join(', ')}] · a [${f.a.shape.join(', ')}]) but the UNet's weight is [${w0.shape.join(', ')}]`, 'SHAPE_MISMATCH');
+      }
+      const a = (await f.a.data()) as Float32Array;
+      const b = (await f.b.data()) as Float32Array;
+      const acc = accumulator(name, rows * cols);
+      for (let o = 0; o < rows; o++) {
+        for (let r = 0; r < rank; r++) {
+          const bor = b[o * rank + r] * f.scale;
+          if (bor === 0) continue;
+          for (let k = 0; k < cols; k++) acc[o * cols + k] += bor * a[r * cols + k];
+        }
+      }
+    }
+  }
+  // Neuron sets: indices within the weight; the union is shut.
+  const shutSets = new Map<string, Set<number>>();
+  const shut: ApplyConceptsResult['shut'] = {};
+  for (const [i, c] of concepts.entries()) {
+    for (const [name, idx] of c.neurons ?? []) {
+      const w0 = target(i, 'a neuron set', name);
+      const n = w0.shape.reduce((x, y) => x * y, 1);
+      if (idx[idx.length - 1] >= n) throw new ImprintError(`${fn}: concepts[${i}] neuron set '${name}' has index ${idx[idx.length - 1]}, but the UNet's weight [${w0.shape.join(', ')}] has ${n} entries`, 'SHAPE_MISMATCH');
+      let set = shutSets.get(name);
+      if (set === undefined) shutSets.set(name, (set = new Set()));
+      const before = set.size;
+      for (const k of idx) set.add(k);
+      shut[name] = { count: set.size, overlap: (shut[name]?.overlap ?? 0) + before + idx.length - set.size };
     }
   }
   const made: Tensor[] = [];
   try {
     const replacements = new Map<string, Tensor>();
-    for (const [name, acc] of sums) {
+    for (const name of new Set([...sums.keys(), ...shutSets.keys()])) {
       const w0 = base.get(name)!;
       const v0 = (await w0.data()) as Float32Array;
+      const acc = sums.get(name);
       const out = new Float32Array(v0.length);
-      for (let k = 0; k < v0.length; k++) out[k] = v0[k] + scale * acc[k];
+      if (acc) for (let k = 0; k < v0.length; k++) out[k] = v0[k] + scale * acc[k];
+      else out.set(v0);
+      for (const k of shutSets.get(name) ?? []) out[k] = 0;
       let w: Tensor = tensor(out, { shape: w0.shape });
       made.push(w);
       if (w0.dtype !== 'f32') made.push((w = await w.cast(w0.dtype)));
@@ -121,7 +179,15 @@ export async function applyConcepts(pipeline: StableDiffusionPipeline, concepts:
     const keep = new Set(replacements.values());
     for (const t of made) if (!keep.has(t)) t.dispose();
     pipeline.replaceUnet(merged, [...keep]);
-    return { tokens: tokens.map((tk) => tk.token), ids, weights: [...sums.keys()], baseFingerprint };
+    let restored = false;
+    const restore = async (): Promise<void> => {
+      if (restored) throw invalidArgument('applyConcepts: restore() was already called');
+      if (pipeline.unet !== merged) throw invalidArgument('applyConcepts: restore() must come before another change of the pipeline\'s UNet');
+      restored = true;
+      pipeline.replaceUnet(unet, [], [...keep]);
+      if (tokens.length > 0) await pipeline.removeTokens(tokens.map((tk) => tk.token));
+    };
+    return { tokens: tokens.map((tk) => tk.token), ids, weights: [...new Set([...sums.keys(), ...shutSets.keys()])], baseFingerprint, shut, restore };
   } catch (e) {
     for (const t of made) if (!t.disposed) t.dispose();
     throw e;

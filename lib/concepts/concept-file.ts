@@ -1,20 +1,28 @@
-// Imprint's concept file: one .safetensors holding a Custom Diffusion concept
-// (ΔW per trained matrix, full or as truncated-SVD factors, and one embedding
-// row per token) with its metadata. Loading checks everything before any
+// Imprint's concept file: one .safetensors holding a concept of any method
+// (token embedding rows; dense ΔW per weight, full or as truncated-SVD
+// factors; LoRA factors; sparse neuron index sets) with its metadata.
+// Version 2; version 1 files (Custom Diffusion only) still load. Loading checks everything before any
 // tensor is handed out, so a damaged or foreign file is a clear error naming
 // the file and the entry, never deltas silently applied to the wrong place.
 import { stat } from 'node:fs/promises';
 
 import { ImprintError, invalidArgument } from '../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors, type SafetensorsHeader } from '../io/safetensors.js';
+import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
 import { checkOptions, describe, isPlainObject } from '../validate.js';
 import { addScaled, frobenius, fromTensor, matmul, toTensor } from './linalg.js';
 import { checkTruncation, truncatedSvd, type TruncationOptions } from './svd.js';
-import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from './types.js';
+import { CONCEPT_METHODS, type ConceptMethod, type ConceptToken, type ConceptWeights, type CustomDiffusionConcept, type CustomDiffusionMode, type LoraFactors } from './types.js';
 
 export const CONCEPT_FORMAT = 'imprint-concept';
-export const CONCEPT_VERSION = '1';
+export const CONCEPT_VERSION = '2';
+/** Versions loadConcept reads: 1 (Custom Diffusion, before the other methods) and 2. */
+const READABLE_VERSIONS = ['1', CONCEPT_VERSION];
+/** How neuron index sets are stored: sorted flat indices as I32. */
+const NEURON_ENCODING = 'i32';
+/** A weight or bias of the UNet, by diffusers name (what non-Custom-Diffusion parts may target). */
+const UNET_PARAM = /^[A-Za-z0-9_.]+\.(weight|bias)$/;
 
 /** The weights each mode trains (diffusers UNet names); 'cross' may carry the out-projection bias too. */
 const TRAINED: Record<CustomDiffusionMode, RegExp> = {
@@ -49,6 +57,11 @@ export interface ConceptFileInfo {
 
 export type LoadedConcept = ConceptWeights & { file: ConceptFileInfo };
 
+export interface LoadConceptOptions {
+  /** Refuse a file of another method. */
+  method?: ConceptMethod;
+}
+
 /** A token's training prompt, when given, is a string that names the token as a word. */
 export function checkTokenPrompt(fn: string, prompt: unknown, token: string, what: string): string | undefined {
   if (prompt === undefined) return undefined;
@@ -63,14 +76,20 @@ export function tokenMetadata(tokens: readonly ConceptToken[]): Array<{ token: s
   return tokens.map((tk) => ({ token: tk.token, classWord: tk.classWord, ...(tk.prompt === undefined ? {} : { prompt: tk.prompt }) }));
 }
 
-/** Checks a ConceptWeights object in full (tokens, deltas, shapes); `fn` names the caller in errors. */
+const tensorDesc = (t: unknown): string => (t instanceof Tensor ? (t.disposed ? 'a disposed tensor' : `${t.dtype}[${t.shape.join(', ')}]`) : describe(t));
+
+/** Checks a ConceptWeights object in full (method, tokens, and each part it holds); `fn` names the caller in errors. */
 export function checkConcept(fn: string, concept: unknown, what = 'concept'): ConceptWeights {
   if (!isPlainObject(concept)) throw invalidArgument(`${fn}: ${what} must be a ConceptWeights object, got ${describe(concept)}`);
   const c = concept as unknown as ConceptWeights;
-  if (c.method !== 'custom-diffusion') throw invalidArgument(`${fn}: ${what}.method must be 'custom-diffusion', got ${describe(c.method)}`);
-  if (c.mode !== 'kv' && c.mode !== 'cross') throw invalidArgument(`${fn}: ${what}.mode must be 'kv' or 'cross', got ${describe(c.mode)}`);
+  if (!CONCEPT_METHODS.includes(c.method)) throw invalidArgument(`${fn}: ${what}.method must be one of ${CONCEPT_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(c.method)}`);
+  const cd = c.method === 'custom-diffusion';
+  if (cd && c.mode !== 'kv' && c.mode !== 'cross') throw invalidArgument(`${fn}: ${what}.mode must be 'kv' or 'cross', got ${describe(c.mode)}`);
   if (typeof c.baseFingerprint !== 'string') throw invalidArgument(`${fn}: ${what}.baseFingerprint must be a string, got ${describe(c.baseFingerprint)}`);
   if (!Array.isArray(c.tokens)) throw invalidArgument(`${fn}: ${what}.tokens must be an array, got ${describe(c.tokens)}`);
+  if (c.settings !== undefined && (!isPlainObject(c.settings) || Object.values(c.settings).some((v) => typeof v !== 'string'))) {
+    throw invalidArgument(`${fn}: ${what}.settings must be an object of strings, got ${describe(c.settings)}`);
+  }
   const seen = new Set<string>();
   let hidden: number | undefined;
   c.tokens.forEach((tk: ConceptToken, i) => {
@@ -82,21 +101,60 @@ export function checkConcept(fn: string, concept: unknown, what = 'concept'): Co
     checkTokenPrompt(fn, tk.prompt, tk.token, `${what}.tokens[${i}].prompt`);
     const e = tk.embedding;
     if (!(e instanceof Tensor) || e.disposed || e.ndim !== 1 || e.dtype !== 'f32') {
-      throw invalidArgument(`${fn}: ${what}.tokens[${i}].embedding ('${tk.token}') must be a live f32 tensor [hidden], got ${e instanceof Tensor ? `${e.disposed ? 'a disposed tensor' : `${e.dtype}[${e.shape.join(', ')}]`}` : describe(e)}`);
+      throw invalidArgument(`${fn}: ${what}.tokens[${i}].embedding ('${tk.token}') must be a live f32 tensor [hidden], got ${tensorDesc(e)}`);
     }
     if (hidden !== undefined && e.shape[0] !== hidden) throw invalidArgument(`${fn}: ${what}: token embeddings differ in width (${hidden} and ${e.shape[0]} for '${tk.token}')`);
     hidden = e.shape[0];
   });
-  if (!(c.deltas instanceof Map) || c.deltas.size === 0) throw invalidArgument(`${fn}: ${what}.deltas must be a non-empty Map of weight name → ΔW, got ${describe(c.deltas)}`);
-  for (const [name, d] of c.deltas) {
-    if (typeof name !== 'string' || !TRAINED[c.mode].test(name)) {
-      throw invalidArgument(`${fn}: ${what}.deltas has '${String(name)}', which mode '${c.mode}' does not train (expected ${c.mode === 'kv' ? 'attn2.to_k/to_v weights' : 'attn2 to_q/to_k/to_v/to_out.0 weights or to_out.0.bias'})`);
+  const mapOf = (key: 'deltas' | 'lora' | 'neurons', required: boolean, kind: string): void => {
+    const m = c[key];
+    if (m === undefined && !required) return;
+    if (!(m instanceof Map) || m.size === 0) throw invalidArgument(`${fn}: ${what}.${key} must be a non-empty Map of weight name → ${kind}, got ${describe(m)}`);
+  };
+  mapOf('deltas', cd, 'ΔW');
+  mapOf('lora', c.method === 'tuning-encoder', '{ a, b, scale }');
+  mapOf('neurons', c.method === 'cones', 'sorted Int32Array of flat indices');
+  for (const [name, d] of c.deltas ?? []) {
+    if (cd ? typeof name !== 'string' || !TRAINED[(c as CustomDiffusionConcept).mode].test(name) : !UNET_PARAM.test(name)) {
+      const expected = !cd ? 'a UNet weight or bias name' : c.mode === 'kv' ? 'attn2.to_k/to_v weights' : 'attn2 to_q/to_k/to_v/to_out.0 weights or to_out.0.bias';
+      throw invalidArgument(`${fn}: ${what}.deltas has '${String(name)}', which ${cd ? `mode '${c.mode}' does not train` : 'is not a UNet parameter name'} (expected ${expected})`);
     }
     const bias = name.endsWith('.bias');
     if (!(d instanceof Tensor) || d.disposed || d.dtype !== 'f32' || d.ndim !== (bias ? 1 : 2)) {
-      throw invalidArgument(`${fn}: ${what}.deltas '${name}' must be a live f32 ${bias ? '1-D' : '2-D'} tensor, got ${d instanceof Tensor ? `${d.disposed ? 'a disposed tensor' : `${d.dtype}[${d.shape.join(', ')}]`}` : describe(d)}`);
+      throw invalidArgument(`${fn}: ${what}.deltas '${name}' must be a live f32 ${bias ? '1-D' : '2-D'} tensor, got ${tensorDesc(d)}`);
     }
   }
+  for (const [name, f] of c.lora ?? []) {
+    if (typeof name !== 'string' || !/\.weight$/.test(name)) throw invalidArgument(`${fn}: ${what}.lora has '${String(name)}', expected a UNet weight name`);
+    if (!isPlainObject(f)) throw invalidArgument(`${fn}: ${what}.lora '${name}' must be { a, b, scale }, got ${describe(f)}`);
+    const { a, b, scale } = f as LoraFactors;
+    const live = (t: unknown): boolean => t instanceof Tensor && !t.disposed && t.dtype === 'f32' && t.ndim === 2;
+    if (!live(a) || !live(b) || a.shape[0] !== b.shape[1]) {
+      throw invalidArgument(`${fn}: ${what}.lora '${name}' must have live f32 a [rank, in] and b [out, rank] of one rank, got a ${tensorDesc(a)} and b ${tensorDesc(b)}`);
+    }
+    if (typeof scale !== 'number' || !Number.isFinite(scale)) throw invalidArgument(`${fn}: ${what}.lora '${name}'.scale must be a finite number, got ${describe(scale)}`);
+  }
+  for (const [name, idx] of c.neurons ?? []) {
+    if (typeof name !== 'string' || !UNET_PARAM.test(name)) throw invalidArgument(`${fn}: ${what}.neurons has '${String(name)}', expected a UNet weight name`);
+    checkNeuronIndices(`${fn}: ${what}.neurons '${name}'`, idx);
+  }
+  return c;
+}
+
+/** A neuron index set: an Int32Array of strictly ascending, non-negative flat indices. */
+export function checkNeuronIndices(what: string, idx: unknown): Int32Array {
+  if (!(idx instanceof Int32Array) || idx.length === 0) throw invalidArgument(`${what} must be a non-empty Int32Array of flat indices, got ${describe(idx)}`);
+  for (let k = 0; k < idx.length; k++) {
+    if (idx[k] < 0) throw invalidArgument(`${what}: index ${idx[k]} at position ${k} is negative`);
+    if (k > 0 && idx[k] <= idx[k - 1]) throw invalidArgument(`${what}: indices must be strictly ascending (no duplicates), but position ${k} holds ${idx[k]} after ${idx[k - 1]}`);
+  }
+  return idx;
+}
+
+/** `concept` as a Custom Diffusion concept, or an error naming its method (for what only Custom Diffusion has: the merge, the diffusers format). */
+export function checkCustomDiffusion(fn: string, concept: unknown, what = 'concept'): CustomDiffusionConcept {
+  const c = checkConcept(fn, concept, what);
+  if (c.method !== 'custom-diffusion') throw invalidArgument(`${fn}: ${what} is a '${c.method}' concept; this works on Custom Diffusion concepts only`);
   return c;
 }
 
@@ -131,7 +189,18 @@ export async function saveConcept(path: string, concept: ConceptWeights, options
   let totalSq = 0;
   try {
     for (const tk of c.tokens) tensors.set(`token/${tk.token}`, await onCpu(tk.embedding, made));
-    for (const [name, d] of c.deltas) {
+    const loraScales: Record<string, number> = {};
+    for (const [name, f] of c.lora ?? []) {
+      tensors.set(`lora/${name}.a`, await onCpu(f.a, made));
+      tensors.set(`lora/${name}.b`, await onCpu(f.b, made));
+      loraScales[name] = f.scale;
+    }
+    for (const [name, idx] of c.neurons ?? []) {
+      const t = tensor(idx, { shape: [idx.length] });
+      made.push(t);
+      tensors.set(`neurons/${name}`, t);
+    }
+    for (const [name, d] of c.deltas ?? []) {
       if (compress === undefined || d.ndim !== 2) {
         tensors.set(`delta/${name}`, await onCpu(d, made));
         continue;
@@ -153,10 +222,13 @@ export async function saveConcept(path: string, concept: ConceptWeights, options
       format: CONCEPT_FORMAT,
       version: CONCEPT_VERSION,
       method: c.method,
-      mode: c.mode,
+      ...(c.method === 'custom-diffusion' ? { mode: c.mode } : {}),
       tokens: JSON.stringify(tokenMetadata(c.tokens)),
       base_fingerprint: c.baseFingerprint,
       compression: compress === undefined ? 'none' : 'svd',
+      ...(c.lora ? { lora_scales: JSON.stringify(loraScales) } : {}),
+      ...(c.neurons ? { neuron_encoding: NEURON_ENCODING } : {}),
+      ...(c.settings ? { settings: JSON.stringify(c.settings) } : {}),
     };
     if (compress !== undefined) metadata.ranks = JSON.stringify(ranks);
     await saveSafetensors(path, tensors, metadata);
@@ -192,10 +264,29 @@ function readLayout(path: string, header: SafetensorsHeader) {
     return v;
   };
   if (meta.format !== CONCEPT_FORMAT) throw invalidArgument(`${path}: not an Imprint concept file (metadata format is ${meta.format === undefined ? 'missing' : `'${meta.format}'`}, expected '${CONCEPT_FORMAT}')`);
-  if (need('version') !== CONCEPT_VERSION) throw invalidArgument(`${path}: concept file version '${meta.version}' is not supported (this Imprint reads version ${CONCEPT_VERSION})`);
-  if (need('method') !== 'custom-diffusion') throw invalidArgument(`${path}: metadata method '${meta.method}' is not supported (expected 'custom-diffusion')`);
-  const mode = need('mode');
-  if (mode !== 'kv' && mode !== 'cross') throw invalidArgument(`${path}: metadata mode must be 'kv' or 'cross', got '${mode}'`);
+  const version = need('version');
+  if (!READABLE_VERSIONS.includes(version)) throw invalidArgument(`${path}: concept file version '${version}' is not supported (this Imprint reads versions ${READABLE_VERSIONS.join(' and ')})`);
+  const method = need('method') as ConceptMethod;
+  const methods: readonly string[] = version === '1' ? ['custom-diffusion'] : CONCEPT_METHODS;
+  if (!methods.includes(method)) throw invalidArgument(`${path}: metadata method '${method}' is not supported by version ${version} files (expected ${methods.map((m) => `'${m}'`).join(', ')})`);
+  const cd = method === 'custom-diffusion';
+  const mode = cd ? need('mode') : undefined;
+  if (cd && mode !== 'kv' && mode !== 'cross') throw invalidArgument(`${path}: metadata mode must be 'kv' or 'cross', got '${mode}'`);
+  let settings: Record<string, string> | undefined;
+  if (meta.settings !== undefined) {
+    const raw = parseJson(path, 'settings', meta.settings);
+    if (!isPlainObject(raw) || Object.values(raw).some((v) => typeof v !== 'string')) throw invalidArgument(`${path}: metadata 'settings' must be a JSON object of strings`);
+    settings = raw as Record<string, string>;
+  }
+  let loraScales: Record<string, unknown> | undefined;
+  if (meta.lora_scales !== undefined) {
+    const raw = parseJson(path, 'lora_scales', meta.lora_scales);
+    if (!isPlainObject(raw)) throw invalidArgument(`${path}: metadata 'lora_scales' must be a JSON object of weight name → scale`);
+    loraScales = raw;
+  }
+  if (meta.neuron_encoding !== undefined && meta.neuron_encoding !== NEURON_ENCODING) {
+    throw invalidArgument(`${path}: metadata neuron_encoding '${meta.neuron_encoding}' is not supported (this Imprint reads '${NEURON_ENCODING}')`);
+  }
   const compression = need('compression');
   if (compression !== 'none' && compression !== 'svd') throw invalidArgument(`${path}: metadata compression must be 'none' or 'svd', got '${compression}'`);
   const baseFingerprint = need('base_fingerprint');
@@ -239,17 +330,47 @@ function readLayout(path: string, header: SafetensorsHeader) {
     hidden = s[0];
   }
   const full = new Map<string, string>();
+  const lora = new Map<string, { a: string; b: string; scale: number }>();
+  const neurons = new Map<string, string>();
   const factored = new Map<string, { u: string; v: string; shape: [number, number]; rank: number }>();
   for (const name of Object.keys(entries)) {
     if (name.startsWith('token/')) {
       if (!tokens.some((tk) => `token/${tk.token}` === name)) throw invalidArgument(`${path}: entry '${name}' is a token the metadata does not list`);
       continue;
     }
-    if (!name.startsWith('delta/')) throw invalidArgument(`${path}: unexpected entry '${name}' (entries are delta/<weight> or token/<token>)`);
+    if (name.startsWith('lora/') && version !== '1') {
+      const m = /^lora\/(.+)\.(a|b)$/.exec(name);
+      if (!m || !/\.weight$/.test(m[1])) throw invalidArgument(`${path}: entry '${name}' must be lora/<UNet weight>.a or .b`);
+      const weight = m[1];
+      if (lora.has(weight)) continue;
+      const [aName, bName] = [`lora/${weight}.a`, `lora/${weight}.b`];
+      for (const [x, y] of [[aName, bName], [bName, aName]]) if (entries[x] === undefined) throw invalidArgument(`${path}: entry '${x}' is missing (its pair '${y}' is present)`);
+      const sa = float(aName);
+      const sb = float(bName);
+      if (sa.length !== 2 || sb.length !== 2 || sa[0] !== sb[1] || sa.some((x) => x < 1) || sb.some((x) => x < 1)) {
+        throw invalidArgument(`${path}: '${aName}' [${sa.join(', ')}] and '${bName}' [${sb.join(', ')}] must be [rank, in] and [out, rank]`);
+      }
+      const scale = loraScales?.[weight];
+      if (typeof scale !== 'number' || !Number.isFinite(scale)) throw invalidArgument(`${path}: metadata lora_scales['${weight}'] must be a finite number, got ${describe(scale)}`);
+      lora.set(weight, { a: aName, b: bName, scale });
+      continue;
+    }
+    if (name.startsWith('neurons/') && version !== '1') {
+      const weight = name.slice('neurons/'.length);
+      if (!UNET_PARAM.test(weight)) throw invalidArgument(`${path}: entry '${name}' must be neurons/<UNet weight>`);
+      const e = entries[name];
+      if (e.dtype !== 'I32' || e.shape.length !== 1 || e.shape[0] < 1) throw invalidArgument(`${path}: entry '${name}' must be a non-empty 1-D I32 list of indices, got ${e.dtype}[${e.shape.join(', ')}]`);
+      if (meta.neuron_encoding === undefined) throw invalidArgument(`${path}: metadata 'neuron_encoding' is missing (the file holds neuron sets)`);
+      neurons.set(weight, name);
+      continue;
+    }
+    if (!name.startsWith('delta/')) throw invalidArgument(`${path}: unexpected entry '${name}' (entries are token/<token>, delta/<weight>${version === '1' ? '' : ', lora/<weight>.a|.b or neurons/<weight>'})`);
     const rest = name.slice('delta/'.length);
     const factor = /\.(u|v)$/.exec(rest);
     const weight = factor ? rest.slice(0, -2) : rest;
-    if (!TRAINED[mode].test(weight)) throw invalidArgument(`${path}: entry '${name}' is not a weight that mode '${mode}' trains`);
+    if (cd ? !TRAINED[mode as CustomDiffusionMode].test(weight) : !UNET_PARAM.test(weight)) {
+      throw invalidArgument(`${path}: entry '${name}' is not ${cd ? `a weight that mode '${mode}' trains` : 'a UNet parameter'}`);
+    }
     if (!factor) {
       if (full.has(weight) || factored.has(weight)) throw invalidArgument(`${path}: weight '${weight}' is stored twice`);
       const s = float(name);
@@ -277,9 +398,12 @@ function readLayout(path: string, header: SafetensorsHeader) {
     if (rank !== su[1]) throw invalidArgument(`${path}: metadata ranks['${weight}'] is ${rank ?? 'missing'} but the factors have rank ${su[1]}`);
     factored.set(weight, { u: uName, v: vName, shape: [su[0], sv[1]], rank });
   }
-  if (full.size + factored.size === 0) throw invalidArgument(`${path}: the file holds no deltas`);
+  if (cd && full.size + factored.size === 0) throw invalidArgument(`${path}: the file holds no deltas`);
+  if (method === 'cones' && neurons.size === 0) throw invalidArgument(`${path}: the file holds no neuron sets`);
+  if (method === 'tuning-encoder' && lora.size === 0) throw invalidArgument(`${path}: the file holds no LoRA factors`);
+  for (const k of Object.keys(loraScales ?? {})) if (!lora.has(k)) throw invalidArgument(`${path}: metadata lora_scales names '${k}', which has no factors in the file`);
   for (const k of Object.keys(ranks ?? {})) if (!factored.has(k)) throw invalidArgument(`${path}: metadata ranks names '${k}', which has no factors in the file`);
-  return { mode: mode as CustomDiffusionMode, tokens, baseFingerprint, compression: compression as 'none' | 'svd', ranks, full, factored, meta };
+  return { method, version, mode: mode as CustomDiffusionMode | undefined, tokens, baseFingerprint, compression: compression as 'none' | 'svd', ranks, full, factored, lora, neurons, settings, meta };
 }
 
 /**
@@ -287,38 +411,52 @@ function readLayout(path: string, header: SafetensorsHeader) {
  * compressed matrices is rebuilt as u·v. The caller owns (and disposes) the
  * returned tensors.
  */
-export async function loadConcept(path: string): Promise<LoadedConcept> {
+export async function loadConcept(path: string, options: { method: 'custom-diffusion' }): Promise<CustomDiffusionConcept & { file: ConceptFileInfo }>;
+export async function loadConcept(path: string, options?: LoadConceptOptions): Promise<LoadedConcept>;
+export async function loadConcept(path: string, options?: LoadConceptOptions): Promise<LoadedConcept> {
   const fn = 'loadConcept';
   if (typeof path !== 'string' || path.length === 0) throw invalidArgument(`${fn}: path must be a non-empty string, got ${describe(path)}`);
+  const o = checkOptions(fn, options, ['method']);
+  if (o.method !== undefined && !CONCEPT_METHODS.includes(o.method as ConceptMethod)) throw invalidArgument(`${fn}: method must be one of ${CONCEPT_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(o.method)}`);
+  // The reader's messages name the file already: prefix only the function.
+  const named = (e: unknown): unknown => (e instanceof ImprintError ? new ImprintError(`${fn}: ${e.message.includes(path) ? '' : `${path}: `}${e.message}`, e.code) : e);
   let header: SafetensorsHeader;
   try {
     header = readSafetensorsHeader(path);
   } catch (e) {
-    if (e instanceof ImprintError) throw new ImprintError(`${fn}: ${path}: ${e.message}`, e.code);
-    throw e;
+    throw named(e);
   }
   const layout = readLayout(path, header);
-  let loaded: Map<string, Tensor>;
+  if (o.method !== undefined && layout.method !== o.method) throw invalidArgument(`${fn}: ${path} holds a '${layout.method}' concept, expected '${o.method}'`);
+  const neuronNames = [...layout.neurons.values()];
+  const floatNames = Object.keys(header.tensors).filter((n) => !n.startsWith('neurons/'));
+  const loaded = new Map<string, Tensor>();
   try {
-    loaded = await loadSafetensors(path, { dtype: 'f32' });
+    for (const [names, dtype] of [[floatNames, 'f32'], [neuronNames, 'i32']] as const) {
+      if (names.length > 0) for (const [n, t] of await loadSafetensors(path, { names: [...names], dtype })) loaded.set(n, t);
+    }
   } catch (e) {
-    if (e instanceof ImprintError) throw new ImprintError(`${fn}: ${path}: ${e.message}`, e.code);
-    throw e;
+    for (const t of loaded.values()) t.dispose();
+    throw named(e);
   }
   const deltas = new Map<string, Tensor<'f32'>>();
+  const lora = new Map<string, LoraFactors>();
+  const neurons = new Map<string, Int32Array>();
+  const finite = (name: string): Tensor<'f32'> => {
+    const t = loaded.get(name) as Tensor<'f32'>;
+    if (!(t.dataSync() as Float32Array).every(Number.isFinite)) throw invalidArgument(`${path}: entry '${name}' holds non-finite values`);
+    return t;
+  };
   try {
-    for (const [weight, name] of layout.full) deltas.set(weight, loaded.get(name) as Tensor<'f32'>);
+    for (const [weight, name] of layout.full) deltas.set(weight, finite(name));
     for (const [weight, f] of layout.factored) {
       const product = matmul(await fromTensor(loaded.get(f.u)!), await fromTensor(loaded.get(f.v)!));
       for (const x of product.data) if (!Number.isFinite(x)) throw invalidArgument(`${path}: the factors of '${weight}' hold non-finite values`);
       deltas.set(weight, toTensor(product));
     }
-    for (const [weight, d] of deltas) {
-      if (!(d.dataSync() as Float32Array).every(Number.isFinite)) throw invalidArgument(`${path}: entry 'delta/${weight}' holds non-finite values`);
-    }
-    for (const tk of layout.tokens) {
-      if (!(loaded.get(`token/${tk.token}`)!.dataSync() as Float32Array).every(Number.isFinite)) throw invalidArgument(`${path}: entry 'token/${tk.token}' holds non-finite values`);
-    }
+    for (const [weight, f] of layout.lora) lora.set(weight, { a: finite(f.a), b: finite(f.b), scale: f.scale });
+    for (const [weight, name] of layout.neurons) neurons.set(weight, checkNeuronIndices(`${path}: entry '${name}'`, Int32Array.from(loaded.get(name)!.dataSync() as Int32Array)));
+    for (const tk of layout.tokens) finite(`token/${tk.token}`);
   } catch (e) {
     for (const t of [...loaded.values(), ...deltas.values()]) if (!t.disposed) t.dispose();
     throw e;
@@ -327,26 +465,31 @@ export async function loadConcept(path: string): Promise<LoadedConcept> {
     loaded.get(f.u)!.dispose();
     loaded.get(f.v)!.dispose();
   }
+  for (const name of layout.neurons.values()) loaded.get(name)!.dispose();
   const tokens = layout.tokens.map((tk) => ({ ...tk, embedding: loaded.get(`token/${tk.token}`) as Tensor<'f32'> }));
-  return {
-    method: 'custom-diffusion',
-    mode: layout.mode,
+  const common = {
     tokens,
-    deltas,
     baseFingerprint: layout.baseFingerprint,
+    ...(layout.settings ? { settings: layout.settings } : {}),
+    ...(deltas.size > 0 ? { deltas } : {}),
+    ...(lora.size > 0 ? { lora } : {}),
+    ...(neurons.size > 0 ? { neurons } : {}),
     file: {
       path,
       format: CONCEPT_FORMAT,
-      version: CONCEPT_VERSION,
+      version: layout.version,
       compression: layout.compression,
       ...(layout.ranks === undefined ? {} : { ranks: { ...layout.ranks } }),
       metadata: { ...layout.meta },
     },
   };
+  if (layout.method === 'custom-diffusion') return { ...common, method: 'custom-diffusion', mode: layout.mode!, deltas };
+  if (layout.method === 'cones') return { ...common, method: 'cones', neurons };
+  return { ...common, method: 'tuning-encoder', lora };
 }
 
-/** Frees a concept's tensors (its deltas and token rows). */
+/** Frees a concept's tensors (its token rows, deltas and LoRA factors). */
 export function disposeConcept(concept: ConceptWeights): void {
-  for (const d of concept.deltas.values()) if (!d.disposed) d.dispose();
-  for (const tk of concept.tokens) if (!tk.embedding.disposed) tk.embedding.dispose();
+  const all = [...(concept.deltas?.values() ?? []), ...[...(concept.lora?.values() ?? [])].flatMap((f) => [f.a, f.b]), ...concept.tokens.map((tk) => tk.embedding)];
+  for (const t of all) if (!t.disposed) t.dispose();
 }

@@ -7,8 +7,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { invalidArgument } from '../errors.js';
 import { tensorToImages } from '../pipeline/images.js';
 import type { StableDiffusionPipeline } from '../pipeline/txt2img.js';
+import { removeStaleTemporaries } from '../train/run-state.js';
 import { decodeImage, loadCaptionedFolder, type CaptionedImage } from './data.js';
 
 export interface GeneratedRegularization {
@@ -37,6 +39,8 @@ export async function generatedRegularization(fn: string, g: GeneratedRegulariza
   const dir = regularizationCacheDir(g);
   const done = join(dir, 'complete.json');
   const name = (i: number): string => join(dir, `${String(i).padStart(4, '0')}.png`);
+  // A killed run's half-sampled sets (<key>.tmp-<pid> of processes that ended) are removed first.
+  removeStaleTemporaries(g.cacheRoot);
   if (!existsSync(done)) {
     // Sampled into a fresh folder, renamed into place when whole: an interrupted run leaves no partial set behind.
     const tmp = `${dir}.tmp-${process.pid}`;
@@ -58,9 +62,17 @@ export async function generatedRegularization(fn: string, g: GeneratedRegulariza
     mkdirSync(g.cacheRoot, { recursive: true });
     renameSync(tmp, dir);
   }
-  const meta = JSON.parse(readFileSync(done, 'utf8')) as { prompt: string };
+  let meta: { prompt?: unknown };
+  try {
+    meta = JSON.parse(readFileSync(done, 'utf8')) as { prompt?: unknown };
+  } catch (e) {
+    throw invalidArgument(`${fn}: the regularization cache ${done} is damaged (${(e as Error).message}); remove the folder ${dir} and it is sampled again`);
+  }
+  if (meta === null || typeof meta !== 'object' || meta.prompt !== g.prompt) {
+    throw invalidArgument(`${fn}: the regularization cache ${done} does not hold the prompt '${g.prompt}'; remove the folder ${dir} and it is sampled again`);
+  }
   const out: CaptionedImage[] = [];
-  for (let i = 0; i < g.count; i++) out.push({ image: await decodeImage(fn, name(i), name(i)), caption: meta.prompt });
+  for (let i = 0; i < g.count; i++) out.push({ image: await decodeImage(fn, name(i), name(i)), caption: g.prompt });
   return out;
 }
 

@@ -1,7 +1,7 @@
-// What a Custom Diffusion run learns, in memory: the change of each trained
-// attention matrix (ΔW = W − W0) and one embedding row per new token. The
-// training loop produces it; concept files, the diffusers export, the merge
-// and the sampler consume it.
+// What a method learns, in memory, in one container for every method: token
+// embedding rows, dense ΔW, low-rank (LoRA) factors and sparse neuron index
+// sets per UNet weight. Training produces it; the concept file, applyConcepts
+// and (for Custom Diffusion) the merge and the diffusers export consume it.
 import type { Tensor } from '../tensor.js';
 
 /** 'kv': attn2.to_k/to_v of every cross-attention layer; 'cross': all of attn2 (q, k, v, out). */
@@ -23,15 +23,55 @@ export interface ConceptToken {
   prompt?: string;
 }
 
-export interface ConceptWeights {
+/** A LoRA update of one weight: ΔW = scale · b · a. */
+export interface LoraFactors {
+  /** Down factor, f32 [rank, in]. */
+  a: Tensor<'f32'>;
+  /** Up factor, f32 [out, rank]. */
+  b: Tensor<'f32'>;
+  scale: number;
+}
+
+/** What every concept holds, whatever method made it. */
+interface ConceptCommon {
+  tokens: ConceptToken[];
+  /** Identifies the base model the concept applies to (see fingerprint.ts). */
+  baseFingerprint: string;
+  /** Settings the method recorded (stored as the file's 'settings' metadata), e.g. Cones' statistic settings. */
+  settings?: Record<string, string>;
+  /** Dense ΔW per UNet weight, by diffusers name, f32, W's shape. */
+  deltas?: Map<string, Tensor<'f32'>>;
+  /** Low-rank ΔW per UNet weight. */
+  lora?: Map<string, LoraFactors>;
+  /** Per UNet weight, the sorted flat (row-major) indices of the entries shut (set to zero): Cones' concept neurons. */
+  neurons?: Map<string, Int32Array>;
+}
+
+/** Custom Diffusion (DESIGN §1.1): new tokens and ΔW of the cross-attention K/V (or all of attn2). */
+export interface CustomDiffusionConcept extends ConceptCommon {
   method: 'custom-diffusion';
   mode: CustomDiffusionMode;
-  tokens: ConceptToken[];
   /**
    * ΔW per trained UNet weight, by diffusers name (e.g.
    * 'down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight'), f32, W's shape.
    */
   deltas: Map<string, Tensor<'f32'>>;
-  /** Identifies the base model the deltas apply to (see fingerprint.ts). */
-  baseFingerprint: string;
 }
+
+/** Concept neurons (Cones, DESIGN §1.2): the weights whose shutting makes the base model draw the subject. */
+export interface ConesConcept extends ConceptCommon {
+  method: 'cones';
+  neurons: Map<string, Int32Array>;
+}
+
+/** The tuning encoder (DESIGN §1.3): a word embedding and LoRA factors per chosen projection. */
+export interface TuningEncoderConcept extends ConceptCommon {
+  method: 'tuning-encoder';
+  lora: Map<string, LoraFactors>;
+}
+
+/** A learned concept, in memory; `method` says which parts it has. */
+export type ConceptWeights = CustomDiffusionConcept | ConesConcept | TuningEncoderConcept;
+
+export type ConceptMethod = ConceptWeights['method'];
+export const CONCEPT_METHODS: readonly ConceptMethod[] = ['custom-diffusion', 'cones', 'tuning-encoder'];

@@ -1,7 +1,8 @@
 // Reading and writing .safetensors files (csrc/io/safetensors.h validates every
 // header before any data is used; saves are atomic: temp file, fsync, rename).
-import { invalidArgument } from '../errors.js';
+import { ImprintError, invalidArgument } from '../errors.js';
 import { native } from '../native.js';
+import { pickleHint, pickleReason } from './pickle.js';
 import { Tensor } from '../tensor.js';
 import { checkDType, checkDevice, checkOptions, describe, isPlainObject, type Device, type DType } from '../validate.js';
 
@@ -38,6 +39,21 @@ function record<T>(pairs: Iterable<[string, T]>): Record<string, T> {
   return out;
 }
 
+/** A reader's error, or the pickle refusal with its conversion hint when the file is a pickle checkpoint. */
+function pickleInstead(e: unknown, path: string): unknown {
+  if (!(e instanceof ImprintError)) return e;
+  const reason = pickleReason(path);
+  return reason === undefined ? e : invalidArgument(pickleHint(reason));
+}
+
+function withPickleHint<T>(read: () => T, path: string): T {
+  try {
+    return read();
+  } catch (e) {
+    throw pickleInstead(e, path);
+  }
+}
+
 function checkPath(fn: string, path: unknown): string {
   if (typeof path !== 'string' || path.length === 0) throw invalidArgument(`${fn}: path must be a non-empty string, got ${describe(path)}`);
   return path;
@@ -45,7 +61,7 @@ function checkPath(fn: string, path: unknown): string {
 
 /** The validated header of a .safetensors file, without reading tensor data. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const h = native.safetensorsHeader(checkPath('readSafetensorsHeader', path));
+  const h = withPickleHint(() => native.safetensorsHeader(checkPath('readSafetensorsHeader', path)), path);
   return {
     tensors: record(h.tensors.map((e) => [e.name, { dtype: e.dtype as SafetensorsDType, shape: e.shape, offsets: e.offsets }])),
     metadata: record(h.metadata),
@@ -70,8 +86,13 @@ export async function loadSafetensors(path: string, options?: LoadSafetensorsOpt
   }
   const dtype = o.dtype === undefined ? null : checkDType(fn, o.dtype, 'f32');
   const device = checkDevice(fn, o.device);
-  if (names === null) names = native.safetensorsHeader(path).tensors.map((e) => e.name);
-  const handles = await native.safetensorsLoad(path, names, dtype);
+  if (names === null) names = withPickleHint(() => native.safetensorsHeader(path), path).tensors.map((e) => e.name);
+  let handles: Awaited<ReturnType<typeof native.safetensorsLoad>>;
+  try {
+    handles = await native.safetensorsLoad(path, names, dtype);
+  } catch (e) {
+    throw pickleInstead(e, path);
+  }
   const loaded = handles.map((h) => new Tensor(h));
   const out = new Map<string, Tensor>();
   if (device === 'cpu') {

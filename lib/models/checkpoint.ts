@@ -2,11 +2,12 @@
 // Diffusion weights: diffusers folders (single or sharded safetensors, with
 // variants) and single-file LDM checkpoints. Headers are validated before any
 // tensor data is read; pickle files (.bin/.ckpt/.pt/.pth) are never opened.
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 
 import { devices } from '../device.js';
 import { ImprintError, invalidArgument } from '../errors.js';
+import { PICKLE_EXT, pickleHint, pickleReason } from '../io/pickle.js';
 import { loadSafetensors, readSafetensorsHeader } from '../io/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { checkDType, checkDevice, checkOptions, describe, isPlainObject, type Device, type DType } from '../validate.js';
@@ -196,21 +197,6 @@ const COMPONENTS: Record<ComponentKind, { weights: string; library: string; cls:
 
 // Buffers some exporters save next to the parameters; never loaded.
 const IGNORED: Record<ComponentKind, string[]> = { unet: [], vae: [], text_encoder: ['text_model.embeddings.position_ids'] };
-
-const PICKLE_EXT = ['.bin', '.ckpt', '.pt', '.pth'];
-
-function pickleHint(what: string, cls?: { library: string; cls: string; dir: string }): string {
-  const pretrained = cls
-    ? ` With ${cls.library}: \`from ${cls.library} import ${cls.cls}; ${cls.cls}.from_pretrained(${JSON.stringify(cls.dir)}).save_pretrained(${JSON.stringify(cls.dir)}, safe_serialization=True)\`.`
-    : '';
-  return (
-    `${what}: pickle checkpoints are refused (loading them can run arbitrary code), so the file was not read. ` +
-    `Convert it to safetensors first in a trusted Python environment.${pretrained} ` +
-    `For a plain state dict: \`python -c "import torch; from safetensors.torch import save_file; ` +
-    `sd = torch.load('IN.bin', map_location='cpu', weights_only=True); sd = sd.get('state_dict', sd); ` +
-    `save_file({k: v.contiguous() for k, v in sd.items()}, 'OUT.safetensors')"\`.`
-  );
-}
 
 function isDir(path: string): boolean {
   try {
@@ -433,23 +419,10 @@ export interface LoadedSingleFile {
 // Not parameters: schedule buffers and CLIP's position ids, saved by LDM training code.
 const LDM_BUFFERS = /^(betas|alphas_cumprod|alphas_cumprod_prev|sqrt_alphas_cumprod|sqrt_one_minus_alphas_cumprod|log_one_minus_alphas_cumprod|sqrt_recip_alphas_cumprod|sqrt_recipm1_alphas_cumprod|posterior_variance|posterior_log_variance_clipped|posterior_mean_coef1|posterior_mean_coef2|model_ema\..*|cond_stage_model\.transformer\.text_model\.embeddings\.position_ids)$/;
 
-/** Refuses pickle checkpoints by extension and by their first bytes (zip 'PK' or pickle protocol 0x80). */
+/** Refuses pickle checkpoints by extension and by their first bytes (see io/pickle.ts). */
 function refusePickle(path: string): void {
-  const ext = extname(path).toLowerCase();
-  if (PICKLE_EXT.includes(ext)) throw invalidArgument(pickleHint(`${path} is a pickle checkpoint (${ext})`));
-  const head = Buffer.alloc(2);
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw invalidArgument(`loadSingleFileCheckpoint: cannot open ${path}: ${(e as Error).message}`);
-  }
-  try {
-    readSync(fd, head, 0, 2, 0);
-  } finally {
-    closeSync(fd);
-  }
-  if ((head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80) throw invalidArgument(pickleHint(`${path} is a PyTorch pickle/zip file, not safetensors`));
+  const reason = pickleReason(path);
+  if (reason !== undefined) throw invalidArgument(pickleHint(reason));
 }
 
 /**

@@ -2,7 +2,7 @@
 // SD 1.x and 2.x) run as one native graph (csrc/models/clip_text.h): token +
 // position embeddings, pre-norm causal transformer layers, final layer norm.
 import { ImprintError, invalidArgument } from '../errors.js';
-import { concat } from '../nn/misc.js';
+import { concat, embedding } from '../nn/misc.js';
 import { runOp } from '../nn/run.js';
 import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
@@ -96,6 +96,29 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
       return this.#withTable(fn, await concat([table, r as Tensor<D>]));
     } finally {
       for (const t of temps) t.dispose();
+    }
+  }
+
+  /**
+   * An encoder whose token embedding lacks its last `n` rows (copied bit for
+   * bit: undoing withTokenRows). The new table belongs to the caller.
+   */
+  async withoutLastTokenRows(n: number): Promise<ClipTextEncoder<D>> {
+    const fn = 'ClipTextEncoder.withoutLastTokenRows';
+    const V = this.config.vocabSize;
+    if (!Number.isSafeInteger(n) || n < 1 || n >= V) throw invalidArgument(`${fn}: n must be an integer in [1, ${V - 1}], got ${describe(n)}`);
+    const table = this.tokenEmbedding;
+    if (table.disposed) throw new ImprintError(`${fn}: weight '${TOKEN_EMBEDDING}' has been disposed`, 'DISPOSED');
+    let ids = tensor(Int32Array.from({ length: V - n }, (_, i) => i), { shape: [V - n] });
+    try {
+      if (table.device !== 'cpu') {
+        const moved = await ids.to(table.device);
+        ids.dispose();
+        ids = moved;
+      }
+      return this.#withTable(fn, await embedding(ids, table));
+    } finally {
+      ids.dispose();
     }
   }
 

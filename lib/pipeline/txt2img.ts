@@ -281,8 +281,10 @@ export class StableDiffusionPipeline {
    * Samples with `unet` from now on. The pipeline takes ownership of `owned`
    * (tensors made for the new UNet: dispose() frees them); the previous
    * UNet's tensors stay as they were, so a caller's UNet stays usable.
+   * `release`: tensors the pipeline owns that only the replaced UNet used
+   * (e.g. those an earlier replaceUnet handed over); they are freed now.
    */
-  replaceUnet(unet: Denoiser, owned: Tensor[] = []): void {
+  replaceUnet(unet: Denoiser, owned: Tensor[] = [], release: Tensor[] = []): void {
     const fn = 'StableDiffusionPipeline.replaceUnet';
     if (typeof unet?.forward !== 'function' || unet.config?.inChannels !== this.#unet.config.inChannels) {
       throw invalidArgument(`${fn}: unet must be a UNet2DConditionModel with ${this.#unet.config.inChannels} input channels, got ${describe(unet)}`);
@@ -291,8 +293,12 @@ export class StableDiffusionPipeline {
     if (typeof unet.device === 'string' && unet.device !== this.#device) {
       throw new ImprintError(`${fn}: the new UNet is on ${unet.device} but the pipeline's device is ${this.#device}`, 'DEVICE_MISMATCH');
     }
+    if (!Array.isArray(release) || release.some((t) => !this.#owned.includes(t))) throw invalidArgument(`${fn}: release must list tensors the pipeline owns`);
     this.#unet = unet;
     this.#owned.push(...owned);
+    const freed = new Set(release);
+    this.#owned = this.#owned.filter((t) => !freed.has(t));
+    for (const t of freed) if (!t.disposed) t.dispose();
   }
 
   /** The text encoder; addTokens replaces it with one whose embedding table has the new rows. */
@@ -373,6 +379,31 @@ export class StableDiffusionPipeline {
     this.#owned.push(grown.tokenEmbedding);
     this.#textEncoder = grown;
     return ids;
+  }
+
+  /**
+   * Removes tokens addTokens added (the last ones added, in order): from the
+   * tokenizer, and their rows from the text encoder's token embedding, the
+   * other rows copied bit for bit.
+   */
+  async removeTokens(tokens: string[]): Promise<void> {
+    const fn = 'StableDiffusionPipeline.removeTokens';
+    const tok = this.tokenizer as Partial<ClipTokenizer>;
+    const enc = this.#textEncoder;
+    if (typeof tok.removeTokens !== 'function' || !(enc instanceof ClipTextEncoder)) throw invalidArgument(`${fn}: needs a ClipTokenizer and a ClipTextEncoder`);
+    if (!Array.isArray(tokens) || tokens.length === 0) throw invalidArgument(`${fn}: tokens must be a non-empty array of strings, got ${describe(tokens)}`);
+    const added = tok.addedTokens ?? [];
+    if (tokens.some((t, i) => added[added.length - tokens.length + i] !== t)) throw invalidArgument(`${fn}: tokens must be the last added tokens, in order, got ${describe(tokens)}`);
+    const shrunk = await enc.withoutLastTokenRows(tokens.length);
+    tok.removeTokens(tokens);
+    const old = enc.tokenEmbedding;
+    const at = this.#owned.indexOf(old);
+    if (at >= 0) {
+      this.#owned.splice(at, 1);
+      old.dispose();
+    }
+    this.#owned.push(shrunk.tokenEmbedding);
+    this.#textEncoder = shrunk;
   }
 
   /** Frees the weights fromPretrained loaded and tables addTokens grew (the pipeline is unusable afterwards). */

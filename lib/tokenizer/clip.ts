@@ -298,6 +298,26 @@ export class ClipTokenizer {
     return ids;
   }
 
+  /**
+   * Removes tokens addTokens added: they must be the last ones added, in
+   * order, so the ids of every other token stay as they are.
+   */
+  removeTokens(tokens: readonly string[]): void {
+    const fn = 'ClipTokenizer.removeTokens';
+    if (!Array.isArray(tokens) || tokens.length === 0) throw invalidArgument(`${fn}: tokens must be a non-empty array of strings, got ${describe(tokens)}`);
+    const n = tokens.length;
+    const lastAdded = this.added.slice(-n);
+    const lastIds = this.decoder.slice(-n);
+    if (n > this.added.length || tokens.some((t, i) => lastAdded[i] !== t || lastIds[i] !== t)) {
+      throw invalidArgument(`${fn}: tokens must be the last added tokens, in id order (the last ${n} ids hold ${JSON.stringify(lastIds)}), got ${describe(tokens)}`);
+    }
+    for (const t of tokens) this.encoder.delete(t);
+    this.decoder.length -= tokens.length;
+    this.added.length -= tokens.length;
+    const alternatives = [...this.added].sort((a, b) => b.length - a.length).map(escapeRegExp);
+    this.addedPattern = alternatives.length === 0 ? undefined : new RegExp(alternatives.join('|'), 'gu');
+  }
+
   /** [start] + BPE(text) + [end], no padding or truncation. */
   encode(text: string): number[] {
     if (typeof text !== 'string') throw invalidArgument(`ClipTokenizer.encode: text must be a string, got ${describe(text)}`);

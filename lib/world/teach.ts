@@ -7,7 +7,8 @@ import sharp from 'sharp';
 
 import { invalidArgument } from '../errors.js';
 import { applyConcepts } from '../concepts/apply.js';
-import { trainCustomDiffusion, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../methods/custom-diffusion/train.js';
+import type { TrainCustomDiffusionOptions, TrainCustomDiffusionResult } from '../methods/custom-diffusion/train.js';
+import { methodByName, type MethodName } from '../methods/index.js';
 import type { ConceptWeights } from '../concepts/types.js';
 import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
@@ -30,6 +31,8 @@ export const COMPOSITION_TEMPLATES: readonly string[] = Object.freeze([
 export interface TeachWorldOptions {
   /** World concept ids (see CONCEPTS), trained jointly when several. */
   concepts: readonly string[];
+  /** The personalization method (default 'custom-diffusion'; see lib/methods). */
+  method?: MethodName;
   /** The modifier token of each concept (default <new1>, <new2>, ... in order); e.g. ['<new2>'] to merge with a <new1> trained apart. */
   tokens?: readonly string[];
   model?: string;
@@ -109,9 +112,10 @@ export const WORLD_TEACH_LR = 1e-3;
 /** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
   const fn = 'teachWorldConcepts';
-  const o = checkOptions(fn, options, ['concepts', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip']);
+  const o = checkOptions(fn, options, ['concepts', 'method', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip']);
   if (o.captions !== undefined && typeof o.captions !== 'boolean') throw invalidArgument(`${fn}: captions must be a boolean, got ${describe(o.captions)}`);
   const captions = o.captions !== false;
+  const method = methodByName(fn, o.method);
   const ids = o.concepts as readonly string[];
   if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
   const tokens = (o.tokens ?? ids.map((_, i) => `<new${i + 1}>`)) as readonly string[];
@@ -143,7 +147,7 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
   const augment = (o.augment ?? !captions) as boolean;
   train.augment = augment;
   train.hflip = (o.hflip ?? augment) as boolean;
-  return trainCustomDiffusion(train);
+  return method.train(train);
 }
 
 export interface ConceptScores {

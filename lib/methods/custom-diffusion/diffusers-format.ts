@@ -12,10 +12,10 @@ import { ImprintError, invalidArgument } from '../../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../../io/safetensors.js';
 import { Tensor } from '../../tensor.js';
 import { checkOptions, describe, isPlainObject } from '../../validate.js';
-import { checkConcept, checkTokenName, checkTokenPrompt, tokenMetadata } from '../../concepts/concept-file.js';
+import { checkCustomDiffusion, checkTokenName, checkTokenPrompt, tokenMetadata } from '../../concepts/concept-file.js';
 import { modelFingerprint } from '../../concepts/fingerprint.js';
 import { addScaled, fromTensor, toTensor } from '../../concepts/linalg.js';
-import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from '../../concepts/types.js';
+import type { ConceptToken, ConceptWeights, CustomDiffusionConcept, CustomDiffusionMode } from '../../concepts/types.js';
 
 export const DIFFUSERS_WEIGHTS_FILE = 'pytorch_custom_diffusion_weights.safetensors';
 export const SIDECAR_FILE = 'imprint-concept.json';
@@ -55,7 +55,7 @@ function baseWeight(fn: string, base: Map<string, Tensor>, name: string): Tensor
  */
 export async function exportDiffusers(concept: ConceptWeights, baseUnetWeights: Map<string, Tensor>, dir: string): Promise<string[]> {
   const fn = 'exportDiffusers';
-  const c = checkConcept(fn, concept);
+  const c = checkCustomDiffusion(fn, concept);
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArgument(`${fn}: dir must be a non-empty string, got ${describe(dir)}`);
   const layers = crossAttentionLayers(fn, baseUnetWeights);
   const keys = c.mode === 'kv' ? KV_KEYS : CROSS_KEYS;
@@ -192,7 +192,7 @@ async function readTokens(fn: string, dir: string, classWords: Record<string, st
  * The mode is 'cross' when the file has to_q/to_out weights, else 'kv'.
  * The caller owns (and disposes) the returned tensors.
  */
-export async function importDiffusers(dir: string, baseUnetWeights: Map<string, Tensor>, options?: ImportDiffusersOptions): Promise<ConceptWeights> {
+export async function importDiffusers(dir: string, baseUnetWeights: Map<string, Tensor>, options?: ImportDiffusersOptions): Promise<CustomDiffusionConcept> {
   const fn = 'importDiffusers';
   if (typeof dir !== 'string' || dir.length === 0) throw invalidArgument(`${fn}: dir must be a non-empty string, got ${describe(dir)}`);
   const o = checkOptions(fn, options, ['classWords', 'tokenEmbedding']);
@@ -208,7 +208,8 @@ export async function importDiffusers(dir: string, baseUnetWeights: Map<string, 
   try {
     header = readSafetensorsHeader(path);
   } catch (e) {
-    if (e instanceof ImprintError) throw new ImprintError(`${fn}: ${path}: ${e.message}`, e.code);
+    // The reader's messages name the file already: prefix only the function.
+    if (e instanceof ImprintError) throw new ImprintError(`${fn}: ${e.message.includes(path) ? '' : `${path}: `}${e.message}`, e.code);
     throw e;
   }
   const fileKeys = Object.keys(header.tensors);

@@ -17,10 +17,10 @@ import { ClipTokenizer } from '../../tokenizer/clip.js';
 import { checkBoolean, checkNumber, checkOptions, describe, isPlainObject } from '../../validate.js';
 import { unetWeightMap } from '../../concepts/apply.js';
 import { genericCaptions } from '../../concepts/captions.js';
-import { checkConcept } from '../../concepts/concept-file.js';
+import { checkCustomDiffusion } from '../../concepts/concept-file.js';
 import { modelFingerprint } from '../../concepts/fingerprint.js';
 import { fromTensor, gramColumns, mat, matmul, solve, symmetricEigen, toTensor, transpose, type Mat } from '../../concepts/linalg.js';
-import type { ConceptToken, ConceptWeights, CustomDiffusionMode } from '../../concepts/types.js';
+import type { ConceptToken, CustomDiffusionConcept, CustomDiffusionMode } from '../../concepts/types.js';
 
 export interface MergeBase {
   unet: UNet2DConditionModel;
@@ -69,7 +69,7 @@ export interface MatrixResidual extends Residuals {
 }
 
 export interface MergeResult {
-  concept: ConceptWeights;
+  concept: CustomDiffusionConcept;
   residuals: { matrices: Record<string, MatrixResidual>; overall: Residuals & { naive: Residuals } };
 }
 
@@ -180,7 +180,7 @@ function quadTrace(x: Mat, m: Mat): number {
  * count once; targets whose features are (nearly) linearly dependent are
  * refused with an error rather than solved into huge weights.
  */
-export async function mergeConcepts(base: MergeBase | StableDiffusionPipeline, concepts: ConceptWeights[], options?: MergeOptions): Promise<MergeResult> {
+export async function mergeConcepts(base: MergeBase | StableDiffusionPipeline, concepts: CustomDiffusionConcept[], options?: MergeOptions): Promise<MergeResult> {
   const fn = 'mergeConcepts';
   const o = checkOptions(fn, options, ['regCaptions', 'targetTemplates', 'ridge', 'force']);
   const regCaptions = o.regCaptions === undefined ? genericCaptions(1000) : checkStrings(fn, 'regCaptions', o.regCaptions);
@@ -200,7 +200,7 @@ export async function mergeConcepts(base: MergeBase | StableDiffusionPipeline, c
     throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${textEncoder.config.vocabSize}`);
   }
   if (!Array.isArray(concepts) || concepts.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty array of ConceptWeights, got ${describe(concepts)}`);
-  concepts.forEach((c, i) => checkConcept(fn, c, `concepts[${i}]`));
+  concepts.forEach((c, i) => checkCustomDiffusion(fn, c, `concepts[${i}]`));
 
   const W0s = unetWeightMap(unet);
   const baseFingerprint = await modelFingerprint(W0s, textEncoder.tokenEmbedding);

@@ -39,7 +39,7 @@ import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type Aug
 import { loadImagesWithCaptions, type CaptionedImage, type ImageSource, type RgbImage, type SourceImage } from '../../concepts/data.js';
 import { modelFingerprint } from '../../concepts/fingerprint.js';
 import { folderRegularization, generatedRegularization } from '../../concepts/regularization.js';
-import type { ConceptWeights, CustomDiffusionMode } from '../../concepts/types.js';
+import type { CustomDiffusionConcept, CustomDiffusionMode } from '../../concepts/types.js';
 
 /** Rare single-BPE-token words of the CLIP vocabulary the reference implementation starts new tokens from. */
 // Rare words that are one token of the CLIP vocabulary ('ktn', the Custom Diffusion repo's choice, is two: k + tn).
@@ -121,7 +121,7 @@ export interface TrainCustomDiffusionOptions {
 }
 
 export interface TrainCustomDiffusionResult {
-  concept: ConceptWeights;
+  concept: CustomDiffusionConcept;
   /** Loss of every step this run took. */
   losses: number[];
   /** Steps done in total (resumed ones included). */
@@ -490,7 +490,7 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
         throw e;
       }
       const rows = Float32Array.from((await opt.params.get(ROWS)!.data()) as Float32Array);
-      const concept: ConceptWeights = {
+      const concept: CustomDiffusionConcept = {
         method: 'custom-diffusion',
         mode,
         tokens: concepts.map((c, i) => ({ token: c.token, classWord: c.classWord, embedding: tensor(rows.slice(i * hidden, (i + 1) * hidden), { shape: [hidden] }), prompt: c.instancePrompt })),
