@@ -188,7 +188,7 @@ t('bad adapters from JavaScript are named (weight, kind, what was expected)', as
   await assertRejects(() => fwd([{ weight: 'no.such.weight', delta: w }]), 'INVALID_ARGUMENT', /adapters\[0\]\.weight 'no\.such\.weight' is not a weight of this UNet/);
   await assertRejects(() => fwd([{ weight: 'down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_out.0.bias', delta: w }]), 'INVALID_ARGUMENT', /to_out\.0\.bias' is not an attention projection weight/);
   await assertRejects(() => fwd([{ weight: 'conv_in.weight', delta: w }]), 'INVALID_ARGUMENT', /'conv_in\.weight' is not an attention projection weight/);
-  await assertRejects(() => fwd([{ weight: K }]), 'INVALID_ARGUMENT', /has no delta, lora or mask/);
+  await assertRejects(() => fwd([{ weight: K }]), 'INVALID_ARGUMENT', /has no delta, lora, mask or sampleLora/);
   await assertRejects(() => fwd([{ weight: K, delta: tensor(new Float32Array(64 * 32), { shape: [64, 32] }) }]), 'SHAPE_MISMATCH', /delta must have the weight's shape \[32, 32\], got f32\[64, 32\]/);
   await assertRejects(() => fwd([{ weight: K, delta: tensor(new Float32Array(32 * 32), { shape: [32, 32], dtype: 'f16' }) }]), 'DTYPE_MISMATCH', /delta must be f32, got f16/);
   await assertRejects(() => fwd([{ weight: K, delta: [[1]] }]), 'INVALID_ARGUMENT', /delta must be a Tensor, got/);
@@ -234,7 +234,12 @@ t('the native op checks the adapter records and inputs itself (weight index, kin
   const a2 = tensor(randomArray(2 * 32, 61), { shape: [2, 32] }), b3 = tensor(randomArray(32 * 3, 62), { shape: [32, 3] });
   await assertRejects(() => fwd([ws.length, 1], [d]), 'INVALID_ARGUMENT', /unet_forward: adapters: the record at position 0 names weight \d+; weight indices are integers in \[0, \d+\)/);
   await assertRejects(() => fwd([0, 1], [d]), 'INVALID_ARGUMENT', /adapters: weight 0 \(conv_in\.weight\) is not an attention projection weight/);
-  await assertRejects(() => fwd([k, 4], [d]), 'INVALID_ARGUMENT', new RegExp(`adapters: weight ${k} \\(${K.replace(/\./g, '\\.')}\\): adapter kind must be 1 \\(delta\\), 2 \\(LoRA\\) or 3 \\(mask\\)`));
+  await assertRejects(() => fwd([k, 5], [d]), 'INVALID_ARGUMENT', new RegExp(`adapters: weight ${k} \\(${K.replace(/\./g, '\\.')}\\): adapter kind must be 1 \\(delta\\), 2 \\(LoRA\\), 3 \\(mask\\) or 4 \\(per-sample LoRA\\)`));
+  // Kind 4's factors are checked against the batch.
+  await assertRejects(() => fwd([k, 4, 1], [a2, b3]), 'SHAPE_MISMATCH', /per-sample lora down must be \[2 \(the batch\), rank, 32\]/);
+  // dualAlpha needs its hard context after the adapter inputs.
+  await assertRejects(() => runOp('unet_forward', [m.sample, ts, m.ctx, ...ws], { ...attrs, dualAlpha: 0.5 }), 'INVALID_ARGUMENT', /dualAlpha: the hard context .* is missing/);
+  await assertRejects(() => runOp('unet_forward', [m.sample, ts, m.ctx, ...ws, m.sample], { ...attrs, dualAlpha: 0.5 }), 'SHAPE_MISMATCH', /context_hard .* must have encoder_hidden_states' shape/);
   await assertRejects(() => fwd([k, 1, k, 1], [d, d]), 'INVALID_ARGUMENT', new RegExp(`weight ${k} .* has two delta adapters`));
   await assertRejects(() => fwd([k, 1], []), 'INVALID_ARGUMENT', /delta: its input \(input \d+\) is missing/);
   await assertRejects(() => fwd([k], [d]), 'INVALID_ARGUMENT', /cut short/);

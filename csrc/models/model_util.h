@@ -27,6 +27,13 @@ inline std::vector<Tensor> run_op(const char* name, const ops::OpInputs& inputs,
   return run_now(ops::plan_op(name, inputs, attrs));
 }
 
+// s·x (scale_forward).
+inline Tensor scaled(const Tensor& x, double s) {
+  ops::Attrs a;
+  a.numbers["factor"] = s;
+  return run_op("scale_forward", {&x}, a).front();
+}
+
 // [a, b, c, d] → [a, c, b, d] (contiguous), with the swap_dims12 kernel.
 inline Tensor swap_dims12(const Tensor& x) {
   Tensor y = Tensor::empty({x.shape[0], x.shape[2], x.shape[1], x.shape[3]}, x.dtype, x.device);

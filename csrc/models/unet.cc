@@ -86,23 +86,49 @@ Tensor resnet(const UNetConfig& c, const ResnetWeights& w, const Tensor& x, cons
   return add(w.has_shortcut ? conv(x, w.shortcut_w, w.shortcut_b) : x, h);  // output_scale_factor 1
 }
 
-// diffusers' Attention with heads·head_dim = C: q from x, k and v from kv.
-Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                 AttentionActivations* keep) {
+// A projection: x·Wᵀ (+ b), plus s·(x·downᵀ)·upᵀ per batch element when it
+// carries a per-sample low-rank update (u = x·downᵀ kept for the backward).
+Tensor project(const Tensor& x, const Tensor& w, const Tensor* b, const LowRank* lr, Tensor* u, const void* keep) {
+  if (!lr) return linear(x, w, b);
+  ops::Attrs a;
+  a.numbers["scale"] = lr->scale;
+  ops::OpInputs in = {&x, &w, &lr->down, &lr->up};
+  if (b) in.push_back(b);
+  std::vector<Tensor> r = run_op("linear_lowrank_forward", in, a);
+  *u = std::move(r[1]);
+  release(keep, *u);
+  return r[0];
+}
+
+// diffusers' Attention with heads·head_dim = C: q from x, k and v from kv (one path).
+Tensor attention_path(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
+                      AttentionActivations* keep) {
   AttentionActivations local;
   AttentionActivations& a = keep ? *keep : local;
   const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
   const int64_t hd = C / heads;
   auto split = [&](const Tensor& t, int64_t T) { return swap_dims12(ops::reshape(t, {N, T, heads, hd})); };
-  a.q = split(linear(x, w.q_w, nullptr), Tq);
-  a.k = split(linear(kv, w.k_w, nullptr), Tk);
-  a.v = split(linear(kv, w.v_w, nullptr), Tk);
+  a.q = split(project(x, w.q_w, nullptr, w.q_lr.get(), &a.u_q, keep), Tq);
+  a.k = split(project(kv, w.k_w, nullptr, w.k_lr.get(), &a.u_k, keep), Tk);
+  a.v = split(project(kv, w.v_w, nullptr, w.v_lr.get(), &a.u_v, keep), Tk);
   std::vector<Tensor> o = run_op("attention_forward", {&a.q, &a.k, &a.v});  // scale 1/√hd
   for (Tensor* t : {&a.q, &a.k, &a.v}) release(keep, *t);
   a.o = std::move(o[0]), a.lse = std::move(o[1]);
   a.merged = ops::reshape(swap_dims12(a.o), {N, Tq, C});
   release(keep, a.o);
-  return linear(a.merged, w.out_w, &w.out_b);
+  return project(a.merged, w.out_w, &w.out_b, w.out_lr.get(), &a.u_out, keep);
+}
+
+// The attention, on both paths when it has a dual path: α·adapted + (1 − α)·plain.
+Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
+                 AttentionActivations* keep) {
+  if (!w.dual) return attention_path(w, heads, x, kv, keep);
+  const DualPath& d = *w.dual;
+  std::shared_ptr<AttentionActivations> hard = keep ? std::make_shared<AttentionActivations>() : nullptr;
+  const Tensor soft = attention_path(w, heads, x, kv, keep);
+  const Tensor plain = attention_path(d.plain, heads, x, d.kv_hard.data() ? d.kv_hard : kv, hard.get());
+  if (keep) keep->hard = hard;
+  return add(scaled(soft, d.alpha), scaled(plain, 1 - d.alpha));
 }
 
 Tensor transformer_block(const TransformerBlockWeights& w, int64_t heads, const Tensor& x, const Tensor& context,

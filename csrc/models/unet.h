@@ -10,6 +10,7 @@
 //   out = conv_out(silu(conv_norm_out(x)))
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
@@ -36,9 +37,34 @@ struct ResnetWeights {
   Tensor shortcut_w, shortcut_b;
 };
 
+// A low-rank update one projection applies without merging it into W
+// (models/unet_adapters.h, the per-sample LoRA kind): y = x·Wᵀ + s·(x·downᵀ)·upᵀ,
+// down [N, r, in] and up [N, out, r] one per batch element (linear_lowrank).
+struct LowRank {
+  Tensor down, up;
+  double scale = 1;
+};
+
+struct DualPath;
+
 struct AttentionWeights {
   Tensor q_w, k_w, v_w;        // to_q [C, C], to_k/to_v [C, Ckv] (no bias)
   Tensor out_w, out_b;         // to_out.0 [C, C], [C]
+  // Per-sample low-rank updates of to_q, to_k, to_v, to_out.0 (null: none).
+  std::shared_ptr<const LowRank> q_lr, k_lr, v_lr, out_lr;
+  // The dual path of the tuning encoder (null: one path).
+  std::shared_ptr<const DualPath> dual;
+};
+
+// DESIGN §1.3's dual path: out = α·B(f, C_soft, W_adapted) + (1 − α)·B(f, C_hard, W).
+// The attention runs twice: with these weights (adapted) on its own key/value
+// input, and with `plain` (the unadapted projections) on kv_hard (the hard
+// context for a cross-attention; empty for a self-attention, which attends to
+// its own input on both paths).
+struct DualPath {
+  double alpha = 1;
+  AttentionWeights plain;
+  Tensor kv_hard;
 };
 
 struct TransformerBlockWeights {
@@ -92,6 +118,8 @@ struct AttentionActivations {
   Tensor q, k, v;                    // [N, heads, T, hd]
   Tensor o, lse;                     // attention output and log-sum-exp
   Tensor merged;                     // [N, T, C] (to_out's input)
+  Tensor u_q, u_k, u_v, u_out;       // x·downᵀ of each per-sample low-rank projection
+  std::shared_ptr<AttentionActivations> hard;  // the dual path's plain pass
 };
 
 struct TransformerBlockActivations {

@@ -23,7 +23,12 @@ struct Ctx {
   Tensor d_emb_act;      // their sum, when time_chain
   bool detach_first_token;  // cross-attention K/V at context position 0 get no gradient
   bool train(const Tensor& t) const { return trainable.count(t.data()) != 0; }
-  void put(const Tensor& w, const Tensor& grad) { g.weights[w.data()] = grad; }
+  // A weight used twice (both paths of a dual-path attention) sums its gradients.
+  void put(const Tensor& w, const Tensor& grad) {
+    auto it = g.weights.find(w.data());
+    if (it == g.weights.end()) g.weights.emplace(w.data(), grad);
+    else it->second = run_now(ops::binary(BinaryOp::Add, it->second, grad)).front();
+  }
 };
 
 Tensor silu_bwd(const Tensor& dy, const Tensor& x) { return run_op("silu_backward", {&dy, &x}).front(); }
@@ -117,22 +122,58 @@ void zero_first_row(const Tensor& t) {
   }
 }
 
-// dy on the attention's output; returns dx (the query side) and sets dkv.
+// The backward of project() (unet.cc): a plain linear, or linear_lowrank with
+// its down/up factors' gradients put under their own storage.
+Tensor project_bwd(Ctx& k, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor* b, const LowRank* lr,
+                   const Tensor& u) {
+  if (!lr) return linear_bwd(k, dy, x, w, b);
+  ops::Attrs a;
+  const bool wg = k.train(w), bg = b != nullptr && k.train(*b);
+  a.numbers["scale"] = lr->scale;
+  a.numbers["weightGrad"] = wg ? 1 : 0;
+  a.numbers["biasGrad"] = bg ? 1 : 0;
+  std::vector<Tensor> r = run_op("linear_lowrank_backward", {&dy, &x, &w, &lr->down, &lr->up, &u}, a);
+  if (k.train(lr->down)) k.put(lr->down, r[1]);
+  if (k.train(lr->up)) k.put(lr->up, r[2]);
+  size_t i = 3;
+  if (wg) k.put(w, r[i++]);
+  if (bg) k.put(*b, r[i++]);
+  return r[0];
+}
+
+// One path's backward: dy on its output; returns dx (the query side) and sets dkv.
 // detach_first: the key/value of position 0 get no gradient (Custom Diffusion's
 // start-of-text detachment), so neither to_k/to_v nor kv row 0 learn from it.
-Tensor attention_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                     const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first = false) {
+Tensor attention_path_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
+                          const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first) {
   const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
   const int64_t hd = C / heads;
-  const Tensor d_merged = linear_bwd(k, dy, a.merged, w.out_w, &w.out_b);
+  const Tensor d_merged = project_bwd(k, dy, a.merged, w.out_w, &w.out_b, w.out_lr.get(), a.u_out);
   const Tensor d_o = swap_dims12(ops::reshape(d_merged, {N, Tq, heads, hd}));
   std::vector<Tensor> d = run_op("attention_backward", {&d_o, &a.q, &a.k, &a.v, &a.o, &a.lse});
   auto merge = [&](const Tensor& t, int64_t T) { return ops::reshape(swap_dims12(t), {N, T, C}); };
-  const Tensor dx = linear_bwd(k, merge(d[0], Tq), x, w.q_w);
+  const Tensor dx = project_bwd(k, merge(d[0], Tq), x, w.q_w, nullptr, w.q_lr.get(), a.u_q);
   const Tensor d_k = merge(d[1], Tk), d_v = merge(d[2], Tk);
   if (detach_first) zero_first_row(d_k), zero_first_row(d_v);
-  dkv = add(linear_bwd(k, d_k, kv, w.k_w), linear_bwd(k, d_v, kv, w.v_w));
+  dkv = add(project_bwd(k, d_k, kv, w.k_w, nullptr, w.k_lr.get(), a.u_k), project_bwd(k, d_v, kv, w.v_w, nullptr, w.v_lr.get(), a.u_v));
   return dx;
+}
+
+// The attention's backward, through both paths of a dual path (α·dy to the
+// adapted one, (1 − α)·dy to the plain one). dkv is the gradient of this
+// attention's own key/value input; a cross-attention's hard context gets none
+// (it holds real tokens only).
+Tensor attention_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
+                     const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first = false) {
+  if (!w.dual) return attention_path_bwd(k, w, heads, x, kv, a, dy, dkv, detach_first);
+  const DualPath& d = *w.dual;
+  const bool self = !d.kv_hard.data();
+  Tensor dkv_soft, dkv_hard;
+  const Tensor dx_soft = attention_path_bwd(k, w, heads, x, kv, a, scaled(dy, d.alpha), dkv_soft, detach_first);
+  const Tensor dx_hard = attention_path_bwd(k, d.plain, heads, x, self ? kv : d.kv_hard, *a.hard, scaled(dy, 1 - d.alpha),
+                                            dkv_hard, detach_first);
+  dkv = self ? add(dkv_soft, dkv_hard) : dkv_soft;
+  return add(dx_soft, dx_hard);
 }
 
 Tensor block_bwd(Ctx& k, const TransformerBlockWeights& w, int64_t heads, const TransformerBlockActivations& a,

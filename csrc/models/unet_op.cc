@@ -28,8 +28,12 @@
 //   weights (attn1/attn2 to_q, to_k, to_v, to_out.0.weight): kind 1 delta
 //   (1 input, W's shape), kind 2 LoRA [weightIndex, 2, scale] (2 inputs: A
 //   [r, in], B [out, r]), kind 3 mask (1 u8 input, W's shape, 1 = shut, 0 =
-//   open; other values are not checked here). The adapter inputs follow the
-//   weights in record order. At most one record of each kind per weight.
+//   open; other values are not checked here), kind 4 per-sample LoRA
+//   [weightIndex, 4, scale] (2 inputs: down [N, r, in], up [N, out, r]). The
+//   adapter inputs follow the weights in record order. At most one record of
+//   each kind per weight. Attr dualAlpha (in [0, 1]): the dual path; one more
+//   input after the adapter inputs, the hard context (encoder_hidden_states'
+//   shape). The kinds, their execution paths and gradients: unet_adapters.h.
 //
 // unet_forward_backward: the forward keeping its activations, then the
 // backward of sum(out · dy) (models/unet_backward.h).
@@ -59,6 +63,7 @@
 #include "models/model_util.h"
 #include "models/unet_adapters.h"
 #include "models/unet_backward.h"
+#include "models/unet_weights.h"
 #include "ops/op_util.h"
 
 namespace imprint {
@@ -70,158 +75,12 @@ thread_local const char* kOp = "unet_forward";
 
 std::string prefix() { return std::string(kOp) + ": "; }
 
-// Takes the weights in order, checking each against its expected shape and
-// the first weight's dtype and device; errors name the weight.
-class WeightReader {
- public:
-  WeightReader(const OpInputs& inputs, size_t first) : inputs_(inputs), next_(first) {}
-
-  Tensor take(const std::string& name, const Shape& shape) {
-    const Tensor t = take_any(name);
-    if (t.shape != shape) {
-      fail(ErrorCode::ShapeMismatch, prefix() + name + " must be " + shape_str(shape) + ", got " + t.describe());
-    }
-    return t;
-  }
-
-  Tensor take_any(const std::string& name) {
-    if (next_ >= inputs_.size()) {
-      fail(ErrorCode::InvalidArgument, prefix() + "too few inputs for this config: " + name + " (input " +
-                                           std::to_string(next_) + ") is missing");
-    }
-    const Tensor& t = input(kOp, inputs_, next_, name.c_str());
-    ++next_;
-    names_.push_back(name);
-    if (!ref_) {
-      if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16) {
-        fail(ErrorCode::DtypeMismatch, prefix() + name + " must be a float tensor, got " + t.describe());
-      }
-      ref_ = std::make_unique<Tensor>(t);
-    } else if (t.dtype != ref_->dtype || t.device != ref_->device) {
-      fail(ErrorCode::DtypeMismatch, prefix() + name + " is " + t.describe() + " but conv_in.weight is " +
-                                         ref_->describe() + "; every weight must share one dtype and device");
-    }
-    return t;
-  }
-
-  size_t used() const { return next_; }
-  const Tensor& ref() const { return *ref_; }
-  const std::vector<std::string>& names() const { return names_; }
-
- private:
-  const OpInputs& inputs_;
-  size_t next_;
-  std::vector<std::string> names_;
-  std::unique_ptr<Tensor> ref_;
-};
-
-struct Dims {
-  int64_t temb, cross, groups;
-};
-
-void check_groups(const std::string& name, int64_t channels, int64_t groups) {
-  if (channels % groups != 0) {
-    fail(ErrorCode::InvalidArgument, prefix() + name + ": " + std::to_string(channels) +
-                                         " channels are not divisible by groups " + std::to_string(groups));
-  }
-}
-
-models::ResnetWeights read_resnet(WeightReader& r, const std::string& p, int64_t cin, int64_t cout, const Dims& d) {
-  check_groups(p + ".norm1", cin, d.groups);
-  check_groups(p + ".norm2", cout, d.groups);
-  models::ResnetWeights w;
-  w.norm1_w = r.take(p + ".norm1.weight", {cin});
-  w.norm1_b = r.take(p + ".norm1.bias", {cin});
-  w.conv1_w = r.take(p + ".conv1.weight", {cout, cin, 3, 3});
-  w.conv1_b = r.take(p + ".conv1.bias", {cout});
-  w.temb_w = r.take(p + ".time_emb_proj.weight", {cout, d.temb});
-  w.temb_b = r.take(p + ".time_emb_proj.bias", {cout});
-  w.norm2_w = r.take(p + ".norm2.weight", {cout});
-  w.norm2_b = r.take(p + ".norm2.bias", {cout});
-  w.conv2_w = r.take(p + ".conv2.weight", {cout, cout, 3, 3});
-  w.conv2_b = r.take(p + ".conv2.bias", {cout});
-  w.has_shortcut = cin != cout;
-  if (w.has_shortcut) {
-    w.shortcut_w = r.take(p + ".conv_shortcut.weight", {cout, cin, 1, 1});
-    w.shortcut_b = r.take(p + ".conv_shortcut.bias", {cout});
-  }
-  return w;
-}
-
-// kv < 0: the key width is not known yet (cross_attention_dim, taken from the first to_k).
-models::AttentionWeights read_attention(WeightReader& r, const std::string& p, int64_t c, int64_t& kv) {
-  models::AttentionWeights w;
-  w.q_w = r.take(p + ".to_q.weight", {c, c});
-  if (kv < 0) {
-    w.k_w = r.take_any(p + ".to_k.weight");
-    if (w.k_w.ndim() != 2 || w.k_w.shape[0] != c || w.k_w.shape[1] < 1) {
-      fail(ErrorCode::ShapeMismatch, prefix() + p + ".to_k.weight must be [" + std::to_string(c) +
-                                         ", cross_attention_dim], got " + w.k_w.describe());
-    }
-    kv = w.k_w.shape[1];
-  } else {
-    w.k_w = r.take(p + ".to_k.weight", {c, kv});
-  }
-  w.v_w = r.take(p + ".to_v.weight", {c, kv});
-  w.out_w = r.take(p + ".to_out.0.weight", {c, c});
-  w.out_b = r.take(p + ".to_out.0.bias", {c});
-  return w;
-}
-
-models::TransformerWeights read_transformer(WeightReader& r, const std::string& p, int64_t c, int64_t heads,
-                                            int64_t depth, bool linear, Dims& d) {
-  if (heads < 1 || c % heads != 0) {
-    fail(ErrorCode::InvalidArgument, prefix() + p + ": heads must be >= 1 and divide its " + std::to_string(c) +
-                                         " channels, got " + std::to_string(heads));
-  }
-  if (depth < 1 || depth > 64) {
-    fail(ErrorCode::InvalidArgument, prefix() + p + ": transformer layers must be 1 to 64, got " + std::to_string(depth));
-  }
-  check_groups(p + ".norm", c, d.groups);
-  const Shape proj = linear ? Shape{c, c} : Shape{c, c, 1, 1};
-  models::TransformerWeights w;
-  w.heads = heads;
-  w.norm_w = r.take(p + ".norm.weight", {c});
-  w.norm_b = r.take(p + ".norm.bias", {c});
-  w.proj_in_w = r.take(p + ".proj_in.weight", proj);
-  w.proj_in_b = r.take(p + ".proj_in.bias", {c});
-  for (int64_t i = 0; i < depth; ++i) {
-    const std::string b = p + ".transformer_blocks." + std::to_string(i);
-    models::TransformerBlockWeights t;
-    t.norm1_w = r.take(b + ".norm1.weight", {c});
-    t.norm1_b = r.take(b + ".norm1.bias", {c});
-    int64_t self_kv = c;
-    t.attn1 = read_attention(r, b + ".attn1", c, self_kv);
-    t.norm2_w = r.take(b + ".norm2.weight", {c});
-    t.norm2_b = r.take(b + ".norm2.bias", {c});
-    t.attn2 = read_attention(r, b + ".attn2", c, d.cross);
-    t.norm3_w = r.take(b + ".norm3.weight", {c});
-    t.norm3_b = r.take(b + ".norm3.bias", {c});
-    t.ff1_w = r.take(b + ".ff.net.0.proj.weight", {8 * c, c});
-    t.ff1_b = r.take(b + ".ff.net.0.proj.bias", {8 * c});
-    t.ff2_w = r.take(b + ".ff.net.2.weight", {c, 4 * c});
-    t.ff2_b = r.take(b + ".ff.net.2.bias", {c});
-    w.blocks.push_back(t);
-  }
-  w.proj_out_w = r.take(p + ".proj_out.weight", proj);
-  w.proj_out_b = r.take(p + ".proj_out.bias", {c});
-  return w;
-}
-
-std::vector<int64_t> per_block(const Attrs& attrs, const char* name, size_t n) {
-  std::vector<int64_t> v = attrs.get_ints(kOp, name);
-  if (v.size() != n) {
-    fail(ErrorCode::InvalidArgument, prefix() + name + " must list " + std::to_string(n) + " values (one per block), got " +
-                                         std::to_string(v.size()));
-  }
-  return v;
-}
-
-// One adapter input (after the weights): which adapter and which part.
-enum class AdapterPart { Delta, LoraA, LoraB, Mask };
-struct AdapterInput {
-  size_t adapter;  // index into Parsed::adapters
-  AdapterPart part;
+// What read_unet_weights found, under the names the checks below use.
+struct WeightsUsed {
+  const models::UNetWeightSet& ws;
+  size_t used() const { return ws.used; }
+  const Tensor& ref() const { return ws.w->conv_in_w; }
+  const std::vector<std::string>& names() const { return ws.names; }
 };
 
 struct Parsed {
@@ -230,266 +89,28 @@ struct Parsed {
   Tensor sample, timestep, context;
   Shape out_shape;
   size_t first = 0, count = 0;  // the weights are inputs [first, first + count)
-  std::vector<models::AttentionAdapter> adapters;  // by weight index, ascending
-  std::vector<AdapterInput> adapter_inputs;        // inputs [first + count, ...), in order
+  models::AdapterSet adapters;  // and the adapter inputs follow them
 };
-
-// A number from an attr list as people write it ("3", "0.5").
-std::string num_str(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-
-bool is_projection(const std::string& name) {
-  auto ends = [&](const std::string& tail) {
-    return name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
-  };
-  for (const char* attn : {".attn1.", ".attn2."}) {
-    for (const char* proj : {"to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight"}) {
-      if (ends(std::string(attn) + proj)) return true;
-    }
-  }
-  return false;
-}
-
-// Reads the `adapters` records and their inputs (from p.first + p.count on),
-// checking each against its weight; errors name the weight by index and name.
-void parse_adapters(const OpInputs& inputs, const Attrs& attrs, const std::vector<std::string>& names, Parsed& p) {
-  if (attrs.numbers.count("adapters")) {
-    fail(ErrorCode::InvalidArgument, prefix() + "adapters must be a list of numbers ([weightIndex, kind, ...] records)");
-  }
-  const auto it = attrs.lists.find("adapters");
-  const std::vector<double> rec = it == attrs.lists.end() ? std::vector<double>{} : it->second;
-  std::map<size_t, models::AttentionAdapter> by_weight;
-  struct Pending {
-    size_t weight;
-    AdapterPart part;
-  };
-  std::vector<Pending> order;
-  size_t next = p.first + p.count;
-  for (size_t pos = 0; pos < rec.size();) {
-    if (pos + 2 > rec.size()) {
-      fail(ErrorCode::InvalidArgument, prefix() + "adapters: the record at position " + std::to_string(pos) +
-                                           " is cut short (records are [weightIndex, kind, ...])");
-    }
-    const double wi = rec[pos], kind = rec[pos + 1];
-    if (!(wi >= 0) || wi >= static_cast<double>(p.count) || wi != std::floor(wi)) {
-      fail(ErrorCode::InvalidArgument, prefix() + "adapters: the record at position " + std::to_string(pos) +
-                                           " names weight " + num_str(wi) + "; weight indices are integers in [0, " +
-                                           std::to_string(p.count) + ")");
-    }
-    const size_t w = static_cast<size_t>(wi);
-    const std::string who = "adapters: weight " + std::to_string(w) + " (" + names[w] + ")";
-    if (!is_projection(names[w])) {
-      fail(ErrorCode::InvalidArgument, prefix() + who + " is not an attention projection weight (attn1/attn2 to_q, to_k, "
-                                                      "to_v, to_out.0.weight); only those take adapters");
-    }
-    if (kind != 1 && kind != 2 && kind != 3) {
-      fail(ErrorCode::InvalidArgument, prefix() + who + ": adapter kind must be 1 (delta), 2 (LoRA) or 3 (mask), got " +
-                                           num_str(kind));
-    }
-    pos += 2;
-    const Tensor& W = *inputs[p.first + w];
-    models::AttentionAdapter& a = by_weight[w];
-    a.weight = w;
-    a.name = names[w];
-    const char* kind_name = kind == 1 ? "delta" : kind == 2 ? "LoRA" : "mask";
-    if ((kind == 1 && a.has_delta()) || (kind == 2 && a.has_lora()) || (kind == 3 && a.has_mask())) {
-      fail(ErrorCode::InvalidArgument, prefix() + who + " has two " + kind_name + " adapters; merge them into one");
-    }
-    auto take = [&](const char* part) -> const Tensor& {
-      if (next >= inputs.size()) {
-        fail(ErrorCode::InvalidArgument, prefix() + who + " " + part + ": its input (input " + std::to_string(next) +
-                                             ") is missing; each record's inputs follow the weights in record order");
-      }
-      const Tensor& t = input(kOp, inputs, next++, part);
-      if (t.device != W.device) {
-        fail(ErrorCode::DeviceMismatch, prefix() + who + " " + part + " is " + t.describe() + " but the weight is " +
-                                            W.describe());
-      }
-      if (std::string(part) != "mask" && t.dtype != W.dtype) {
-        fail(ErrorCode::DtypeMismatch, prefix() + who + " " + part + " must have the weight's dtype (" + W.describe() +
-                                           "), got " + t.describe());
-      }
-      return t;
-    };
-    if (kind == 1) {
-      a.delta = take("delta");
-      if (a.delta.shape != W.shape) {
-        fail(ErrorCode::ShapeMismatch, prefix() + who + " delta must have the weight's shape " + shape_str(W.shape) +
-                                           ", got " + a.delta.describe());
-      }
-      order.push_back({w, AdapterPart::Delta});
-    } else if (kind == 2) {
-      if (pos >= rec.size() || !std::isfinite(rec[pos])) {
-        fail(ErrorCode::InvalidArgument, prefix() + who + " LoRA: the record needs a finite scale after the kind");
-      }
-      a.scale = rec[pos++];
-      a.lora_a = take("lora A");
-      a.lora_b = take("lora B");
-      const Tensor &A = a.lora_a, &B = a.lora_b;
-      const int64_t out = W.shape[0], in = W.shape[1];
-      if (A.ndim() != 2 || A.shape[0] < 1 || A.shape[1] != in) {
-        fail(ErrorCode::ShapeMismatch, prefix() + who + " lora A must be [rank, " + std::to_string(in) +
-                                           "] with rank >= 1, got " + A.describe());
-      }
-      if (B.ndim() != 2 || B.shape[0] != out || B.shape[1] < 1) {
-        fail(ErrorCode::ShapeMismatch, prefix() + who + " lora B must be [" + std::to_string(out) + ", rank], got " +
-                                           B.describe());
-      }
-      if (A.shape[0] != B.shape[1]) {
-        fail(ErrorCode::ShapeMismatch, prefix() + who + " LoRA rank mismatch: A is " + A.describe() + " (rank " +
-                                           std::to_string(A.shape[0]) + ") but B is " + B.describe() + " (rank " +
-                                           std::to_string(B.shape[1]) + ")");
-      }
-      order.push_back({w, AdapterPart::LoraA});
-      order.push_back({w, AdapterPart::LoraB});
-    } else {
-      a.mask = take("mask");
-      if (a.mask.dtype != DType::U8) {
-        fail(ErrorCode::DtypeMismatch, prefix() + who + " mask must be u8 (1 = shut), got " + a.mask.describe());
-      }
-      if (a.mask.shape != W.shape) {
-        fail(ErrorCode::ShapeMismatch, prefix() + who + " mask must have the weight's shape " + shape_str(W.shape) +
-                                           ", got " + a.mask.describe());
-      }
-      order.push_back({w, AdapterPart::Mask});
-    }
-  }
-  if (next != inputs.size()) {
-    fail(ErrorCode::InvalidArgument, prefix() + "expected " + std::to_string(next) + " inputs for this config" +
-                                         (rec.empty() ? "" : " and these adapters") + ", got " +
-                                         std::to_string(inputs.size()));
-  }
-  // An adapted weight gets its own W_eff; a weight stored twice could not tell which use is adapted.
-  for (const auto& [w, a] : by_weight) {
-    for (size_t j = 0; j < p.count; ++j) {
-      if (j != w && inputs[p.first + j]->data() == inputs[p.first + w]->data()) {
-        fail(ErrorCode::InvalidArgument, prefix() + "adapters: weight " + std::to_string(w) + " (" + a.name +
-                                             ") shares its storage with weight " + std::to_string(j) + " (" + names[j] +
-                                             "); an adapted weight needs its own tensor");
-      }
-    }
-  }
-  std::map<size_t, size_t> slot;
-  for (auto& [w, a] : by_weight) {
-    slot[w] = p.adapters.size();
-    p.adapters.push_back(a);
-  }
-  for (const Pending& o : order) p.adapter_inputs.push_back({slot[o.weight], o.part});
-}
 
 // Reads the attrs, the data inputs 0-2 and the weights from input `first` on, checking them all.
 Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
-  models::UNetConfig config;
-  const std::vector<int64_t> ch = attrs.get_ints(kOp, "blockOutChannels");
-  const size_t n = ch.size();
-  if (n < 1 || n > 8) fail(ErrorCode::InvalidArgument, prefix() + "blockOutChannels must list 1 to 8 channel counts");
-  for (int64_t c : ch) {
-    if (c < 1 || c > (1 << 20)) fail(ErrorCode::InvalidArgument, prefix() + "blockOutChannels must be positive integers");
-  }
-  const int64_t L = attrs.get_int(kOp, "layersPerBlock");
-  if (L < 1 || L > 64) fail(ErrorCode::InvalidArgument, prefix() + "layersPerBlock must be 1 to 64, got " + std::to_string(L));
-  const std::vector<int64_t> cross_down = per_block(attrs, "crossDown", n);
-  const std::vector<int64_t> cross_up = per_block(attrs, "crossUp", n);
-  const std::vector<int64_t> heads = per_block(attrs, "heads", n);
-  const std::vector<int64_t> depth = per_block(attrs, "transformerLayers", n);
-  config.linear_projection = attrs.get_bool(kOp, "linearProjection", false);
-  config.groups = attrs.get_int(kOp, "groups", 32);
-  config.eps = attrs.get_number(kOp, "eps", 1e-5);
-  config.flip_sin_to_cos = attrs.get_bool(kOp, "flipSinToCos", true);
-  config.freq_shift = attrs.get_number(kOp, "freqShift", 0.0);
-  if (config.groups < 1) fail(ErrorCode::InvalidArgument, prefix() + "groups must be >= 1");
-  if (!(config.eps > 0) || !std::isfinite(config.eps)) {
-    fail(ErrorCode::InvalidArgument, prefix() + "eps must be a positive number, got " + std::to_string(config.eps));
-  }
-
   const Tensor& sample = input(kOp, inputs, 0, "sample");
   const Tensor& timestep = input(kOp, inputs, 1, "timestep");
   const Tensor& context = input(kOp, inputs, 2, "encoder_hidden_states");
-
-  auto w = std::make_shared<models::UNetWeights>();
-  WeightReader r(inputs, first);
-  w->conv_in_w = r.take_any("conv_in.weight");
-  const Tensor& ci = w->conv_in_w;
-  if (ci.ndim() != 4 || ci.shape[0] != ch[0] || ci.shape[2] != ci.shape[3] || ci.shape[2] % 2 == 0) {
-    fail(ErrorCode::ShapeMismatch, prefix() + "conv_in.weight must be [" + std::to_string(ch[0]) +
-                                       ", in_channels, k, k] with k odd, got " + ci.describe());
-  }
-  w->conv_in_b = r.take("conv_in.bias", {ch[0]});
-  w->time1_w = r.take_any("time_embedding.linear_1.weight");
-  if (w->time1_w.ndim() != 2 || w->time1_w.shape[1] != ch[0] || w->time1_w.shape[0] < 1) {
-    fail(ErrorCode::ShapeMismatch, prefix() + "time_embedding.linear_1.weight must be [time_embedding_dim, " +
-                                       std::to_string(ch[0]) + "], got " + w->time1_w.describe());
-  }
-  Dims d{w->time1_w.shape[0], -1, config.groups};
-  if (ch[0] % 2 != 0) fail(ErrorCode::InvalidArgument, prefix() + "blockOutChannels[0] must be even (the timestep embedding's width)");
-  w->time1_b = r.take("time_embedding.linear_1.bias", {d.temb});
-  w->time2_w = r.take("time_embedding.linear_2.weight", {d.temb, d.temb});
-  w->time2_b = r.take("time_embedding.linear_2.bias", {d.temb});
-
-  for (size_t i = 0; i < n; ++i) {
-    const std::string p = "down_blocks." + std::to_string(i);
-    models::UNetBlockWeights b;
-    int64_t cin = i == 0 ? ch[0] : ch[i - 1];
-    for (int64_t j = 0; j < L; ++j) {
-      b.resnets.push_back(read_resnet(r, p + ".resnets." + std::to_string(j), cin, ch[i], d));
-      if (cross_down[i]) {
-        b.attentions.push_back(read_transformer(r, p + ".attentions." + std::to_string(j), ch[i], heads[i], depth[i],
-                                                config.linear_projection, d));
-      }
-      cin = ch[i];
-    }
-    if (i + 1 < n) {
-      b.has_resample = true;
-      b.resample_w = r.take(p + ".downsamplers.0.conv.weight", {ch[i], ch[i], 3, 3});
-      b.resample_b = r.take(p + ".downsamplers.0.conv.bias", {ch[i]});
-    }
-    w->down.push_back(std::move(b));
-  }
-  const int64_t cm = ch[n - 1];
-  w->mid_res0 = read_resnet(r, "mid_block.resnets.0", cm, cm, d);
-  w->mid_attn = read_transformer(r, "mid_block.attentions.0", cm, heads[n - 1], depth[n - 1], config.linear_projection, d);
-  w->mid_res1 = read_resnet(r, "mid_block.resnets.1", cm, cm, d);
-  // Up blocks mirror the down path: reversed channels, heads and depths.
-  int64_t prev = cm;
-  for (size_t i = 0; i < n; ++i) {
-    const std::string p = "up_blocks." + std::to_string(i);
-    const size_t k = n - 1 - i;
-    const int64_t cout = ch[k], skip_in = ch[k == 0 ? 0 : k - 1];
-    models::UNetBlockWeights b;
-    for (int64_t j = 0; j <= L; ++j) {
-      const int64_t skip = j == L ? skip_in : cout;
-      const int64_t cin = j == 0 ? prev : cout;
-      b.resnets.push_back(read_resnet(r, p + ".resnets." + std::to_string(j), cin + skip, cout, d));
-      if (cross_up[i]) {
-        b.attentions.push_back(read_transformer(r, p + ".attentions." + std::to_string(j), cout, heads[k], depth[k],
-                                                config.linear_projection, d));
-      }
-    }
-    if (i + 1 < n) {
-      b.has_resample = true;
-      b.resample_w = r.take(p + ".upsamplers.0.conv.weight", {cout, cout, 3, 3});
-      b.resample_b = r.take(p + ".upsamplers.0.conv.bias", {cout});
-    }
-    w->up.push_back(std::move(b));
-    prev = cout;
-  }
-  check_groups("conv_norm_out", ch[0], config.groups);
-  w->norm_out_w = r.take("conv_norm_out.weight", {ch[0]});
-  w->norm_out_b = r.take("conv_norm_out.bias", {ch[0]});
-  w->conv_out_w = r.take_any("conv_out.weight");
-  const Tensor& co = w->conv_out_w;
-  if (co.ndim() != 4 || co.shape[1] != ch[0] || co.shape[2] != co.shape[3] || co.shape[2] % 2 == 0 || co.shape[0] < 1) {
-    fail(ErrorCode::ShapeMismatch, prefix() + "conv_out.weight must be [out_channels, " + std::to_string(ch[0]) +
-                                       ", k, k] with k odd, got " + co.describe());
-  }
-  w->conv_out_b = r.take("conv_out.bias", {co.shape[0]});
+  const models::UNetWeightSet ws = models::read_unet_weights(kOp, inputs, attrs, first);
+  const Tensor& ci = ws.w->conv_in_w;
+  const Tensor& co = ws.w->conv_out_w;
+  WeightsUsed r{ws};
   Parsed parsed;
   parsed.first = first;
   parsed.count = r.used() - first;
-  parse_adapters(inputs, attrs, r.names(), parsed);
+  const int64_t batch = sample.ndim() >= 1 ? sample.shape[0] : 0;
+  parsed.adapters = models::parse_adapters(prefix(), inputs, attrs, first, r.names(), r.used(), batch);
+  if (parsed.adapters.next != inputs.size()) {
+    fail(ErrorCode::InvalidArgument, prefix() + "expected " + std::to_string(parsed.adapters.next) + " inputs for this config" +
+                                         (attrs.lists.count("adapters") || parsed.adapters.dual() ? " and these adapters" : "") +
+                                         ", got " + std::to_string(inputs.size()));
+  }
 
   // The data inputs, against the weights.
   const Tensor& ref = r.ref();
@@ -510,15 +131,24 @@ Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
                                        timestep.describe());
   }
   check_matches(kOp, ref, "conv_in.weight", context, "encoder_hidden_states");
-  const int64_t cross = d.cross;
+  const int64_t cross = ws.cross;
   if (context.ndim() != 3 || context.shape[0] != N || context.shape[1] < 1 || context.shape[2] != cross) {
     fail(ErrorCode::ShapeMismatch, prefix() + "encoder_hidden_states must be [" + std::to_string(N) + ", tokens, " +
                                        std::to_string(cross) + "] (batch as sample's, cross_attention_dim as the "
                                        "weights'), got " + context.describe());
   }
 
-  parsed.config = config;
-  parsed.w = w;
+  if (parsed.adapters.dual()) {
+    const Tensor& hard = parsed.adapters.context_hard;
+    check_matches(kOp, ref, "conv_in.weight", hard, "context_hard");
+    if (hard.shape != context.shape) {
+      fail(ErrorCode::ShapeMismatch, prefix() + "context_hard (the dual path's) must have encoder_hidden_states' shape " +
+                                         shape_str(context.shape) + ", got " + hard.describe());
+    }
+  }
+
+  parsed.config = ws.config;
+  parsed.w = ws.w;
   parsed.sample = sample, parsed.timestep = timestep, parsed.context = context;
   parsed.out_shape = {N, co.shape[0], H, W};
   return parsed;
@@ -526,25 +156,16 @@ Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
 
 // The adapters with the weights they adapt, as the graph's run needs them.
 struct Adapted {
-  std::vector<models::AttentionAdapter> adapters;
-  std::vector<Tensor> originals;  // originals[i]: the weight adapters[i] adapts
+  models::AdapterSet set;
+  std::vector<Tensor> originals;  // originals[i]: the weight set.adapters[i] adapts
 
-  Adapted(const Parsed& p, const OpInputs& inputs) : adapters(p.adapters) {
-    for (const models::AttentionAdapter& a : adapters) originals.push_back(*inputs[p.first + a.weight]);
+  Adapted(const Parsed& p, const OpInputs& inputs) : set(p.adapters) {
+    for (const models::AttentionAdapter& a : set.adapters) originals.push_back(*inputs[p.first + a.weight]);
   }
 
-  // On the device queue: the weights with every adapted projection replaced
-  // by its W_eff (effective[i] for adapters[i]).
+  // On the device queue: the run's weights (effective[i] for adapters[i]).
   models::UNetWeights materialise(const models::UNetWeights& w, std::vector<Tensor>& effective) const {
-    models::UNetWeights out = w;
-    if (adapters.empty()) return out;
-    std::map<const void*, Tensor> swap;
-    for (size_t i = 0; i < adapters.size(); ++i) {
-      effective.push_back(models::adapted_weight(originals[i], adapters[i]));
-      swap[originals[i].data()] = effective.back();
-    }
-    models::replace_projections(out, swap);
-    return out;
+    return models::adapted_weights(w, set, originals, effective);
   }
 };
 
@@ -577,8 +198,9 @@ void copy_into(Tensor& dst, const Tensor& src) {
 // Where one trainable entry's gradient comes from.
 struct GradSource {
   const void* weight = nullptr;  // a plain weight: its gradient from the backward
-  int adapter = -1;              // else adapters[adapter] ...
-  int part = 0;                  // ... 0 the adapted weight itself, 1 delta, 2 lora A, 3 lora B
+  int adapter = -1;              // else adapters[adapter]: the adapted weight itself (`own`) or one of its inputs
+  bool own = false;
+  models::AdapterPart part = models::AdapterPart::Delta;
 };
 
 Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
@@ -623,9 +245,10 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
   const bool checkpoint = attrs.get_bool(kOp, "checkpoint", false);
   const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
   const int64_t count = static_cast<int64_t>(p.count);
-  const int64_t total = count + static_cast<int64_t>(p.adapter_inputs.size());
+  const models::AdapterSet& ad = p.adapters;
+  const int64_t total = count + static_cast<int64_t>(ad.inputs.size());
   std::map<size_t, int> adapter_of;  // weight index → its adapter
-  for (size_t i = 0; i < p.adapters.size(); ++i) adapter_of[p.adapters[i].weight] = static_cast<int>(i);
+  for (size_t i = 0; i < ad.adapters.size(); ++i) adapter_of[ad.adapters[i].weight] = static_cast<int>(i);
   std::set<const void*> seen;
   std::vector<Tensor> grads;
   std::vector<GradSource> sources;
@@ -634,7 +257,7 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
       fail(ErrorCode::InvalidArgument, prefix() + "trainable must list ascending weight indices in [0, " +
                                            std::to_string(total) + "), got " + std::to_string(idx[i]) + " at position " +
                                            std::to_string(i) +
-                                           (p.adapter_inputs.empty() ? "" : " (indices from " + std::to_string(count) +
+                                           (ad.inputs.empty() ? "" : " (indices from " + std::to_string(count) +
                                                                                 " address the adapter inputs)"));
     }
     const size_t at = p.first + static_cast<size_t>(idx[i]);
@@ -643,16 +266,16 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
     if (idx[i] < count) {
       auto a = adapter_of.find(static_cast<size_t>(idx[i]));
       if (a == adapter_of.end()) src.weight = t.data();
-      else src.adapter = a->second, src.part = 0;
+      else src.adapter = a->second, src.own = true;
     } else {
-      const AdapterInput& ai = p.adapter_inputs[static_cast<size_t>(idx[i] - count)];
-      if (ai.part == AdapterPart::Mask) {
+      const models::AdapterInput& ai = ad.inputs[static_cast<size_t>(idx[i] - count)];
+      if (ai.part == models::AdapterPart::Mask) {
         fail(ErrorCode::InvalidArgument, prefix() + "trainable index " + std::to_string(idx[i]) + " is the mask of weight " +
-                                             std::to_string(p.adapters[ai.adapter].weight) + " (" +
-                                             p.adapters[ai.adapter].name + "); masks are not trainable");
+                                             std::to_string(ad.adapters[ai.adapter].weight) + " (" +
+                                             ad.adapters[ai.adapter].name + "); masks are not trainable");
       }
       src.adapter = static_cast<int>(ai.adapter);
-      src.part = ai.part == AdapterPart::Delta ? 1 : ai.part == AdapterPart::LoraA ? 2 : 3;
+      src.part = ai.part;
     }
     if (!seen.insert(t.data()).second) {
       fail(ErrorCode::InvalidArgument, prefix() + "weight " + std::to_string(idx[i]) +
@@ -678,10 +301,24 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
   launch.run = [config, w, s, ts, ctx, d, sources, outs, adapted, checkpoint, mse, mask_t, detach_first]() mutable {
     std::vector<Tensor> effective;
     const models::UNetWeights run_w = adapted->materialise(*w, effective);
-    // The backward sees W_eff in place of each adapted weight: it trains when
-    // the weight or any of its adapter parameters does.
+    // The backward sees W_eff in place of each materialised weight: it trains
+    // when the weight or any of its delta/LoRA parameters does. On a dual
+    // path the plain pass uses the original W as well, and per-sample LoRA
+    // factors get their gradients under their own storage.
     std::set<const void*> trainable;
-    for (const GradSource& g : sources) trainable.insert(g.adapter < 0 ? g.weight : effective[g.adapter].data());
+    for (const GradSource& g : sources) {
+      if (g.adapter < 0) {
+        trainable.insert(g.weight);
+        continue;
+      }
+      const models::AttentionAdapter& a = adapted->set.adapters[g.adapter];
+      if (g.own) trainable.insert(adapted->originals[g.adapter].data());
+      if (g.own || g.part == models::AdapterPart::Delta || g.part == models::AdapterPart::LoraA || g.part == models::AdapterPart::LoraB) {
+        trainable.insert(effective[g.adapter].data());
+      } else {
+        trainable.insert(g.part == models::AdapterPart::SampleDown ? a.sample_down.data() : a.sample_up.data());
+      }
+    }
     Tensor out = outs[0];
     models::UNetGrads g;
     {
@@ -711,12 +348,24 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
         copy_into(outs[3 + i], g.weights.at(src.weight));
         continue;
       }
-      const models::AttentionAdapter& a = adapted->adapters[src.adapter];
-      if (!masked.count(src.adapter)) {
-        masked[src.adapter] = models::masked_gradient(g.weights.at(effective[src.adapter].data()), a);
+      const models::AttentionAdapter& a = adapted->set.adapters[src.adapter];
+      if (!src.own && (src.part == models::AdapterPart::SampleDown || src.part == models::AdapterPart::SampleUp)) {
+        copy_into(outs[3 + i], g.weights.at(src.part == models::AdapterPart::SampleDown ? a.sample_down.data() : a.sample_up.data()));
+        continue;
       }
+      const Tensor& eff = effective[src.adapter];
+      if (!masked.count(src.adapter)) masked[src.adapter] = models::masked_gradient(g.weights.at(eff.data()), a);
       const Tensor& dm = masked[src.adapter];
-      copy_into(outs[3 + i], src.part == 2 ? models::lora_a_gradient(dm, a) : src.part == 3 ? models::lora_b_gradient(dm, a) : dm);
+      if (src.own) {
+        // W itself: through W_eff, plus the dual path's plain pass where W_eff is a separate tensor.
+        const void* orig = adapted->originals[src.adapter].data();
+        auto plain = g.weights.find(orig);
+        const bool separate = eff.data() != orig && plain != g.weights.end();
+        copy_into(outs[3 + i], separate ? models::run_now(ops::binary(BinaryOp::Add, dm, plain->second)).front() : dm);
+        continue;
+      }
+      copy_into(outs[3 + i], src.part == models::AdapterPart::LoraA ? models::lora_a_gradient(dm, a)
+                             : src.part == models::AdapterPart::LoraB ? models::lora_b_gradient(dm, a) : dm);
     }
     backend_for(s.device).synchronize();
   };

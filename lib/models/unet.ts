@@ -8,6 +8,7 @@ import { Tensor } from '../tensor.js';
 import { checkOptions, describe, type FloatDType } from '../validate.js';
 import { parseUNetConfig, type UNetConfig } from './configs.js';
 import { unetLayout } from './layout-unet.js';
+import { packAdapters, packDualPath, type UNetAdapter, type UNetDualPath } from './unet-adapters.js';
 import { describeTensor, sameShape, takeWeights } from './weights.js';
 
 // As the native errors describe tensors: "f32[2, 4, 64, 64] on cpu".
@@ -20,11 +21,15 @@ const desc = describeTensor;
  */
 export type UNetTrainable = 'kv' | 'cross' | 'all' | 'none' | readonly string[];
 
+export type { UNetAdapter, UNetDualPath } from './unet-adapters.js';
+
 /** forwardBackward / lossBackward options. */
 export interface UNetBackwardOptions {
   /** Which weights (and adapter parameters, by name) get gradients; default 'kv'. */
   trainable?: UNetTrainable;
   adapters?: readonly UNetAdapter[];
+  /** The tuning encoder's dual path (see UNetDualPath); the hard context gets no gradient. */
+  dual?: UNetDualPath;
   /** Keep only each layer's input and recompute its activations in the backward (less memory, one more forward). */
   checkpoint?: boolean;
   /**
@@ -43,31 +48,6 @@ export interface UNetLossOptions extends UNetBackwardOptions {
    */
   mask?: Tensor;
 }
-
-/**
- * Adapters on one attention projection weight (attn1/attn2 to_q, to_k, to_v,
- * to_out.0.weight), e.g. 'down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight'.
- * The graph runs with W_eff = (W + delta + scale·B·A) ⊙ (1 - mask):
- * delta has W's shape (Custom Diffusion), lora.a is [rank, in] and lora.b
- * [out, rank] (scale defaults to 1), mask is u8 with W's shape, 1 = shut
- * (Cones). Several entries for one weight merge if each kind appears once.
- */
-export interface UNetAdapter {
-  weight: string;
-  delta?: Tensor;
-  lora?: { a: Tensor; b: Tensor; scale?: number };
-  mask?: Tensor;
-}
-
-// The native op's view of the adapters: the `adapters` records, the inputs
-// after the weights, and each input's name (`${weight}#delta`, ...).
-interface AdapterInputs {
-  record: number[];
-  inputs: Tensor[];
-  names: string[];
-}
-
-const PROJECTION = /\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$/;
 
 export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
   readonly config: UNetConfig;
@@ -146,22 +126,24 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     sample: Tensor,
     timestep: number | number[] | Tensor,
     encoderHiddenStates: Tensor,
-    options: { adapters?: readonly UNetAdapter[] } = {},
+    options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath } = {},
   ): Promise<Tensor<D>> {
     const fn = 'UNet2DConditionModel.forward';
     this.#weights.forEach((w, i) => {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
     });
     if (options === null || typeof options !== 'object') throw invalidArgument(`${fn}: options must be an object, got ${describe(options)}`);
-    checkOptions(fn, options, ['adapters']);
-    const ad = this.#adapters(fn, options.adapters);
+    checkOptions(fn, options, ['adapters', 'dual']);
     const N = this.#checkSample(fn, sample);
+    const ad = packAdapters(fn, options.adapters, this.#names, this.#weights, N);
     this.#checkContext(fn, encoderHiddenStates, N);
+    const dual = packDualPath(fn, options.dual, encoderHiddenStates);
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights, ...ad.inputs], {
+      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights, ...ad.inputs, ...dual.inputs], {
         ...this.#attrs(),
         adapters: ad.record,
+        ...dual.attrs,
       });
       return out;
     } finally {
@@ -207,16 +189,17 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
     });
     if (options === null || typeof options !== 'object') throw invalidArgument(`${fn}: options must be an object, got ${describe(options)}`);
-    checkOptions(fn, options, mseLoss ? ['trainable', 'adapters', 'checkpoint', 'detachStartToken', 'mask'] : ['trainable', 'adapters', 'checkpoint', 'detachStartToken']);
+    checkOptions(fn, options, mseLoss ? ['trainable', 'adapters', 'dual', 'checkpoint', 'detachStartToken', 'mask'] : ['trainable', 'adapters', 'dual', 'checkpoint', 'detachStartToken']);
     const checkpoint = options.checkpoint ?? false;
     if (typeof checkpoint !== 'boolean') throw invalidArgument(`${fn}: checkpoint must be a boolean, got ${describe(checkpoint)}`);
     const detach = options.detachStartToken ?? false;
     if (typeof detach !== 'boolean') throw invalidArgument(`${fn}: detachStartToken must be a boolean, got ${describe(detach)}`);
-    const ad = this.#adapters(fn, options.adapters);
+    const N = this.#checkSample(fn, sample);
+    const ad = packAdapters(fn, options.adapters, this.#names, this.#weights, N);
     const indices = this.#trainable(fn, options.trainable ?? 'kv', ad.names);
     const paramNames = [...this.#names, ...ad.names];
-    const N = this.#checkSample(fn, sample);
     this.#checkContext(fn, encoderHiddenStates, N);
+    const dual = packDualPath(fn, options.dual, encoderHiddenStates);
     if (!(dy instanceof Tensor)) throw invalidArgument(`${fn}: ${what} must be a Tensor shaped like the output, got ${describe(dy)}`);
     if (dy.disposed) throw new ImprintError(`${fn}: ${what} has been disposed`, 'DISPOSED');
     this.#checkKind(fn, what, dy);
@@ -237,7 +220,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     }
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const inputs = [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights, ...ad.inputs, ...(mask ? [mask] : [])];
+      const inputs = [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights, ...ad.inputs, ...dual.inputs, ...(mask ? [mask] : [])];
       const [out, dSample, dContext, ...g] = await runOp<D>('unet_forward_backward', inputs, {
         ...this.#attrs(),
         trainable: indices,
@@ -246,6 +229,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
         mseLoss,
         lossMask: mask !== undefined,
         detachFirstToken: detach,
+        ...dual.attrs,
       });
       const grads = new Map(indices.map((i, k) => [paramNames[i], g[k]]));
       return mseLoss ? { loss: g[indices.length], out, dSample, dContext, grads } : { out, dSample, dContext, grads };
@@ -299,75 +283,6 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
       throw invalidArgument(`${fn}: trainable must be 'kv', 'cross', 'all', 'none' or a list of weight names, got ${describe(spec)}`);
     }
     return this.#names.flatMap((n, i) => (pick(n) ? [i] : []));
-  }
-
-  // Checks `spec` (UNetAdapter[] or undefined) and lays it out for the native op.
-  #adapters(fn: string, spec: unknown): AdapterInputs {
-    const none: AdapterInputs = { record: [], inputs: [], names: [] };
-    if (spec === undefined) return none;
-    if (!Array.isArray(spec)) throw invalidArgument(`${fn}: adapters must be an array of UNetAdapter, got ${describe(spec)}`);
-    const merged = new Map<number, { delta?: Tensor; lora?: { a: Tensor; b: Tensor; scale: number }; mask?: Tensor }>();
-    spec.forEach((entry: unknown, k) => {
-      const at = `adapters[${k}]`;
-      if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw invalidArgument(`${fn}: ${at} must be an object { weight, delta?, lora?, mask? }, got ${describe(entry)}`);
-      checkOptions(`${fn}: ${at}`, entry, ['weight', 'delta', 'lora', 'mask']);
-      const e = entry as Partial<UNetAdapter>;
-      if (typeof e.weight !== 'string') throw invalidArgument(`${fn}: ${at}.weight must be a weight name, got ${describe(e.weight)}`);
-      const wi = this.#names.indexOf(e.weight);
-      if (wi < 0) throw invalidArgument(`${fn}: ${at}.weight '${e.weight}' is not a weight of this UNet`);
-      if (!PROJECTION.test(e.weight)) {
-        throw invalidArgument(`${fn}: ${at}.weight '${e.weight}' is not an attention projection weight (attn1/attn2 to_q, to_k, to_v, to_out.0.weight); only those take adapters`);
-      }
-      if (e.delta === undefined && e.lora === undefined && e.mask === undefined) throw invalidArgument(`${fn}: ${at} ('${e.weight}') has no delta, lora or mask`);
-      const W = this.#weights[wi];
-      const who = `${at} ('${e.weight}', ${desc(W)})`;
-      const slot = merged.get(wi) ?? {};
-      const twice = (kind: string): ImprintError => invalidArgument(`${fn}: ${who} gives a second ${kind} for this weight; merge them into one`);
-      const live = (what: string, t: unknown, dtype: string | null): Tensor => {
-        if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: ${who} ${what} must be a Tensor, got ${describe(t)}`);
-        if (t.disposed) throw new ImprintError(`${fn}: ${who} ${what} has been disposed`, 'DISPOSED');
-        if (t.device !== W.device) throw new ImprintError(`${fn}: ${who} ${what} is on ${t.device} but the weight is on ${W.device}; move it`, 'DEVICE_MISMATCH');
-        if (dtype !== null && t.dtype !== dtype) throw new ImprintError(`${fn}: ${who} ${what} must be ${dtype}, got ${desc(t)}`, 'DTYPE_MISMATCH');
-        return t;
-      };
-      if (e.delta !== undefined) {
-        if (slot.delta) throw twice('delta');
-        const d = live('delta', e.delta, W.dtype);
-        if (!sameShape(d.shape, W.shape)) throw new ImprintError(`${fn}: ${who} delta must have the weight's shape [${W.shape.join(', ')}], got ${desc(d)}`, 'SHAPE_MISMATCH');
-        slot.delta = d;
-      }
-      if (e.lora !== undefined) {
-        if (slot.lora) throw twice('lora');
-        const l = e.lora as unknown;
-        if (l === null || typeof l !== 'object') throw invalidArgument(`${fn}: ${who} lora must be { a, b, scale? }, got ${describe(l)}`);
-        checkOptions(`${fn}: ${who} lora`, l, ['a', 'b', 'scale']);
-        const { a: la, b: lb, scale = 1 } = l as { a: unknown; b: unknown; scale?: unknown };
-        const a = live('lora.a', la, W.dtype), b = live('lora.b', lb, W.dtype);
-        const [out, inn] = W.shape;
-        if (a.ndim !== 2 || a.shape[0] < 1 || a.shape[1] !== inn) throw new ImprintError(`${fn}: ${who} lora.a must be [rank, ${inn}] with rank >= 1, got ${desc(a)}`, 'SHAPE_MISMATCH');
-        if (b.ndim !== 2 || b.shape[0] !== out || b.shape[1] < 1) throw new ImprintError(`${fn}: ${who} lora.b must be [${out}, rank], got ${desc(b)}`, 'SHAPE_MISMATCH');
-        if (a.shape[0] !== b.shape[1]) throw new ImprintError(`${fn}: ${who} lora rank mismatch: a is ${desc(a)} (rank ${a.shape[0]}) but b is ${desc(b)} (rank ${b.shape[1]})`, 'SHAPE_MISMATCH');
-        if (typeof scale !== 'number' || !Number.isFinite(scale)) throw invalidArgument(`${fn}: ${who} lora.scale must be a finite number, got ${describe(scale)}`);
-        slot.lora = { a, b, scale };
-      }
-      if (e.mask !== undefined) {
-        if (slot.mask) throw twice('mask');
-        const m = live('mask', e.mask, 'u8');
-        if (!sameShape(m.shape, W.shape)) throw new ImprintError(`${fn}: ${who} mask must have the weight's shape [${W.shape.join(', ')}], got ${desc(m)}`, 'SHAPE_MISMATCH');
-        // 1 shuts a neuron, 0 leaves it; the native op computes 1 - mask, so other values would scale weights.
-        if (m.device === 'cpu' && (m.dataSync() as Uint8Array).some((v) => v > 1)) throw invalidArgument(`${fn}: ${who} mask entries must be 0 (open) or 1 (shut)`);
-        slot.mask = m;
-      }
-      merged.set(wi, slot);
-    });
-    const out: AdapterInputs = { record: [], inputs: [], names: [] };
-    for (const [wi, a] of [...merged].sort((x, y) => x[0] - y[0])) {
-      const n = this.#names[wi];
-      if (a.delta) out.record.push(wi, 1), out.inputs.push(a.delta), out.names.push(`${n}#delta`);
-      if (a.lora) out.record.push(wi, 2, a.lora.scale), out.inputs.push(a.lora.a, a.lora.b), out.names.push(`${n}#lora.a`, `${n}#lora.b`);
-      if (a.mask) out.record.push(wi, 3), out.inputs.push(a.mask), out.names.push(`${n}#mask`);
-    }
-    return out;
   }
 
   #attrs(): Record<string, number | number[] | boolean> {
