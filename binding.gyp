@@ -24,8 +24,10 @@
         "OTHER_CPLUSPLUSFLAGS": ["-ffp-contract=off"]
       },
       "conditions": [
+        # LAPACK (csrc/cpu/lapack.cc) from the same shared libopenblas, which brings its own
+        # libgfortran; the OpenBLAS packages of Debian, Ubuntu and Homebrew carry it.
         ["imprint_blas=='openblas'", {
-          "defines": ["IMPRINT_HAVE_OPENBLAS"],
+          "defines": ["IMPRINT_HAVE_OPENBLAS", "IMPRINT_HAVE_LAPACK"],
           "include_dirs": ["<!(node lib/build/find-blas.mjs --include)"],
           "libraries": ["-lopenblas"]
         }]

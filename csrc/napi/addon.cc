@@ -15,6 +15,7 @@
 #include "napi/async_op.h"
 #include "napi/convert.h"
 #include "napi/errors.h"
+#include "napi/linalg_napi.h"
 #include "napi/nn_op.h"
 #include "napi/safetensors_napi.h"
 #include "napi/state.h"
@@ -280,6 +281,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   fn("philoxBlock", philox_block);
   register_nn_op(env, exports);
   register_safetensors(env, exports);
+  register_linalg(env, exports);
   return exports;
 }
 

@@ -1,10 +1,24 @@
 // Dense float64 matrix helpers for the concept tools (truncated SVD, the
-// closed-form merge). The matrices are small (at most a few thousand on a
-// side), so plain row-major JavaScript loops are enough and keep the results
-// independent of the engine's f32 kernels.
+// closed-form merge), independent of the engine's f32 kernels. The O(n³)
+// decompositions (symmetricEigen, svd, solve) run in LAPACK where the addon
+// has it (csrc/cpu/lapack.h; seconds instead of minutes for an SD1.5 concept)
+// and otherwise in the JavaScript routines here (…Js), which are also the
+// reference the tests hold LAPACK to. Products and sums stay plain loops.
 import { ImprintError, invalidArgument } from '../errors.js';
 import { tensor } from '../creation.js';
+import { nativeLinalg } from '../native.js';
 import type { Tensor } from '../tensor.js';
+
+const { lapack, name: lapackName } = nativeLinalg();
+
+/**
+ * Which routines symmetricEigen, svd and solve run: 'lapack' (the addon's,
+ * from OpenBLAS) or 'js' (a build without LAPACK, or IMPRINT_BLAS=none at run
+ * time), and what provides them or why LAPACK does not.
+ */
+export function linalgBackend(): { backend: 'lapack' | 'js'; detail: string } {
+  return { backend: lapack ? 'lapack' : 'js', detail: lapackName };
+}
 
 /** A row-major float64 matrix. */
 export interface Mat {
@@ -105,25 +119,49 @@ export function frobenius(a: Mat): number {
   return Math.sqrt(s);
 }
 
-/**
- * X with a·X = b for square a, by LU with partial pivoting. A pivot below
- * 1e-12 of the largest entry of a means a is (numerically) singular: an
- * INVALID_ARGUMENT naming `what`, never a result full of Infinity.
- */
-export function solve(a: Mat, b: Mat, what = 'the matrix'): Mat {
+/** A pivot at most this fraction of the largest |entry| makes a matrix singular for solve. */
+const PIVOT_TOLERANCE = 1e-12;
+
+/** Checks solve's operands; returns max|a| (positive and finite). */
+function checkSolve(a: Mat, b: Mat, what: string): number {
   const n = a.rows;
   if (a.cols !== n) throw invalidArgument(`solve: ${what} must be square, got ${a.rows}×${a.cols}`);
   if (b.rows !== n) throw invalidArgument(`solve: ${what} is ${n}×${n} but the right-hand side has ${b.rows} rows`);
+  let scale = 0;
+  for (const v of a.data) scale = Math.max(scale, Math.abs(v));
+  if (!(scale > 0) || !Number.isFinite(scale)) throw invalidArgument(`solve: ${what} is ${scale === 0 ? 'zero' : 'not finite'}`);
+  return scale;
+}
+
+const singular = (what: string, n: number, k: number): ImprintError =>
+  invalidArgument(`solve: ${what} (${n}×${n}) is singular or nearly so (pivot ${k})`);
+
+/**
+ * X with a·X = b for square a, by LU with partial pivoting (LAPACK dgetrf/dgetrs
+ * where available, else solveJs). A pivot below 1e-12 of the largest entry of a
+ * means a is (numerically) singular: an INVALID_ARGUMENT naming `what`, never a
+ * result full of Infinity.
+ */
+export function solve(a: Mat, b: Mat, what = 'the matrix'): Mat {
+  if (!lapack) return solveJs(a, b, what);
+  checkSolve(a, b, what);
+  const n = a.rows;
+  const { x, singularPivot } = lapack.linalgSolve(a.data, n, b.data, b.cols, PIVOT_TOLERANCE);
+  if (x === null) throw singular(what, n, singularPivot);
+  return { rows: n, cols: b.cols, data: x };
+}
+
+/** solve in JavaScript: Gaussian elimination with partial pivoting (the fallback and the tests' reference). */
+export function solveJs(a: Mat, b: Mat, what = 'the matrix'): Mat {
+  const scale = checkSolve(a, b, what);
+  const n = a.rows;
   const A = Float64Array.from(a.data);
   const m = b.cols;
   const X = Float64Array.from(b.data);
-  let scale = 0;
-  for (const v of A) scale = Math.max(scale, Math.abs(v));
-  if (!(scale > 0) || !Number.isFinite(scale)) throw invalidArgument(`solve: ${what} is ${scale === 0 ? 'zero' : 'not finite'}`);
   for (let k = 0; k < n; k++) {
     let p = k;
     for (let i = k + 1; i < n; i++) if (Math.abs(A[i * n + k]) > Math.abs(A[p * n + k])) p = i;
-    if (Math.abs(A[p * n + k]) <= 1e-12 * scale) throw invalidArgument(`solve: ${what} (${n}×${n}) is singular or nearly so (pivot ${k})`);
+    if (Math.abs(A[p * n + k]) <= PIVOT_TOLERANCE * scale) throw singular(what, n, k);
     if (p !== k) {
       for (let j = 0; j < n; j++) [A[k * n + j], A[p * n + j]] = [A[p * n + j], A[k * n + j]];
       for (let j = 0; j < m; j++) [X[k * m + j], X[p * m + j]] = [X[p * m + j], X[k * m + j]];
@@ -148,12 +186,27 @@ export function solve(a: Mat, b: Mat, what = 'the matrix'): Mat {
 }
 
 /**
- * Eigen-decomposition of a symmetric matrix: Householder reduction to
- * tridiagonal form, then implicit QL iterations with Wilkinson-style shifts.
- * Returns the eigenvalues in descending order and the matching unit
- * eigenvectors as the rows of `vectors` (so a = vectorsᵀ·diag(values)·vectors).
+ * Eigen-decomposition of a symmetric matrix (LAPACK dsyevd where available,
+ * else symmetricEigenJs). Returns the eigenvalues in descending order and the
+ * matching unit eigenvectors as the rows of `vectors` (so
+ * a = vectorsᵀ·diag(values)·vectors); each vector's sign is arbitrary. LAPACK
+ * reads only the lower triangle, so a product that is symmetric up to rounding
+ * counts as that triangle's symmetric matrix.
  */
 export function symmetricEigen(a: Mat): { values: Float64Array; vectors: Mat } {
+  if (!lapack) return symmetricEigenJs(a);
+  const n = a.rows;
+  if (a.cols !== n) throw invalidArgument(`symmetricEigen: the matrix must be square, got ${a.rows}×${a.cols}`);
+  const { values, vectors } = lapack.linalgSymmetricEigen(a.data, n);
+  return { values, vectors: { rows: n, cols: n, data: vectors } };
+}
+
+/**
+ * symmetricEigen in JavaScript (the fallback and the tests' reference):
+ * Householder reduction to tridiagonal form, then implicit QL iterations with
+ * Wilkinson-style shifts.
+ */
+export function symmetricEigenJs(a: Mat): { values: Float64Array; vectors: Mat } {
   const n = a.rows;
   if (a.cols !== n) throw invalidArgument(`symmetricEigen: the matrix must be square, got ${a.rows}×${a.cols}`);
   const A = Float64Array.from(a.data);
@@ -210,6 +263,87 @@ export function symmetricEigen(a: Mat): { values: Float64Array; vectors: Mat } {
   const vectors = mat(n, n);
   order.forEach((src, dst) => vectors.data.set(P.subarray(src * n, src * n + n), dst * n));
   return { values, vectors };
+}
+
+/** A thin SVD a = u·diag(s)·vt, or its leading part. */
+export interface Svd {
+  /** Every singular value, descending (min(rows, cols) of them). */
+  s: Float64Array;
+  /** [rows, r]: the first r left singular vectors as columns. */
+  u: Mat;
+  /** [r, cols]: the first r right singular vectors as rows. */
+  vt: Mat;
+}
+
+/**
+ * Thin SVD of a (LAPACK dgesdd where available, else svdJs). `keep` picks r,
+ * how many singular vectors to return, from the singular values (default: all
+ * min(rows, cols)); the JavaScript path forms only those. Signs are arbitrary.
+ */
+export function svd(a: Mat, keep?: (s: Float64Array) => number): Svd {
+  if (!lapack) return svdJs(a, keep);
+  const { rows: m, cols: n } = a;
+  const k = Math.min(m, n);
+  const full = lapack.linalgSvd(a.data, m, n);
+  const r = keepCount(keep, full.s, k);
+  if (r === k) return { s: full.s, u: { rows: m, cols: k, data: full.u }, vt: { rows: k, cols: n, data: full.vt } };
+  const u = mat(m, r);
+  for (let i = 0; i < m; i++) u.data.set(full.u.subarray(i * k, i * k + r), i * r);
+  return { s: full.s, u, vt: { rows: r, cols: n, data: full.vt.slice(0, r * n) } };
+}
+
+function keepCount(keep: ((s: Float64Array) => number) | undefined, s: Float64Array, k: number): number {
+  if (keep === undefined) return k;
+  const r = keep(s);
+  if (!Number.isSafeInteger(r) || r < 0 || r > k) throw invalidArgument(`svd: keep must pick an integer from 0 to ${k}, got ${r}`);
+  return r;
+}
+
+/**
+ * svd in JavaScript (the fallback and the tests' reference): eigenvectors of
+ * the smaller Gram matrix (aᵀa or aaᵀ, at most min(rows, cols)² entries) give
+ * one side, a product the other. Far cheaper than a full JavaScript SVD, and
+ * accurate enough for truncation: squaring loses relative precision only on
+ * singular values below ~1e-8·σ₁, whose vectors are then inaccurate too (a
+ * vector for σ = 0 is returned as zeros).
+ */
+export function svdJs(a: Mat, keep?: (s: Float64Array) => number): Svd {
+  const { rows: m, cols: n } = a;
+  for (const value of a.data) if (!Number.isFinite(value)) throw invalidArgument('svd: the matrix has non-finite values');
+  const wide = m < n;
+  // Eigenvectors of the smaller Gram matrix: right singular vectors (tall/square) or left ones (wide).
+  const { values, vectors } = symmetricEigenJs(wide ? matmul(a, a, true) : gramColumns(a));
+  const k = Math.min(m, n);
+  const s = Float64Array.from(values.subarray(0, k), (l) => Math.sqrt(Math.max(l, 0)));
+  const r = keepCount(keep, s, k);
+  const u = mat(m, r);
+  const vt = mat(r, n);
+  for (let i = 0; i < r; i++) {
+    const e = vectors.data.subarray(i * k, i * k + k);
+    const sigma = s[i];
+    if (!wide) {
+      // v_i = e; u_i = a·v_i / σ_i.
+      vt.data.set(e, i * n);
+      if (sigma > 0) {
+        for (let p = 0; p < m; p++) {
+          let acc = 0;
+          for (let q = 0; q < n; q++) acc += a.data[p * n + q] * e[q];
+          u.data[p * r + i] = acc / sigma;
+        }
+      }
+    } else {
+      // u_i = e; v_iᵀ = u_iᵀ·a / σ_i.
+      for (let p = 0; p < m; p++) u.data[p * r + i] = e[p];
+      if (sigma > 0) {
+        for (let p = 0; p < m; p++) {
+          const f = e[p] / sigma;
+          if (f === 0) continue;
+          for (let q = 0; q < n; q++) vt.data[i * n + q] += f * a.data[p * n + q];
+        }
+      }
+    }
+  }
+  return { s, u, vt };
 }
 
 /**

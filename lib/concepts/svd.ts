@@ -1,11 +1,9 @@
-// Truncated SVD of a weight change ΔW [out, in], for compressed concept files.
-// The eigen-decomposition of the smaller Gram matrix (ΔWᵀΔW or ΔWΔWᵀ, at most
-// min(out, in)² = 768² for SD's K/V) is far cheaper than a full SVD and
-// accurate enough here: squaring only loses relative precision on singular
-// values below ~1e-8·σ_max, which truncation drops anyway.
+// Truncated SVD of a weight change ΔW [out, in], for compressed concept files:
+// the thin SVD of linalg.ts (LAPACK's dgesdd, or the JavaScript Gram-matrix
+// route without LAPACK), cut to the rank the options pick.
 import { invalidArgument } from '../errors.js';
 import { describe } from '../validate.js';
-import { gramColumns, mat, matmul, symmetricEigen, type Mat } from './linalg.js';
+import { svd, type Mat } from './linalg.js';
 
 export interface TruncationOptions {
   /** Keep the fewest singular values whose σ² sum to at least this fraction of Σσ², in (0, 1]. */
@@ -63,36 +61,9 @@ export function truncatedSvd(x: Mat, options: TruncationOptions = {}): Truncated
   const { rows: m, cols: n } = x;
   if (m === 0 || n === 0) throw invalidArgument(`truncatedSvd: the matrix is empty (${m}×${n})`);
   for (const value of x.data) if (!Number.isFinite(value)) throw invalidArgument('truncatedSvd: the matrix has non-finite values');
-  const wide = m < n;
-  // Eigenvectors of the smaller Gram matrix: right singular vectors (tall/square) or left ones (wide).
-  const { values, vectors } = symmetricEigen(wide ? matmul(x, x, true) : gramColumns(x));
-  const k = Math.min(m, n);
-  const singularValues = Float64Array.from(values.subarray(0, k), (l) => Math.sqrt(Math.max(l, 0)));
-  const r = chooseRank(singularValues, options);
-  const u = mat(m, r);
-  const v = mat(r, n);
-  for (let i = 0; i < r; i++) {
-    const e = vectors.data.subarray(i * k, i * k + k);
-    if (!wide) {
-      // v_i = e; column i of u = ΔW·v_i = σ_i·u_i.
-      v.data.set(e, i * n);
-      for (let a = 0; a < m; a++) {
-        let s = 0;
-        for (let b = 0; b < n; b++) s += x.data[a * n + b] * e[b];
-        u.data[a * r + i] = s;
-      }
-    } else {
-      // u_i = e; column i of u = σ_i·u_i; row i of v = u_iᵀ·ΔW / σ_i (zero for σ_i = 0).
-      const sigma = singularValues[i];
-      for (let a = 0; a < m; a++) u.data[a * r + i] = e[a] * sigma;
-      if (sigma > 0) {
-        for (let a = 0; a < m; a++) {
-          const f = e[a] / sigma;
-          if (f === 0) continue;
-          for (let b = 0; b < n; b++) v.data[i * n + b] += f * x.data[a * n + b];
-        }
-      }
-    }
-  }
-  return { u, v, singularValues, rank: r };
+  const { s, u, vt } = svd(x, (values) => chooseRank(values, options));
+  // u ← U·diag(σ): the stored factors multiply out to ΔW without a σ vector.
+  const r = u.cols;
+  for (let a = 0; a < m; a++) for (let i = 0; i < r; i++) u.data[a * r + i] *= s[i];
+  return { u, v: vt, singularValues: s, rank: r };
 }
