@@ -10,6 +10,8 @@ import type { ConceptMethod, ConceptWeights } from '../concepts/types.js';
 import { describe } from '../validate.js';
 import { trainCustomDiffusion, type TrainCustomDiffusionOptions } from './custom-diffusion/train.js';
 
+export type { ConceptSpec, TrainCustomDiffusionOptions, TrainCustomDiffusionResult } from './custom-diffusion/train.js';
+
 export interface MethodTrainResult {
   concept: ConceptWeights;
   losses: number[];

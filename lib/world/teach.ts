@@ -7,8 +7,7 @@ import sharp from 'sharp';
 
 import { invalidArgument } from '../errors.js';
 import { applyConcepts } from '../concepts/apply.js';
-import type { TrainCustomDiffusionOptions, TrainCustomDiffusionResult } from '../methods/custom-diffusion/train.js';
-import { methodByName, type MethodName } from '../methods/index.js';
+import { methodByName, type MethodName, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../methods/index.js';
 import type { ConceptWeights } from '../concepts/types.js';
 import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
 import { checkOptions, describe } from '../validate.js';
