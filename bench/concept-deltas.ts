@@ -4,6 +4,7 @@
 // signal and 1% noise), seeded. Shared by the concepts bench and its
 // JavaScript peer (bench/concepts-js-peer.ts).
 import { mat, type Mat } from '../lib/concepts/linalg.js';
+import { SeededRandom } from '../lib/train/random.js';
 
 /** [name, rows] of every cross-attention layer of SD1.5's UNet (context width 768). */
 export const SD15_CROSS_ATTENTION: [string, number][] = [
@@ -13,22 +14,10 @@ export const SD15_CROSS_ATTENTION: [string, number][] = [
 ];
 export const CONTEXT_WIDTH = 768;
 
-/** mulberry32: deterministic and independent of the engine's RNG. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A [rows, cols] low-rank-plus-noise matrix: Σ_j 0.8^j·a_j·b_jᵀ over 16 terms, plus 1% of its scale as noise. */
 export function lowRankPlusNoise(rows: number, cols: number, seed: number): Mat {
-  const next = seeded(seed);
-  const centred = (): number => next() * 2 - 1;
+  const rng = new SeededRandom(seed);
+  const centred = (): number => rng.uniform(-1, 1);
   const out = mat(rows, cols);
   const a = new Float64Array(rows);
   const b = new Float64Array(cols);

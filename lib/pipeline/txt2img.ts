@@ -6,13 +6,14 @@ import { join } from 'node:path';
 import { ImprintError, invalidArgument } from '../errors.js';
 import { randn } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkOptions, describe, type DType, type FloatDType } from '../validate.js';
+import { checkInt, checkOptions, describe, type DType, type FloatDType } from '../validate.js';
 import { ClipTokenizer, type EncodeOptions, type PaddedIds } from '../tokenizer/clip.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { AutoencoderKL } from '../models/vae.js';
 import { PIXEL_SPACE } from './pixel-space.js';
-import { checkUsableDevice, loadDiffusersModel } from '../models/checkpoint.js';
+import { checkUsableDevice } from '../device.js';
+import { loadDiffusersModel } from '../models/checkpoint.js';
 import { readJsonFile } from '../models/configs.js';
 import { concat, split } from '../nn/misc.js';
 import { combine } from '../schedulers/combine.js';
@@ -147,12 +148,6 @@ export function schedulerFromConfig(name: SchedulerName, config: Record<string, 
   // hasOwn, so 'toString' or '__proto__' is not mistaken for a scheduler.
   if (!Object.hasOwn(SCHEDULERS, name)) throw invalidArgument(`scheduler must be one of ${Object.keys(SCHEDULERS).join(', ')}, got ${describe(name)}`);
   return SCHEDULERS[name](sharedFields(config));
-}
-
-function checkPositiveInt(fn: string, name: string, v: unknown, def: number | undefined, max: number): number {
-  if (v === undefined && def !== undefined) return def;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) throw invalidArgument(`${fn}: ${name} must be an integer in [1, ${max}], got ${describe(v)}`);
-  return v;
 }
 
 function checkPrompts(fn: string, name: string, v: unknown): string[] {
@@ -370,14 +365,7 @@ export class StableDiffusionPipeline {
       grown.tokenEmbedding.dispose();
       throw e;
     }
-    const old = enc.tokenEmbedding;
-    const at = this.#owned.indexOf(old);
-    if (at >= 0) {
-      this.#owned.splice(at, 1);
-      old.dispose();
-    }
-    this.#owned.push(grown.tokenEmbedding);
-    this.#textEncoder = grown;
+    this.#swapTextEncoder(grown);
     return ids;
   }
 
@@ -396,14 +384,19 @@ export class StableDiffusionPipeline {
     if (tokens.some((t, i) => added[added.length - tokens.length + i] !== t)) throw invalidArgument(`${fn}: tokens must be the last added tokens, in order, got ${describe(tokens)}`);
     const shrunk = await enc.withoutLastTokenRows(tokens.length);
     tok.removeTokens(tokens);
-    const old = enc.tokenEmbedding;
+    this.#swapTextEncoder(shrunk);
+  }
+
+  /** Samples with `next` (another token table, the other weights shared): the pipeline owns its table and frees the previous one if it owned it. */
+  #swapTextEncoder(next: ClipTextEncoder): void {
+    const old = (this.#textEncoder as ClipTextEncoder).tokenEmbedding;
     const at = this.#owned.indexOf(old);
     if (at >= 0) {
       this.#owned.splice(at, 1);
       old.dispose();
     }
-    this.#owned.push(shrunk.tokenEmbedding);
-    this.#textEncoder = shrunk;
+    this.#owned.push(next.tokenEmbedding);
+    this.#textEncoder = next;
   }
 
   /** Frees the weights fromPretrained loaded and tables addTokens grew (the pipeline is unusable afterwards). */
@@ -427,7 +420,7 @@ export class StableDiffusionPipeline {
     if (negatives.length !== 1 && negatives.length !== prompts.length) {
       throw invalidArgument(`${fn}: negativePrompt must be one string or one per prompt (${prompts.length}), got ${negatives.length}`);
     }
-    const steps = checkPositiveInt(fn, 'steps', o.steps, 30, 1000);
+    const steps = checkInt(fn, 'steps', o.steps, 1, 1000, 30);
     const g = o.guidanceScale ?? 7.5;
     if (typeof g !== 'number' || !Number.isFinite(g)) throw invalidArgument(`${fn}: guidanceScale must be a finite number, got ${describe(o.guidanceScale)}`);
     const eta = o.eta ?? 0;
@@ -436,10 +429,10 @@ export class StableDiffusionPipeline {
     // Default size as diffusers: the UNet's sample_size in latents, times the VAE factor.
     const sample = this.unet.config.sampleSize;
     const side = sample === undefined ? undefined : sample * this.vae.factor;
-    const width = checkPositiveInt(fn, 'width', o.width, side, 16384);
-    const height = checkPositiveInt(fn, 'height', o.height, side, 16384);
+    const width = checkInt(fn, 'width', o.width, 1, 16384, side);
+    const height = checkInt(fn, 'height', o.height, 1, 16384, side);
     if (width % m !== 0 || height % m !== 0) throw invalidArgument(`${fn}: width and height must be multiples of ${m} for this model, got ${width}×${height}`);
-    const perPrompt = checkPositiveInt(fn, 'numImages', o.numImages, 1, 64);
+    const perPrompt = checkInt(fn, 'numImages', o.numImages, 1, 64, 1);
     const seed = o.seed;
     if (seed !== undefined && !(typeof seed === 'bigint' && seed >= 0n) && !(typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0)) {
       throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
