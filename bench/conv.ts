@@ -1,7 +1,8 @@
 // conv suite: conv2d forward and backward (dx + dweight) and nearest 2x
 // upsampling on SD-sized shapes, vs PyTorch. Asymmetric padding (the SD VAE's
 // downsampler) runs in PyTorch as F.pad + unpadded conv2d, as diffusers does.
-import { conv2d, conv2dBackward, upsampleNearest2x, upsampleNearest2xBackward, type Conv2dPadding } from '../lib/nn/conv.js';
+import { conv2d, conv2dBackward, type Conv2dPadding } from '../lib/nn/conv.js';
+import { upsampleNearest2x, upsampleNearest2xBackward } from '../lib/nn/resample.js';
 import type { BenchCase } from './cases.js';
 import { numel, opStep, randnEach, torchPair } from './helpers.js';
 

@@ -3,7 +3,7 @@
 // PyTorch. PyTorch updates in place where Imprint returns new tensors. Bytes:
 // one read of each input and one write of each output.
 import { rand, randn, tensor, type DType, type Tensor } from '../lib/index.js';
-import * as misc from '../lib/nn/misc.js';
+import * as misc from '../lib/nn/index.js';
 import type { BenchCase } from './cases.js';
 import { numel, opStep, randnEach, torchRandn, type TorchSnippet } from './helpers.js';
 

@@ -20,7 +20,6 @@
 #include "core/kernel_registry.h"
 #include "cuda_check.cuh"
 #include "float_dispatch.cuh"
-#include "gemm.cuh"
 #include "kernels.cuh"
 #include "scratch.cuh"
 
@@ -131,8 +130,8 @@ __global__ void __launch_bounds__(attn::kThreads)
   const int64_t nq = a.nq, nk = a.nk;
   const int cols = static_cast<int>(nk - j0 < B ? nk - j0 : B);
   const HeadView<T> h = head_view<T>(a, delta, bh);
-  attn::load_kv_tile<B, DMAX, SQ>(ks, h.k, attn::k_terms<T>(a.kv, bh, a.heads, nk, d), j0, cols, d);
-  attn::load_kv_tile<B, DMAX, SQ>(vs, h.v, attn::v_terms<T>(a.kv, bh, a.heads, nk, dv), j0, cols, dv);
+  attn::load_tile<B, DMAX, SQ>(ks, h.k + j0 * d, cols, d, 1.0f);
+  attn::load_tile<B, DMAX, SQ>(vs, h.v + j0 * dv, cols, dv, 1.0f);
 
   const int sx = threadIdx.x % B, sy = threadIdx.x / B;
   const int ox = threadIdx.x % kDimCols, oy = threadIdx.x / kDimCols;
@@ -223,7 +222,6 @@ __global__ void __launch_bounds__(attn::kThreads)
   const int64_t nq = a.nq, nk = a.nk;
   const int rows = static_cast<int>(nq - i0 < B ? nq - i0 : B);
   const HeadView<T> h = head_view<T>(a, delta, bh);
-  const attn::KvTerms<T> kt = attn::k_terms<T>(a.kv, bh, a.heads, nk, d), vt = attn::v_terms<T>(a.kv, bh, a.heads, nk, dv);
   attn::load_tile<B, DMAX, SQ>(qs, h.q + i0 * d, rows, d, a.scale * attn::kLog2e);
   attn::load_tile<B, DMAX, SQ>(dos, h.dout + i0 * dv, rows, dv, 1.0f);
   load_row_terms<B>(lse2, row_delta, h.lse, h.delta, i0, rows);
@@ -241,8 +239,8 @@ __global__ void __launch_bounds__(attn::kThreads)
   for (int64_t j0 = 0; j0 < key_end; j0 += B) {
     const int cols = static_cast<int>(key_end - j0 < B ? key_end - j0 : B);
     __syncthreads();  // the previous tile's readers are done (and the query tiles are loaded)
-    attn::load_kv_tile<B, DMAX, SQ>(ks, h.k, kt, j0, cols, d);
-    attn::load_kv_tile<B, DMAX, SQ>(vs, h.v, vt, j0, cols, dv);
+    attn::load_tile<B, DMAX, SQ>(ks, h.k + j0 * d, cols, d, 1.0f);
+    attn::load_tile<B, DMAX, SQ>(vs, h.v + j0 * dv, cols, dv, 1.0f);
     __syncthreads();
 
     float p[RS], ds[RS];
@@ -300,72 +298,13 @@ void launch_backward(const AttentionBackwardArgs& a, const float* delta, cudaStr
   }
 }
 
-// A LoRA on K or V (core/args/attn.h): from g = ∂L/∂K_eff [batch, heads, nk, dim],
-//   du[b] = s·Σ_h g[b,h]·up_h   and   dup_h = s·Σ_b g[b,h]ᵀ·u[b]   (up_h: rows h·dim … of up)
-// as GEMMs accumulating over heads (resp. batch) in f32 scratch, rounded once at the end.
-void kv_lora_grads(DType dtype, const void* g, const void* u, const void* up, int64_t rank, float scale,
-                   int64_t batch, int64_t heads, int64_t nk, int64_t dim, void* du, void* dup, cudaStream_t stream) {
-  const int64_t du_n = batch * nk * rank, dup_n = heads * dim * rank;
-  const bool f32 = dtype == DType::F32;
-  Scratch acc(f32 ? 0 : static_cast<size_t>(du_n + dup_n) * sizeof(float), "attention_backward (K/V LoRA gradients)");
-  void* du_acc = f32 ? du : acc.as<char>();
-  void* dup_acc = f32 ? dup : static_cast<void*>(acc.as<float>() + du_n);
-  const size_t es = dtype_size(dtype);
-  auto at = [es](const void* p, int64_t elems) { return static_cast<const void*>(static_cast<const char*>(p) + elems * es); };
-  for (int64_t h = 0; h < heads; ++h) {
-    Gemm m;  // du[b] (+)= s·g[b,h] [nk, dim] · up_h [dim, rank], batched over b
-    m.ab_dtype = dtype;
-    m.c_dtype = DType::F32;
-    m.m = nk, m.n = rank, m.k = dim;
-    m.a = at(g, h * nk * dim), m.lda = dim, m.stride_a = heads * nk * dim;
-    m.b = at(up, h * dim * rank), m.ldb = rank;
-    m.c = du_acc, m.ldc = rank, m.stride_c = nk * rank;
-    m.batch = batch, m.alpha = scale, m.beta = h ? 1.0f : 0.0f;
-    gemm(m, stream);
-  }
-  for (int64_t b = 0; b < batch; ++b) {
-    Gemm m;  // dup_h (+)= s·g[b,h]ᵀ [dim, nk] · u[b] [nk, rank], batched over h
-    m.ab_dtype = dtype;
-    m.c_dtype = DType::F32;
-    m.trans_a = true;
-    m.m = dim, m.n = rank, m.k = nk;
-    m.a = at(g, b * heads * nk * dim), m.lda = dim, m.stride_a = nk * dim;
-    m.b = at(u, b * nk * rank), m.ldb = rank;
-    m.c = dup_acc, m.ldc = rank, m.stride_c = dim * rank;
-    m.batch = heads, m.alpha = scale, m.beta = b ? 1.0f : 0.0f;
-    gemm(m, stream);
-  }
-  if (batch == 0 && dup_n > 0) {  // no sample: dup is 0
-    Gemm zero;
-    zero.ab_dtype = dtype, zero.c_dtype = DType::F32;
-    zero.m = heads * dim, zero.n = rank, zero.k = 0;
-    zero.a = up, zero.lda = rank, zero.b = up, zero.ldb = rank, zero.c = dup_acc, zero.ldc = rank;
-    gemm(zero, stream);
-  }
-  if (!f32) {
-    launch_cast(CastArgs{DType::F32, dtype, du_acc, du, du_n}, stream);
-    launch_cast(CastArgs{DType::F32, dtype, dup_acc, dup, dup_n}, stream);
-  }
-}
-
 void attention_backward_cuda(const AttentionBackwardArgs& a) {
   const int64_t rows = a.batch * a.heads * a.nq;
-  const cudaStream_t stream = current_stream();
-  auto lora_grads = [&] {
-    const AttentionKvAdapter& kv = a.kv;
-    if (kv.k_u) {
-      kv_lora_grads(a.dtype, a.dk, kv.k_u, kv.k_up, kv.k_rank, kv.k_scale, a.batch, a.heads, a.nk, a.d,
-                    a.kv_grads.dk_u, a.kv_grads.dk_up, stream);
-    }
-    if (kv.v_u) {
-      kv_lora_grads(a.dtype, a.dv_grad, kv.v_u, kv.v_up, kv.v_rank, kv.v_scale, a.batch, a.heads, a.nk, a.dv,
-                    a.kv_grads.dv_u, a.kv_grads.dv_up, stream);
-    }
-  };
-  if (a.batch * a.heads <= 0) return lora_grads();  // no head: the LoRA gradients are zeros
+  if (a.batch * a.heads <= 0) return;
   const int bucket = attn::head_dim_bucket("attention_backward", a.d, a.dv);
   Scratch scratch(static_cast<size_t>(rows > 0 ? rows : 0) * sizeof(float), "attention_backward (row deltas)");
   float* delta = scratch.as<float>();
+  const cudaStream_t stream = current_stream();
   IMPRINT_CUDA_FLOAT_DISPATCH(a.dtype, "attention_backward", T, {
     if (rows > 0) {
       constexpr int kWarps = kThreads / 32;
@@ -377,7 +316,6 @@ void attention_backward_cuda(const AttentionBackwardArgs& a) {
     if (bucket == attn::kSmallDim) launch_backward<T, attn::kSmallDim>(a, delta, stream);
     else launch_backward<T, attn::kLargeDim>(a, delta, stream);
   });
-  lora_grads();
 }
 
 }  // namespace

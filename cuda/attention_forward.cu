@@ -11,9 +11,6 @@
 // double-buffered through cp.async; larger tiles with the scores kept in
 // registers instead of shared memory; skipping the rescale when the max
 // does not move.
-//
-// K/V adapters (delta, LoRA) are applied as K and V tiles load
-// (attention_tile.cuh): adapted keys and values are never written out.
 #include "attention_tile.cuh"
 #include "core/args/attn.h"
 #include "core/kernel_registry.h"
@@ -66,7 +63,6 @@ __global__ void __launch_bounds__(attn::kThreads) attention_forward_kernel(Atten
   const T* q = static_cast<const T*>(a.q) + (bh * nq + i0) * d;
   const T* k = static_cast<const T*>(a.k) + bh * nk * d;
   const T* v = static_cast<const T*>(a.v) + bh * nk * dv;
-  const attn::KvTerms<T> kt = attn::k_terms<T>(a.kv, bh, a.heads, nk, d), vt = attn::v_terms<T>(a.kv, bh, a.heads, nk, dv);
 
   // q·scale·log2(e) rounded to f32 once, as the CPU does: scores come out base 2.
   attn::load_tile<BQ, DMAX, SQ>(qs, q, rows, d, a.scale * attn::kLog2e);
@@ -88,8 +84,8 @@ __global__ void __launch_bounds__(attn::kThreads) attention_forward_kernel(Atten
   for (int64_t j0 = 0; j0 < key_end; j0 += BK) {
     const int cols = static_cast<int>(key_end - j0 < BK ? key_end - j0 : BK);
     __syncthreads();  // the previous tile's readers are done
-    attn::load_kv_tile<BK, DMAX, SQ>(ks, k, kt, j0, cols, d);
-    attn::load_kv_tile<BK, DMAX, SQ>(vs, v, vt, j0, cols, dv);
+    attn::load_tile<BK, DMAX, SQ>(ks, k + j0 * d, cols, d, 1.0f);
+    attn::load_tile<BK, DMAX, SQ>(vs, v + j0 * dv, cols, dv, 1.0f);
     __syncthreads();
 
     // Scores s = q·kᵀ (base 2), −inf where masked.

@@ -60,22 +60,6 @@ __device__ __forceinline__ void load_bits(uint16_t* tile, const T* src, int vali
   }
 }
 
-// The same for key rows [j0, j0 + valid_rows) of this head's K or V with its
-// adapters applied in f32 and rounded once to T.
-template <int ROWS, class T>
-__device__ __forceinline__ void load_kv_bits(uint16_t* tile, const T* head, const attn::KvTerms<T>& t, int64_t j0,
-                                             int valid_rows, int dim) {
-  if (!t.any()) {
-    load_bits<ROWS>(tile, head + j0 * dim, valid_rows, dim);
-    return;
-  }
-  for (int e = threadIdx.x; e < ROWS * Mma::kMaxDim; e += blockDim.x) {
-    const int r = e / Mma::kMaxDim, c = e - r * Mma::kMaxDim;
-    tile[r * Mma::kLdQ + c] = (r < valid_rows && c < dim) ? store<T>(attn::adapted(head, t, j0 + r, c, dim)).bits
-                                                          : uint16_t{0};
-  }
-}
-
 template <class T>
 __global__ void __launch_bounds__(attn::kThreads) attention_forward_mma_kernel(AttentionForwardArgs a,
                                                                               int64_t q_tiles) {
@@ -101,7 +85,6 @@ __global__ void __launch_bounds__(attn::kThreads) attention_forward_mma_kernel(A
   const T* k = static_cast<const T*>(a.k) + bh * nk * d;
   const T* v = static_cast<const T*>(a.v) + bh * nk * dv;
   const float mul = a.scale * attn::kLog2e;
-  const attn::KvTerms<T> kt = attn::k_terms<T>(a.kv, bh, a.heads, nk, d), vt = attn::v_terms<T>(a.kv, bh, a.heads, nk, dv);
 
   load_bits<Mma::kBQ>(qh, q, rows, d);
   // This lane's row of the warp's slab and its half of the columns.
@@ -121,8 +104,8 @@ __global__ void __launch_bounds__(attn::kThreads) attention_forward_mma_kernel(A
   for (int64_t j0 = 0; j0 < key_end; j0 += Mma::kBK) {
     const int cols = static_cast<int>(key_end - j0 < Mma::kBK ? key_end - j0 : Mma::kBK);
     __syncthreads();  // every warp is done with the previous K/V tile (and the q tile is loaded)
-    load_kv_bits<Mma::kBK>(kh, k, kt, j0, cols, d);
-    load_kv_bits<Mma::kBK>(vh, v, vt, j0, cols, dv);
+    load_bits<Mma::kBK>(kh, k + j0 * d, cols, d);
+    load_bits<Mma::kBK>(vh, v + j0 * dv, cols, dv);
     __syncthreads();
 
     // Raw scores q·kᵀ of the warp's 16 rows × 16 keys.

@@ -1,5 +1,7 @@
-// Warp and block reductions for the nn kernels (norms, softmax, attention).
-// reduce.cu keeps its own copies private; these are the shared ones.
+// Warp and block reductions shared by the kernels: warp and block sums and
+// maxima (norms, softmax, attention, the sum op in reduce.cu), and a
+// fixed-tree block reduction in double whose order depends only on the block
+// size (the deterministic two-stage sums of loss.cu and clip_grad_norm.cu).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -44,6 +46,29 @@ __device__ __forceinline__ float block_max(float v) {
   for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w) m = fmaxf(m, warp_maxes[w]);
   __syncthreads();
   return m;
+}
+
+// Threads of a block_reduce block.
+constexpr int kReduceThreads = 256;
+
+// How two partials combine: a sum, or a max in which a NaN sticks (torch's max).
+enum class Combine { Sum, MaxNan };
+
+__device__ __forceinline__ double combine(double a, double b, Combine how) {
+  if (how == Combine::Sum) return a + b;
+  return (b > a || b != b) ? b : a;
+}
+
+// Reduces v over the block (kReduceThreads threads) in a fixed tree; the
+// result is valid in thread 0. `shared` holds kReduceThreads doubles.
+__device__ __forceinline__ double block_reduce(double v, double* shared, Combine how) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int stride = kReduceThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride) shared[threadIdx.x] = combine(shared[threadIdx.x], shared[threadIdx.x + stride], how);
+    __syncthreads();
+  }
+  return shared[0];
 }
 
 }  // namespace cuda

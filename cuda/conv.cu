@@ -17,6 +17,7 @@
 #include "core/kernel_registry.h"
 #include "cuda_check.cuh"
 #include "element.cuh"
+#include "float_dispatch.cuh"
 #include "gemm.cuh"
 #include "kernels.cuh"
 
@@ -148,12 +149,6 @@ void col2im(DType dtype, const Conv2dGeometry& g, const float* dcol, void* dx, i
     default: fail(ErrorCode::Internal, std::string("cuda col2im reached with dtype ") + dtype_name(dtype));
   }
   check_launch("col2im kernel");
-}
-
-void require_float(const char* op, DType dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail(ErrorCode::Unsupported, std::string(op) + " on cuda supports f32, f16 and bf16, got " + dtype_name(dtype));
-  }
 }
 
 // How im2col work is cut: `images` whole images at a time (rows = Ho), or,

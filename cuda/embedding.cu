@@ -1,4 +1,4 @@
-// Token and timestep embeddings on the GPU (csrc/cpu/misc_embedding.cc is the
+// Token and timestep embeddings on the GPU (csrc/cpu/embedding.cc is the
 // reference): the row gather, its gradient (a deterministic scatter-add), and
 // diffusers' sinusoidal timestep embedding.
 //
@@ -11,10 +11,11 @@
 #include <string>
 #include <type_traits>
 
-#include "core/args/misc.h"
+#include "core/args/embedding.h"
 #include "core/kernel_registry.h"
 #include "cuda_check.cuh"
 #include "element.cuh"
+#include "float_dispatch.cuh"
 #include "kernels.cuh"
 
 namespace imprint {
@@ -113,15 +114,6 @@ __global__ void timestep_rows(const T* t, T* out, int64_t n, int64_t dim, int64_
     const double arg = scale * (static_cast<double>(load(t[i])) * freq);
     row[(flip ? half : 0) + j] = store<T>(static_cast<float>(sin(arg)));
     row[(flip ? 0 : half) + j] = store<T>(static_cast<float>(cos(arg)));
-  }
-}
-
-template <class T>
-constexpr bool is_float_type = std::is_same<T, float>::value || is_half<T>;
-
-void require_float(const char* op, DType dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail(ErrorCode::Unsupported, std::string(op) + " on cuda supports f32, f16 and bf16, got " + dtype_name(dtype));
   }
 }
 

@@ -6,6 +6,7 @@
 #include "core/kernel_registry.h"
 #include "cuda_check.cuh"
 #include "element.cuh"
+#include "float_dispatch.cuh"
 #include "gemm.cuh"
 #include "kernels.cuh"
 
@@ -17,12 +18,6 @@ template <class T>
 __global__ void fill_bias_kernel(const T* bias, T* out, int64_t total, int64_t channels, int64_t inner) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
     out[i] = bias[i / inner % channels];
-  }
-}
-
-void require_float(const char* op, DType dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail(ErrorCode::Unsupported, std::string(op) + " on cuda supports f32, f16 and bf16, got " + dtype_name(dtype));
   }
 }
 

@@ -13,16 +13,11 @@
 #include "gemm.cuh"
 #include "kernels.cuh"
 #include "scratch.cuh"
+#include "float_dispatch.cuh"
 
 namespace imprint {
 namespace cuda {
 namespace {
-
-void require_float(const char* op, DType dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail(ErrorCode::Unsupported, std::string(op) + " on cuda supports f32, f16 and bf16, got " + dtype_name(dtype));
-  }
-}
 
 // C = alpha·op(A)·op(B) + beta·C over `batch` samples; a stride of 0 shares the operand.
 void product(DType dtype, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,

@@ -5,8 +5,9 @@
 //
 // Two block shapes share the work:
 //  - rows: one block per output, its threads striding over the reduced
-//    elements, then a warp-shuffle tree. Best when the reduced elements are
-//    adjacent in memory (summing the last dims).
+//    elements, then block_sum (block_reduce.cuh: warp shuffles, then the warps'
+//    sums in order). Best when the reduced elements are adjacent in memory
+//    (summing the last dims).
 //  - cols: a block of bx outputs x by reducers, adjacent threads taking
 //    adjacent outputs, then a shared-memory tree over by. Best when the kept
 //    elements are adjacent (summing leading dims), and for tiny reductions.
@@ -15,6 +16,7 @@
 // order, so results stay deterministic.
 #include <type_traits>
 
+#include "block_reduce.cuh"
 #include "cuda_check.cuh"
 #include "element.cuh"
 #include "kernels.cuh"
@@ -73,29 +75,6 @@ __device__ __forceinline__ int64_t r_offset(const SumArgs& p, int64_t r) {
     r = q;
   }
   return offset + r * p.r_strides[0];
-}
-
-template <class A>
-__device__ __forceinline__ A warp_sum(A v) {
-  for (int delta = 16; delta > 0; delta >>= 1) v += __shfl_down_sync(0xffffffffu, v, delta);
-  return v;
-}
-
-// Sum over a one-dimensional block whose size is a multiple of 32; the total
-// is valid in thread 0. Ends with a barrier so the caller may call it again.
-template <class A>
-__device__ __forceinline__ A block_sum(A v) {
-  __shared__ A warp_sums[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x >> 5) ? warp_sums[lane] : A(0);
-    v = warp_sum(v);
-  }
-  __syncthreads();
-  return v;
 }
 
 // Chunk blockIdx.y (of gridDim.y) of the reduction is [r0, r1). With one chunk

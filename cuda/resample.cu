@@ -1,16 +1,16 @@
-// Nearest-neighbour resizing on the GPU: any size (csrc/cpu/misc_upsample.cc)
-// and the exact 2x of the UNet's and VAE's upsamplers (csrc/cpu/conv_upsample.cc).
+// Nearest-neighbour resizing on the GPU (csrc/cpu/resample.cc is the
+// reference): any size, and the exact 2x of the UNet's and VAE's upsamplers.
 // The backwards are gathers, one thread per dx element summing the dy entries
 // that read it in the CPU's order, so they need no atomics and match it bit
 // for bit in f32.
 #include <string>
 #include <type_traits>
 
-#include "core/args/conv.h"
-#include "core/args/misc.h"
+#include "core/args/resample.h"
 #include "core/kernel_registry.h"
 #include "cuda_check.cuh"
 #include "element.cuh"
+#include "float_dispatch.cuh"
 #include "kernels.cuh"
 
 namespace imprint {
@@ -92,15 +92,6 @@ __global__ void nearest2x_backward(const T* dy, T* dx, int64_t rows_in, int64_t 
     s = __fadd_rn(s, load(bottom[2 * j]));
     s = __fadd_rn(s, load(bottom[2 * j + 1]));
     dx[e] = store<T>(s);
-  }
-}
-
-template <class T>
-constexpr bool is_float_type = std::is_same<T, float>::value || is_half<T>;
-
-void require_float(const char* op, DType dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) {
-    fail(ErrorCode::Unsupported, std::string(op) + " on cuda supports f32, f16 and bf16, got " + dtype_name(dtype));
   }
 }
 

@@ -44,17 +44,8 @@ export const native: NativeAddon = load();
 export const nativePath = (): string =>
   process.env.IMPRINT_NATIVE ? resolve(process.env.IMPRINT_NATIVE) : (require('node-gyp-build') as { path(dir: string): string }).path(packageRoot);
 
-/**
- * The addon's LAPACK entries (csrc/napi/linalg_napi.cc) on row-major float64
- * arrays, for lib/concepts/linalg.ts; synchronous. linalgInfo().lapack is
- * false where the build has no LAPACK or IMPRINT_BLAS=none turned it off.
- */
-export interface NativeLinalg {
-  linalgInfo(): { lapack: boolean; name: string };
-  linalgSymmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array };
-  linalgSvd(a: Float64Array, rows: number, cols: number): { s: Float64Array; u: Float64Array; vt: Float64Array };
-  linalgSolve(a: Float64Array, n: number, b: Float64Array, nrhs: number, pivotTolerance: number): { x: Float64Array | null; singularPivot: number };
-}
+/** The addon's LAPACK entries (declared in typings/native.d.ts), for lib/concepts/linalg.ts. */
+export type NativeLinalg = Pick<NativeAddon, 'linalgInfo' | 'linalgSymmetricEigen' | 'linalgSvd' | 'linalgSolve'>;
 
 /** The LAPACK entries when they run, else null; with the reason either way. */
 export function nativeLinalg(): { lapack: NativeLinalg | null; name: string } {

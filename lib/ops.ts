@@ -4,7 +4,7 @@
 import { ImprintError } from './errors.js';
 import { native } from './native.js';
 import { Tensor, type SumOf } from './tensor.js';
-import { checkBoolean, checkOptions, describe, type DType } from './validate.js';
+import { checkBoolean, checkOptions, checkTensor, describe, type DType } from './validate.js';
 
 export interface MatmulOptions {
   /** Use aᵀ: `a` is stored [..., K, M]. */
@@ -18,13 +18,6 @@ export interface SumOptions {
   dim?: number | number[];
   /** Keep summed dimensions with size 1. */
   keepDim?: boolean;
-}
-
-function checkTensor<D extends DType>(fn: string, name: string, value: Tensor<D>): Tensor<D> {
-  if (!(value instanceof Tensor)) {
-    throw new ImprintError(`${fn}: ${name} must be a Tensor, got ${describe(value)}`, 'INVALID_ARGUMENT');
-  }
-  return value;
 }
 
 /**

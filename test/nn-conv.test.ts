@@ -6,7 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { numThreads, setNumThreads, tensor } from '../lib/index.js';
-import { conv2d, conv2dBackward, upsampleNearest2x, upsampleNearest2xBackward } from '../lib/nn/conv.js';
+import { conv2d, conv2dBackward } from '../lib/nn/conv.js';
+import { upsampleNearest2x, upsampleNearest2xBackward } from '../lib/nn/resample.js';
 import { runOp } from '../lib/nn/run.js';
 import { fixtureTensor, loadFixture } from './fixtures.js';
 import { gradcheck } from './gradcheck.js';

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 
 import { tensor, type Tensor } from '../lib/index.js';
 import { nn } from '../lib/index.js';
-import * as misc from '../lib/nn/misc.js';
+import * as misc from '../lib/nn/index.js';
 import { fixtureTensor, loadFixture } from './fixtures.js';
 import { gradcheck } from './gradcheck.js';
 import { assertClose, assertRejects, randomArray, seeded } from './helpers.js';

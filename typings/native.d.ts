@@ -120,4 +120,16 @@ export interface NativeAddon {
   safetensorsSave(path: string, names: string[], tensors: TensorHandle[], metadata: [string, string][]): Promise<unknown>;
   /** Test hook: one raw Philox4x32-10 block for a 4-word counter and 2-word key. */
   philoxBlock(counter: number[], key: number[]): number[];
+  /**
+   * LAPACK from the linked OpenBLAS (csrc/napi/linalg_napi.cc) on row-major
+   * float64 arrays, synchronous. lapack is false where the build has none or
+   * IMPRINT_BLAS=none turned it off (the other entries then throw).
+   */
+  linalgInfo(): { lapack: boolean; name: string };
+  /** Eigenvalues (descending) and eigenvectors (row i for value i) of a symmetric [n, n] matrix (dsyevd). */
+  linalgSymmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array };
+  /** Thin SVD of [rows, cols] (dgesdd): s descending, u [rows, k], vt [k, cols], k = min(rows, cols). */
+  linalgSvd(a: Float64Array, rows: number, cols: number): { s: Float64Array; u: Float64Array; vt: Float64Array };
+  /** x with a·x = b for [n, n] a and [n, nrhs] b (LU, dgetrf/dgetrs); x null and the first step whose pivot is at most pivotTolerance·max|a| when a is singular. */
+  linalgSolve(a: Float64Array, n: number, b: Float64Array, nrhs: number, pivotTolerance: number): { x: Float64Array | null; singularPivot: number };
 }

@@ -10,12 +10,19 @@
 #include <thread>
 #include <vector>
 
-#include "cpu/blas.h"
-
 namespace imprint {
 namespace {
 
 thread_local bool t_inside_pool = false;
+
+// on_thread_count's listener (constant-initialised, so registering it from
+// another file's static initialiser is safe), and whether the pool has started.
+std::atomic<void (*)(int)> g_thread_count_listener{nullptr};
+std::atomic<bool> g_pool_started{false};
+
+void tell_listener(int n) {
+  if (void (*fn)(int) = g_thread_count_listener.load()) fn(n);
+}
 
 // One parallel_for call. Workers hold it by shared_ptr, so a worker that wakes
 // late for a finished job finds no chunks left and never touches a new job.
@@ -156,7 +163,8 @@ int default_threads() {
 Pool& pool() {
   static Pool* p = [] {
     int n = default_threads();
-    blas_set_num_threads(n);
+    tell_listener(n);
+    g_pool_started = true;
     return new Pool(n);  // never destroyed: workers may outlive static destructors at exit
   }();
   return *p;
@@ -169,7 +177,12 @@ int num_threads() { return pool().size(); }
 void set_num_threads(int n) {
   n = std::max(1, std::min(n, 1024));
   pool().resize(n);
-  blas_set_num_threads(n);
+  tell_listener(n);
+}
+
+void on_thread_count(void (*fn)(int)) {
+  g_thread_count_listener = fn;
+  if (g_pool_started) fn(num_threads());
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) { pool().run(n, grain, fn); }

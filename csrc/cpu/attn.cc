@@ -12,7 +12,6 @@
 #include "core/args/attn.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
-#include "cpu/attn_kv_adapter.h"
 #include "cpu/blas.h"
 #include "cpu/nn_util.h"
 
@@ -208,7 +207,8 @@ void forward_block(const AttentionForwardArgs& a, int64_t bh, int64_t i0, Forwar
   }
 }
 
-void attention_forward_plain(const AttentionForwardArgs& a) {
+void attention_forward_cpu(const AttentionForwardArgs& a) {
+  require_f32("attention_forward", a.dtype);
   const int64_t heads = a.batch * a.heads;
   const int64_t q_blocks = (a.nq + kFwdBlockQ - 1) / kFwdBlockQ;
   if (heads * q_blocks == 0) return;
@@ -285,7 +285,8 @@ void backward_keys(const AttentionBackwardArgs& a, const float* delta, int64_t b
   }
 }
 
-void attention_backward_plain(const AttentionBackwardArgs& a) {
+void attention_backward_cpu(const AttentionBackwardArgs& a) {
+  require_f32("attention_backward", a.dtype);
   const int64_t heads = a.batch * a.heads, nq = a.nq, d = a.d, dv = a.dv;
   if (heads == 0) return;
   float* dq = static_cast<float*>(a.dq);
@@ -335,50 +336,6 @@ void attention_backward_plain(const AttentionBackwardArgs& a) {
         for (int64_t c = 1; c < chunks; ++c)
           add_scaled(dq + bh * nq * d, partials.data() + ((bh * (chunks - 1)) + c - 1) * nq * d, nq * d, 1.0f);
     });
-  }
-}
-
-// K/V adapters: k_eff and v_eff once, then the plain kernels on args pointing at them.
-struct AdaptedKv {
-  std::vector<float> k, v;
-};
-
-template <class Args>
-Args adapted_args(const Args& a, AdaptedKv& eff) {
-  auto f = [](const void* p) { return static_cast<const float*>(p); };
-  const AttentionKvAdapter& kv = a.kv;
-  Args plain = a;
-  if (kv.k_delta || kv.k_u) {
-    eff.k = adapted_kv(f(a.k), f(kv.k_delta), f(kv.k_u), f(kv.k_up), kv.k_rank, kv.k_scale, a.batch, a.heads, a.nk, a.d);
-    plain.k = eff.k.data();
-  }
-  if (kv.v_delta || kv.v_u) {
-    eff.v = adapted_kv(f(a.v), f(kv.v_delta), f(kv.v_u), f(kv.v_up), kv.v_rank, kv.v_scale, a.batch, a.heads, a.nk, a.dv);
-    plain.v = eff.v.data();
-  }
-  return plain;
-}
-
-void attention_forward_cpu(const AttentionForwardArgs& a) {
-  require_f32("attention_forward", a.dtype);
-  AdaptedKv eff;
-  attention_forward_plain(a.kv.any() ? adapted_args(a, eff) : a);
-}
-
-void attention_backward_cpu(const AttentionBackwardArgs& a) {
-  require_f32("attention_backward", a.dtype);
-  AdaptedKv eff;
-  attention_backward_plain(a.kv.any() ? adapted_args(a, eff) : a);
-  auto f = [](const void* p) { return static_cast<const float*>(p); };
-  auto w = [](void* p) { return static_cast<float*>(p); };
-  const AttentionKvAdapter& kv = a.kv;
-  if (kv.k_u) {
-    kv_lora_grads(f(a.dk), f(kv.k_u), f(kv.k_up), kv.k_rank, kv.k_scale, a.batch, a.heads, a.nk, a.d,
-                  w(a.kv_grads.dk_u), w(a.kv_grads.dk_up));
-  }
-  if (kv.v_u) {
-    kv_lora_grads(f(a.dv_grad), f(kv.v_u), f(kv.v_up), kv.v_rank, kv.v_scale, a.batch, a.heads, a.nk, a.dv,
-                  w(a.kv_grads.dv_u), w(a.kv_grads.dv_up));
   }
 }
 

@@ -24,6 +24,10 @@ SerialBlasScope::~SerialBlasScope() {
 
 namespace {
 
+// The BLAS library runs as many threads as the pool (core/thread_pool.h
+// knows nothing of BLAS; it calls this when the pool starts or is resized).
+[[maybe_unused]] const bool kBlasFollowsPool = (on_thread_count(blas_set_num_threads), true);
+
 constexpr int64_t kBlockM = 64, kBlockK = 256;
 
 // C rows [i0, i1) += A_panel · B_panel for one k block; panels are contiguous

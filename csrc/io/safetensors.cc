@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <unordered_set>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "io/json.h"
 
 namespace imprint {
 namespace io {
@@ -21,279 +21,6 @@ namespace {
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   fail(ErrorCode::InvalidArgument, path + ": " + what);
 }
-
-// ---- A strict JSON reader for the header ----------------------------------
-// Only what a header needs: numbers keep their text so integers are read
-// exactly (a double would silently round offsets above 2^53).
-
-struct Json {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  bool boolean = false;
-  std::string text;  // String: the decoded value; Number: the literal
-  std::vector<Json> items;
-  std::vector<std::pair<std::string, Json>> members;
-};
-
-// Rejects overlong forms, surrogates and code points above U+10FFFF.
-bool valid_utf8(const uint8_t* s, size_t n, size_t* where) {
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t c = s[i];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      len = 2, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4, cp = c & 0x07;
-    } else {
-      *where = i;
-      return false;
-    }
-    if (n - i < len) {
-      *where = i;
-      return false;
-    }
-    for (size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xc0) != 0x80) {
-        *where = i;
-        return false;
-      }
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    const uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-      *where = i;
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-}
-
-class JsonParser {
- public:
-  JsonParser(const std::string& path, const char* s, size_t n) : path_(path), s_(s), n_(n) {}
-
-  Json parse_document() {
-    skip_ws();
-    if (i_ >= n_ || s_[i_] != '{') error("the header must be a JSON object");
-    Json v = value(0);
-    skip_ws();
-    if (i_ != n_) error("unexpected text after the JSON object");
-    return v;
-  }
-
- private:
-  // Deep nesting is refused instead of recursing until the stack overflows.
-  static constexpr int kMaxDepth = 64;
-
-  [[noreturn]] void error(const std::string& what) {
-    bad(path_, "invalid header JSON at byte " + std::to_string(i_) + ": " + what);
-  }
-  void skip_ws() {
-    while (i_ < n_ && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) ++i_;
-  }
-  bool literal(const char* word) {
-    const size_t len = std::strlen(word);
-    if (n_ - i_ < len || std::memcmp(s_ + i_, word, len) != 0) return false;
-    i_ += len;
-    return true;
-  }
-
-  Json value(int depth) {
-    if (depth > kMaxDepth) error("nested deeper than " + std::to_string(kMaxDepth) + " levels");
-    skip_ws();
-    if (i_ >= n_) error("unexpected end of the header");
-    Json v;
-    const char c = s_[i_];
-    if (c == '{') {
-      v.kind = Json::Object;
-      std::unordered_set<std::string> keys;  // a set, so many keys cost O(n), not O(n^2)
-      ++i_;
-      skip_ws();
-      if (i_ < n_ && s_[i_] == '}') {
-        ++i_;
-        return v;
-      }
-      for (;;) {
-        skip_ws();
-        if (i_ >= n_ || s_[i_] != '"') error("expected a string key");
-        std::string key = string();
-        if (!keys.insert(key).second) error("duplicate key '" + key + "'");
-        skip_ws();
-        if (i_ >= n_ || s_[i_] != ':') error("expected ':'");
-        ++i_;
-        Json member = value(depth + 1);
-        v.members.emplace_back(std::move(key), std::move(member));
-        skip_ws();
-        if (i_ < n_ && s_[i_] == ',') {
-          ++i_;
-          continue;
-        }
-        if (i_ < n_ && s_[i_] == '}') {
-          ++i_;
-          return v;
-        }
-        error("expected ',' or '}'");
-      }
-    }
-    if (c == '[') {
-      v.kind = Json::Array;
-      ++i_;
-      skip_ws();
-      if (i_ < n_ && s_[i_] == ']') {
-        ++i_;
-        return v;
-      }
-      for (;;) {
-        v.items.push_back(value(depth + 1));
-        skip_ws();
-        if (i_ < n_ && s_[i_] == ',') {
-          ++i_;
-          continue;
-        }
-        if (i_ < n_ && s_[i_] == ']') {
-          ++i_;
-          return v;
-        }
-        error("expected ',' or ']'");
-      }
-    }
-    if (c == '"') {
-      v.kind = Json::String;
-      v.text = string();
-      return v;
-    }
-    if (literal("true")) {
-      v.kind = Json::Bool;
-      v.boolean = true;
-      return v;
-    }
-    if (literal("false")) {
-      v.kind = Json::Bool;
-      return v;
-    }
-    if (literal("null")) return v;
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      v.kind = Json::Number;
-      v.text = number();
-      return v;
-    }
-    error(std::string("unexpected character '") + c + "'");
-  }
-
-  std::string number() {
-    const size_t start = i_;
-    auto digits = [&] {
-      const size_t from = i_;
-      while (i_ < n_ && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-      return i_ - from;
-    };
-    if (s_[i_] == '-') ++i_;
-    if (i_ < n_ && s_[i_] == '0') {
-      ++i_;
-    } else if (digits() == 0) {
-      error("malformed number");
-    }
-    if (i_ < n_ && s_[i_] == '.') {
-      ++i_;
-      if (digits() == 0) error("malformed number");
-    }
-    if (i_ < n_ && (s_[i_] == 'e' || s_[i_] == 'E')) {
-      ++i_;
-      if (i_ < n_ && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
-      if (digits() == 0) error("malformed number");
-    }
-    return std::string(s_ + start, i_ - start);
-  }
-
-  uint32_t hex4() {
-    if (n_ - i_ < 4) error("truncated \\u escape");
-    uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char h = s_[i_++];
-      v <<= 4;
-      if (h >= '0' && h <= '9') v |= static_cast<uint32_t>(h - '0');
-      else if (h >= 'a' && h <= 'f') v |= static_cast<uint32_t>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') v |= static_cast<uint32_t>(h - 'A' + 10);
-      else error("bad hex digit in \\u escape");
-    }
-    return v;
-  }
-
-  std::string string() {
-    ++i_;  // opening quote
-    std::string out;
-    for (;;) {
-      if (i_ >= n_) error("unterminated string");
-      const unsigned char c = static_cast<unsigned char>(s_[i_]);
-      if (c == '"') {
-        ++i_;
-        return out;
-      }
-      if (c < 0x20) error("control character in a string");
-      if (c != '\\') {
-        out += static_cast<char>(c);  // UTF-8 was validated for the whole header
-        ++i_;
-        continue;
-      }
-      if (++i_ >= n_) error("unterminated escape");
-      const char e = s_[i_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          uint32_t cp = hex4();
-          if (cp >= 0xdc00 && cp <= 0xdfff) error("lone low surrogate in \\u escape");
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            if (n_ - i_ < 2 || s_[i_] != '\\' || s_[i_ + 1] != 'u') error("lone high surrogate in \\u escape");
-            i_ += 2;
-            const uint32_t lo = hex4();
-            if (lo < 0xdc00 || lo > 0xdfff) error("high surrogate not followed by a low one");
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default: error(std::string("unknown escape '\\") + e + "'");
-      }
-    }
-  }
-
-  const std::string& path_;
-  const char* s_;
-  size_t n_;
-  size_t i_ = 0;
-};
 
 // ---- Header validation ----------------------------------------------------
 
@@ -311,21 +38,9 @@ bool parse_st_dtype(const std::string& s, StDType* out) {
   return false;
 }
 
-const char* kind_name(Json::Kind k) {
-  switch (k) {
-    case Json::Null: return "null";
-    case Json::Bool: return "a boolean";
-    case Json::Number: return "a number";
-    case Json::String: return "a string";
-    case Json::Array: return "an array";
-    case Json::Object: return "an object";
-  }
-  return "?";
-}
-
 // A non-negative integer literal read exactly; `what` names it in errors.
 uint64_t read_u64(const Json& v, const std::string& path, const std::string& what) {
-  if (v.kind != Json::Number) bad(path, what + " must be a non-negative integer, got " + kind_name(v.kind));
+  if (v.kind != Json::Number) bad(path, what + " must be a non-negative integer, got " + json_kind_name(v.kind));
   const std::string& t = v.text;
   if (t[0] == '-') bad(path, what + " must be a non-negative integer, got " + t);
   uint64_t r = 0;
@@ -346,7 +61,7 @@ std::string u64_list(const std::vector<uint64_t>& v) {
 
 SafetensorsEntry read_entry(const std::string& path, const std::string& name, const Json& v, uint64_t data_size) {
   const std::string who = "tensor '" + name + "'";
-  if (v.kind != Json::Object) bad(path, who + " must be an object, got " + kind_name(v.kind));
+  if (v.kind != Json::Object) bad(path, who + " must be an object, got " + json_kind_name(v.kind));
   const Json* dtype = nullptr;
   const Json* shape = nullptr;
   const Json* offsets = nullptr;
@@ -362,10 +77,10 @@ SafetensorsEntry read_entry(const std::string& path, const std::string& name, co
   SafetensorsEntry e;
   e.name = name;
   if (dtype->kind != Json::String || !parse_st_dtype(dtype->text, &e.dtype)) {
-    bad(path, who + " has unknown dtype " + (dtype->kind == Json::String ? "'" + dtype->text + "'" : kind_name(dtype->kind)) +
+    bad(path, who + " has unknown dtype " + (dtype->kind == Json::String ? "'" + dtype->text + "'" : json_kind_name(dtype->kind)) +
                   " (expected F64, F32, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");
   }
-  if (shape->kind != Json::Array) bad(path, who + " has a shape that is " + kind_name(shape->kind) + ", not an array");
+  if (shape->kind != Json::Array) bad(path, who + " has a shape that is " + json_kind_name(shape->kind) + ", not an array");
   std::vector<uint64_t> dims;
   for (size_t i = 0; i < shape->items.size(); ++i) {
     dims.push_back(read_u64(shape->items[i], path, who + " shape[" + std::to_string(i) + "]"));
@@ -522,14 +237,13 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   f->data_ = header + header_len;
   f->data_size_ = file_size - 8 - header_len;
 
-  JsonParser parser(path, reinterpret_cast<const char*>(header), static_cast<size_t>(header_len));
-  const Json doc = parser.parse_document();
+  const Json doc = parse_json_object(path, reinterpret_cast<const char*>(header), static_cast<size_t>(header_len));
   for (const auto& m : doc.members) {
     if (m.first == "__metadata__") {
       if (m.second.kind != Json::Object) bad(path, "__metadata__ must be an object of strings");
       for (const auto& kv : m.second.members) {
         if (kv.second.kind != Json::String) {
-          bad(path, "__metadata__ '" + kv.first + "' must be a string, got " + kind_name(kv.second.kind));
+          bad(path, "__metadata__ '" + kv.first + "' must be a string, got " + json_kind_name(kv.second.kind));
         }
         f->metadata_[kv.first] = kv.second.text;
       }
@@ -652,24 +366,6 @@ const char* file_dtype(DType d) {
     case DType::I64: return "I64";
     default: return "U8";
   }
-}
-
-void json_string(std::string& out, const std::string& s) {
-  static const char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      out += "\\u00";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  out += '"';
 }
 
 void write_all(int fd, const uint8_t* p, size_t n, const std::string& tmp) {

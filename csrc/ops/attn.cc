@@ -4,11 +4,6 @@
 // o = softmax(q·kᵀ·scale + mask)·v, where the causal mask lets query i see keys
 // j ≤ i + (Nk − Nq) (bottom-right aligned). Rows that see no key give o = 0 and
 // lse = -inf, and no gradient.
-// K/V adapters (core/args/attn.h), optional inputs after the required ones of
-// either op: kDelta [B, H, Nk, D], vDelta [B, H, Nk, Dv], kU [B, Nk, rk],
-// kUp [H·D, rk], vU [B, Nk, rv], vUp [H·Dv, rv]; attrs kScale, vScale (1).
-// The backward's dk and dv are then the gradients of the adapted K and V
-// (of k and of kDelta alike), followed by dkU, dkUp and dvU, dvUp for each LoRA given.
 #include <cmath>
 
 #include "core/args/attn.h"
@@ -60,60 +55,6 @@ AttentionAttrs attention_attrs(const char* op, const Attrs& attrs, int64_t d) {
   return {static_cast<float>(scale), attrs.get_bool(op, "causal", false)};
 }
 
-struct KvAdapterInputs {
-  AttentionKvAdapter args;
-  std::vector<Tensor> keep;
-};
-
-// The adapter inputs from position `first` on, checked against q, k and v.
-KvAdapterInputs kv_adapter(const char* op, const OpInputs& inputs, size_t first, const Attrs& attrs, const Tensor& q,
-                           const AttentionShapes& s) {
-  KvAdapterInputs out;
-  auto delta = [&](size_t at, const char* name, int64_t dim) -> const void* {
-    const Tensor* t = optional_input(inputs, first + at);
-    if (!t) return nullptr;
-    check_matches(op, q, "q", *t, name);
-    check_shape(op, *t, name, {s.batch, s.heads, s.nk, dim});
-    out.keep.push_back(*t);
-    return t->data();
-  };
-  auto lora = [&](size_t at, const char* u_name, const char* up_name, int64_t dim, const void** u, const void** up,
-                  int64_t* rank) {
-    const Tensor* tu = optional_input(inputs, first + at);
-    const Tensor* tup = optional_input(inputs, first + at + 1);
-    if (!tu && !tup) return;
-    if (!tu || !tup) {
-      fail(ErrorCode::InvalidArgument, std::string(op) + ": a LoRA on K/V needs both " + u_name + " and " + up_name +
-                                           ", got only " + (tu ? u_name : up_name));
-    }
-    check_matches(op, q, "q", *tu, u_name);
-    check_matches(op, q, "q", *tup, up_name);
-    if (tu->ndim() != 3 || tu->shape[0] != s.batch || tu->shape[1] != s.nk || tu->shape[2] < 1) {
-      fail(ErrorCode::ShapeMismatch, std::string(op) + ": " + u_name + " must be [batch " + std::to_string(s.batch) +
-                                         ", keys " + std::to_string(s.nk) + ", rank ≥ 1], got " + tu->describe());
-    }
-    *rank = tu->shape[2];
-    check_shape(op, *tup, up_name, {s.heads * dim, *rank});
-    out.keep.push_back(*tu);
-    out.keep.push_back(*tup);
-    *u = tu->data();
-    *up = tup->data();
-  };
-  AttentionKvAdapter& a = out.args;
-  a.k_delta = delta(0, "kDelta", s.d);
-  a.v_delta = delta(1, "vDelta", s.dv);
-  lora(2, "kU", "kUp", s.d, &a.k_u, &a.k_up, &a.k_rank);
-  lora(4, "vU", "vUp", s.dv, &a.v_u, &a.v_up, &a.v_rank);
-  for (const char* name : {"kScale", "vScale"}) {
-    const double v = attrs.get_number(op, name, 1.0);
-    if (!std::isfinite(v) || std::fabs(v) > 3.4e38) {
-      fail(ErrorCode::InvalidArgument, std::string(op) + ": " + name + " must be a finite f32, got " + std::to_string(v));
-    }
-    (name[0] == 'k' ? a.k_scale : a.v_scale) = static_cast<float>(v);
-  }
-  return out;
-}
-
 Launch attention_forward(const OpInputs& inputs, const Attrs& attrs) {
   const char* op = "attention_forward";
   const Tensor& q = input(op, inputs, 0, "q");
@@ -123,12 +64,9 @@ Launch attention_forward(const OpInputs& inputs, const Attrs& attrs) {
   const AttentionAttrs a = attention_attrs(op, attrs, s.d);
   Tensor o = Tensor::empty({s.batch, s.heads, s.nq, s.dv}, q.dtype, q.device);
   Tensor lse = Tensor::empty({s.batch, s.heads, s.nq}, DType::F32, q.device);
-  KvAdapterInputs kv = kv_adapter(op, inputs, 3, attrs, q, s);
   AttentionForwardArgs args{q.dtype, q.data(), k.data(), v.data(), o.data(), static_cast<float*>(lse.data()),
-                            s.batch, s.heads, s.nq, s.nk, s.d, s.dv, a.scale, a.causal, kv.args};
-  std::vector<Tensor> keep = {q, k, v};
-  keep.insert(keep.end(), kv.keep.begin(), kv.keep.end());
-  return kernel_launch("attention_forward", q.device, {o, lse}, keep, args);
+                            s.batch, s.heads, s.nq, s.nk, s.d, s.dv, a.scale, a.causal};
+  return kernel_launch("attention_forward", q.device, {o, lse}, {q, k, v}, args);
 }
 
 Launch attention_backward(const OpInputs& inputs, const Attrs& attrs) {
@@ -157,26 +95,10 @@ Launch attention_backward(const OpInputs& inputs, const Attrs& attrs) {
   Tensor dq = Tensor::empty(q.shape, q.dtype, q.device);
   Tensor dk = Tensor::empty(k.shape, k.dtype, k.device);
   Tensor dv = Tensor::empty(v.shape, v.dtype, v.device);
-  KvAdapterInputs kv = kv_adapter(op, inputs, 6, attrs, q, s);
   AttentionBackwardArgs args{q.dtype, dout.data(), q.data(), k.data(), v.data(), o.data(),
                              static_cast<const float*>(lse.data()), dq.data(), dk.data(), dv.data(),
-                             s.batch, s.heads, s.nq, s.nk, s.d, s.dv, a.scale, a.causal, kv.args};
-  std::vector<Tensor> outputs = {dq, dk, dv};
-  auto grad = [&](const Shape& shape) {
-    outputs.push_back(Tensor::empty(shape, q.dtype, q.device));
-    return outputs.back().data();
-  };
-  if (kv.args.k_u) {
-    args.kv_grads.dk_u = grad({s.batch, s.nk, kv.args.k_rank});
-    args.kv_grads.dk_up = grad({s.heads * s.d, kv.args.k_rank});
-  }
-  if (kv.args.v_u) {
-    args.kv_grads.dv_u = grad({s.batch, s.nk, kv.args.v_rank});
-    args.kv_grads.dv_up = grad({s.heads * s.dv, kv.args.v_rank});
-  }
-  std::vector<Tensor> keep = {dout, q, k, v, o, lse};
-  keep.insert(keep.end(), kv.keep.begin(), kv.keep.end());
-  return kernel_launch("attention_backward", q.device, outputs, keep, args);
+                             s.batch, s.heads, s.nq, s.nk, s.d, s.dv, a.scale, a.causal};
+  return kernel_launch("attention_backward", q.device, {dq, dk, dv}, {dout, q, k, v, o, lse}, args);
 }
 
 }  // namespace

@@ -4,8 +4,6 @@
 // conv2d_backward(dy [N, Cout, Ho, Wo], x, weight; stride, padding,
 //                 weightGrad = true, biasGrad = false)
 //   → dx, then dweight and dbias when asked for.
-// upsample_nearest2x_forward(x [N, C, H, W]) → y [N, C, 2H, 2W]
-// upsample_nearest2x_backward(dy [N, C, 2H, 2W]) → dx [N, C, H, W]
 #include <climits>
 
 #include "core/args/conv.h"
@@ -123,38 +121,10 @@ Launch conv2d_backward(const OpInputs& inputs, const Attrs& attrs) {
   return kernel_launch("conv2d_backward", x.device, outputs, {dy, x, w}, args);
 }
 
-Launch upsample_nearest2x_forward(const OpInputs& inputs, const Attrs&) {
-  const char* op = "upsample_nearest2x_forward";
-  const Tensor& x = input(op, inputs, 0, "x");
-  check_float(op, x);
-  check_ndim(op, x, "x", 4, "[N, C, H, W]");
-  Tensor y = Tensor::empty({x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]}, x.dtype, x.device);
-  UpsampleNearest2xArgs args{x.dtype, x.data(), y.data(), x.shape[0] * x.shape[1], x.shape[2], x.shape[3]};
-  return kernel_launch("upsample_nearest2x_forward", x.device, {y}, {x}, args);
-}
-
-Launch upsample_nearest2x_backward(const OpInputs& inputs, const Attrs&) {
-  const char* op = "upsample_nearest2x_backward";
-  const Tensor& dy = input(op, inputs, 0, "dy");
-  check_float(op, dy);
-  check_ndim(op, dy, "dy", 4, "[N, C, 2H, 2W]");
-  if (dy.shape[2] % 2 != 0 || dy.shape[3] % 2 != 0) {
-    fail(ErrorCode::ShapeMismatch, std::string(op) +
-                                       ": dy's height and width must be even (the 2x upsampled size), got " +
-                                       dy.describe());
-  }
-  const int64_t h = dy.shape[2] / 2, w = dy.shape[3] / 2;
-  Tensor dx = Tensor::empty({dy.shape[0], dy.shape[1], h, w}, dy.dtype, dy.device);
-  UpsampleNearest2xArgs args{dy.dtype, dy.data(), dx.data(), dy.shape[0] * dy.shape[1], h, w};
-  return kernel_launch("upsample_nearest2x_backward", dy.device, {dx}, {dy}, args);
-}
-
 }  // namespace
 
 IMPRINT_REGISTER_OP(conv2d_forward, conv2d_forward);
 IMPRINT_REGISTER_OP(conv2d_backward, conv2d_backward);
-IMPRINT_REGISTER_OP(upsample_nearest2x_forward, upsample_nearest2x_forward);
-IMPRINT_REGISTER_OP(upsample_nearest2x_backward, upsample_nearest2x_backward);
 
 }  // namespace ops
 }  // namespace imprint

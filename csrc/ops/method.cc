@@ -43,17 +43,6 @@ namespace imprint {
 namespace ops {
 namespace {
 
-[[noreturn]] void bad_attr(const char* op, const std::string& what) {
-  fail(ErrorCode::InvalidArgument, std::string(op) + ": " + what);
-}
-
-void check_device(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t, const char* name) {
-  if (ref.device != t.device) {
-    fail(ErrorCode::DeviceMismatch, std::string(op) + ": " + name + " is " + t.describe() + " but " + ref_name +
-                                        " is " + ref.describe() + "; put them on one device");
-  }
-}
-
 void check_nonempty(const char* op, const Tensor& t, const char* name) {
   if (t.numel() == 0) fail(ErrorCode::ShapeMismatch, std::string(op) + ": " + name + " must not be empty, got " + t.describe());
 }

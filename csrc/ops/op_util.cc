@@ -54,6 +54,17 @@ void check_shape(const char* op, const Tensor& t, const char* name, const Shape&
   }
 }
 
+void check_device(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t, const char* name) {
+  if (ref.device != t.device) {
+    fail(ErrorCode::DeviceMismatch, std::string(op) + ": " + name + " is " + t.describe() + " but " + ref_name +
+                                        " is " + ref.describe() + "; put them on one device");
+  }
+}
+
+[[noreturn]] void bad_attr(const char* op, const std::string& what) {
+  fail(ErrorCode::InvalidArgument, std::string(op) + ": " + what);
+}
+
 const Tensor& input(const char* op, const OpInputs& inputs, size_t i, const char* name) {
   if (i >= inputs.size() || inputs[i] == nullptr) {
     fail(ErrorCode::InvalidArgument, std::string(op) + ": input " + std::to_string(i) + " (" + name + ") is required");

@@ -24,6 +24,10 @@ void check_same_device_and_dtype(const char* op, const Tensor& a, const Tensor& 
 void check_matches(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t, const char* name);
 void check_ndim(const char* op, const Tensor& t, const char* name, int ndim, const char* layout);
 void check_shape(const char* op, const Tensor& t, const char* name, const Shape& expected);
+// Same device as `ref` (any dtype), described by name ("ids", "rowMask").
+void check_device(const char* op, const Tensor& ref, const char* ref_name, const Tensor& t, const char* name);
+// A bad attribute value: INVALID_ARGUMENT "<op>: <what>".
+[[noreturn]] void bad_attr(const char* op, const std::string& what);
 
 // Input i, which must be present.
 const Tensor& input(const char* op, const OpInputs& inputs, size_t i, const char* name);

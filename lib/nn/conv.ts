@@ -1,5 +1,5 @@
-// 2-D convolution and nearest 2x upsampling over NCHW tensors, as
-// torch.nn.functional.conv2d and F.interpolate(scale_factor=2, mode='nearest').
+// 2-D convolution over NCHW tensors, as torch.nn.functional.conv2d. (Nearest
+// 2x upsampling is in resample.ts.)
 import { invalidArgument } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
@@ -62,16 +62,4 @@ export async function conv2dBackward<D extends FloatDType>(dy: Tensor<D>, x: Ten
   const biasGrad = checkBoolean('conv2dBackward', 'biasGrad', o.biasGrad, false);
   const [dx, ...rest] = await runOp<D>('conv2d_backward', [dy, x, weight], { stride, padding, weightGrad, biasGrad });
   return { dx, dweight: weightGrad ? rest.shift() : undefined, dbias: biasGrad ? rest.shift() : undefined };
-}
-
-/** x [N, C, H, W] → [N, C, 2H, 2W], each pixel repeated over a 2x2 block. */
-export async function upsampleNearest2x<D extends FloatDType>(x: Tensor<D>): Promise<Tensor<D>> {
-  const [y] = await runOp<D>('upsample_nearest2x_forward', [x]);
-  return y;
-}
-
-/** Gradient of upsampleNearest2x(): dy [N, C, 2H, 2W] → dx [N, C, H, W], the sum of each 2x2 block. */
-export async function upsampleNearest2xBackward<D extends FloatDType>(dy: Tensor<D>): Promise<Tensor<D>> {
-  const [dx] = await runOp<D>('upsample_nearest2x_backward', [dy]);
-  return dx;
 }

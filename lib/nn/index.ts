@@ -34,34 +34,16 @@ export {
   embedding,
   embeddingBackward,
   timestepEmbedding,
-  upsampleNearest,
-  upsampleNearestBackward,
-  concat,
-  split,
-  mseLoss,
-  mseLossBackward,
-  adamwStep,
-  clipGradNorm,
   type IdDType,
   type EmbeddingBackwardOptions,
   type TimestepEmbeddingOptions,
-  type DimOptions,
-  type MseLossOptions,
-  type MseLossBackwardOptions,
-  type AdamwState,
-  type AdamwOptions,
-  type ClipGradNormOptions,
-} from './misc.js';
-export {
-  conv2d,
-  conv2dBackward,
-  upsampleNearest2x,
-  upsampleNearest2xBackward,
-  type Conv2dPadding,
-  type Conv2dOptions,
-  type Conv2dBackwardOptions,
-  type Conv2dGrads,
-} from './conv.js';
+} from './embedding.js';
+export { upsampleNearest, upsampleNearestBackward, upsampleNearest2x, upsampleNearest2xBackward } from './resample.js';
+export { concat, split, type DimOptions } from './concat.js';
+export { mseLoss, mseLossBackward, type MseLossOptions, type MseLossBackwardOptions } from './loss.js';
+export { adamwStep, type AdamwState, type AdamwOptions } from './adamw.js';
+export { clipGradNorm, type ClipGradNormOptions } from './clip-grad-norm.js';
+export { conv2d, conv2dBackward, type Conv2dPadding, type Conv2dOptions, type Conv2dBackwardOptions, type Conv2dGrads } from './conv.js';
 export {
   silu,
   siluBackward,
@@ -76,7 +58,7 @@ export {
   scale,
   type SoftmaxOptions,
 } from './act.js';
-export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads, type KvAdapter, type KvLora } from './attn.js';
+export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads } from './attn.js';
 export { runOp, type Attrs } from './run.js';
 export {
   tokenVocabNorms,

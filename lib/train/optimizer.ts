@@ -9,10 +9,11 @@
 // half a bf16 ulp accumulate instead of vanishing).
 import { ImprintError, invalidArgument } from '../errors.js';
 import { zeros } from '../creation.js';
-import { adamwStep, clipGradNorm } from '../nn/misc.js';
+import { adamwStep } from '../nn/adamw.js';
+import { clipGradNorm } from '../nn/clip-grad-norm.js';
 import { combine } from '../schedulers/combine.js';
 import type { Tensor } from '../tensor.js';
-import { checkOptions, describe, type FloatDType } from '../validate.js';
+import { checkNumberIn, checkOptions, describe, type FloatDType } from '../validate.js';
 
 export interface AdamWOptions {
   /** Default 0.9 and 0.999. */
@@ -35,11 +36,6 @@ export interface StepResult {
   /** The global gradient norm before clipping (NaN when a gradient is not finite). */
   gradNorm: number;
 }
-
-const checkFinite = (fn: string, name: string, v: unknown, lo: number, hi: number): number => {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) throw invalidArgument(`${fn}: ${name} must be a number in [${lo}, ${hi}], got ${describe(v)}`);
-  return v;
-};
 
 export class AdamW {
   readonly params: Map<string, Tensor<FloatDType>>;
@@ -65,11 +61,11 @@ export class AdamW {
     const betas = o.betas ?? [0.9, 0.999];
     if (!Array.isArray(betas) || betas.length !== 2) throw invalidArgument(`${fn}: betas must be [beta1, beta2], got ${describe(betas)}`);
     const opt = new AdamW(params as Map<string, Tensor<FloatDType>>, {
-      betas: [checkFinite(fn, 'betas[0]', betas[0], 0, 0.999999), checkFinite(fn, 'betas[1]', betas[1], 0, 0.999999999)],
-      eps: checkFinite(fn, 'eps', o.eps ?? 1e-8, 0, 1),
-      weightDecay: checkFinite(fn, 'weightDecay', o.weightDecay ?? 1e-2, 0, 1),
-      ...(o.maxGradNorm === undefined ? {} : { maxGradNorm: checkFinite(fn, 'maxGradNorm', o.maxGradNorm, 1e-12, Infinity) }),
-      ...(o.emaDecay === undefined ? {} : { emaDecay: checkFinite(fn, 'emaDecay', o.emaDecay, 0, 1) }),
+      betas: [checkNumberIn(fn, 'betas[0]', betas[0], 0, 0.999999), checkNumberIn(fn, 'betas[1]', betas[1], 0, 0.999999999)],
+      eps: checkNumberIn(fn, 'eps', o.eps ?? 1e-8, 0, 1),
+      weightDecay: checkNumberIn(fn, 'weightDecay', o.weightDecay ?? 1e-2, 0, 1),
+      ...(o.maxGradNorm === undefined ? {} : { maxGradNorm: checkNumberIn(fn, 'maxGradNorm', o.maxGradNorm, 1e-12, Infinity) }),
+      ...(o.emaDecay === undefined ? {} : { emaDecay: checkNumberIn(fn, 'emaDecay', o.emaDecay, 0, 1) }),
     });
     try {
       for (const [name, p] of opt.params) {
@@ -93,7 +89,7 @@ export class AdamW {
    */
   async update(grads: Map<string, Tensor>, lr: number): Promise<StepResult> {
     const fn = 'AdamW.update';
-    checkFinite(fn, 'lr', lr, 0, 10);
+    checkNumberIn(fn, 'lr', lr, 0, 10);
     for (const [name, g] of grads) {
       const p = this.params.get(name);
       if (!p) throw invalidArgument(`${fn}: gradient '${name}' has no parameter`);

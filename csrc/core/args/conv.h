@@ -1,5 +1,5 @@
-// Launch descriptions for 2-D convolution and nearest 2x upsampling (NCHW),
-// shared by CPU and CUDA kernels.
+// Launch descriptions for 2-D convolution (NCHW), shared by CPU and CUDA
+// kernels. Nearest 2x upsampling is in core/args/resample.h.
 #pragma once
 #include <cstdint>
 
@@ -35,16 +35,6 @@ struct Conv2dBackwardArgs {
   void* dw;        // [cout, cin, kh, kw] or nullptr when not asked for
   void* dbias;     // [cout] or nullptr when not asked for
   Conv2dGeometry g;
-};
-
-// Forward: src [planes, h, w] → dst [planes, 2h, 2w].
-// Backward: src (dy) [planes, 2h, 2w] → dst (dx) [planes, h, w].
-// planes = n·c; h and w are always the small (input) side's sizes.
-struct UpsampleNearest2xArgs {
-  DType dtype;
-  const void* src;
-  void* dst;
-  int64_t planes, h, w;
 };
 
 }  // namespace imprint

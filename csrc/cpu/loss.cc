@@ -4,10 +4,10 @@
 // PyTorch's ((pred − target)²·mask).sum() / mask.expand_as(pred).sum().
 #include <algorithm>
 
-#include "core/args/misc.h"
+#include "core/args/loss.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
-#include "cpu/misc_sum.h"
+#include "cpu/blocked_sum.h"
 #include "cpu/nn_util.h"
 
 namespace imprint {

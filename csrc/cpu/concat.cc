@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "core/args/misc.h"
+#include "core/args/concat.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/args/misc.h"
+#include "core/args/embedding.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
 #include "cpu/nn_util.h"

@@ -1,4 +1,4 @@
-// Long sums for the misc kernels (losses, norms): f32 partial sums over short
+// Long sums for the loss and gradient-norm kernels: f32 partial sums over short
 // runs, which the compiler vectorises, added in double across runs; blocks of
 // fixed size summed in parallel and combined in block order, so the result
 // does not depend on the thread count.

@@ -1,16 +1,13 @@
-// Optimiser steps on the CPU: one AdamW update into new tensors, and
-// gradient-norm clipping, both following PyTorch's arithmetic.
+// One AdamW step on the CPU into new tensors, following PyTorch's arithmetic
+// with the f32 scalars the plan derived (AdamwScalars, core/args/adamw.h).
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <type_traits>
-#include <vector>
 
-#include "core/args/misc.h"
+#include "core/args/adamw.h"
 #include "core/kernel_registry.h"
 #include "core/thread_pool.h"
 #include "cpu/element.h"
-#include "cpu/misc_sum.h"
 #include "cpu/nn_util.h"
 
 #if defined(__SSE2__)
@@ -22,10 +19,6 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kGrain = 1 << 15;
-
-struct AdamwScalars {
-  float decay, b1, one_minus_b1, b2, one_minus_b2, neg_step_size, bc2_sqrt, eps;
-};
 
 // Elements [0, n) of one chunk. std::sqrt may set errno, so compilers keep it
 // scalar (a libm call on the slow path); the SSE2 loop does the same f32
@@ -79,6 +72,7 @@ void store_f32(DType dtype, const float* src, int64_t n, void* dst, int64_t i0) 
 // PyTorch does when it applies a Python float to an f32 tensor:
 //   p ← p·(1 − lr·wd);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²
 //   p ← p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps)
+// (the scalars come in a.scalars, derived once by the plan for every device).
 void adamw_step_cpu(const AdamwStepArgs& a) {
   require_f32("adamw_step", a.dtype);
   const float* p = static_cast<const float*>(a.param);
@@ -88,16 +82,7 @@ void adamw_step_cpu(const AdamwStepArgs& a) {
   float* p_out = static_cast<float*>(a.param_out);
   float* m_out = static_cast<float*>(a.exp_avg_out);
   float* v_out = static_cast<float*>(a.exp_avg_sq_out);
-  const double step = static_cast<double>(a.step);
-  AdamwScalars s;
-  s.decay = static_cast<float>(1.0 - a.lr * a.weight_decay);
-  s.b1 = static_cast<float>(a.beta1);
-  s.one_minus_b1 = static_cast<float>(1.0 - a.beta1);
-  s.b2 = static_cast<float>(a.beta2);
-  s.one_minus_b2 = static_cast<float>(1.0 - a.beta2);
-  s.neg_step_size = static_cast<float>(-(a.lr / (1.0 - std::pow(a.beta1, step))));
-  s.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(a.beta2, step)));
-  s.eps = static_cast<float>(a.eps);
+  const AdamwScalars s = a.scalars;
   const bool mixed = a.grad_dtype != DType::F32 || a.param_copy_out != nullptr;
   parallel_for(a.numel, kGrain, [&](int64_t i0, int64_t i1) {
     if (!mixed) return adamw_range(p + i0, g + i0, m + i0, v + i0, p_out + i0, m_out + i0, v_out + i0, i1 - i0, s);
@@ -113,75 +98,9 @@ void adamw_step_cpu(const AdamwStepArgs& a) {
   });
 }
 
-// One tensor's slice [begin, end) for the norm's fixed blocks.
-struct Block {
-  size_t tensor;
-  int64_t begin, end;
-};
-
-double block_norm_part(const float* x, int64_t b, int64_t e, double norm_type) {
-  if (norm_type == 2) return run_sum(b, e, [x](int64_t i) { return x[i] * x[i]; });
-  if (norm_type == 1) return run_sum(b, e, [x](int64_t i) { return std::fabs(x[i]); });
-  if (std::isinf(norm_type)) {
-    // Max |x| in lanes; a NaN sticks (as torch's max propagates it).
-    float lanes[kSumLanes] = {};
-    int64_t i = b;
-    for (; i + kSumLanes <= e; i += kSumLanes)
-      for (int k = 0; k < kSumLanes; ++k) {
-        const float ax = std::fabs(x[i + k]);
-        lanes[k] = (ax > lanes[k] || ax != ax) ? ax : lanes[k];
-      }
-    for (; i < e; ++i) {
-      const float ax = std::fabs(x[i]);
-      lanes[0] = (ax > lanes[0] || ax != ax) ? ax : lanes[0];
-    }
-    double mx = 0;
-    for (float l : lanes) mx = (l > mx || l != l) ? l : mx;
-    return mx;
-  }
-  double s = 0;  // any other p: rare, so a pow per element is acceptable
-  for (int64_t i = b; i < e; ++i) s += std::pow(std::fabs(static_cast<double>(x[i])), norm_type);
-  return s;
-}
-
-void clip_grad_norm_cpu(const ClipGradNormArgs& a) {
-  require_f32("clip_grad_norm", a.dtype);
-  std::vector<Block> blocks;
-  for (size_t t = 0; t < a.grads.size(); ++t)
-    for (int64_t b = 0; b < a.numels[t]; b += kSumBlock) blocks.push_back({t, b, std::min(a.numels[t], b + kSumBlock)});
-  const int64_t nblocks = static_cast<int64_t>(blocks.size());
-  std::vector<double> part(blocks.size());
-  parallel_for(nblocks, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const Block& bl = blocks[k];
-      part[k] = block_norm_part(static_cast<const float*>(a.grads[bl.tensor]), bl.begin, bl.end, a.norm_type);
-    }
-  });
-  double total = 0;
-  if (std::isinf(a.norm_type)) {
-    for (double x : part) total = (x > total || x != x) ? x : total;
-  } else {
-    for (double x : part) total += x;
-    total = a.norm_type == 2 ? std::sqrt(total) : a.norm_type == 1 ? total : std::pow(total, 1.0 / a.norm_type);
-  }
-  *static_cast<float*>(a.total_norm) = static_cast<float>(total);
-  // torch.clamp(max=1) keeps a NaN coefficient (a NaN or infinite norm), so the grads show it.
-  const double raw = a.max_norm / (total + 1e-6);
-  const float coef = static_cast<float>(raw > 1.0 ? 1.0 : raw);
-  parallel_for(nblocks, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const Block& bl = blocks[k];
-      const float* x = static_cast<const float*>(a.grads[bl.tensor]);
-      float* y = static_cast<float*>(a.grads_out[bl.tensor]);
-      for (int64_t i = bl.begin; i < bl.end; ++i) y[i] = x[i] * coef;
-    }
-  });
-}
-
 }  // namespace
 
 IMPRINT_REGISTER_KERNEL(adamw_step, CPU, AdamwStepArgs, adamw_step_cpu);
-IMPRINT_REGISTER_KERNEL(clip_grad_norm, CPU, ClipGradNormArgs, clip_grad_norm_cpu);
 
 }  // namespace cpu
 }  // namespace imprint
