@@ -3,7 +3,8 @@
 // and each nn family alone: conv, norm, act, attn, misc, linear; train (UNet
 // training steps, bench/train.ts); concepts (compressing an SD1.5 concept's ΔW
 // by truncated SVD, LAPACK against lib's JavaScript routines, bench/concepts.ts;
-// all and cpu run it without the whole concept's 2-minute JavaScript peer).
+// all and cpu run it without the whole concept's 2-minute JavaScript peer);
+// methods (seconds per step of Custom Diffusion and Cones on the world model, bench/methods.ts).
 // The nn op families run on the CPU only for
 // now; on a usable GPU, cuda (and all, train) add SD1.5-shaped UNet forwards
 // and Custom Diffusion steps in bf16 with their model-FLOP utilisation. Without
@@ -18,6 +19,7 @@ import { actCases } from './act.js';
 import { attnCases } from './attn.js';
 import { runCases, type BenchCase } from './cases.js';
 import { runConceptCases } from './concepts.js';
+import { runMethodCases } from './methods.js';
 import { convCases } from './conv.js';
 import { elementwiseCases } from './elementwise.js';
 import { linearCases } from './linear.js';
@@ -34,7 +36,7 @@ const NN_FAMILIES: Record<string, (device: string) => BenchCase[]> = {
   misc: miscCases,
   linear: linearCases,
 };
-const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise', 'nn', 'train', 'concepts', ...Object.keys(NN_FAMILIES)];
+const SUITES = ['all', 'cpu', 'cuda', 'matmul', 'elementwise', 'nn', 'train', 'concepts', 'methods', ...Object.keys(NN_FAMILIES)];
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 let outFile: string | null = null;
@@ -90,6 +92,7 @@ for (const { device, dtypes } of targets) {
 }
 await runCases(cases, emit);
 if (['all', 'cpu', 'concepts'].includes(suite)) await runConceptCases(emit, suite === 'concepts');
+if (['all', 'cpu', 'methods'].includes(suite)) await runMethodCases(emit);
 
 // GPU model cases one at a time: a case that fails (e.g. OUT_OF_MEMORY at batch 8 on a small GPU)
 // is reported as a JSON line with its error, its tensors are freed, and the next case still runs.

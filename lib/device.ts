@@ -1,10 +1,10 @@
 // What this machine offers (CPU threads and SIMD, CUDA devices or why there
 // are none) and the memory Imprint holds on each device.
 import type { NativeBuildInfo, NativeDevices, NativeMemoryStats } from '../typings/native.js';
-import { invalidArgument } from './errors.js';
+import { ImprintError, invalidArgument } from './errors.js';
 import { native } from './native.js';
 import { collectedWithoutDispose } from './tensor.js';
-import { checkDevice } from './validate.js';
+import { checkDevice, type Device } from './validate.js';
 
 export type DevicesInfo = NativeDevices;
 export type BuildInfo = NativeBuildInfo;
@@ -24,6 +24,25 @@ export function devices(): DevicesInfo {
 /** The best device here: 'cuda:0' when a GPU is usable, else 'cpu'. */
 export function defaultDevice(): string {
   return native.devices().cuda.available ? 'cuda:0' : 'cpu';
+}
+
+/**
+ * A device option checked before any work: 'cpu', 'cuda' or 'cuda:N' that
+ * exists here. A CUDA device on a build or machine without one is refused
+ * with devices()' reason (CUDA_NOT_BUILT / CUDA_UNAVAILABLE).
+ */
+export function checkUsableDevice(fn: string, device: unknown): Device {
+  const d = checkDevice(fn, device) as Device;
+  if (d === 'cpu') return d;
+  const cuda = devices().cuda;
+  if (!cuda.built) throw new ImprintError(`${fn}: device '${d}' is not usable: ${cuda.reason ?? 'this build of Imprint has no CUDA'}`, 'CUDA_NOT_BUILT');
+  if (!cuda.available) throw new ImprintError(`${fn}: device '${d}' is not usable: ${cuda.reason ?? 'no usable GPU'}`, 'CUDA_UNAVAILABLE');
+  const index = Number(d.slice('cuda:'.length));
+  if (index >= cuda.devices.length) {
+    const have = cuda.devices.map((g) => `${g.device} (${g.name})`).join(', ');
+    throw invalidArgument(`${fn}: device '${d}' does not exist; this machine has ${cuda.devices.length} GPU${cuda.devices.length === 1 ? '' : 's'}: ${have}`);
+  }
+  return d;
 }
 
 export function buildInfo(): BuildInfo {

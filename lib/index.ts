@@ -98,4 +98,6 @@ export { saveConcept, loadConcept, disposeConcept, type SaveConceptOptions, type
 export { exportDiffusers, importDiffusers, type ImportDiffusersOptions } from './methods/custom-diffusion/diffusers-format.js';
 export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } from './concepts/apply.js';
 export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './methods/custom-diffusion/merge.js';
+export { candidateWeights, findNeurons, selectNeurons, type FindNeuronsOptions, type FindNeuronsResult, type NeuronLayers } from './methods/cones/find.js';
+export { DEFAULT_METHOD, METHOD_NAMES, METHODS, methodByName, type MethodName, type MethodTrainResult } from './methods/index.js';
 export { genericCaptions, readCaptionFile } from './concepts/captions.js';

@@ -1,6 +1,8 @@
 // Option checks for the public API, sharp-style: each names the function, the
 // option and what was expected, and throws INVALID_ARGUMENT.
 import { invalidArgument } from './errors.js';
+// A cycle (tensor.ts imports this file), harmless: Tensor is only read inside functions.
+import { Tensor } from './tensor.js';
 
 export const DTYPES = ['f32', 'f16', 'bf16', 'i32', 'i64', 'u8'] as const;
 export type DType = (typeof DTYPES)[number];
@@ -61,6 +63,49 @@ export function checkNumber(fn: string, name: string, value: unknown, fallback: 
     throw invalidArgument(`${fn}: ${name} must be a finite number, got ${describe(value)}`);
   }
   return value;
+}
+
+/** An integer in [lo, hi]; `fallback` (when given) stands in for undefined. */
+export function checkInt(fn: string, name: string, value: unknown, lo: number, hi: number, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < lo || value > hi) {
+    throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A finite number in [lo, hi] (hi may be Infinity); `fallback` (when given) stands in for undefined. */
+export function checkNumberIn(fn: string, name: string, value: unknown, lo: number, hi: number, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < lo || value > hi) {
+    throw invalidArgument(`${fn}: ${name} must be a number in [${lo}, ${hi}], got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Text with something in it: '' and whitespace alone are refused; `fallback` (when given) stands in for undefined. */
+export function checkString(fn: string, name: string, value: unknown, fallback?: string): string {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== 'string' || value.trim().length === 0) throw invalidArgument(`${fn}: ${name} must be a non-empty string, got ${describe(value)}`);
+  return value;
+}
+
+/** A file or folder path: any string but ''. */
+export function checkPath(fn: string, name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0) throw invalidArgument(`${fn}: ${name} must be a non-empty string, got ${describe(value)}`);
+  return value;
+}
+
+/** A Tensor (disposed or not: the op that reads it says so). */
+export function checkTensor<T extends Tensor = Tensor>(fn: string, name: string, value: unknown): T {
+  if (!(value instanceof Tensor)) throw invalidArgument(`${fn}: ${name} must be a Tensor, got ${describe(value)}`);
+  return value as T;
+}
+
+/** A Tensor, or undefined for undefined and null (an optional input left out). */
+export function checkOptionalTensor<T extends Tensor = Tensor>(fn: string, name: string, value: unknown): T | undefined {
+  if (value === undefined || value === null) return undefined;
+  return checkTensor<T>(fn, name, value);
 }
 
 /** A seed or offset: a non-negative safe integer or a BigInt below 2^64. */

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 
 import { randn, UNet2DConditionModel, type Tensor } from '../lib/index.js';
 import { applyConcepts, unetWeightMap } from '../lib/concepts/apply.js';
-import { CONCEPT_VERSION, loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
+import { CONCEPT_VERSION, decodeNeuronIndices, encodeNeuronIndices, loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
 import { modelFingerprint } from '../lib/concepts/fingerprint.js';
 import type { ConesConcept, ConceptWeights, TuningEncoderConcept } from '../lib/concepts/types.js';
 import { saveSafetensors } from '../lib/io/safetensors.js';
@@ -87,6 +87,13 @@ t('a file of each kind round-trips bit-exactly (LoRA + tokens, neuron sets, dens
   disposeAll(dense);
 });
 
+t('neuron sets are stored as LEB128 gaps: a round trip over large gaps, and about a byte a neuron when dense', () => {
+  const idx = Int32Array.from([0, 1, 127, 128, 16_383, 16_384, 2_097_151, 2 ** 31 - 1]);
+  assert.equal([...decodeNeuronIndices('x', encodeNeuronIndices(idx))], [...idx]);
+  const dense = Int32Array.from({ length: 1000 }, (_, i) => i * 50);
+  assert.is(encodeNeuronIndices(dense).length, 1000, 'gaps below 128 take one byte');
+});
+
 t('a version 1 Custom Diffusion file (written before the container) still loads', async () => {
   const w = (await tinyUnet('sd1-tiny')).weights;
   const cd = await randomConcept(w, { limit: 2 });
@@ -122,6 +129,18 @@ t('hostile neuron sets are refused naming the entry: unsorted, duplicated, negat
   const f = join(root, 'bad-dtype.safetensors');
   await saveSafetensors(f, new Map([[`neurons/${K}`, tensor(new Float32Array([1, 2]), { shape: [2] })]]), meta);
   await assertRejects(() => loadConcept(f), 'INVALID_ARGUMENT', /1-D I32/);
+  // The written encoding: LEB128 gaps. Cut short, a zero gap (a duplicate) and a set past 2^31 are refused.
+  const varint = { ...meta, neuron_encoding: 'delta-varint' };
+  const bytes: Array<[string, number[], RegExp]> = [
+    ['cut', [5, 0x83], /cut short/],
+    ['zero-gap', [5, 0], /strictly ascending/],
+    ['huge', [0xff, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0xff, 0x0f], /past 2\^31 - 1/],
+  ];
+  for (const [what, b, re] of bytes) {
+    const path = join(root, `bad-varint-${what}.safetensors`);
+    await saveSafetensors(path, new Map([[`neurons/${K}`, tensor(Uint8Array.from(b), { shape: [b.length], dtype: 'u8' })]]), varint);
+    await assertRejects(() => loadConcept(path), 'INVALID_ARGUMENT', re);
+  }
   const g = join(root, 'bad-encoding.safetensors');
   await saveSafetensors(g, new Map([[`neurons/${K}`, tensor(Int32Array.from([1, 2]), { shape: [2] })]]), { ...meta, neuron_encoding: 'varint' });
   await assertRejects(() => loadConcept(g), 'INVALID_ARGUMENT', /neuron_encoding 'varint' is not supported/);

@@ -7,7 +7,8 @@ import * as assert from 'uvu/assert';
 
 import { devices, tensor } from '../lib/index.js';
 import { trainCustomDiffusion, type TrainCustomDiffusionOptions } from '../lib/methods/custom-diffusion/train.js';
-import { checkUsableDevice, loadDiffusersModel } from '../lib/models/checkpoint.js';
+import { checkUsableDevice } from '../lib/device.js';
+import { loadDiffusersModel } from '../lib/models/checkpoint.js';
 import { ClipTextEncoder } from '../lib/models/clip-text.js';
 import { readJsonFile } from '../lib/models/configs.js';
 import { UNet2DConditionModel } from '../lib/models/unet.js';

@@ -10,11 +10,11 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { invalidArgument } from '../errors.js';
 import { disposeConcept, saveConcept } from '../concepts/concept-file.js';
 import type { ConceptSpec, TrainCustomDiffusionOptions } from '../methods/custom-diffusion/train.js';
-import { DEFAULT_METHOD, methodByName, METHOD_NAMES } from '../methods/index.js';
+import { DEFAULT_METHOD, methodByName, METHOD_NAMES, METHODS, type FindNeuronsOptions, type MethodTrainResult } from '../methods/index.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
 import { WORLD_TEACH_LR } from '../world/teach.js';
-import { checkOutputFolder, deviceFlags, int, num, positive, quietFlag, readFlagFile, str, type Command } from './flags.js';
+import { checkOutputFolder, deviceFlags, int, num, positive, quietFlag, readFlagFile, str, type Command, type Values } from './flags.js';
 
 /** Concepts from a JSON file: an array of ConceptSpec; relative image and folder paths are read from the file's folder. */
 export function readConceptsFile(path: string): ConceptSpec[] {
@@ -56,7 +56,7 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       concepts: { type: 'string', arg: 'file', help: 'JSON array of concepts { token, classWord, images, initializer, instancePrompts, ... } (instead of the flags above)' },
       out: { type: 'string', arg: 'file', help: 'concept file to write', default: 'concept.safetensors' },
       mode: { type: 'string', arg: 'kv|cross', help: "what trains: attn2 K/V, or all of attn2 ('cross', for faces)", default: 'kv' },
-      steps: { type: 'string', arg: 'n', help: 'training steps', default: '250, 500 for several concepts' },
+      steps: { type: 'string', arg: 'n', help: 'training steps (cones: statistic passes)', default: '250, 500 for several concepts; cones 200' },
       'batch-size': { type: 'string', arg: 'n', help: 'instance images per step', default: 2 },
       lr: { type: 'string', arg: 'x', help: 'base learning rate', default: `1e-5 with --model, ${WORLD_TEACH_LR} on the embedded world model` },
       'no-scale-lr': { type: 'boolean', help: 'use --lr as is (not × batch, × 2 with prior preservation)' },
@@ -69,6 +69,10 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoints and regularization cache' },
       'checkpoint-every': { type: 'string', arg: 'n', help: 'steps between checkpoints', default: 50 },
       fresh: { type: 'boolean', help: 'ignore an existing checkpoint in --work-dir' },
+      rho: { type: 'string', arg: 'x', help: 'cones: step size of the multiplicative-mask update', default: '2e-5' },
+      'top-fraction': { type: 'string', arg: 'f', help: 'cones: keep this fraction of the candidates with the largest statistic', default: 0.005 },
+      threshold: { type: 'string', arg: 's', help: 'cones: keep the neurons whose statistic is at least this (instead of --top-fraction)' },
+      layers: { type: 'string', arg: 'kv|kv+self', help: 'cones: candidate weights (cross-attention K/V, or self-attention K/V too)', default: 'kv' },
       device: deviceFlags.device,
       ...quietFlag,
     },
@@ -79,6 +83,12 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       checkOutputFolder('out', out);
       const model = str(v, 'model') ?? worldModelDir();
       if (!existsSync(join(model, 'model_index.json'))) throw invalidArgument(`--model ${model} is not a diffusers model folder (no model_index.json)`);
+      if (method.name === 'cones') {
+        await findNeuronsFromFlags(v, model, out);
+        return;
+      }
+      const cdOnly = ['rho', 'top-fraction', 'threshold', 'layers'].filter((f) => v[f] !== undefined);
+      if (cdOnly.length > 0) throw invalidArgument(`${cdOnly.map((f) => `--${f}`).join(', ')} ${cdOnly.length > 1 ? 'are' : 'is'} for --method cones`);
       const file = str(v, 'concepts');
       let concepts: ConceptSpec[];
       if (file !== undefined) {
@@ -115,14 +125,38 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       const numeric: Array<[keyof TrainCustomDiffusionOptions, number | undefined]> = [['steps', int(v, 'steps')], ['batchSize', int(v, 'batch-size')], ['lr', positive(v, 'lr')],
         ['priorLossWeight', num(v, 'prior-loss-weight')], ['resolution', int(v, 'resolution')], ['seed', int(v, 'seed', 0)], ['regSteps', int(v, 'reg-steps')], ['checkpointEvery', int(v, 'checkpoint-every')]];
       for (const [key, value] of numeric) if (value !== undefined) (o as unknown as Record<string, unknown>)[key] = value;
-      const r = await method.train(o);
-      let saved: { bytes: number };
-      try {
-        saved = await saveConcept(out, r.concept);
-      } finally {
-        disposeConcept(r.concept);
-      }
-      process.stdout.write(`${JSON.stringify({ out, method: r.concept.method, bytes: saved.bytes, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
+      await saveResult(out, await METHODS['custom-diffusion'].train(o));
     },
   },
 };
+
+/** Writes the concept (atomically) and prints the one-line JSON summary. */
+async function saveResult(out: string, r: MethodTrainResult, extra: Record<string, unknown> = {}): Promise<void> {
+  let saved: { bytes: number };
+  try {
+    saved = await saveConcept(out, r.concept);
+  } finally {
+    disposeConcept(r.concept);
+  }
+  process.stdout.write(`${JSON.stringify({ out, method: r.concept.method, bytes: saved.bytes, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep, ...extra })}\n`);
+}
+
+/** `imprint train --method cones`: one subject's concept neurons (--steps statistic passes). */
+async function findNeuronsFromFlags(v: Values, model: string, out: string): Promise<void> {
+  const cdOnly = ['concepts', 'token', 'initializer', 'mode', 'lr', 'no-scale-lr', 'no-augment', 'no-hflip'].filter((f) => v[f] !== undefined);
+  if (cdOnly.length > 0) throw invalidArgument(`${cdOnly.map((f) => `--${f}`).join(', ')} ${cdOnly.length > 1 ? 'are' : 'is'} not used by --method cones`);
+  const classWord = str(v, 'class');
+  const images = str(v, 'images');
+  if (classWord === undefined || images === undefined) throw invalidArgument('give --class and --images (the subject\'s photos)');
+  const o: FindNeuronsOptions = { model, images, classWord, resume: v.fresh !== true, quiet: v.quiet === true };
+  // The world's captions never say "photo of": its prompt is the class word alone.
+  if (str(v, 'model') === undefined) o.prompt = `a ${classWord}`;
+  const strings: Array<[keyof FindNeuronsOptions, string]> = [['prompt', 'prompt'], ['classPrompt', 'class-prompt'], ['regImages', 'reg-images'], ['workDir', 'work-dir'], ['device', 'device'], ['layers', 'layers']];
+  for (const [key, flag] of strings) if (str(v, flag) !== undefined) (o as unknown as Record<string, unknown>)[key] = str(v, flag);
+  const numeric: Array<[keyof FindNeuronsOptions, number | undefined]> = [['passes', int(v, 'steps')], ['batchSize', int(v, 'batch-size')], ['rho', positive(v, 'rho')],
+    ['topFraction', num(v, 'top-fraction')], ['threshold', num(v, 'threshold')], ['priorLossWeight', num(v, 'prior-loss-weight')], ['numRegImages', int(v, 'num-reg-images')],
+    ['resolution', int(v, 'resolution')], ['seed', int(v, 'seed', 0)], ['regSteps', int(v, 'reg-steps')], ['checkpointEvery', int(v, 'checkpoint-every')]];
+  for (const [key, value] of numeric) if (value !== undefined) (o as unknown as Record<string, unknown>)[key] = value;
+  const r = await METHODS.cones.train(o);
+  await saveResult(out, r, { neurons: r.counts.neurons, candidates: r.counts.candidates });
+}

@@ -5,11 +5,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
+import { rgbGrid } from '../pipeline/images.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { evaluate, formatEvaluation, rgbGrid, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
+import { evaluate, formatEvaluation, WORLD_EVAL_PROMPTS } from '../world/evaluate.js';
 import { disposeConcept } from '../concepts/concept-file.js';
 import { CONCEPT_IDS, conceptById, conceptImages } from '../world/concepts.js';
-import { formatValidation, validateMetrics } from '../world/metrics.js';
+import { formatValidation, validateMetrics } from '../world/metrics/validation.js';
 import { scoreWorldConcept, teachWorldConcepts } from '../world/teach.js';
 import { pretrainWorld } from '../world/pretrain.js';
 import { pretrainWorldRecipe } from '../world/recipe.js';

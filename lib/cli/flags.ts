@@ -7,11 +7,10 @@ import { rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
-import { saveImages } from '../pipeline/images.js';
+import { imageGrid, saveImages } from '../pipeline/images.js';
 import type { Tensor } from '../tensor.js';
 import { Progress } from '../train/progress.js';
 import { CONCEPT_IDS } from '../world/concepts.js';
-import { rgbGrid, tensorToRgb } from '../world/evaluate.js';
 import { worldModelDir } from '../world/model-path.js';
 
 export type Values = Record<string, string | boolean | string[] | undefined>;
@@ -200,8 +199,9 @@ export async function saveGenerated(images: Tensor, values: Values): Promise<str
   const paths = await saveImages(images, images.shape[0] === 1 ? pattern.replace('{i}', '0') : pattern);
   const grid = str(values, 'grid');
   if (grid !== undefined) {
-    const [n, , h] = images.shape;
-    await writeAtomic(grid, await rgbGrid(tensorToRgb(images), h, Math.ceil(Math.sqrt(n)), h <= 64 ? 4 : 1));
+    const [, , h, w] = images.shape;
+    // The cells as generated (any width and height), small ones upscaled to be seen.
+    await writeAtomic(grid, await imageGrid(images, { gap: 2, scale: Math.max(h, w) <= 64 ? 4 : 1 }));
     paths.push(grid);
   }
   return paths;

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 
 import { invalidArgument } from '../errors.js';
-import { describe } from '../validate.js';
+import { checkInt, checkPath, describe } from '../validate.js';
 import { SeededRandom } from '../train/random.js';
 
 const STYLES = [
@@ -44,7 +44,7 @@ function caption(index: number): string {
  */
 export function genericCaptions(count = 1000, seed = 0): string[] {
   const fn = 'genericCaptions';
-  if (!Number.isSafeInteger(count) || count < 1 || count > GENERIC_CAPTION_COUNT) throw invalidArgument(`${fn}: count must be an integer in [1, ${GENERIC_CAPTION_COUNT}], got ${describe(count)}`);
+  checkInt(fn, 'count', count, 1, GENERIC_CAPTION_COUNT);
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArgument(`${fn}: seed must be a non-negative integer, got ${describe(seed)}`);
   // A partial Fisher-Yates shuffle of the grammar's index space: distinct by construction.
   const rng = new SeededRandom(seed);  // the project's seeded generator (mulberry32)
@@ -62,7 +62,7 @@ export function genericCaptions(count = 1000, seed = 0): string[] {
 /** A caption file: one caption per line; blank lines and lines starting with '#' are skipped. */
 export async function readCaptionFile(path: string): Promise<string[]> {
   const fn = 'readCaptionFile';
-  if (typeof path !== 'string' || path.length === 0) throw invalidArgument(`${fn}: path must be a non-empty string, got ${describe(path)}`);
+  checkPath(fn, 'path', path);
   let text: string;
   try {
     text = await readFile(path, 'utf8');

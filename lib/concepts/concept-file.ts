@@ -19,8 +19,48 @@ export const CONCEPT_FORMAT = 'imprint-concept';
 export const CONCEPT_VERSION = '2';
 /** Versions loadConcept reads: 1 (Custom Diffusion, before the other methods) and 2. */
 const READABLE_VERSIONS = ['1', CONCEPT_VERSION];
-/** How neuron index sets are stored: sorted flat indices as I32. */
-const NEURON_ENCODING = 'i32';
+/**
+ * How neuron index sets are stored: 'delta-varint' (written): the gaps
+ * between sorted flat indices (the first index itself) as unsigned LEB128
+ * bytes, a U8 entry, about 1-2 bytes a neuron; 'i32' (read): the indices as I32.
+ */
+const NEURON_ENCODING = 'delta-varint';
+const NEURON_ENCODINGS = ['delta-varint', 'i32'];
+
+/** Sorted indices → LEB128 bytes of their gaps (the first gap from 0). */
+export function encodeNeuronIndices(idx: Int32Array): Uint8Array {
+  const out: number[] = [];
+  let prev = 0;
+  for (const v of idx) {
+    let gap = v - prev;
+    prev = v;
+    while (gap >= 0x80) out.push((gap & 0x7f) | 0x80), (gap >>>= 7);
+    out.push(gap);
+  }
+  return Uint8Array.from(out);
+}
+
+/** The inverse of encodeNeuronIndices; a cut-short or oversized stream is an error naming `what`. */
+export function decodeNeuronIndices(what: string, bytes: Uint8Array): Int32Array {
+  const out: number[] = [];
+  let prev = 0;
+  for (let i = 0; i < bytes.length;) {
+    let gap = 0;
+    let shift = 0;
+    for (;;) {
+      if (i >= bytes.length) throw invalidArgument(`${what}: the index stream is cut short (a varint runs past the last byte)`);
+      const b = bytes[i++];
+      gap += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((b & 0x80) === 0) break;
+      if (shift > 35) throw invalidArgument(`${what}: a varint at byte ${i} is longer than 5 bytes`);
+    }
+    prev += gap;
+    if (prev > 0x7fffffff) throw invalidArgument(`${what}: index ${prev} (neuron ${out.length}) is past 2^31 - 1`);
+    out.push(prev);
+  }
+  return Int32Array.from(out);
+}
 /** A weight or bias of the UNet, by diffusers name (what non-Custom-Diffusion parts may target). */
 const UNET_PARAM = /^[A-Za-z0-9_.]+\.(weight|bias)$/;
 
@@ -196,7 +236,8 @@ export async function saveConcept(path: string, concept: ConceptWeights, options
       loraScales[name] = f.scale;
     }
     for (const [name, idx] of c.neurons ?? []) {
-      const t = tensor(idx, { shape: [idx.length] });
+      const bytes = encodeNeuronIndices(idx);
+      const t = tensor(bytes, { shape: [bytes.length], dtype: 'u8' });
       made.push(t);
       tensors.set(`neurons/${name}`, t);
     }
@@ -284,8 +325,8 @@ function readLayout(path: string, header: SafetensorsHeader) {
     if (!isPlainObject(raw)) throw invalidArgument(`${path}: metadata 'lora_scales' must be a JSON object of weight name → scale`);
     loraScales = raw;
   }
-  if (meta.neuron_encoding !== undefined && meta.neuron_encoding !== NEURON_ENCODING) {
-    throw invalidArgument(`${path}: metadata neuron_encoding '${meta.neuron_encoding}' is not supported (this Imprint reads '${NEURON_ENCODING}')`);
+  if (meta.neuron_encoding !== undefined && !NEURON_ENCODINGS.includes(meta.neuron_encoding)) {
+    throw invalidArgument(`${path}: metadata neuron_encoding '${meta.neuron_encoding}' is not supported (this Imprint reads ${NEURON_ENCODINGS.map((x) => `'${x}'`).join(' and ')})`);
   }
   const compression = need('compression');
   if (compression !== 'none' && compression !== 'svd') throw invalidArgument(`${path}: metadata compression must be 'none' or 'svd', got '${compression}'`);
@@ -359,8 +400,11 @@ function readLayout(path: string, header: SafetensorsHeader) {
       const weight = name.slice('neurons/'.length);
       if (!UNET_PARAM.test(weight)) throw invalidArgument(`${path}: entry '${name}' must be neurons/<UNet weight>`);
       const e = entries[name];
-      if (e.dtype !== 'I32' || e.shape.length !== 1 || e.shape[0] < 1) throw invalidArgument(`${path}: entry '${name}' must be a non-empty 1-D I32 list of indices, got ${e.dtype}[${e.shape.join(', ')}]`);
       if (meta.neuron_encoding === undefined) throw invalidArgument(`${path}: metadata 'neuron_encoding' is missing (the file holds neuron sets)`);
+      const want = meta.neuron_encoding === 'i32' ? 'I32' : 'U8';
+      if (e.dtype !== want || e.shape.length !== 1 || e.shape[0] < 1) {
+        throw invalidArgument(`${path}: entry '${name}' must be a non-empty 1-D ${want} list (neuron_encoding '${meta.neuron_encoding}'), got ${e.dtype}[${e.shape.join(', ')}]`);
+      }
       neurons.set(weight, name);
       continue;
     }
@@ -411,7 +455,7 @@ function readLayout(path: string, header: SafetensorsHeader) {
  * compressed matrices is rebuilt as u·v. The caller owns (and disposes) the
  * returned tensors.
  */
-export async function loadConcept(path: string, options: { method: 'custom-diffusion' }): Promise<CustomDiffusionConcept & { file: ConceptFileInfo }>;
+export async function loadConcept<M extends ConceptMethod>(path: string, options: { method: M }): Promise<Extract<ConceptWeights, { method: M }> & { file: ConceptFileInfo }>;
 export async function loadConcept(path: string, options?: LoadConceptOptions): Promise<LoadedConcept>;
 export async function loadConcept(path: string, options?: LoadConceptOptions): Promise<LoadedConcept> {
   const fn = 'loadConcept';
@@ -432,9 +476,8 @@ export async function loadConcept(path: string, options?: LoadConceptOptions): P
   const floatNames = Object.keys(header.tensors).filter((n) => !n.startsWith('neurons/'));
   const loaded = new Map<string, Tensor>();
   try {
-    for (const [names, dtype] of [[floatNames, 'f32'], [neuronNames, 'i32']] as const) {
-      if (names.length > 0) for (const [n, t] of await loadSafetensors(path, { names: [...names], dtype })) loaded.set(n, t);
-    }
+    if (floatNames.length > 0) for (const [n, t] of await loadSafetensors(path, { names: floatNames, dtype: 'f32' })) loaded.set(n, t);
+    if (neuronNames.length > 0) for (const [n, t] of await loadSafetensors(path, { names: neuronNames })) loaded.set(n, t);
   } catch (e) {
     for (const t of loaded.values()) t.dispose();
     throw named(e);
@@ -455,7 +498,11 @@ export async function loadConcept(path: string, options?: LoadConceptOptions): P
       deltas.set(weight, toTensor(product));
     }
     for (const [weight, f] of layout.lora) lora.set(weight, { a: finite(f.a), b: finite(f.b), scale: f.scale });
-    for (const [weight, name] of layout.neurons) neurons.set(weight, checkNeuronIndices(`${path}: entry '${name}'`, Int32Array.from(loaded.get(name)!.dataSync() as Int32Array)));
+    for (const [weight, name] of layout.neurons) {
+      const what = `${path}: entry '${name}'`;
+      const raw = loaded.get(name)!.dataSync();
+      neurons.set(weight, checkNeuronIndices(what, layout.meta.neuron_encoding === 'i32' ? Int32Array.from(raw as Int32Array) : decodeNeuronIndices(what, raw as Uint8Array)));
+    }
     for (const tk of layout.tokens) finite(`token/${tk.token}`);
   } catch (e) {
     for (const t of [...loaded.values(), ...deltas.values()]) if (!t.disposed) t.dispose();

@@ -117,3 +117,13 @@ export async function loadCaptionedFolder(fn: string, what: string, dir: string,
   for (const f of files) out.push({ image: await decodeImage(fn, f, f), caption: captionBeside(fn, f) ?? fallback });
   return out;
 }
+
+/** The image centre-cropped to a square and resized to `resolution` (Lanczos): [3, R, R] pixels in [-1, 1], channel-major. */
+export async function squarePixels(image: RgbImage, resolution: number): Promise<Float32Array> {
+  const { data } = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(resolution, resolution, { fit: 'cover' }).raw().toBuffer({ resolveWithObject: true });
+  const plane = resolution * resolution;
+  const out = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) out[c * plane + p] = data[p * 3 + c] / 127.5 - 1;
+  return out;
+}

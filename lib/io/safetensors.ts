@@ -4,7 +4,7 @@ import { ImprintError, invalidArgument } from '../errors.js';
 import { native } from '../native.js';
 import { pickleHint, pickleReason } from './pickle.js';
 import { Tensor } from '../tensor.js';
-import { checkDType, checkDevice, checkOptions, describe, isPlainObject, type Device, type DType } from '../validate.js';
+import { checkDType, checkDevice, checkOptions, checkPath, describe, isPlainObject, type Device, type DType } from '../validate.js';
 
 /** A file dtype: Imprint's plus F64, I16, I8 and BOOL, which load as f32, i32, i32 and u8. */
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -54,14 +54,9 @@ function withPickleHint<T>(read: () => T, path: string): T {
   }
 }
 
-function checkPath(fn: string, path: unknown): string {
-  if (typeof path !== 'string' || path.length === 0) throw invalidArgument(`${fn}: path must be a non-empty string, got ${describe(path)}`);
-  return path;
-}
-
 /** The validated header of a .safetensors file, without reading tensor data. */
 export function readSafetensorsHeader(path: string): SafetensorsHeader {
-  const h = withPickleHint(() => native.safetensorsHeader(checkPath('readSafetensorsHeader', path)), path);
+  const h = withPickleHint(() => native.safetensorsHeader(checkPath('readSafetensorsHeader', 'path', path)), path);
   return {
     tensors: record(h.tensors.map((e) => [e.name, { dtype: e.dtype as SafetensorsDType, shape: e.shape, offsets: e.offsets }])),
     metadata: record(h.metadata),
@@ -74,7 +69,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
  */
 export async function loadSafetensors(path: string, options?: LoadSafetensorsOptions): Promise<Map<string, Tensor>> {
   const fn = 'loadSafetensors';
-  checkPath(fn, path);
+  checkPath(fn, 'path', path);
   const o = checkOptions(fn, options, ['names', 'dtype', 'device']);
   let names: string[] | null = null;
   if (o.names !== undefined) {
@@ -119,7 +114,7 @@ export async function loadSafetensors(path: string, options?: LoadSafetensorsOpt
  */
 export async function saveSafetensors(path: string, tensors: Record<string, Tensor> | Map<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
   const fn = 'saveSafetensors';
-  checkPath(fn, path);
+  checkPath(fn, 'path', path);
   const entries = tensors instanceof Map ? [...tensors.entries()] : isPlainObject(tensors) ? Object.entries(tensors) : null;
   if (entries === null) throw invalidArgument(`${fn}: tensors must be an object or Map of name → Tensor, got ${describe(tensors)}`);
   for (const [name, t] of entries) {

@@ -1,6 +1,6 @@
 // The personalization methods Imprint has, by the name `imprint train
 // --method` and teachWorldConcepts({ method }) take. A method is a folder
-// here (custom-diffusion/, and next cones/ and tuning-encoder/) that keeps
+// here (custom-diffusion/, cones/, and next tuning-encoder/) that keeps
 // only its policy — what trains, what its loss adds, what it saves — and runs
 // on the shared layers: lib/train (the denoising step, run state, prior
 // batches, latent cache) and lib/concepts (data, regularization images,
@@ -8,9 +8,11 @@
 import { invalidArgument } from '../errors.js';
 import type { ConceptMethod, ConceptWeights } from '../concepts/types.js';
 import { describe } from '../validate.js';
+import { findNeurons, type FindNeuronsOptions } from './cones/find.js';
 import { trainCustomDiffusion, type TrainCustomDiffusionOptions } from './custom-diffusion/train.js';
 
 export type { ConceptSpec, TrainCustomDiffusionOptions, TrainCustomDiffusionResult } from './custom-diffusion/train.js';
+export type { FindNeuronsOptions, FindNeuronsResult, NeuronLayers } from './cones/find.js';
 
 export interface MethodTrainResult {
   concept: ConceptWeights;
@@ -34,6 +36,11 @@ export const METHODS = {
     summary: 'cross-attention K/V fine-tuning + new tokens (Kumari et al. 2023); several concepts jointly or merged in closed form',
     train: trainCustomDiffusion,
   } satisfies PersonalizationMethod<TrainCustomDiffusionOptions>,
+  cones: {
+    name: 'cones',
+    summary: 'concept neurons (Liu et al. 2023): the K/V weights whose shutting draws the subject, stored as sparse indices',
+    train: findNeurons,
+  } satisfies PersonalizationMethod<FindNeuronsOptions>,
 } as const;
 
 export type MethodName = keyof typeof METHODS;

@@ -2,11 +2,12 @@
 // SD 1.x and 2.x) run as one native graph (csrc/models/clip_text.h): token +
 // position embeddings, pre-norm causal transformer layers, final layer norm.
 import { ImprintError, invalidArgument } from '../errors.js';
-import { concat, embedding } from '../nn/misc.js';
+import { concat } from '../nn/concat.js';
+import { embedding } from '../nn/embedding.js';
 import { runOp } from '../nn/run.js';
 import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkBoolean, checkOptions, describe, type FloatDType } from '../validate.js';
+import { checkBoolean, checkInt, checkOptions, describe, type FloatDType } from '../validate.js';
 import { parseClipTextConfig, type ClipTextConfig } from './configs.js';
 import { growEmbedding } from './grow-embedding.js';
 import { clipTextLayout, clipTextWeightNames, TOKEN_EMBEDDING } from './layout-clip.js';
@@ -106,7 +107,7 @@ export class ClipTextEncoder<D extends FloatDType = FloatDType> {
   async withoutLastTokenRows(n: number): Promise<ClipTextEncoder<D>> {
     const fn = 'ClipTextEncoder.withoutLastTokenRows';
     const V = this.config.vocabSize;
-    if (!Number.isSafeInteger(n) || n < 1 || n >= V) throw invalidArgument(`${fn}: n must be an integer in [1, ${V - 1}], got ${describe(n)}`);
+    checkInt(fn, 'n', n, 1, V - 1);
     const table = this.tokenEmbedding;
     if (table.disposed) throw new ImprintError(`${fn}: weight '${TOKEN_EMBEDDING}' has been disposed`, 'DISPOSED');
     let ids = tensor(Int32Array.from({ length: V - n }, (_, i) => i), { shape: [V - n] });

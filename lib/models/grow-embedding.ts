@@ -6,7 +6,8 @@
 import { invalidArgument } from '../errors.js';
 import { tensor } from '../creation.js';
 import { sum } from '../ops.js';
-import { concat, embedding } from '../nn/misc.js';
+import { concat } from '../nn/concat.js';
+import { embedding } from '../nn/embedding.js';
 import { combine } from '../schedulers/combine.js';
 import type { Tensor } from '../tensor.js';
 import { describe, type FloatDType } from '../validate.js';

@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { ImprintError, invalidArgument } from '../errors.js';
 import { tensor } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkDevice, checkOptions, describe } from '../validate.js';
+import { checkDevice, checkInt, checkOptions, checkPath, checkTensor, describe } from '../validate.js';
 
 export type ImageFit = 'cover' | 'contain' | 'fill' | 'inside' | 'outside';
 
@@ -27,21 +27,14 @@ const FITS: readonly ImageFit[] = ['cover', 'contain', 'fill', 'inside', 'outsid
 // Keeps a typo from asking sharp for gigapixel buffers.
 const MAX_SIDE = 16384;
 
-function checkSide(fn: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_SIDE) {
-    throw invalidArgument(`${fn}: ${name} must be an integer in [1, ${MAX_SIDE}], got ${describe(v)}`);
-  }
-  return v;
-}
-
 /** Reads an image file or encoded buffer (PNG, JPEG, WebP, ...) as f32 [1, 3, height, width] in [-1, 1]. */
 export async function imageToTensor(input: string | Buffer, options: ImageToTensorOptions): Promise<Tensor<'f32'>> {
   const fn = 'imageToTensor';
   if (typeof input !== 'string' && !Buffer.isBuffer(input)) throw invalidArgument(`${fn}: input must be a file path or a Buffer, got ${describe(input)}`);
   const o = checkOptions(fn, options, ['width', 'height', 'fit', 'device']);
   const device = checkDevice(fn, o.device);
-  const width = checkSide(fn, 'width', o.width);
-  const height = checkSide(fn, 'height', o.height);
+  const width = checkInt(fn, 'width', o.width, 1, MAX_SIDE);
+  const height = checkInt(fn, 'height', o.height, 1, MAX_SIDE);
   const fit = o.fit ?? 'cover';
   if (!FITS.includes(fit as ImageFit)) throw invalidArgument(`${fn}: fit must be one of ${FITS.join(', ')}, got ${describe(fit)}`);
   const what = typeof input === 'string' ? `'${input}'` : `buffer of ${input.length} bytes`;
@@ -84,8 +77,8 @@ interface ImageBatch {
   data: Float32Array;
 }
 
-function checkImages(fn: string, t: unknown): Tensor {
-  if (!(t instanceof Tensor)) throw invalidArgument(`${fn}: images must be a Tensor, got ${describe(t)}`);
+function checkImages(fn: string, images: unknown): Tensor {
+  const t = checkTensor(fn, 'images', images);
   if (t.disposed) throw new ImprintError(`${fn}: images has been disposed`, 'DISPOSED');
   if (t.shape.length !== 4 || t.shape[1] !== 3) throw new ImprintError(`${fn}: images must be [N, 3, H, W], got ${t.dtype}[${t.shape.join(', ')}]`, 'SHAPE_MISMATCH');
   if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') throw new ImprintError(`${fn}: images must be f32, f16 or bf16, got ${t.dtype} (cast it first)`, 'DTYPE_MISMATCH');
@@ -135,26 +128,46 @@ export async function tensorToImages(images: Tensor): Promise<Buffer[]> {
 }
 
 /**
- * All images of f32 [N, 3, H, W] in one PNG grid, `columns` wide (default:
- * about square), row by row, with `gap` pixels of black between cells.
+ * The one grid maker: HWC RGB images (all width × height) as one PNG,
+ * `columns` wide, row by row, each cell upscaled `scale`× (nearest), with
+ * `gap` pixels of black between cells.
  */
-export async function imageGrid(images: Tensor, options: { columns?: number; gap?: number } = {}): Promise<Buffer> {
+async function gridPng(images: readonly Uint8Array[], width: number, height: number, columns: number, gap: number, scale: number): Promise<Buffer> {
+  const cw = width * scale, ch = height * scale;
+  const cols = Math.min(columns, images.length);
+  const rows = Math.ceil(images.length / cols);
+  const cells = await Promise.all(images.map((img) => {
+    const cell = sharp(Buffer.from(img), { raw: { width, height, channels: 3 } });
+    return (scale === 1 ? cell : cell.resize(cw, ch, { kernel: 'nearest' })).png().toBuffer();
+  }));
+  return sharp({ create: { width: cols * cw + (cols - 1) * gap, height: rows * ch + (rows - 1) * gap, channels: 3, background: { r: 0, g: 0, b: 0 } } })
+    .composite(cells.map((input, i) => ({ input, left: (i % cols) * (cw + gap), top: Math.floor(i / cols) * (ch + gap) })))
+    .png()
+    .toBuffer();
+}
+
+/**
+ * All images of f32 [N, 3, H, W] in one PNG grid, `columns` wide (default:
+ * about square), row by row, with `gap` pixels of black between cells,
+ * each cell upscaled `scale`× (nearest; default 1).
+ */
+export async function imageGrid(images: Tensor, options: { columns?: number; gap?: number; scale?: number } = {}): Promise<Buffer> {
   const fn = 'imageGrid';
-  const o = checkOptions(fn, options, ['columns', 'gap']);
-  const [n, , h, w] = checkImages(fn, images).shape;
+  const o = checkOptions(fn, options, ['columns', 'gap', 'scale']);
+  const scale = checkInt(fn, 'scale', o.scale, 1, 64, 1);
+  const [n] = checkImages(fn, images).shape;
   if (n === 0) throw invalidArgument(`${fn}: there are no images (the batch is empty)`);
   const columns = o.columns === undefined ? Math.ceil(Math.sqrt(n)) : o.columns;
   const gap = o.gap === undefined ? 0 : o.gap;
   if (!Number.isSafeInteger(columns) || (columns as number) < 1) throw invalidArgument(`${fn}: columns must be a positive integer, got ${describe(columns)}`);
   if (!Number.isSafeInteger(gap) || (gap as number) < 0) throw invalidArgument(`${fn}: gap must be a non-negative integer, got ${describe(gap)}`);
-  const cols = Math.min(columns as number, n);
-  const rows = Math.ceil(n / cols);
-  const g = gap as number;
-  const cells = await tensorToImages(images);
-  return sharp({ create: { width: cols * w + (cols - 1) * g, height: rows * h + (rows - 1) * g, channels: 3, background: { r: 0, g: 0, b: 0 } } })
-    .composite(cells.map((input, i) => ({ input, left: (i % cols) * (w + g), top: Math.floor(i / cols) * (h + g) })))
-    .png()
-    .toBuffer();
+  const batch = await anyDeviceImages(fn, images);
+  return gridPng(rgbOf(batch), batch.w, batch.h, columns as number, gap as number, scale);
+}
+
+/** RGB images (HWC bytes, all r×r) as a PNG grid, `columns` wide, each cell upscaled `scale`× (nearest), 2 pixels apart. */
+export async function rgbGrid(images: readonly Uint8Array[], resolution: number, columns: number, scale = 4): Promise<Buffer> {
+  return gridPng(images, resolution, resolution, columns, 2, scale);
 }
 
 /**
@@ -164,7 +177,7 @@ export async function imageGrid(images: Tensor, options: { columns?: number; gap
  */
 export async function saveImages(images: Tensor, pathPattern: string): Promise<string[]> {
   const fn = 'saveImages';
-  if (typeof pathPattern !== 'string' || pathPattern.length === 0) throw invalidArgument(`${fn}: pathPattern must be a non-empty string, got ${describe(pathPattern)}`);
+  checkPath(fn, 'pathPattern', pathPattern);
   const n = images instanceof Tensor && !images.disposed ? images.shape[0] : 0;
   if (n > 1 && !pathPattern.includes('{i}')) {
     throw invalidArgument(`${fn}: pathPattern '${pathPattern}' must contain '{i}' to name ${n} images`);

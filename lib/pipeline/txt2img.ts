@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ImprintError, invalidArgument } from '../errors.js';
 import { randn } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkInt, checkOptions, describe, type DType, type FloatDType } from '../validate.js';
+import { checkBoolean, checkInt, checkOptions, describe, type DType, type FloatDType } from '../validate.js';
 import { ClipTokenizer, type EncodeOptions, type PaddedIds } from '../tokenizer/clip.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
@@ -15,7 +15,7 @@ import { PIXEL_SPACE } from './pixel-space.js';
 import { checkUsableDevice } from '../device.js';
 import { loadDiffusersModel } from '../models/checkpoint.js';
 import { readJsonFile } from '../models/configs.js';
-import { concat, split } from '../nn/misc.js';
+import { concat, split } from '../nn/concat.js';
 import { combine } from '../schedulers/combine.js';
 import { DDIMScheduler } from '../schedulers/ddim.js';
 import { EulerDiscreteScheduler } from '../schedulers/euler.js';
@@ -209,7 +209,7 @@ export class StableDiffusionPipeline {
     need('unet', has(c.unet, 'forward') && Array.isArray((c.unet as Denoiser).config?.blockOutChannels), 'a UNet2DConditionModel');
     need('vae', has(c.vae, 'decode') && typeof (c.vae as AutoencoderKL).factor === 'number' && typeof (c.vae as AutoencoderKL).scalingFactor === 'number', 'an AutoencoderKL');
     need('scheduler', has(c.scheduler, 'step') && has(c.scheduler, 'setTimesteps') && has(c.scheduler, 'scaleModelInput'), 'a scheduler (DDIM, Euler, Euler ancestral or DPM-Solver++)');
-    if (c.penultimate !== undefined && typeof c.penultimate !== 'boolean') throw invalidArgument(`${fn}: penultimate must be a boolean, got ${describe(c.penultimate)}`);
+    checkBoolean(fn, 'penultimate', c.penultimate, false);
     const unetDevice = (c.unet as Denoiser).device;
     const device = checkUsableDevice(fn, c.device ?? (typeof unetDevice === 'string' ? unetDevice : 'cpu'));
     // A component elsewhere would fail at the first op of generate(); say so now, naming it.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
 import { invalidArgument } from '../errors.js';
-import { checkOptions, describe, isPlainObject } from '../validate.js';
+import { checkInt, checkOptions, describe, isPlainObject } from '../validate.js';
 import { bpeMerge, type MergeRanks } from './bpe.js';
 import { charToByte, toByteChars, vocabOrder } from './bytes.js';
 import { readTokenizerJson } from './tokenizer-json.js';
@@ -328,11 +328,8 @@ export class ClipTokenizer {
   encodePadded(text: string, options?: EncodeOptions): PaddedIds {
     if (typeof text !== 'string') throw invalidArgument(`ClipTokenizer.encodePadded: text must be a string, got ${describe(text)}`);
     const opts = checkOptions('ClipTokenizer.encodePadded', options, ['maxLength', 'pad']);
-    const maxLength = opts.maxLength ?? 77;
     // The upper bound keeps a typo from allocating gigabytes; CLIP uses 77.
-    if (typeof maxLength !== 'number' || !Number.isSafeInteger(maxLength) || maxLength < 2 || maxLength > MAX_LENGTH_LIMIT) {
-      throw invalidArgument(`ClipTokenizer.encodePadded: maxLength must be an integer in [2, ${MAX_LENGTH_LIMIT}], got ${describe(maxLength)}`);
-    }
+    const maxLength = checkInt('ClipTokenizer.encodePadded', 'maxLength', opts.maxLength ?? 77, 2, MAX_LENGTH_LIMIT);
     const pad = opts.pad;
     let padId: number;
     if (pad === undefined) padId = this.padId;

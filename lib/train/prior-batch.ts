@@ -4,7 +4,7 @@
 // equal (masked mean over the instances + w · mean over the regularization
 // images) / (1 + w); lossScale = 1 + w undoes the division.
 import { randn, tensor } from '../creation.js';
-import { concat } from '../nn/misc.js';
+import { concat } from '../nn/concat.js';
 import type { Tensor } from '../tensor.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import type { Device } from '../validate.js';

@@ -76,6 +76,8 @@ export interface RunStateOptions {
   recordedSince?: Readonly<Record<string, string>>;
   /** How the refusal tells the user to start over (default 'remove it, pass resume: false, or use the same settings'). */
   startOver?: string;
+  /** What the loss guard suggests (default 'Lower lr?'). */
+  lossHint?: string;
 }
 
 /**
@@ -119,12 +121,22 @@ export class RunState {
     await saveFromAnyDevice(this.checkpoint!, opt.stateTensors(), { ...this.identity, step: String(step), rngStep: String(step) });
   }
 
+  /** Writes named tensors (a method's own state, e.g. Cones' statistic) at `step` with the identity, atomically. */
+  async saveTensors(tensors: Map<string, Tensor>, step: number): Promise<void> {
+    await saveFromAnyDevice(this.checkpoint!, tensors, { ...this.identity, step: String(step), rngStep: String(step) });
+  }
+
+  /** The checkpoint's tensors (as saveTensors wrote them), on `device`. */
+  async loadTensors(device?: Device): Promise<Map<string, Tensor>> {
+    return loadSafetensors(this.checkpoint!, device === undefined ? undefined : { device });
+  }
+
   /** Stops the run when a step's loss is not finite or above maxLoss, or its gradient norm is not finite. */
   guard(step: number, loss: number, maxLoss: number, gradNorm?: number): void {
     const kept = this.checkpoint !== undefined && existsSync(this.checkpoint) ? `, the last good checkpoint ${this.checkpoint} is kept` : '';
     if (!Number.isFinite(loss) || loss > maxLoss) {
       const limit = Number.isFinite(maxLoss) ? ` (limit maxLoss ${maxLoss})` : '';
-      throw new ImprintError(`${this.fn}: the loss is ${loss} at step ${step + 1}${limit}; training stopped${kept}. Lower lr?`, 'INVALID_ARGUMENT');
+      throw new ImprintError(`${this.fn}: the loss is ${loss} at step ${step + 1}${limit}; training stopped${kept}. ${this.options.lossHint ?? 'Lower lr?'}`, 'INVALID_ARGUMENT');
     }
     if (gradNorm !== undefined && !Number.isFinite(gradNorm)) {
       throw new ImprintError(`${this.fn}: the gradient norm is ${gradNorm} at step ${step + 1}; training stopped${kept}`, 'INVALID_ARGUMENT');

@@ -3,7 +3,7 @@
 // Each concept keeps its identity (shape, colour, pattern) across instances
 // that vary in position, size and background, as personalisation photos do.
 import { invalidArgument } from '../errors.js';
-import { checkOptions, describe } from '../validate.js';
+import { checkInt, checkOptions, describe } from '../validate.js';
 import { SeededRandom } from '../train/random.js';
 import {
   BACKGROUNDS, POSITIONS, SIZES, checkResolution, placeObject, renderScene,
@@ -95,10 +95,7 @@ export function conceptImages(id: string, options?: ConceptImageOptions): Concep
   const fn = 'conceptImages';
   const spec = conceptById(id, fn);
   const o = checkOptions(fn, options, ['count', 'resolution', 'seed']);
-  const count = o.count ?? 5;
-  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1 || count > MAX_CONCEPT_IMAGES) {
-    throw invalidArgument(`${fn}: count must be an integer in [1, ${MAX_CONCEPT_IMAGES}], got ${describe(count)}`);
-  }
+  const count = checkInt(fn, 'count', o.count ?? 5, 1, MAX_CONCEPT_IMAGES);
   const resolution = checkResolution(fn, o.resolution ?? 32);
   const seed = o.seed ?? 0;
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {

@@ -4,14 +4,14 @@
 // instance images), and summarise per prompt and overall.
 import { writeFile, rename } from 'node:fs/promises';
 
-import sharp from 'sharp';
-
 import { invalidArgument } from '../errors.js';
-import { tensorToRgb } from '../pipeline/images.js';
+import { rgbGrid, tensorToRgb } from '../pipeline/images.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { checkOptions, describe } from '../validate.js';
+import { checkInt, checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages } from './concepts.js';
-import { attributeMatches, emptyTallies, imageAlignment, shapeAlignment, stat, textAlignment, WORLD_ATTRIBUTES, type AttributeTallies, type Stat } from './metrics.js';
+import { imageAlignment, shapeAlignment } from './metrics/similarity.js';
+import { attributeMatches, emptyTallies, textAlignment, WORLD_ATTRIBUTES, type AttributeTallies } from './metrics/text-alignment.js';
+import { stat, type Stat } from './metrics/validation.js';
 import { WORLD_RESOLUTION } from './model-config.js';
 import { worldModelDir } from './model-path.js';
 
@@ -68,20 +68,8 @@ export interface EvaluateResult {
   resolution: number;
 }
 
-/** [N, 3, H, W] in [-1, 1] → HWC RGB bytes per image, as the metrics read them (see pipeline/images.ts). */
-export { tensorToRgb };
-
-/** RGB images (HWC bytes, all r×r) as a PNG grid, `columns` wide, each cell upscaled `scale`× (nearest). */
-export async function rgbGrid(images: readonly Uint8Array[], resolution: number, columns: number, scale = 4): Promise<Buffer> {
-  const r = resolution, cell = r * scale, gap = 2;
-  const cols = Math.min(columns, images.length);
-  const rows = Math.ceil(images.length / cols);
-  const cells = await Promise.all(images.map((img) => sharp(Buffer.from(img), { raw: { width: r, height: r, channels: 3 } }).resize(cell, cell, { kernel: 'nearest' }).png().toBuffer()));
-  return sharp({ create: { width: cols * cell + (cols - 1) * gap, height: rows * cell + (rows - 1) * gap, channels: 3, background: { r: 0, g: 0, b: 0 } } })
-    .composite(cells.map((input, i) => ({ input, left: (i % cols) * (cell + gap), top: Math.floor(i / cols) * (cell + gap) })))
-    .png()
-    .toBuffer();
-}
+/** [N, 3, H, W] in [-1, 1] → HWC RGB bytes per image, as the metrics read them, and the grid of such images (see pipeline/images.ts). */
+export { rgbGrid, tensorToRgb };
 
 export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateResult> {
   const fn = 'evaluate';
@@ -90,8 +78,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
   if (!Array.isArray(prompts) || prompts.length === 0 || !prompts.every((p) => typeof p === 'string')) {
     throw invalidArgument(`${fn}: prompts must be a non-empty array of strings, got ${describe(prompts)}`);
   }
-  const perPrompt = o.imagesPerPrompt ?? 4;
-  if (!Number.isSafeInteger(perPrompt) || (perPrompt as number) < 1 || (perPrompt as number) > 64) throw invalidArgument(`${fn}: imagesPerPrompt must be an integer in [1, 64], got ${describe(perPrompt)}`);
+  const perPrompt = checkInt(fn, 'imagesPerPrompt', o.imagesPerPrompt ?? 4, 1, 64);
   const references = o.concept === undefined ? undefined : (conceptById(o.concept as string, fn), conceptImages(o.concept as string, { resolution: WORLD_RESOLUTION, seed: 1 }).map((c) => c.image));
   if (o.gridPath !== undefined && (typeof o.gridPath !== 'string' || o.gridPath === '')) throw invalidArgument(`${fn}: gridPath must be a file path, got ${describe(o.gridPath)}`);
   const onProgress = o.onProgress as EvaluateOptions['onProgress'];
@@ -109,7 +96,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
     const attributes = emptyTallies();
     for (let k = 0; k < prompts.length; k++) {
       const out = await pipe.generate({
-        prompt: prompts[k], numImages: perPrompt as number, width: r, height: r,
+        prompt: prompts[k], numImages: perPrompt, width: r, height: r,
         steps: (o.steps ?? 25) as number, guidanceScale: (o.guidanceScale ?? 4) as number, seed: ((o.seed ?? 0) as number) * 1000 + k,
         ...(onProgress === undefined ? {} : { onStep: (i: number, n: number) => onProgress(k * n + i, prompts.length * n) }),
       });
@@ -132,7 +119,7 @@ export async function evaluate(options: EvaluateOptions = {}): Promise<EvaluateR
       all.push(...rgb);
     }
     if (o.gridPath !== undefined) {
-      const png = await rgbGrid(all, r, perPrompt as number);
+      const png = await rgbGrid(all, r, perPrompt);
       const tmp = `${o.gridPath}.tmp-${process.pid}`;
       await writeFile(tmp, png);
       await rename(tmp, o.gridPath as string);

@@ -30,7 +30,7 @@ import { AdamW, warmupCosine } from '../train/optimizer.js';
 import { denoisingStep } from '../train/denoising-step.js';
 import { Progress } from '../train/progress.js';
 import { RunState } from '../train/run-state.js';
-import { checkOptions, describe } from '../validate.js';
+import { checkInt, checkOptions, describe } from '../validate.js';
 import { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 import { SeededRandom } from '../train/random.js';
 import { layoutSample, PALETTE, worldSample, type WorldSample } from './scene.js';
@@ -117,11 +117,6 @@ export function checkOutDir(fn: string, outDir: unknown): string {
   if (outDir === undefined) throw invalidArgument(`${fn}: outDir is required (the folder the trained model is written to; the packaged lib/world/model is only written when named)`);
   if (typeof outDir !== 'string' || outDir === '') throw invalidArgument(`${fn}: outDir must be a folder path, got ${describe(outDir)}`);
   return outDir;
-}
-
-function checkInt(fn: string, name: string, v: unknown, lo: number, hi: number): number {
-  if (!Number.isSafeInteger(v) || (v as number) < lo || (v as number) > hi) throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
-  return v as number;
 }
 
 const keep = <T extends Tensor>(owned: Tensor[], t: T): T => (owned.push(t), t);

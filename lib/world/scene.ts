@@ -3,7 +3,7 @@
 // grammar, an anti-aliased renderer, and the caption parser the metrics use.
 // Every caption word is true of its image, so the words can be learned.
 import { invalidArgument } from '../errors.js';
-import { checkOptions, describe, isPlainObject } from '../validate.js';
+import { checkInt, checkOptions, describe, isPlainObject } from '../validate.js';
 import { SeededRandom } from '../train/random.js';
 
 export type RGB = readonly [number, number, number];
@@ -361,10 +361,7 @@ function checkScene(fn: string, scene: unknown): Scene {
 }
 
 export function checkResolution(fn: string, resolution: unknown): number {
-  if (typeof resolution !== 'number' || !Number.isSafeInteger(resolution) || resolution < 8 || resolution > 1024) {
-    throw invalidArgument(`${fn}: resolution must be an integer in [8, 1024], got ${describe(resolution)}`);
-  }
-  return resolution;
+  return checkInt(fn, 'resolution', resolution, 8, 1024);
 }
 
 const SUPERSAMPLE = 4;

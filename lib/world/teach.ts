@@ -7,10 +7,10 @@ import sharp from 'sharp';
 
 import { invalidArgument } from '../errors.js';
 import { applyConcepts } from '../concepts/apply.js';
-import { methodByName, type MethodName, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../methods/index.js';
+import { methodByName, METHODS, type FindNeuronsOptions, type MethodName, type MethodTrainResult, type FindNeuronsResult, type TrainCustomDiffusionOptions, type TrainCustomDiffusionResult } from '../methods/index.js';
 import type { ConceptWeights } from '../concepts/types.js';
 import { StableDiffusionPipeline } from '../pipeline/txt2img.js';
-import { checkOptions, describe } from '../validate.js';
+import { checkBoolean, checkOptions, describe } from '../validate.js';
 import { conceptById, conceptImages, type ConceptImage } from './concepts.js';
 import { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 import { WORLD_RESOLUTION } from './model-config.js';
@@ -30,8 +30,10 @@ export const COMPOSITION_TEMPLATES: readonly string[] = Object.freeze([
 export interface TeachWorldOptions {
   /** World concept ids (see CONCEPTS), trained jointly when several. */
   concepts: readonly string[];
-  /** The personalization method (default 'custom-diffusion'; see lib/methods). */
+  /** The personalization method (default 'custom-diffusion'; see lib/methods). Cones takes one concept, steps as its passes. */
   method?: MethodName;
+  /** Cones' own settings (passes come from steps). */
+  neurons?: Pick<FindNeuronsOptions, 'rho' | 'topFraction' | 'threshold' | 'layers' | 'priorLossWeight' | 'batchSize'>;
   /** The modifier token of each concept (default <new1>, <new2>, ... in order); e.g. ['<new2>'] to merge with a <new1> trained apart. */
   tokens?: readonly string[];
   model?: string;
@@ -109,14 +111,17 @@ export async function mirroredInstances(id: string, token: string, count = 5): P
 export const WORLD_TEACH_LR = 1e-3;
 
 /** Teaches the world model concepts <new1>, <new2>, ... (one token per concept, in order, unless `tokens` names them). */
-export async function teachWorldConcepts(options: TeachWorldOptions): Promise<TrainCustomDiffusionResult> {
+export async function teachWorldConcepts(options: TeachWorldOptions & { method?: 'custom-diffusion' }): Promise<TrainCustomDiffusionResult>;
+export async function teachWorldConcepts(options: TeachWorldOptions & { method: 'cones' }): Promise<FindNeuronsResult>;
+export async function teachWorldConcepts(options: TeachWorldOptions): Promise<MethodTrainResult>;
+export async function teachWorldConcepts(options: TeachWorldOptions): Promise<MethodTrainResult> {
   const fn = 'teachWorldConcepts';
-  const o = checkOptions(fn, options, ['concepts', 'method', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip']);
-  if (o.captions !== undefined && typeof o.captions !== 'boolean') throw invalidArgument(`${fn}: captions must be a boolean, got ${describe(o.captions)}`);
-  const captions = o.captions !== false;
+  const o = checkOptions(fn, options, ['concepts', 'method', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip', 'neurons']);
+  const captions = checkBoolean(fn, 'captions', o.captions, true);
   const method = methodByName(fn, o.method);
   const ids = o.concepts as readonly string[];
   if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
+  if (method.name === 'cones') return findWorldNeurons(fn, ids, o);
   const tokens = (o.tokens ?? ids.map((_, i) => `<new${i + 1}>`)) as readonly string[];
   if (!Array.isArray(tokens) || tokens.length !== ids.length || !tokens.every((t) => typeof t === 'string')) {
     throw invalidArgument(`${fn}: tokens must be one string per concept (${ids.length}), got ${describe(tokens)}`);
@@ -146,7 +151,24 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Tr
   const augment = (o.augment ?? !captions) as boolean;
   train.augment = augment;
   train.hflip = (o.hflip ?? augment) as boolean;
-  return method.train(train);
+  return METHODS['custom-diffusion'].train(train);
+}
+
+/** Cones on the world: one concept's neurons, bound to its class word ("a shape"), with the world's regularization defaults. */
+async function findWorldNeurons(fn: string, ids: readonly string[], o: Record<string, unknown>): Promise<MethodTrainResult> {
+  if (ids.length !== 1) throw invalidArgument(`${fn}: cones finds one subject's neurons at a time (got ${ids.length} concepts); find each, then apply them together`);
+  const unused = ['tokens', 'lr', 'mode', 'captions', 'augment', 'hflip'].filter((k) => o[k] !== undefined);
+  if (unused.length > 0) throw invalidArgument(`${fn}: ${unused.join(', ')} ${unused.length > 1 ? 'are' : 'is'} not used by method 'cones'`);
+  const c = conceptById(ids[0], fn);
+  const extra = (o.neurons ?? {}) as TeachWorldOptions['neurons'];
+  return METHODS.cones.train({
+    model: (o.model ?? worldModelDir()) as string, images: await conceptPngs(ids[0]), classWord: c.classWord, prompt: `a ${c.classWord}`,
+    numRegImages: (o.numRegImages ?? 24) as number, regSteps: 20, seed: (o.seed ?? 0) as number, quiet: o.quiet === true,
+    // The world's defaults, from the README's sweep: ρ = 100 (ρ ≤ 1 leaves this model's θ in place, 300 diverges), top 0.5 %.
+    passes: (o.steps ?? 200) as number, rho: 100, ...(extra?.threshold === undefined ? { topFraction: 0.005 } : {}),
+    ...(o.workDir !== undefined ? { workDir: o.workDir as string } : {}),
+    ...extra,
+  });
 }
 
 export interface ConceptScores {
@@ -177,8 +199,9 @@ export interface ScoreWorldOptions {
 export async function scoreWorldConcept(concept: ConceptWeights, tokenIndex: number, id: string, options: ScoreWorldOptions = {}): Promise<ConceptScores> {
   const fn = 'scoreWorldConcept';
   const spec = conceptById(id, fn);
-  const tok = concept.tokens[tokenIndex];
-  if (!tok) throw invalidArgument(`${fn}: the concept has no token ${tokenIndex} (it has ${concept.tokens.length})`);
+  // A concept without tokens (Cones: neurons bound to the class word) is prompted by its class word alone.
+  const tok = concept.tokens.length === 0 ? undefined : concept.tokens[tokenIndex];
+  if (!tok && concept.tokens.length > 0) throw invalidArgument(`${fn}: the concept has no token ${tokenIndex} (it has ${concept.tokens.length})`);
   const model = options.model ?? worldModelDir();
   const common = { imagesPerPrompt: options.imagesPerPrompt ?? 4, steps: options.steps ?? 25, seed: options.seed ?? 0, concept: id };
   // One count over both evaluations (the same prompts and steps each): the base model's first, when it is drawn here.
@@ -189,7 +212,7 @@ export async function scoreWorldConcept(concept: ConceptWeights, tokenIndex: num
   const pipe = await StableDiffusionPipeline.fromPretrained(model, { scheduler: 'dpm++2m' });
   try {
     await applyConcepts(pipe, [concept]);
-    const trained = await evaluate({ ...common, model: pipe, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', `${tok.token} ${spec.classWord}`)), ...(options.gridPath ? { gridPath: options.gridPath } : {}), ...progress(parts - 1) });
+    const trained = await evaluate({ ...common, model: pipe, prompts: COMPOSITION_TEMPLATES.map((t) => t.replace('{}', tok ? `${tok.token} ${spec.classWord}` : spec.classWord)), ...(options.gridPath ? { gridPath: options.gridPath } : {}), ...progress(parts - 1) });
     return { trained, base };
   } finally {
     pipe.dispose();

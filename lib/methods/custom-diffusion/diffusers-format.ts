@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { ImprintError, invalidArgument } from '../../errors.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../../io/safetensors.js';
 import { Tensor } from '../../tensor.js';
-import { checkOptions, describe, isPlainObject } from '../../validate.js';
+import { checkOptions, checkPath, describe, isPlainObject } from '../../validate.js';
 import { checkCustomDiffusion, checkTokenName, checkTokenPrompt, tokenMetadata } from '../../concepts/concept-file.js';
 import { modelFingerprint } from '../../concepts/fingerprint.js';
 import { addScaled, fromTensor, toTensor } from '../../concepts/linalg.js';
@@ -56,7 +56,7 @@ function baseWeight(fn: string, base: Map<string, Tensor>, name: string): Tensor
 export async function exportDiffusers(concept: ConceptWeights, baseUnetWeights: Map<string, Tensor>, dir: string): Promise<string[]> {
   const fn = 'exportDiffusers';
   const c = checkCustomDiffusion(fn, concept);
-  if (typeof dir !== 'string' || dir.length === 0) throw invalidArgument(`${fn}: dir must be a non-empty string, got ${describe(dir)}`);
+  checkPath(fn, 'dir', dir);
   const layers = crossAttentionLayers(fn, baseUnetWeights);
   const keys = c.mode === 'kv' ? KV_KEYS : CROSS_KEYS;
   const used = new Set<string>();
@@ -194,7 +194,7 @@ async function readTokens(fn: string, dir: string, classWords: Record<string, st
  */
 export async function importDiffusers(dir: string, baseUnetWeights: Map<string, Tensor>, options?: ImportDiffusersOptions): Promise<CustomDiffusionConcept> {
   const fn = 'importDiffusers';
-  if (typeof dir !== 'string' || dir.length === 0) throw invalidArgument(`${fn}: dir must be a non-empty string, got ${describe(dir)}`);
+  checkPath(fn, 'dir', dir);
   const o = checkOptions(fn, options, ['classWords', 'tokenEmbedding']);
   if (o.classWords !== undefined && (!isPlainObject(o.classWords) || Object.values(o.classWords).some((w) => typeof w !== 'string'))) {
     throw invalidArgument(`${fn}: classWords must be an object of token → class word (strings), got ${describe(o.classWords)}`);

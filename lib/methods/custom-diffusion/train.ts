@@ -14,30 +14,26 @@ import { join } from 'node:path';
 
 import { ImprintError, invalidArgument } from '../../errors.js';
 import { tensor } from '../../creation.js';
-import { checkUsableDevice, loadDiffusersModel, type LoadedDiffusersModel } from '../../models/checkpoint.js';
-import { ClipTextEncoder } from '../../models/clip-text.js';
+import { checkUsableDevice } from '../../device.js';
+import type { LoadedDiffusersModel } from '../../models/checkpoint.js';
 import { TOKEN_EMBEDDING } from '../../models/clip-text-backward.js';
-import { readJsonFile } from '../../models/configs.js';
-import { UNet2DConditionModel } from '../../models/unet.js';
 import { AutoencoderKL } from '../../models/vae.js';
-import { concat, embedding } from '../../nn/misc.js';
+import { concat } from '../../nn/concat.js';
+import { embedding } from '../../nn/embedding.js';
 import { PIXEL_SPACE } from '../../pipeline/pixel-space.js';
-import { schedulerFromConfig, StableDiffusionPipeline } from '../../pipeline/txt2img.js';
 import { combine } from '../../schedulers/combine.js';
-import { DDPMTraining } from '../../schedulers/ddpm.js';
 import { Tensor } from '../../tensor.js';
-import { ClipTokenizer } from '../../tokenizer/clip.js';
 import { AdamW } from '../../train/optimizer.js';
 import { denoisingStep } from '../../train/denoising-step.js';
 import { encodeLatent, LatentCache } from '../../train/latent-cache.js';
 import { batchTensors, priorPreservationBatch, type Sample } from '../../train/prior-batch.js';
 import { Progress } from '../../train/progress.js';
 import { onDevice, RunState } from '../../train/run-state.js';
-import { checkOptions, describe, isPlainObject } from '../../validate.js';
+import { basePipeline, loadTrainingModel } from '../../train/training-model.js';
+import { checkBoolean, checkInt, checkNumberIn, checkOptions, checkString, describe, isPlainObject } from '../../validate.js';
 import { SeededRandom } from '../../train/random.js';
 import { augmentImage, augmentMask, planAugmentation, type AugmentPlan, type AugmentSettings } from './augment.js';
 import { loadImagesWithCaptions, type CaptionedImage, type ImageSource, type RgbImage, type SourceImage } from '../../concepts/data.js';
-import { modelFingerprint } from '../../concepts/fingerprint.js';
 import { folderRegularization, generatedRegularization } from '../../concepts/regularization.js';
 import type { CustomDiffusionConcept, CustomDiffusionMode } from '../../concepts/types.js';
 
@@ -134,27 +130,6 @@ const CONCEPT_KEYS = ['token', 'initializer', 'classWord', 'instancePrompt', 'in
 const OPTION_KEYS = ['model', 'concepts', 'mode', 'steps', 'batchSize', 'lr', 'scaleLr', 'priorLossWeight', 'augment', 'hflip', 'augmentVariants', 'seed',
   'resolution', 'regSteps', 'workDir', 'checkpointEvery', 'resume', 'maxLoss', 'onProgress', 'quiet', 'device'];
 
-function int(fn: string, name: string, v: unknown, fallback: number, lo: number, hi: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < lo || v > hi) throw invalidArgument(`${fn}: ${name} must be an integer in [${lo}, ${hi}], got ${describe(v)}`);
-  return v;
-}
-function num(fn: string, name: string, v: unknown, fallback: number, lo: number, hi: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) throw invalidArgument(`${fn}: ${name} must be a number in [${lo}, ${hi}], got ${describe(v)}`);
-  return v;
-}
-function bool(fn: string, name: string, v: unknown, fallback: boolean): boolean {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'boolean') throw invalidArgument(`${fn}: ${name} must be a boolean, got ${describe(v)}`);
-  return v;
-}
-function str(fn: string, name: string, v: unknown, fallback?: string): string {
-  if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'string' || v.trim().length === 0) throw invalidArgument(`${fn}: ${name} must be a non-empty string, got ${describe(v)}`);
-  return v;
-}
-
 interface Concept {
   token: string;
   initializer: string;
@@ -195,29 +170,29 @@ function checkConcepts(fn: string, list: unknown): Concept[] {
     const at = `concepts[${i}]`;
     if (!isPlainObject(c)) throw invalidArgument(`${fn}: ${at} must be an object { token, classWord, images, ... }, got ${describe(c)}`);
     checkOptions(`${fn}: ${at}`, c, CONCEPT_KEYS);
-    const token = str(fn, `${at}.token`, c.token, `<new${i + 1}>`);
+    const token = checkString(fn, `${at}.token`, c.token, `<new${i + 1}>`);
     if (/\s/.test(token)) throw invalidArgument(`${fn}: ${at}.token '${token}' must not contain whitespace`);
     if (seen.has(token)) throw invalidArgument(`${fn}: ${at}.token '${token}' is used by two concepts`);
     seen.add(token);
     if (c.initializer === undefined && i >= DEFAULT_INITIALIZERS.length) throw invalidArgument(`${fn}: ${at}.initializer is required (defaults exist for the first ${DEFAULT_INITIALIZERS.length} concepts)`);
-    const classWord = str(fn, `${at}.classWord`, c.classWord);
+    const classWord = checkString(fn, `${at}.classWord`, c.classWord);
     if (c.images === undefined) throw invalidArgument(`${fn}: ${at}.images is required (a folder, image paths or image Buffers)`);
-    const instancePrompt = checkNamesToken(fn, `${at}.instancePrompt`, str(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`), token);
+    const instancePrompt = checkNamesToken(fn, `${at}.instancePrompt`, checkString(fn, `${at}.instancePrompt`, c.instancePrompt, `photo of a ${token} ${classWord}`), token);
     let instancePrompts: string[] | undefined;
     if (c.instancePrompts !== undefined) {
       if (!Array.isArray(c.instancePrompts) || c.instancePrompts.length === 0) throw invalidArgument(`${fn}: ${at}.instancePrompts must be a non-empty array of prompts, one per image, got ${describe(c.instancePrompts)}`);
-      instancePrompts = c.instancePrompts.map((p: unknown, k) => checkNamesToken(fn, `${at}.instancePrompts[${k}]`, str(fn, `${at}.instancePrompts[${k}]`, p), token));
+      instancePrompts = c.instancePrompts.map((p: unknown, k) => checkNamesToken(fn, `${at}.instancePrompts[${k}]`, checkString(fn, `${at}.instancePrompts[${k}]`, p), token));
     }
     return {
       token,
-      initializer: str(fn, `${at}.initializer`, c.initializer, DEFAULT_INITIALIZERS[i]),
+      initializer: checkString(fn, `${at}.initializer`, c.initializer, DEFAULT_INITIALIZERS[i]),
       classWord,
       instancePrompt,
       ...(instancePrompts ? { instancePrompts } : {}),
-      classPrompt: str(fn, `${at}.classPrompt`, c.classPrompt, `photo of a ${classWord}`),
+      classPrompt: checkString(fn, `${at}.classPrompt`, c.classPrompt, `photo of a ${classWord}`),
       images: c.images as ImageSource,
-      regImages: c.regImages === undefined ? undefined : str(fn, `${at}.regImages`, c.regImages),
-      numRegImages: int(fn, `${at}.numRegImages`, c.numRegImages, 200, 1, 100_000),
+      regImages: c.regImages === undefined ? undefined : checkString(fn, `${at}.regImages`, c.regImages),
+      numRegImages: checkInt(fn, `${at}.numRegImages`, c.numRegImages, 1, 100_000, 200),
     };
   });
 }
@@ -271,25 +246,25 @@ export function trainCustomDiffusionOnLoaded(options: TrainCustomDiffusionOption
 async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded: LoadedDiffusersModel | undefined): Promise<TrainCustomDiffusionResult> {
   if (!isPlainObject(options)) throw invalidArgument(`${fn}: options must be an object { model, concepts, ... }, got ${describe(options)}`);
   const o = checkOptions(fn, options, OPTION_KEYS);
-  const modelDir = str(fn, 'model', o.model);
+  const modelDir = checkString(fn, 'model', o.model);
   const concepts = checkConcepts(fn, o.concepts);
   const mode = (o.mode ?? 'kv') as CustomDiffusionMode;
   if (mode !== 'kv' && mode !== 'cross') throw invalidArgument(`${fn}: mode must be 'kv' or 'cross', got ${describe(o.mode)}`);
-  const steps = int(fn, 'steps', o.steps, concepts.length > 1 ? 500 : 250, 1, 10_000_000);
-  const batch = int(fn, 'batchSize', o.batchSize, 2, 1, 1024);
-  const baseLr = num(fn, 'lr', o.lr, 1e-5, 0, 10);
-  const scaleLr = bool(fn, 'scaleLr', o.scaleLr, true);
-  const priorWeight = num(fn, 'priorLossWeight', o.priorLossWeight, 1, 0, 1e6);
-  const augment = bool(fn, 'augment', o.augment, true);
-  const hflip = bool(fn, 'hflip', o.hflip, true);
-  const variants = int(fn, 'augmentVariants', o.augmentVariants, 10, 1, 10_000);
-  const seed = int(fn, 'seed', o.seed, 0, 0, 2 ** 31);
-  const regSteps = int(fn, 'regSteps', o.regSteps, 30, 1, 1000);
-  const workDir = o.workDir === undefined ? undefined : str(fn, 'workDir', o.workDir);
-  const every = int(fn, 'checkpointEvery', o.checkpointEvery, 50, 1, 10_000_000);
-  const resume = bool(fn, 'resume', o.resume, true);
-  const maxLoss = num(fn, 'maxLoss', o.maxLoss, 1e3, 0, Infinity);
-  const quiet = bool(fn, 'quiet', o.quiet, false);
+  const steps = checkInt(fn, 'steps', o.steps, 1, 10_000_000, concepts.length > 1 ? 500 : 250);
+  const batch = checkInt(fn, 'batchSize', o.batchSize, 1, 1024, 2);
+  const baseLr = checkNumberIn(fn, 'lr', o.lr, 0, 10, 1e-5);
+  const scaleLr = checkBoolean(fn, 'scaleLr', o.scaleLr, true);
+  const priorWeight = checkNumberIn(fn, 'priorLossWeight', o.priorLossWeight, 0, 1e6, 1);
+  const augment = checkBoolean(fn, 'augment', o.augment, true);
+  const hflip = checkBoolean(fn, 'hflip', o.hflip, true);
+  const variants = checkInt(fn, 'augmentVariants', o.augmentVariants, 1, 10_000, 10);
+  const seed = checkInt(fn, 'seed', o.seed, 0, 2 ** 31, 0);
+  const regSteps = checkInt(fn, 'regSteps', o.regSteps, 1, 1000, 30);
+  const workDir = o.workDir === undefined ? undefined : checkString(fn, 'workDir', o.workDir);
+  const every = checkInt(fn, 'checkpointEvery', o.checkpointEvery, 1, 10_000_000, 50);
+  const resume = checkBoolean(fn, 'resume', o.resume, true);
+  const maxLoss = checkNumberIn(fn, 'maxLoss', o.maxLoss, 0, Infinity, 1e3);
+  const quiet = checkBoolean(fn, 'quiet', o.quiet, false);
   const onProgress = o.onProgress as TrainCustomDiffusionOptions['onProgress'];
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument(`${fn}: onProgress must be a function, got ${describe(onProgress)}`);
   // Checked before any file is read; for preloaded weights the default is where they are.
@@ -304,38 +279,11 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
   const instanceImages: RgbImage[][] = loadedImages.map((list) => list.map((s) => s.image));
   const promptsOfImages = imagePrompts(fn, concepts, loadedImages);
 
-  let model: LoadedDiffusersModel;
-  try {
-    model = preloaded ?? await loadDiffusersModel(modelDir, { dtype: 'f32', device });
-  } catch (e) {
-    if (e instanceof ImprintError) throw new ImprintError(`${fn}: model ${modelDir}: ${e.message}`, e.code);
-    throw e;
-  }
-  const owned: Tensor[] = preloaded ? [] : [...model.unet.weights.values(), ...model.textEncoder.weights.values(), ...(model.vae?.weights.values() ?? [])];
+  const m = await loadTrainingModel(fn, modelDir, device, o.resolution, preloaded);
+  const { model, rawText, unet: unet0, encoder: encoder0, vae, ddpm, tokenizer, factor, resolution, fingerprint } = m;
+  const owned = m.owned;
   const disposeLater: Tensor[] = [];
   try {
-    if (model.tokenizerDir === undefined) throw invalidArgument(`${fn}: ${join(modelDir, 'tokenizer')} is missing (training needs the CLIP tokenizer)`);
-    if (model.schedulerConfig === undefined) throw invalidArgument(`${fn}: ${join(modelDir, 'scheduler', 'scheduler_config.json')} is missing`);
-    const rawUnet = readJsonFile(join(modelDir, 'unet', 'config.json'));
-    const rawText = readJsonFile(join(modelDir, 'text_encoder', 'config.json')) as Record<string, unknown>;
-    const unet0 = UNet2DConditionModel.fromWeights(rawUnet, model.unet.weights);
-    const encoder0 = ClipTextEncoder.fromWeights(rawText, model.textEncoder.weights);
-    if (unet0.dtype !== 'f32' || encoder0.dtype !== 'f32') throw invalidArgument(`${fn}: training needs f32 weights, got a ${unet0.dtype} UNet and a ${encoder0.dtype} text encoder (load with dtype 'f32')`);
-    for (const [part, at] of [['UNet', unet0.device], ['text encoder', encoder0.device]] as const) {
-      if (at !== device) throw new ImprintError(`${fn}: the ${part} weights are on ${at} but training runs on ${device} (load them with loadDiffusersModel(model, { device: '${device}' }))`, 'DEVICE_MISMATCH');
-    }
-    const vae = model.vae ? AutoencoderKL.fromWeights(readJsonFile(join(modelDir, 'vae', 'config.json')), model.vae.weights) : PIXEL_SPACE;
-    if (vae !== PIXEL_SPACE && (vae as AutoencoderKL).device !== device) {
-      throw new ImprintError(`${fn}: the VAE weights are on ${(vae as AutoencoderKL).device} but training runs on ${device}`, 'DEVICE_MISMATCH');
-    }
-    const ddpm = DDPMTraining.fromConfig(model.schedulerConfig);
-    const tokenizer = await ClipTokenizer.fromFolder(model.tokenizerDir);
-    const factor = vae.factor;
-    const sampleSize = (rawUnet as { sample_size?: unknown }).sample_size;
-    const defaultRes = typeof sampleSize === 'number' && Number.isSafeInteger(sampleSize) ? sampleSize * factor : 512;
-    const resolution = int(fn, 'resolution', o.resolution, defaultRes, factor, 4096);
-    if (resolution % factor !== 0) throw invalidArgument(`${fn}: resolution must be a multiple of the VAE factor ${factor}, got ${resolution}`);
-
     // Tokens: new, and started from one existing token each.
     const initIds = concepts.map((c, i) => {
       if (tokenizer.tokenToId(c.token) !== undefined) throw invalidArgument(`${fn}: concepts[${i}].token '${c.token}' is already in the vocabulary (id ${tokenizer.tokenToId(c.token)}); choose a new token`);
@@ -346,17 +294,11 @@ async function train(fn: string, options: TrainCustomDiffusionOptions, preloaded
       }
       return content[0];
     });
-    if (tokenizer.vocabSize !== encoder0.config.vocabSize) {
-      throw invalidArgument(`${fn}: the tokenizer has ${tokenizer.vocabSize} tokens but the text encoder's vocab_size is ${encoder0.config.vocabSize}`);
-    }
-    const fingerprint = await modelFingerprint(model.unet.weights, encoder0.tokenEmbedding);
 
     // Regularization images (before the tokenizer learns the new tokens: the base model samples them).
     const regSets: CaptionedImage[][] = [];
     if (prior) {
-      const pipeline = StableDiffusionPipeline.fromComponents({
-        tokenizer, textEncoder: encoder0, unet: unet0, vae, scheduler: schedulerFromConfig('ddim', model.schedulerConfig), device,
-      });
+      const pipeline = basePipeline(m, device);
       for (let i = 0; i < concepts.length; i++) {
         const c = concepts[i];
         regSets.push(c.regImages !== undefined
