@@ -19,7 +19,7 @@ import { WORLD_UNET_CONFIG } from '../lib/world/model-config.js';
 import { SD15_CONFIGS } from '../lib/models/configs.js';
 import type { BenchCase } from './cases.js';
 
-const SD1_SMALL = {
+export const SD1_SMALL = {
   sample_size: 32, in_channels: 4, out_channels: 4,
   down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
   up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],

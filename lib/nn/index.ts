@@ -58,7 +58,7 @@ export {
   scale,
   type SoftmaxOptions,
 } from './act.js';
-export { attention, attentionBackward, type AttentionOptions, type AttentionOutputs, type AttentionGrads } from './attn.js';
+export { attention, attentionBackward, attentionTokenMap, attentionTokenMapBackward, TOKEN_MAP_MAX_TOKENS, type AttentionOptions, type AttentionOutputs, type AttentionGrads } from './attn.js';
 export { runOp, type Attrs } from './run.js';
 export {
   tokenVocabNorms,

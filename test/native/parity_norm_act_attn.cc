@@ -295,6 +295,23 @@ ParityCase attention_backward_case(DType dtype, AttnShape s) {
   return c;
 }
 
+// Attend-and-Excite's token maps and their gradients, from the forward's own lse.
+ParityCase token_map_case(DType dtype, AttnShape s, std::vector<double> tokens) {
+  ParityCase c;
+  const int64_t count = static_cast<int64_t>(tokens.size());
+  c.inputs = {normal({s.batch, s.heads, s.nq, s.d}, dtype), normal({s.batch, s.heads, s.nk, s.d}, dtype),
+              normal({s.batch, s.heads, s.nk, s.dv}, dtype), normal({s.batch, count, s.nq}, DType::F32)};
+  c.run = [dtype, tokens](const Tensors& in) {
+    const Tensors fwd = run_stored("attention_forward", {&in[0], &in[1], &in[2]}, attrs({}), dtype, {1});
+    const ops::Attrs a = attrs({}, {{"tokens", tokens}});
+    const Tensor maps = run_op("attention_token_map_forward", {&in[0], &in[1], &fwd[1]}, a)[0];
+    const Tensors grads = run_op("attention_token_map_backward", {&in[3], &in[0], &in[1], &fwd[1]}, a);
+    return Tensors{maps, grads[0], grads[1]};
+  };
+  c.tolerances = {sums_tolerance(dtype), sums_tolerance(dtype), sums_tolerance(dtype)};
+  return c;
+}
+
 }  // namespace
 
 #define IMPRINT_ATTN_CASES(name, dtype, ...)                                                                    \
@@ -321,6 +338,20 @@ IMPRINT_ATTN_CASES(odd_17x33_d72_causal_f32, DType::F32, 1, 2, 17, 33, 72, 72, t
 IMPRINT_ATTN_CASES(odd_100x100_d96_dv40_causal_f16, DType::F16, 1, 1, 100, 100, 96, 40, true)
 
 #undef IMPRINT_ATTN_CASES
+
+// Token maps at SD's 16×16 cross-attention (Attend-and-Excite's layers), at 64×64, and at odd sizes.
+IMPRINT_PARITY_CASE(attention_token_map_cross_256x77_d80_f16) {
+  return token_map_case(DType::F16, AttnShape{2, 8, 256, 77, 80, 80, false}, {2, 5});
+}
+IMPRINT_PARITY_CASE(attention_token_map_cross_4096x77_d40_bf16) {
+  return token_map_case(DType::BF16, AttnShape{1, 8, 4096, 77, 40, 40, false}, {4, 4, 9});
+}
+IMPRINT_PARITY_CASE(attention_token_map_odd_33x17_d24_f32) {
+  return token_map_case(DType::F32, AttnShape{2, 3, 33, 17, 24, 24, false}, {0, 16, 7});
+}
+IMPRINT_PARITY_CASE(attention_token_map_wide_d160_f32) {
+  return token_map_case(DType::F32, AttnShape{1, 2, 129, 130, 160, 160, false}, {129});
+}
 
 }  // namespace parity
 }  // namespace imprint

@@ -37,3 +37,30 @@ struct AttentionBackwardArgs {
 };
 
 }  // namespace imprint
+
+namespace imprint {
+
+// The most tokens one attention_token_map call follows (Attend-and-Excite
+// follows the few subject tokens of a prompt); they travel by value in the args.
+constexpr int kTokenMapMaxTokens = 16;
+
+// m[b, t, i] = (1/H) Σ_h exp(scale·q[b,h,i]·k[b,h,tokens[t]] − lse[b,h,i]): the
+// head-averaged attention probability of query i on key tokens[t], from the
+// forward's saved log-sum-exp (no score matrix). The backward takes dm and gives
+// dq, dk, including the part through lse (every key's probability moves).
+struct AttentionTokenMapArgs {
+  DType dtype;          // of q, k (and dq, dk); lse, maps and dmaps are f32
+  const void* q;        // [batch, heads, nq, d]
+  const void* k;        // [batch, heads, nk, d]
+  const float* lse;     // [batch, heads, nq]
+  float* maps;          // forward: [batch, tokens, nq]
+  const float* dmaps;   // backward: [batch, tokens, nq]
+  void* dq;             // backward: [batch, heads, nq, d]
+  void* dk;             // backward: [batch, heads, nk, d]
+  int64_t batch, heads, nq, nk, d;
+  int32_t count;        // tokens followed
+  int32_t tokens[kTokenMapMaxTokens];
+  float scale;
+};
+
+}  // namespace imprint

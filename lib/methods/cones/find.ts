@@ -133,6 +133,26 @@ export function selectNeurons(stats: ReadonlyMap<string, Float32Array>, rule: { 
   return out;
 }
 
+/**
+ * One statistic update over every candidate weight (DESIGN.md §1.2), the fused
+ * neuron_stat_step per matrix: S += θ⊙∂L/∂θ and θ ← θ − ρθ²∂L/∂θ. Returns the
+ * new θ and S and disposes the old ones; `grads` holds ∂L/∂θ for every name of `theta`.
+ */
+export async function statisticStep(
+  theta: ReadonlyMap<string, Tensor>, stat: ReadonlyMap<string, Tensor<'f32'>>, grads: ReadonlyMap<string, Tensor>, rho: number,
+): Promise<{ theta: Map<string, Tensor>; stat: Map<string, Tensor<'f32'>> }> {
+  const nextTheta = new Map<string, Tensor>();
+  const nextStat = new Map<string, Tensor<'f32'>>();
+  for (const [n, t] of theta) {
+    const grad = grads.get(n);
+    if (!grad) throw invalidArgument(`statisticStep: no gradient for '${n}'`);
+    const r = await neuronStatStep({ theta: t as Tensor<'f32'>, grad: grad as Tensor<'f32'>, stat: stat.get(n)! }, { rho });
+    nextTheta.set(n, r.theta), nextStat.set(n, r.stat);
+  }
+  for (const t of [...theta.values(), ...stat.values()]) t.dispose();
+  return { theta: nextTheta, stat: nextStat };
+}
+
 /** Finds the concept neurons of one subject; see FindNeuronsOptions. */
 export async function findNeurons(options: FindNeuronsOptions): Promise<FindNeuronsResult> {
   const fn = 'findNeurons';
@@ -234,14 +254,7 @@ export async function findNeurons(options: FindNeuronsOptions): Promise<FindNeur
           const g = await denoisingStep({ unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, ddpm }, b,
             { unet: names, text: 'none', lossScale: drawn.lossScale }, stepOwned);
           run.guard(step, g.loss, Infinity);
-          const nextTheta = new Map<string, Tensor>();
-          const nextStat = new Map<string, Tensor<'f32'>>();
-          for (const n of names) {
-            const r = await neuronStatStep({ theta: theta.get(n)! as Tensor<'f32'>, grad: g.unet.get(n)! as Tensor<'f32'>, stat: stat.get(n)! }, { rho });
-            nextTheta.set(n, r.theta), nextStat.set(n, r.stat);
-          }
-          for (const t of [...theta.values(), ...stat.values()]) t.dispose();
-          theta = nextTheta, stat = nextStat;
+          ({ theta, stat } = await statisticStep(theta, stat, g.unet, rho));
           losses.push(g.loss);
           progress.update(step + 1, { loss: g.loss });
         } finally {
