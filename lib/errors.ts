@@ -24,6 +24,13 @@ export class ImprintError extends Error {
     this.name = 'ImprintError';
     this.code = code;
   }
+
+  // Two copies of the package in one process (two versions, or the built and
+  // the source tree) share the native addon, which raises the class the last
+  // copy registered: an ImprintError of any copy counts as one.
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return value instanceof Error && value.name === 'ImprintError' && typeof (value as { code?: unknown }).code === 'string';
+  }
 }
 
 export function invalidArgument(message: string): ImprintError {

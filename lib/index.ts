@@ -66,8 +66,9 @@ export {
   type ClipTextBackwardResult,
 } from './models/clip-text-backward.js';
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
-export { UNet2DConditionModel, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions, type UNetLossOptions } from './models/unet.js';
+export { focusGrid, focusQueries, UNet2DConditionModel, type UNetFocus, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions, type UNetLossOptions } from './models/unet.js';
 export { imageToTensor, tensorToImages, tensorToRgb, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
+export { exciteGradient, exciteLoss, type ExciteLoss, type ExciteProbe } from './pipeline/excite.js';
 export {
   StableDiffusionPipeline,
   schedulerFromConfig,

@@ -120,6 +120,14 @@ t('--width and --height must be multiples of the VAE factor; the pixel-space wor
   assert.ok(existsSync(join(work, 'odd.png')));
 });
 
+t('generate --excite: Attend-and-Excite on the world model; a word missing from the prompt and a scale without words are refused', () => {
+  const ok = imprint('generate', '--prompt', 'a red circle on the left and a blue square on the right', '--excite', 'circle', '--excite', 'square', '--steps', '2', '--quiet', '--out', 'excite.png');
+  assert.is(ok.code, 0, ok.err);
+  assert.ok(existsSync(join(work, 'excite.png')));
+  assertRefused(['generate', '--prompt', 'a red circle', '--excite', 'star', '--steps', '2'], /excite word 'star' is not in the prompt/);
+  assertRefused(['generate', '--prompt', 'a red circle', '--excite-scale', '5'], /--excite-scale needs --excite/);
+});
+
 t('pretrain-world: --out is required, so nothing is written into the package; a folder holding a model needs --force', () => {
   const packaged = worldModelDir();
   const before = [snapshot(packaged), snapshot(join(packaged, '..', 'world-pretrain'))];

@@ -139,8 +139,8 @@ t('bad tokens, lse and dmaps are named', async () => {
   const q = tensor(qData, { shape: shapeQ });
   const k = tensor(kData, { shape: shapeK });
   const lse = await lseOf(q, k);
-  await assertRejects(() => attentionTokenMap(q, k, lse, []), 'INVALID_ARGUMENT', /tokens must be an array of 1 to 16/);
-  await assertRejects(() => attentionTokenMap(q, k, lse, Array(17).fill(0)), 'INVALID_ARGUMENT', /1 to 16/);
+  await assertRejects(() => attentionTokenMap(q, k, lse, []), 'INVALID_ARGUMENT', /tokens must be an array of 1 to 77/);
+  await assertRejects(() => attentionTokenMap(q, k, lse, Array(78).fill(0)), 'INVALID_ARGUMENT', /1 to 77/);
   await assertRejects(() => attentionTokenMap(q, k, lse, [1.5]), 'INVALID_ARGUMENT', /tokens\[0\] must be a key index/);
   await assertRejects(() => attentionTokenMap(q, k, lse, [0, 7]), 'INVALID_ARGUMENT', /tokens\[1\] = 7 is not a key index/);
   const wrongLse = tensor(new Float32Array(S.b * S.h), { shape: [S.b, S.h, 1] });

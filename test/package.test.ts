@@ -17,6 +17,21 @@ pkg('the published entry point (dist/, via the package name) exports the same AP
   assert.equal(Array.from(t.dataSync()), [1, 2]);
 });
 
+pkg('two copies in one process (dist/ and lib/) share the addon: a native error is an ImprintError of both', async () => {
+  const built = (await import('imprint')) as unknown as typeof api;
+  built.tensor([1]);  // the built copy has loaded the addon, registering its own error class last
+  for (const [name, mod] of [['lib', api], ['dist', built]] as const) {
+    try {
+      mod.readSafetensorsHeader('/nonexistent/imprint-test.safetensors');
+      assert.unreachable(`${name}: no error`);
+    } catch (e) {
+      assert.ok(e instanceof api.ImprintError, `${name}: instanceof lib's ImprintError`);
+      assert.ok(e instanceof built.ImprintError, `${name}: instanceof dist's ImprintError`);
+    }
+  }
+  assert.not.ok(new Error('x') instanceof api.ImprintError, 'a plain Error is not one');
+});
+
 pkg('typings/native.d.ts declares exactly the functions the addon exports', () => {
   const dts = readFileSync(new URL('../typings/native.d.ts', import.meta.url), 'utf8');
   const body = dts.slice(dts.indexOf('export interface NativeAddon'));

@@ -22,6 +22,8 @@ import {
   type Tensor,
 } from '../lib/index.js';
 import { imageGrid, imageToTensor, saveImages, tensorToImages } from '../lib/pipeline/images.js';
+import { exciteGradient, exciteLoss } from '../lib/pipeline/excite.js';
+import { combine } from '../lib/schedulers/combine.js';
 import { StableDiffusionPipeline, type PromptTokenizer } from '../lib/pipeline/txt2img.js';
 import { byteToChar } from '../lib/tokenizer/bytes.js';
 import { assertClose, assertRejects, randomArray, settleGarbage } from './helpers.js';
@@ -397,6 +399,57 @@ t('width and height default to the UNet\'s sample_size times the VAE factor, as 
   assert.equal(r.images.shape, [1, 3, side, side]);
   disposeResult(r);
   await assertRejects(() => pipe.generate({ prompt: 'a dog', steps: 1, width: side + 1 }), 'INVALID_ARGUMENT', new RegExp(`multiples of ${pipe.sizeMultiple} for this model, got ${side + 1}×${side}`));
+});
+
+t('excite: the loss\'s gradient matches finite differences; a small step along it lowers the loss; generate guides the first steps', async () => {
+  // exciteLoss against central differences of itself, at random maps where the peaks are unambiguous
+  // (maps of 4 tokens on a 4×5 grid, subjects 1 and 3; the ×100 softmax spreads them over a few units).
+  const h = 4, w = 5, T = 4, N = 2, subjects = [1, 3];
+  const maps = Float32Array.from(randomArray(N * T * h * w, 41), (v) => 0.05 + 0.01 * v);
+  const { loss, dMaps, neglected } = exciteLoss(maps, N, T, subjects, h, w);
+  assert.is(loss.length, N);
+  assert.ok(loss.every((l) => l > 0 && l < 1), `losses in (0, 1): ${loss}`);
+  assert.ok(neglected.every((s) => s === 0 || s === 1));
+  const total = (m: Float32Array) => exciteLoss(m, N, T, subjects, h, w).loss.reduce((a, b) => a + b, 0);
+  let checked = 0;
+  for (let at = 0; at < maps.length; at += 7) {
+    const eps = 1e-4;
+    const plus = Float32Array.from(maps), minus = Float32Array.from(maps);
+    plus[at] += eps, minus[at] -= eps;
+    const step = (plus[at] - minus[at]) / 2;  // the step f32 could represent
+    const numeric = (total(plus) - total(minus)) / (2 * step);
+    assert.ok(Math.abs(numeric - dMaps[at]) < 0.02 * Math.abs(dMaps[at]) + 1e-3, `dMaps[${at}]: ${dMaps[at]}, finite difference ${numeric}`);
+    if (dMaps[at] !== 0) checked++;
+  }
+  assert.ok(checked >= 3, `${checked} non-zero gradient entries checked`);
+
+  const pipe = await tinyPipe();
+  const parts = await tinyParts();
+  // The conditional context of "a cat and a dog"; the subjects are 'cat' (position 2) and 'dog' (position 5).
+  const ids = parts.tokenizer.encodePadded('a cat and a dog', { maxLength: parts.textEncoder.config.maxPositionEmbeddings }).ids;
+  const context = (await parts.textEncoder.encode([Array.from(ids)])).lastHiddenState;
+  const z = await randn([1, 4, 8, 8], { seed: 3 });
+  // The tokens between start and end: positions 1-5 ('a cat and a dog'); the subjects are the 2nd and the 5th.
+  const probe = { unet: parts.unet, context, tokens: [1, 2, 3, 4, 5], subjects: [1, 4] };
+  const g0 = await exciteGradient(probe, z, 500);
+  const stepped = await combine([[1, z], [-0.05 / Math.max(...(g0.grad.dataSync() as Float32Array).map(Math.abs)), g0.grad as Tensor<'f32'>]]);
+  const g1 = await exciteGradient(probe, stepped, 500);
+  assert.ok(g1.loss[0] < g0.loss[0], `a small step along −∂L/∂z lowers L: ${g0.loss[0]} → ${g1.loss[0]}`);
+
+  const calls: Array<{ step: number; loss: number[] }> = [];
+  const base = { prompt: 'a cat and a dog', steps: 4, width: 16, height: 16, seed: 5, numImages: 2 };
+  const plain = await pipe.generate(base);
+  const none = await pipe.generate({ ...base, excite: ['cat', 'dog'], exciteSteps: 0 });
+  assert.ok(sameData(plain.latents, none.latents), 'exciteSteps 0 is plain sampling, bit for bit');
+  const guided = await pipe.generate({ ...base, excite: ['cat', 'dog'], onExcite: (info) => calls.push(info) });
+  assert.equal(calls.map((c) => c.step), [1, 2], 'the first half of the steps are guided');
+  assert.ok(calls.every((c) => c.loss.length === 2 && c.loss.every((l) => l > 0 && l <= 1)), 'a loss per image in (0, 1]');
+  assert.not.ok(sameData(plain.latents, guided.latents), 'guidance moves the latents');
+  for (const r of [plain, none, guided]) disposeResult(r);
+  await assertRejects(() => pipe.generate({ ...base, excite: ['horse'] }), 'INVALID_ARGUMENT', /excite word 'horse' is not in the prompt/);
+  await assertRejects(() => pipe.generate({ ...base, exciteSteps: 2 }), 'INVALID_ARGUMENT', /exciteSteps needs excite/);
+  await assertRejects(() => pipe.generate({ ...base, excite: [] }), 'INVALID_ARGUMENT', /excite must list 1 to 15 words/);
+  for (const x of [z, stepped, context, g0.grad, g1.grad]) x.dispose();
 });
 
 t.run();

@@ -100,9 +100,20 @@ Tensor project(const Tensor& x, const Tensor& w, const Tensor* b, const LowRank*
   return r[0];
 }
 
-// diffusers' Attention with heads·head_dim = C: q from x, k and v from kv (one path).
+// The probe's token maps of one cross-attention, added to its sum (see TokenFocus).
+void collect_focus(TokenFocus* focus, const Tensor& q, const Tensor& k, const Tensor& lse) {
+  if (!focus || !focus->collect || q.shape[2] != focus->queries) return;
+  ops::Attrs a;
+  a.lists["tokens"] = focus->tokens;
+  Tensor maps = run_op("attention_token_map_forward", {&q, &k, &lse}, a).front();
+  focus->sum = focus->sum.data() ? add(focus->sum, maps) : maps;
+  ++focus->layers;
+}
+
+// diffusers' Attention with heads·head_dim = C: q from x, k and v from kv (one
+// path); `focus`: the probe, for the cross-attention's main path.
 Tensor attention_path(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                      AttentionActivations* keep) {
+                      AttentionActivations* keep, TokenFocus* focus = nullptr) {
   AttentionActivations local;
   AttentionActivations& a = keep ? *keep : local;
   const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
@@ -112,6 +123,7 @@ Tensor attention_path(const AttentionWeights& w, int64_t heads, const Tensor& x,
   a.k = split(project(kv, w.k_w, nullptr, w.k_lr.get(), &a.u_k, keep), Tk);
   a.v = split(project(kv, w.v_w, nullptr, w.v_lr.get(), &a.u_v, keep), Tk);
   std::vector<Tensor> o = run_op("attention_forward", {&a.q, &a.k, &a.v});  // scale 1/√hd
+  collect_focus(focus, a.q, a.k, o[1]);
   for (Tensor* t : {&a.q, &a.k, &a.v}) release(keep, *t);
   a.o = std::move(o[0]), a.lse = std::move(o[1]);
   a.merged = ops::reshape(swap_dims12(a.o), {N, Tq, C});
@@ -121,18 +133,18 @@ Tensor attention_path(const AttentionWeights& w, int64_t heads, const Tensor& x,
 
 // The attention, on both paths when it has a dual path: α·adapted + (1 − α)·plain.
 Tensor attention(const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                 AttentionActivations* keep) {
-  if (!w.dual) return attention_path(w, heads, x, kv, keep);
+                 AttentionActivations* keep, TokenFocus* focus = nullptr) {
+  if (!w.dual) return attention_path(w, heads, x, kv, keep, focus);
   const DualPath& d = *w.dual;
   std::shared_ptr<AttentionActivations> hard = keep ? std::make_shared<AttentionActivations>() : nullptr;
-  const Tensor soft = attention_path(w, heads, x, kv, keep);
+  const Tensor soft = attention_path(w, heads, x, kv, keep, focus);
   const Tensor plain = attention_path(d.plain, heads, x, d.kv_hard.data() ? d.kv_hard : kv, hard.get());
   if (keep) keep->hard = hard;
   return add(scaled(soft, d.alpha), scaled(plain, 1 - d.alpha));
 }
 
 Tensor transformer_block(const TransformerBlockWeights& w, int64_t heads, const Tensor& x, const Tensor& context,
-                         TransformerBlockActivations* keep) {
+                         TransformerBlockActivations* keep, TokenFocus* focus) {
   TransformerBlockActivations local;
   TransformerBlockActivations& a = keep ? *keep : local;
   a.x = x;
@@ -142,7 +154,7 @@ Tensor transformer_block(const TransformerBlockWeights& w, int64_t heads, const 
   release(keep, a.ln1);
   std::vector<Tensor> l2 = layer_norm(a.h1, w.norm2_w, w.norm2_b);
   a.ln2 = std::move(l2[0]), a.ln2_mean = std::move(l2[1]), a.ln2_rstd = std::move(l2[2]);
-  a.h2 = add(attention(w.attn2, heads, a.ln2, context, keep ? &a.attn2 : nullptr), a.h1);
+  a.h2 = add(attention(w.attn2, heads, a.ln2, context, keep ? &a.attn2 : nullptr, focus), a.h1);
   release(keep, a.ln2);
   release(keep, a.h1);
   std::vector<Tensor> l3 = layer_norm(a.h2, w.norm3_w, w.norm3_b);
@@ -173,7 +185,7 @@ Tensor transformer(const UNetConfig& c, const TransformerWeights& w, const Tenso
       a.blocks.emplace_back();
       kb = &a.blocks.back();
     }
-    t = transformer_block(b, w.heads, t, context, kb);
+    t = transformer_block(b, w.heads, t, context, kb, c.focus.get());
   }
   a.tokens_out = t;
   const Tensor h = c.linear_projection ? from_tokens(linear(t, w.proj_out_w, &w.proj_out_b), H, W)

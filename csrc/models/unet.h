@@ -18,12 +18,29 @@
 namespace imprint {
 namespace models {
 
+// Attend-and-Excite's probe (DESIGN.md §1.2, several subjects): every
+// cross-attention with `queries` query positions reports how much its queries
+// attend to the context positions `tokens` (attention_token_map_forward, head
+// mean), summed over those layers into `sum` [N, T, queries] f32 with their
+// count in `layers`; the forward adds only while `collect` is set (a
+// checkpointed backward reruns forwards). The backward adds the gradient of
+// the layers' mean map, `d_mean` [N, T, queries], to each such layer's q and k.
+struct TokenFocus {
+  std::vector<double> tokens;
+  int64_t queries = 0;
+  bool collect = true;
+  Tensor sum;
+  int64_t layers = 0;
+  Tensor d_mean;
+};
+
 struct UNetConfig {
   int64_t groups = 32;       // norm_num_groups (resnets, conv_norm_out, transformers' GroupNorm)
   double eps = 1e-5;         // norm_eps (resnets, conv_norm_out)
   bool flip_sin_to_cos = true;
   double freq_shift = 0;
   bool linear_projection = false;  // use_linear_projection: proj_in/out are linears, not 1x1 convs
+  std::shared_ptr<TokenFocus> focus;  // null: no attention probe
 };
 
 // Names below are diffusers' (relative to the module's prefix).

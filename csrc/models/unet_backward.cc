@@ -144,13 +144,23 @@ Tensor project_bwd(Ctx& k, const Tensor& dy, const Tensor& x, const Tensor& w, c
 // One path's backward: dy on its output; returns dx (the query side) and sets dkv.
 // detach_first: the key/value of position 0 get no gradient (Custom Diffusion's
 // start-of-text detachment), so neither to_k/to_v nor kv row 0 learn from it.
+// focus: the probe (TokenFocus), whose mean map's gradient reaches q and k of
+// the cross-attentions it read.
 Tensor attention_path_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                          const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first) {
+                          const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first,
+                          const TokenFocus* focus = nullptr) {
   const int64_t N = x.shape[0], Tq = x.shape[1], C = w.q_w.shape[0], Tk = kv.shape[1];
   const int64_t hd = C / heads;
   const Tensor d_merged = project_bwd(k, dy, a.merged, w.out_w, &w.out_b, w.out_lr.get(), a.u_out);
   const Tensor d_o = swap_dims12(ops::reshape(d_merged, {N, Tq, heads, hd}));
   std::vector<Tensor> d = run_op("attention_backward", {&d_o, &a.q, &a.k, &a.v, &a.o, &a.lse});
+  if (focus && focus->d_mean.data() && Tq == focus->queries) {
+    ops::Attrs fa;
+    fa.lists["tokens"] = focus->tokens;
+    const Tensor d_layer = scaled(focus->d_mean, 1.0 / static_cast<double>(focus->layers));
+    std::vector<Tensor> f = run_op("attention_token_map_backward", {&d_layer, &a.q, &a.k, &a.lse}, fa);
+    d[0] = add(d[0], f[0]), d[1] = add(d[1], f[1]);
+  }
   auto merge = [&](const Tensor& t, int64_t T) { return ops::reshape(swap_dims12(t), {N, T, C}); };
   const Tensor dx = project_bwd(k, merge(d[0], Tq), x, w.q_w, nullptr, w.q_lr.get(), a.u_q);
   const Tensor d_k = merge(d[1], Tk), d_v = merge(d[2], Tk);
@@ -164,12 +174,13 @@ Tensor attention_path_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, cons
 // attention's own key/value input; a cross-attention's hard context gets none
 // (it holds real tokens only).
 Tensor attention_bwd(Ctx& k, const AttentionWeights& w, int64_t heads, const Tensor& x, const Tensor& kv,
-                     const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first = false) {
-  if (!w.dual) return attention_path_bwd(k, w, heads, x, kv, a, dy, dkv, detach_first);
+                     const AttentionActivations& a, const Tensor& dy, Tensor& dkv, bool detach_first = false,
+                     const TokenFocus* focus = nullptr) {
+  if (!w.dual) return attention_path_bwd(k, w, heads, x, kv, a, dy, dkv, detach_first, focus);
   const DualPath& d = *w.dual;
   const bool self = !d.kv_hard.data();
   Tensor dkv_soft, dkv_hard;
-  const Tensor dx_soft = attention_path_bwd(k, w, heads, x, kv, a, scaled(dy, d.alpha), dkv_soft, detach_first);
+  const Tensor dx_soft = attention_path_bwd(k, w, heads, x, kv, a, scaled(dy, d.alpha), dkv_soft, detach_first, focus);
   const Tensor dx_hard = attention_path_bwd(k, d.plain, heads, x, self ? kv : d.kv_hard, *a.hard, scaled(dy, 1 - d.alpha),
                                             dkv_hard, detach_first);
   dkv = self ? add(dkv_soft, dkv_hard) : dkv_soft;
@@ -183,7 +194,8 @@ Tensor block_bwd(Ctx& k, const TransformerBlockWeights& w, int64_t heads, const 
   const Tensor d_ln3 = linear_bwd(k, d_ff1, a.ln3, w.ff1_w, &w.ff1_b);
   const Tensor d_h2 = add(dy, layer_norm_bwd(k, d_ln3, a.h2, a.ln3_mean, a.ln3_rstd, w.norm3_w, w.norm3_b));
   Tensor d_ctx;
-  const Tensor d_ln2 = attention_bwd(k, w.attn2, heads, a.ln2, context, a.attn2, d_h2, d_ctx, k.detach_first_token);
+  const Tensor d_ln2 = attention_bwd(k, w.attn2, heads, a.ln2, context, a.attn2, d_h2, d_ctx, k.detach_first_token,
+                                     k.c.focus.get());
   k.g.d_context = k.g.d_context.data() ? add(k.g.d_context, d_ctx) : d_ctx;
   const Tensor d_h1 = add(d_h2, layer_norm_bwd(k, d_ln2, a.h1, a.ln2_mean, a.ln2_rstd, w.norm2_w, w.norm2_b));
   Tensor d_kv;

@@ -52,6 +52,15 @@
 //   sum((out - target)² · mask) / sum(mask broadcast to out's shape).
 // Attr detachFirstToken = true: every cross-attention's key/value at context
 //   position 0 (start of text) pass no gradient (to to_k/to_v or the context).
+//
+// The attention probe (Attend-and-Excite, models/unet.h's TokenFocus), on both
+//   ops: attrs focusTokens (1–77 context positions) and focusQueries (the
+//   query count of the cross-attentions to read: h·w of their latent grid).
+//   unet_forward then has a second output, the mean over those layers of
+//   attention_token_map_forward: maps f32 [N, tokens, focusQueries].
+//   unet_forward_backward takes one more input, LAST (after the loss mask):
+//   dFocus f32 [N, tokens, focusQueries], the gradient of that mean map, which
+//   its backward adds to the layers' q and k (so d_sample carries it).
 #include <cmath>
 #include <map>
 #include <memory>
@@ -59,6 +68,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/args/attn.h"
 #include "models/unet.h"
 #include "models/model_util.h"
 #include "models/unet_adapters.h"
@@ -91,6 +101,37 @@ struct Parsed {
   size_t first = 0, count = 0;  // the weights are inputs [first, first + count)
   models::AdapterSet adapters;  // and the adapter inputs follow them
 };
+
+// The probe of focusTokens/focusQueries, or null when the attrs are absent.
+std::shared_ptr<models::TokenFocus> parse_focus(const Attrs& attrs, int64_t context_tokens) {
+  const bool has_tokens = attrs.lists.count("focusTokens") > 0, has_queries = attrs.numbers.count("focusQueries") > 0;
+  if (!has_tokens && !has_queries) return nullptr;
+  if (!has_tokens || !has_queries) fail(ErrorCode::InvalidArgument, prefix() + "focusTokens and focusQueries go together");
+  auto focus = std::make_shared<models::TokenFocus>();
+  const std::vector<int64_t> tokens = attrs.get_ints(kOp, "focusTokens");
+  if (tokens.empty() || tokens.size() > static_cast<size_t>(kTokenMapMaxTokens)) {
+    fail(ErrorCode::InvalidArgument, prefix() + "focusTokens must list 1 to " + std::to_string(kTokenMapMaxTokens) +
+                                         " context positions, got " + std::to_string(tokens.size()));
+  }
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= context_tokens) {
+      fail(ErrorCode::InvalidArgument, prefix() + "focusTokens[" + std::to_string(i) + "] = " + std::to_string(tokens[i]) +
+                                           " is not a position of the " + std::to_string(context_tokens) + "-token context");
+    }
+    focus->tokens.push_back(static_cast<double>(tokens[i]));
+  }
+  focus->queries = attrs.get_int(kOp, "focusQueries");
+  if (focus->queries < 1) fail(ErrorCode::InvalidArgument, prefix() + "focusQueries must be ≥ 1, got " + std::to_string(focus->queries));
+  return focus;
+}
+
+// After the forward: the probe read at least one layer.
+void check_focus_read(const models::TokenFocus& f) {
+  if (f.layers == 0) {
+    fail(ErrorCode::InvalidArgument, prefix() + "no cross-attention has focusQueries = " + std::to_string(f.queries) +
+                                         " query positions (a cross-attention over an h×w latent grid has h·w)");
+  }
+}
 
 // Reads the attrs, the data inputs 0-2 and the weights from input `first` on, checking them all.
 Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
@@ -148,6 +189,7 @@ Parsed parse(const OpInputs& inputs, const Attrs& attrs, size_t first) {
   }
 
   parsed.config = ws.config;
+  parsed.config.focus = parse_focus(attrs, context.shape[1]);
   parsed.w = ws.w;
   parsed.sample = sample, parsed.timestep = timestep, parsed.context = context;
   parsed.out_shape = {N, co.shape[0], H, W};
@@ -169,6 +211,10 @@ struct Adapted {
   }
 };
 
+void copy_into(Tensor& dst, const Tensor& src) {
+  backend_for(dst.device).copy_on_device(dst.data(), src.data(), dst.nbytes());
+}
+
 Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
   kOp = "unet_forward";
   const Parsed p = parse(inputs, attrs, 3);
@@ -181,18 +227,25 @@ Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
   Tensor out = launch.output;
   const auto w = p.w;
   const models::UNetConfig config = p.config;
+  Tensor maps;
+  if (config.focus) {
+    maps = Tensor::empty({p.sample.shape[0], static_cast<int64_t>(config.focus->tokens.size()), config.focus->queries},
+                         DType::F32, ref.device);
+    launch.outputs.push_back(maps);
+  }
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context;
   const auto adapted = std::make_shared<Adapted>(p, inputs);
-  launch.run = [config, w, s, ts, ctx, out, adapted]() mutable {
+  launch.run = [config, w, s, ts, ctx, out, maps, adapted]() mutable {
     std::vector<Tensor> effective;
     const models::UNetWeights run_w = adapted->materialise(*w, effective);
     models::unet_forward(config, run_w, s, ts, ctx, out);  // inference: keeps no activations
+    if (config.focus) {
+      check_focus_read(*config.focus);
+      copy_into(maps, models::scaled(config.focus->sum, 1.0 / static_cast<double>(config.focus->layers)));
+      backend_for(s.device).synchronize();
+    }
   };
   return launch;
-}
-
-void copy_into(Tensor& dst, const Tensor& src) {
-  backend_for(dst.device).copy_on_device(dst.data(), src.data(), dst.nbytes());
 }
 
 // Where one trainable entry's gradient comes from.
@@ -212,6 +265,13 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
   const bool loss_mask = attrs.get_bool(kOp, "lossMask", false);
   if (loss_mask && !mse) fail(ErrorCode::InvalidArgument, prefix() + "lossMask needs mseLoss = true");
   OpInputs inputs = all_inputs;
+  // The probe's gradient comes last of all (its attrs are read again by parse).
+  const Tensor* d_focus = nullptr;
+  if (attrs.lists.count("focusTokens")) {
+    if (inputs.size() < 5) fail(ErrorCode::InvalidArgument, prefix() + "focusTokens: dFocus (the last input) is missing");
+    d_focus = &input(kOp, inputs, inputs.size() - 1, "dFocus");
+    inputs.pop_back();
+  }
   const Tensor* mask = nullptr;
   if (loss_mask) {
     if (inputs.size() < 5) fail(ErrorCode::InvalidArgument, prefix() + "lossMask: the mask (the last input) is missing");
@@ -241,6 +301,14 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
                                          mask->describe());
     }
     mask_t = *mask;
+  }
+  Tensor d_focus_t;
+  if (d_focus) {
+    const models::TokenFocus& f = *p.config.focus;
+    check_device(kOp, ref, "sample", *d_focus, "dFocus");
+    if (d_focus->dtype != DType::F32) fail(ErrorCode::DtypeMismatch, prefix() + "dFocus must be f32 (as the maps), got " + d_focus->describe());
+    check_shape(kOp, *d_focus, "dFocus", {p.out_shape[0], static_cast<int64_t>(f.tokens.size()), f.queries});
+    d_focus_t = *d_focus;
   }
   const bool checkpoint = attrs.get_bool(kOp, "checkpoint", false);
   const std::vector<int64_t> idx = attrs.get_ints(kOp, "trainable", {});
@@ -298,7 +366,7 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context, d = dy;
   const auto adapted = std::make_shared<Adapted>(p, inputs);
   std::vector<Tensor> outs = launch.outputs;
-  launch.run = [config, w, s, ts, ctx, d, sources, outs, adapted, checkpoint, mse, mask_t, detach_first]() mutable {
+  launch.run = [config, w, s, ts, ctx, d, sources, outs, adapted, checkpoint, mse, mask_t, detach_first, d_focus_t]() mutable {
     std::vector<Tensor> effective;
     const models::UNetWeights run_w = adapted->materialise(*w, effective);
     // The backward sees W_eff in place of each materialised weight: it trains
@@ -325,6 +393,12 @@ Launch unet_forward_backward(const OpInputs& all_inputs, const Attrs& attrs) {
       models::UNetActivations acts;
       acts.checkpointed = checkpoint;
       models::unet_forward(config, run_w, s, ts, ctx, out, &acts);
+      if (config.focus) {
+        // Read once; a checkpointed backward reruns layers without adding to the sum.
+        check_focus_read(*config.focus);
+        config.focus->collect = false;
+        config.focus->d_mean = d_focus_t;
+      }
       Tensor dy = d;
       if (mse) {
         ops::OpInputs loss_in = {&out, &d};

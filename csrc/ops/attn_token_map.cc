@@ -1,5 +1,5 @@
 // attention_token_map_forward(q [B, H, Nq, D], k [B, H, Nk, D], lse f32 [B, H, Nq];
-//                             tokens (1–16 key indices), scale = 1/√D) → maps f32 [B, T, Nq]
+//                             tokens (1–77 key indices), scale = 1/√D) → maps f32 [B, T, Nq]
 // attention_token_map_backward(dmaps f32 [B, T, Nq], q, k, lse; tokens, scale) → dq, dk
 // maps[b, t, i] = (1/H) Σ_h exp(scale·q_hi·k_h,tokens[t] − lse_hi): the
 // head-averaged attention probability of query i on key tokens[t] (for a

@@ -16,7 +16,7 @@ import type { ConceptWeights, CustomDiffusionConcept } from '../concepts/types.j
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
-import { checkOutputFolder, deviceFlags, deviceOptions, int, list, modelDir, need, num, progress, quietFlag, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
+import { checkOutputFolder, deviceFlags, deviceOptions, exciteFlags, exciteOptions, int, list, modelDir, need, num, progress, quietFlag, saveGenerated, str, type Command, type OptionSpec, type Values } from './flags.js';
 
 function compression(values: Values): SaveConceptOptions {
   const energy = num(values, 'energy');
@@ -119,11 +119,13 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       guidance: { type: 'string', arg: 'scale', help: 'classifier-free guidance scale', default: 4 },
       seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
       scheduler: { type: 'string', arg: 'name', help: 'ddim, euler, euler-a, dpm++2m or dpm++2m-karras', default: 'dpm++2m' },
+      ...exciteFlags,
       ...deviceFlags,
       ...quietFlag,
     },
     async run(v) {
       const prompts = list(v, 'prompt');
+      const excite = exciteOptions(v);
       if (prompts.length === 0) throw invalidArgument("give at least one --prompt 'text'");
       const files = list(v, 'concept');
       if (files.length === 0) throw invalidArgument('give at least one --concept file (or use generate for the base model)');
@@ -139,7 +141,7 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
         const applied = await applyConcepts(pipe, concepts, { force: v.force === true, scale: numbers.scale });
         const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as { sample_size?: number };
         const side = (config.sample_size ?? 64) * pipe.vae.factor;
-        const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed, onStep: progress(v, 'sample') });
+        const r = await pipe.generate({ prompt: prompts, numImages: numbers.num, width: side, height: side, steps: numbers.steps, guidanceScale: numbers.guidance, seed: numbers.seed, ...excite, onStep: progress(v, 'sample') });
         try {
           const paths = await saveGenerated(r.images, v);
           const shut = Object.values(applied.shut).reduce((n, x) => n + x.count, 0);

@@ -16,7 +16,7 @@ import { pretrainWorld } from '../world/pretrain.js';
 import { pretrainWorldRecipe } from '../world/recipe.js';
 import { CONCEPT_COMMANDS } from './commands-concepts.js';
 import {
-  checkOutputFolder, conceptFlag, deviceFlags, deviceOptions, imageSide, int, modelDir, need, num, numList, positive, progress, quietFlag, readFlagFile, str, writeAtomic,
+  checkOutputFolder, conceptFlag, deviceFlags, deviceOptions, exciteFlags, exciteOptions, imageSide, int, modelDir, need, num, numList, positive, progress, quietFlag, readFlagFile, str, writeAtomic,
   saveGenerated, type Command, type OptionSpec, type Values,
 } from './flags.js';
 import { TRAIN_COMMANDS } from './commands-train.js';
@@ -101,6 +101,7 @@ export const COMMANDS: Record<string, Command> = {
       out: { type: 'string', arg: 'pattern', help: "PNG path, '{i}' replaced by the image index", default: 'imprint-{i}.png' },
       grid: { type: 'string', arg: 'file', help: 'also write all images as one grid PNG' },
       ...sampling,
+      ...exciteFlags,
       ...deviceFlags,
       ...quietFlag,
     },
@@ -110,6 +111,7 @@ export const COMMANDS: Record<string, Command> = {
       checkOutputFolder('out', str(v, 'out'));
       checkOutputFolder('grid', str(v, 'grid'));
       const sample = samplingOptions(v);
+      const excite = exciteOptions(v);
       const numImages = int(v, 'num') ?? 1;
       const device = deviceOptions(v);
       const dir = modelDir(v);
@@ -125,7 +127,7 @@ export const COMMANDS: Record<string, Command> = {
         const negative = str(v, 'negative');
         const r = await pipe.generate({
           prompt: prompts, numImages, width, height, steps: sample.steps, guidanceScale: sample.guidanceScale, seed: sample.seed,
-          ...(negative === undefined ? {} : { negativePrompt: negative }), onStep: progress(v, 'generate'),
+          ...(negative === undefined ? {} : { negativePrompt: negative }), ...excite, onStep: progress(v, 'generate'),
         });
         const paths = await saveGenerated(r.images, v);
         r.images.dispose();

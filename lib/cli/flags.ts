@@ -166,6 +166,23 @@ export function imageSide(values: Values, flag: string, multiple: number, fallba
 }
 
 /** --quiet: for the commands that show progress. */
+/** Attend-and-Excite at sampling time (generate and sample). */
+export const exciteFlags: Record<string, OptionSpec> = {
+  excite: { type: 'string', arg: 'word', help: 'a word of the prompt that must show (repeat for each subject, e.g. --excite "<new1>" --excite "<new2>"): Attend-and-Excite on the first half of the steps', multiple: true },
+  'excite-scale': { type: 'string', arg: 'x', help: 'Attend-and-Excite step size', default: 20 },
+};
+
+/** generate()'s excite options from exciteFlags (none without --excite). */
+export function exciteOptions(values: Values): { excite?: string[]; exciteScale?: number } {
+  const words = list(values, 'excite');
+  const scale = num(values, 'excite-scale');
+  if (words.length === 0) {
+    if (scale !== undefined) throw invalidArgument('--excite-scale needs --excite');
+    return {};
+  }
+  return { excite: words, ...(scale === undefined ? {} : { exciteScale: scale }) };
+}
+
 export const quietFlag: Record<string, OptionSpec> = { quiet: { type: 'boolean', help: 'no progress on stderr' } };
 
 /**

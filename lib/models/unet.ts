@@ -2,10 +2,11 @@
 // (csrc/models/unet.h): predicts the noise in a latent sample at a timestep,
 // conditioned on text-encoder hidden states.
 import { ImprintError, invalidArgument } from '../errors.js';
+import { TOKEN_MAP_MAX_TOKENS } from '../nn/attn.js';
 import { runOp } from '../nn/run.js';
-import { tensor } from '../creation.js';
+import { tensor, zeros } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkOptions, describe, type FloatDType } from '../validate.js';
+import { checkOptions, describe, isPlainObject, type FloatDType } from '../validate.js';
 import { parseUNetConfig, type UNetConfig } from './configs.js';
 import { unetLayout } from './layout-unet.js';
 import { packAdapters, packDualPath, type UNetAdapter, type UNetDualPath } from './unet-adapters.js';
@@ -22,6 +23,42 @@ const desc = describeTensor;
 export type UNetTrainable = 'kv' | 'cross' | 'all' | 'none' | readonly string[];
 
 export type { UNetAdapter, UNetDualPath } from './unet-adapters.js';
+
+/**
+ * Attend-and-Excite's probe: the cross-attentions over a grid of `queries`
+ * positions (h·w of their latent grid; focusQueries gives the usual 16×16)
+ * report how much each position attends to the context positions `tokens`
+ * (1–77), averaged over heads and over those layers.
+ */
+export interface UNetFocus {
+  tokens: readonly number[];
+  queries: number;
+}
+
+/**
+ * The probe's grid for a sample of h×w latents: of the grids the UNet's
+ * down-block cross-attentions run at (the latent grid halved, rounding up,
+ * per down block), the one closest to 16×16 (Attend-and-Excite's choice for
+ * SD's 64×64 latents), the larger on a tie.
+ */
+export function focusGrid(config: UNetConfig, h: number, w: number): { height: number; width: number; queries: number } {
+  let best: { height: number; width: number; queries: number; distance: number } | undefined;
+  let side = [h, w];
+  config.downBlockTypes.forEach((type, i) => {
+    if (i > 0) side = side.map((x) => Math.ceil(x / 2));
+    if (type !== 'CrossAttnDownBlock2D') return;
+    const distance = Math.abs(Math.log2(Math.sqrt(side[0] * side[1]) / 16));
+    if (!best || distance < best.distance - 1e-9) best = { height: side[0], width: side[1], queries: side[0] * side[1], distance };
+  });
+  if (!best) throw invalidArgument('focusGrid: this UNet has no cross-attention in its down blocks');
+  const { height, width, queries } = best as { height: number; width: number; queries: number };
+  return { height, width, queries };
+}
+
+/** focusGrid's query count (h'·w'), for UNetFocus.queries. */
+export function focusQueries(config: UNetConfig, h: number, w: number): number {
+  return focusGrid(config, h, w).queries;
+}
 
 /** forwardBackward / lossBackward options. */
 export interface UNetBackwardOptions {
@@ -128,7 +165,18 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     encoderHiddenStates: Tensor,
     options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath } = {},
   ): Promise<Tensor<D>> {
-    const fn = 'UNet2DConditionModel.forward';
+    const [out] = await this.#forward('UNet2DConditionModel.forward', sample, timestep, encoderHiddenStates, options, {});
+    return out;
+  }
+
+  async #forward(
+    fn: string,
+    sample: Tensor,
+    timestep: number | number[] | Tensor,
+    encoderHiddenStates: Tensor,
+    options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath },
+    extra: Record<string, number | number[]>,
+  ): Promise<Tensor<D>[]> {
     this.#weights.forEach((w, i) => {
       if (w.disposed) throw new ImprintError(`${fn}: weight '${this.#names[i]}' has been disposed`, 'DISPOSED');
     });
@@ -140,15 +188,64 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     const dual = packDualPath(fn, options.dual, encoderHiddenStates);
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const [out] = await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights, ...ad.inputs, ...dual.inputs], {
+      return await runOp<D>('unet_forward', [sample, t.tensor, encoderHiddenStates, ...this.#weights, ...ad.inputs, ...dual.inputs], {
         ...this.#attrs(),
         adapters: ad.record,
         ...dual.attrs,
+        ...extra,
       });
-      return out;
     } finally {
       if (t.owned) t.tensor.dispose();
     }
+  }
+
+  /**
+   * The forward pass with the attention probe (UNetFocus): the noise
+   * prediction and maps f32 [N, tokens.length, queries], the mean over the
+   * probed cross-attentions of the attention each position pays to each token.
+   */
+  async focusForward(
+    sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor, focus: UNetFocus,
+    options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath } = {},
+  ): Promise<{ out: Tensor<D>; maps: Tensor<'f32'> }> {
+    const fn = 'UNet2DConditionModel.focusForward';
+    const attrs = this.#focusAttrs(fn, focus, encoderHiddenStates);
+    const [out, maps] = await this.#forward(fn, sample, timestep, encoderHiddenStates, options, attrs);
+    return { out, maps: maps as unknown as Tensor<'f32'> };
+  }
+
+  /**
+   * The gradient with respect to sample of Σ maps·dFocus, the maps being
+   * focusForward's (dFocus f32 [N, tokens.length, queries]): how to move the
+   * latents so the probed positions attend more (or less) to the tokens.
+   */
+  async focusBackward(
+    sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor, focus: UNetFocus, dFocus: Tensor<'f32'>,
+    options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath } = {},
+  ): Promise<Tensor<D>> {
+    const fn = 'UNet2DConditionModel.focusBackward';
+    const attrs = this.#focusAttrs(fn, focus, encoderHiddenStates);
+    if (!(dFocus instanceof Tensor) || dFocus.disposed) throw invalidArgument(`${fn}: dFocus must be a live f32 Tensor [N, ${focus.tokens.length}, ${focus.queries}], got ${describe(dFocus)}`);
+    const dy = await zeros([sample.shape[0], this.config.outChannels, sample.shape[2], sample.shape[3]], { dtype: this.dtype, device: this.device });
+    try {
+      const r = await this.#backward(fn, 'dy', sample, timestep, encoderHiddenStates, dy, { ...options, trainable: 'none' }, false, attrs, dFocus);
+      r.out.dispose(), r.dContext.dispose();
+      return r.dSample;
+    } finally {
+      dy.dispose();
+    }
+  }
+
+  #focusAttrs(fn: string, focus: unknown, context: unknown): { focusTokens: number[]; focusQueries: number } {
+    if (!isPlainObject(focus)) throw invalidArgument(`${fn}: focus must be { tokens, queries }, got ${describe(focus)}`);
+    checkOptions(fn, focus, ['tokens', 'queries']);
+    const { tokens, queries } = focus as { tokens: unknown; queries: unknown };
+    const length = context instanceof Tensor ? context.shape[1] : Infinity;
+    if (!Array.isArray(tokens) || tokens.length < 1 || tokens.length > TOKEN_MAP_MAX_TOKENS || !tokens.every((t) => Number.isInteger(t) && t >= 0 && t < length)) {
+      throw invalidArgument(`${fn}: focus.tokens must list 1 to ${TOKEN_MAP_MAX_TOKENS} context positions (integers in [0, ${length})), got ${describe(tokens)}`);
+    }
+    if (!Number.isInteger(queries) || (queries as number) < 1) throw invalidArgument(`${fn}: focus.queries must be a positive integer (h·w of a cross-attention grid), got ${describe(queries)}`);
+    return { focusTokens: tokens as number[], focusQueries: queries as number };
   }
 
   /**
@@ -183,6 +280,8 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     dy: Tensor,
     options: UNetLossOptions,
     mseLoss: boolean,
+    focusAttrs: Record<string, number | number[]> = {},
+    dFocus?: Tensor,
   ): Promise<{ loss?: Tensor<D>; out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
     const c = this.config;
     this.#weights.forEach((w, i) => {
@@ -220,7 +319,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     }
     const t = await this.#timesteps(fn, timestep, N);
     try {
-      const inputs = [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights, ...ad.inputs, ...dual.inputs, ...(mask ? [mask] : [])];
+      const inputs = [sample, t.tensor, encoderHiddenStates, dy, ...this.#weights, ...ad.inputs, ...dual.inputs, ...(mask ? [mask] : []), ...(dFocus ? [dFocus] : [])];
       const [out, dSample, dContext, ...g] = await runOp<D>('unet_forward_backward', inputs, {
         ...this.#attrs(),
         trainable: indices,
@@ -230,6 +329,7 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
         lossMask: mask !== undefined,
         detachFirstToken: detach,
         ...dual.attrs,
+        ...focusAttrs,
       });
       const grads = new Map(indices.map((i, k) => [paramNames[i], g[k]]));
       return mseLoss ? { loss: g[indices.length], out, dSample, dContext, grads } : { out, dSample, dContext, grads };

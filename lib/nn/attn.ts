@@ -60,7 +60,7 @@ export async function attentionBackward<D extends FloatDType>(
 // ---- attention paid to chosen key tokens ------------------------------------------
 
 /** At most this many tokens per attentionTokenMap call. */
-export const TOKEN_MAP_MAX_TOKENS = 16;
+export const TOKEN_MAP_MAX_TOKENS = 77;
 
 function tokenMapAttrs(fn: string, tokens: unknown, options: { scale?: number } | undefined): { tokens: number[]; scale?: number } {
   const o = checkOptions(fn, options, ['scale']);

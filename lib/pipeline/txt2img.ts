@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ImprintError, invalidArgument } from '../errors.js';
 import { randn } from '../creation.js';
 import { Tensor } from '../tensor.js';
-import { checkBoolean, checkInt, checkOptions, describe, type DType, type FloatDType } from '../validate.js';
+import { checkBoolean, checkInt, checkNumberIn, checkOptions, describe, type DType, type FloatDType } from '../validate.js';
 import { ClipTokenizer, type EncodeOptions, type PaddedIds } from '../tokenizer/clip.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
@@ -21,6 +21,7 @@ import { DDIMScheduler } from '../schedulers/ddim.js';
 import { EulerDiscreteScheduler } from '../schedulers/euler.js';
 import { EulerAncestralDiscreteScheduler } from '../schedulers/euler-ancestral.js';
 import { DPMSolverMultistepScheduler } from '../schedulers/dpm-solver.js';
+import { exciteGradient, subjectPositions } from './excite.js';
 
 /** What the pipeline needs of a tokenizer (ClipTokenizer, or a wrapper around it). */
 export interface PromptTokenizer {
@@ -103,6 +104,19 @@ export interface GenerateOptions {
   onStep?: (i: number, total: number) => void;
   /** Called with a message when a prompt is cut to the text encoder's length; default: process.emitWarning. */
   onWarning?: (message: string) => void;
+  /**
+   * Attend-and-Excite (pipeline/excite.ts): words of the prompt (e.g. two
+   * concepts' tokens, ['<new1>', '<new2>']) that must each get a strong
+   * attention peak; the first exciteSteps steps move the latents to that end
+   * (one UNet forward and backward more per step). Needs a UNet2DConditionModel.
+   */
+  excite?: string[];
+  /** Steps guided (default: the first half). */
+  exciteSteps?: number;
+  /** Step size α at the first guided step, decaying to α/√2 (default 20, the paper's). */
+  exciteScale?: number;
+  /** Called per guided step with the loss of each image before its update (1 − the weakest subject's peak). */
+  onExcite?: (info: { step: number; loss: number[] }) => void;
 }
 
 export interface AddTokensOptions {
@@ -412,7 +426,7 @@ export class StableDiffusionPipeline {
   /** Runs the sampler; the caller owns (and disposes) the returned tensors. */
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const fn = 'StableDiffusionPipeline.generate';
-    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'eta', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning']);
+    const o = checkOptions(fn, options, ['prompt', 'negativePrompt', 'steps', 'guidanceScale', 'eta', 'width', 'height', 'seed', 'numImages', 'onStep', 'onWarning', 'excite', 'exciteSteps', 'exciteScale', 'onExcite']);
     const onWarning = o.onWarning ?? ((message: string) => process.emitWarning(message, 'ImprintWarning'));
     if (typeof onWarning !== 'function') throw invalidArgument(`${fn}: onWarning must be a function, got ${describe(onWarning)}`);
     const prompts = checkPrompts(fn, 'prompt', o.prompt);
@@ -441,6 +455,7 @@ export class StableDiffusionPipeline {
     if (onStep !== undefined && typeof onStep !== 'function') throw invalidArgument(`${fn}: onStep must be a function, got ${describe(onStep)}`);
     const guided = g > 1;
     const n = prompts.length * perPrompt;
+    const excite = this.#exciteOptions(fn, o, prompts, steps);
 
     // Rows in batch order: each prompt repeated numImages times; unconditional rows first.
     const condTexts = prompts.flatMap((p) => Array<string>(perPrompt).fill(p));
@@ -484,6 +499,10 @@ export class StableDiffusionPipeline {
       }
       for (let i = 0; i < timesteps.length; i++) {
         const t = timesteps[i];
+        if (excite && i < excite.steps) {
+          const alpha = excite.scale * Math.sqrt(1 - (0.5 * i) / Math.max(1, excite.steps - 1));
+          latents = await this.#exciteStep(latents, t, context, n, guided, excite, alpha, (loss) => excite.onExcite?.({ step: i + 1, loss }));
+        }
         const eps = await this.#guidedNoise(latents, t, context, n, g, guided);
         let next: Tensor<FloatDType>;
         try {
@@ -527,6 +546,65 @@ export class StableDiffusionPipeline {
     } finally {
       // Multistep solvers keep the last prediction between steps; a finished run needs none of it.
       if (scheduler instanceof DPMSolverMultistepScheduler) scheduler.reset();
+    }
+  }
+
+  /** Checks the excite options: null without excite, else the subjects' context positions (the same in every prompt). */
+  #exciteOptions(fn: string, o: Record<string, unknown>, prompts: string[], steps: number) {
+    if (o.excite === undefined) {
+      for (const k of ['exciteSteps', 'exciteScale', 'onExcite']) if (o[k] !== undefined) throw invalidArgument(`${fn}: ${k} needs excite`);
+      return null;
+    }
+    const words = o.excite;
+    if (!Array.isArray(words) || words.length < 1 || words.length > 15 || !words.every((w) => typeof w === 'string' && w.trim() !== '')) {
+      throw invalidArgument(`${fn}: excite must list 1 to 15 words of the prompt, got ${describe(words)}`);
+    }
+    if (!(this.unet instanceof UNet2DConditionModel)) throw invalidArgument(`${fn}: excite needs a UNet2DConditionModel denoiser (it reads the cross-attention)`);
+    const maxLength = this.textEncoder.config.maxPositionEmbeddings;
+    const content = (text: string): number[] => {
+      const p = this.tokenizer.encodePadded(text, { maxLength });
+      return Array.from(p.ids.subarray(1, p.length - 1));
+    };
+    let positions: number[] | undefined;
+    let length = 0;
+    for (const prompt of prompts) {
+      const padded = this.tokenizer.encodePadded(prompt, { maxLength });
+      const found = subjectPositions(`${fn}: prompt "${prompt}"`, padded.ids, words as string[], content);
+      if (positions && (padded.length !== length || found.some((p, i) => p !== positions![i]))) {
+        throw invalidArgument(`${fn}: excite words sit at other token positions in "${prompt}" than in "${prompts[0]}" (or the prompts differ in length); generate such prompts apart`);
+      }
+      positions = found, length = padded.length;
+    }
+    // The paper's maps: every token between the start and the end token.
+    const tokens = Array.from({ length: length - 2 }, (_, i) => i + 1);
+    const onExcite = o.onExcite;
+    if (onExcite !== undefined && typeof onExcite !== 'function') throw invalidArgument(`${fn}: onExcite must be a function, got ${describe(onExcite)}`);
+    return {
+      tokens,
+      subjects: positions!.map((p) => p - 1),
+      steps: checkInt(fn, 'exciteSteps', o.exciteSteps, 0, steps, Math.ceil(steps / 2)),
+      scale: checkNumberIn(fn, 'exciteScale', o.exciteScale, 0, 1e6, 20),
+      onExcite: onExcite as ((info: { step: number; loss: number[] }) => void) | undefined,
+    };
+  }
+
+  /** One Attend-and-Excite update of the latents on the conditional rows of the context. */
+  async #exciteStep(latents: Tensor<FloatDType>, t: number, context: Tensor, n: number, guided: boolean, which: { tokens: number[]; subjects: number[] }, alpha: number, report: (loss: number[]) => void): Promise<Tensor<FloatDType>> {
+    const scaled = await this.scheduler.scaleModelInput(latents, t);
+    let parts: Tensor[] = [];
+    let grad: Tensor | undefined;
+    try {
+      parts = guided ? await split(context, [n, n], { dim: 0 }) : [];
+      const cond = guided ? parts[1] : context;
+      const r = await exciteGradient({ unet: this.unet as UNet2DConditionModel, context: cond, tokens: which.tokens, subjects: which.subjects }, scaled, t);
+      grad = r.grad;
+      report(r.loss);
+      const next = await combine([[1, latents], [-alpha, grad as Tensor<FloatDType>]]);
+      latents.dispose();
+      return next;
+    } finally {
+      disposeAll([...parts, grad]);
+      if (scaled !== latents && !scaled.disposed) scaled.dispose();
     }
   }
 

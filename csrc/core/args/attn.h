@@ -40,9 +40,10 @@ struct AttentionBackwardArgs {
 
 namespace imprint {
 
-// The most tokens one attention_token_map call follows (Attend-and-Excite
-// follows the few subject tokens of a prompt); they travel by value in the args.
-constexpr int kTokenMapMaxTokens = 16;
+// The most tokens one attention_token_map call follows: CLIP's context length
+// (Attend-and-Excite reads every token of the prompt); they travel by value in
+// the args (308 bytes, well inside a kernel's parameter space).
+constexpr int kTokenMapMaxTokens = 77;
 
 // m[b, t, i] = (1/H) Σ_h exp(scale·q[b,h,i]·k[b,h,tokens[t]] − lse[b,h,i]): the
 // head-averaged attention probability of query i on key tokens[t], from the
