@@ -21,7 +21,7 @@ import { DDIMScheduler } from '../schedulers/ddim.js';
 import { EulerDiscreteScheduler } from '../schedulers/euler.js';
 import { EulerAncestralDiscreteScheduler } from '../schedulers/euler-ancestral.js';
 import { DPMSolverMultistepScheduler } from '../schedulers/dpm-solver.js';
-import { exciteGradient, subjectPositions } from './excite.js';
+import { exciteGradient, subjectPositions, type ExciteProbe } from './excite.js';
 
 /** What the pipeline needs of a tokenizer (ClipTokenizer, or a wrapper around it). */
 export interface PromptTokenizer {
@@ -480,6 +480,7 @@ export class StableDiffusionPipeline {
 
     let context: Tensor | undefined;
     let latents: Tensor<FloatDType> | undefined;
+    let exciteContext: Tensor | undefined;  // the conditional rows, split off once for every guided step
     try {
       const enc = await this.textEncoder.encode(rows, { penultimate: this.penultimate });
       if (this.penultimate) {
@@ -497,11 +498,25 @@ export class StableDiffusionPipeline {
       } finally {
         noise.dispose();
       }
+      if (excite && excite.steps > 0) {
+        if (guided) {
+          const [uncond, cond] = await split(context, [n, n], { dim: 0 });
+          uncond.dispose();
+          exciteContext = cond;
+        } else {
+          exciteContext = context;
+        }
+      }
       for (let i = 0; i < timesteps.length; i++) {
         const t = timesteps[i];
-        if (excite && i < excite.steps) {
+        if (excite && exciteContext && i < excite.steps) {
           const alpha = excite.scale * Math.sqrt(1 - (0.5 * i) / Math.max(1, excite.steps - 1));
-          latents = await this.#exciteStep(latents, t, context, n, guided, excite, alpha, (loss) => excite.onExcite?.({ step: i + 1, loss }));
+          const probe = { unet: this.unet as UNet2DConditionModel, context: exciteContext, tokens: excite.tokens, subjects: excite.subjects };
+          latents = await this.#exciteStep(latents, t, probe, alpha, (loss) => excite.onExcite?.({ step: i + 1, loss }));
+        }
+        if (excite && i + 1 === excite.steps && exciteContext !== context) {
+          exciteContext?.dispose();
+          exciteContext = undefined;
         }
         const eps = await this.#guidedNoise(latents, t, context, n, g, guided);
         let next: Tensor<FloatDType>;
@@ -541,7 +556,7 @@ export class StableDiffusionPipeline {
       }
       return { images, latents };
     } catch (e) {
-      disposeAll([context, latents]);
+      disposeAll([exciteContext === context ? undefined : exciteContext, context, latents]);
       throw e;
     } finally {
       // Multistep solvers keep the last prediction between steps; a finished run needs none of it.
@@ -588,22 +603,19 @@ export class StableDiffusionPipeline {
     };
   }
 
-  /** One Attend-and-Excite update of the latents on the conditional rows of the context. */
-  async #exciteStep(latents: Tensor<FloatDType>, t: number, context: Tensor, n: number, guided: boolean, which: { tokens: number[]; subjects: number[] }, alpha: number, report: (loss: number[]) => void): Promise<Tensor<FloatDType>> {
+  /** One Attend-and-Excite update of the latents (the probe holds the conditional rows of the context). */
+  async #exciteStep(latents: Tensor<FloatDType>, t: number, probe: ExciteProbe, alpha: number, report: (loss: number[]) => void): Promise<Tensor<FloatDType>> {
     const scaled = await this.scheduler.scaleModelInput(latents, t);
-    let parts: Tensor[] = [];
     let grad: Tensor | undefined;
     try {
-      parts = guided ? await split(context, [n, n], { dim: 0 }) : [];
-      const cond = guided ? parts[1] : context;
-      const r = await exciteGradient({ unet: this.unet as UNet2DConditionModel, context: cond, tokens: which.tokens, subjects: which.subjects }, scaled, t);
+      const r = await exciteGradient(probe, scaled, t);
       grad = r.grad;
       report(r.loss);
       const next = await combine([[1, latents], [-alpha, grad as Tensor<FloatDType>]]);
       latents.dispose();
       return next;
     } finally {
-      disposeAll([...parts, grad]);
+      grad?.dispose();
       if (scaled !== latents && !scaled.disposed) scaled.dispose();
     }
   }
