@@ -108,7 +108,7 @@ export interface GenerateOptions {
    * Attend-and-Excite (pipeline/excite.ts): words of the prompt (e.g. two
    * concepts' tokens, ['<new1>', '<new2>']) that must each get a strong
    * attention peak; the first exciteSteps steps move the latents to that end
-   * (one UNet forward and backward more per step). Needs a UNet2DConditionModel.
+   * (two UNet forwards and one backward more per guided step). Needs a UNet2DConditionModel.
    */
   excite?: string[];
   /** Steps guided (default: the first half). */
