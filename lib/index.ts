@@ -34,15 +34,18 @@ export {
   parseUNetConfig,
   parseVaeConfig,
   parseClipTextConfig,
+  parseClipVisionConfig,
   readJsonFile,
   SD15_CONFIGS,
   type Layout,
   type UNetConfig,
   type VaeConfig,
   type ClipTextConfig,
+  type ClipVisionConfig,
 } from './models/configs.js';
 export { unetLayout } from './models/layout-unet.js';
 export { vaeLayout } from './models/layout-vae.js';
+export { clipVisionLayout } from './models/layout-clip-vision.js';
 export { clipTextLayout } from './models/layout-clip.js';
 export {
   checkAgainstLayout,
@@ -58,6 +61,7 @@ export {
   type SingleFileOptions,
 } from './models/checkpoint.js';
 export { ClipTextEncoder, type ClipTextEncodeOptions, type ClipTextOutputs } from './models/clip-text.js';
+export { ClipVisionModel, type ClipVisionBackwardOptions, type ClipVisionOutputs } from './models/clip-vision.js';
 export {
   ClipTextTrainer,
   TOKEN_EMBEDDING,
@@ -68,7 +72,7 @@ export {
 export { AutoencoderKL, type VaeLatentDistribution } from './models/vae.js';
 export { focusGrid, focusQueries, UNet2DConditionModel, type UNetFocus, type UNetTrainable, type UNetAdapter, type UNetBackwardOptions, type UNetLossOptions } from './models/unet.js';
 export { imageToTensor, tensorToImages, tensorToRgb, imageGrid, saveImages, type ImageFit, type ImageToTensorOptions } from './pipeline/images.js';
-export { exciteGradient, exciteLoss, type ExciteLoss, type ExciteProbe } from './pipeline/excite.js';
+export { exciteGradient, exciteLoss, exciteMaps, promptFocus, type ExciteLoss, type ExciteProbe } from './pipeline/excite.js';
 export {
   StableDiffusionPipeline,
   schedulerFromConfig,
@@ -100,5 +104,6 @@ export { exportDiffusers, importDiffusers, type ImportDiffusersOptions } from '.
 export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } from './concepts/apply.js';
 export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './methods/custom-diffusion/merge.js';
 export { candidateWeights, findNeurons, selectNeurons, type FindNeuronsOptions, type FindNeuronsResult, type NeuronLayers } from './methods/cones/find.js';
+export { combineSubjects, uniteNeurons, type CombineSubjectsOptions, type CombineSubjectsResult } from './methods/cones/combine.js';
 export { DEFAULT_METHOD, METHOD_NAMES, METHODS, methodByName, type MethodName, type MethodTrainResult } from './methods/index.js';
 export { genericCaptions, readCaptionFile } from './concepts/captions.js';

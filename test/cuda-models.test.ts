@@ -164,4 +164,25 @@ it('Custom Diffusion trains on cuda:0 with the CPU losses; the concept comes bac
   assert.ok(e < 1e-3, `token row: relative error ${e}`);
 });
 
+it('the CLIP vision transformer\'s forward and weight gradients on cuda:0 equal the CPU\'s (1e-4)', async () => {
+  const { loadSafetensors } = await import('../lib/io/safetensors.js');
+  const { ClipVisionModel } = await import('../lib/models/clip-vision.js');
+  const { fileURLToPath } = await import('node:url');
+  const fx = await loadSafetensors(fileURLToPath(new URL('./fixtures/clip_vision.safetensors', import.meta.url)));
+  const config = { hidden_size: 32, intermediate_size: 48, num_attention_heads: 4, num_channels: 3, image_size: 16, patch_size: 4, hidden_act: 'quick_gelu', num_hidden_layers: 2 };
+  const cpuWeights = new Map([...fx].filter(([k]) => k.startsWith('quick/weights/')).map(([k, v]) => [k.slice('quick/weights/'.length), v]));
+  const devWeights = new Map<string, Tensor>();
+  for (const [k, v] of cpuWeights) devWeights.set(k, await v.to(DEV));
+  const inputs = ['pixel_values', 'd_last', 'd_pooled'].map((k) => fx.get(`quick/${k}`)!);
+  const [px, dl, dp] = await Promise.all(inputs.map((x) => x.to(DEV)));
+  const a = await ClipVisionModel.fromWeights(config, cpuWeights).forwardBackward(inputs[0], { dLast: inputs[1], dPooled: inputs[2], trainable: 'all' });
+  const b = await ClipVisionModel.fromWeights(config, devWeights).forwardBackward(px, { dLast: dl, dPooled: dp, trainable: 'all' });
+  assertClose(await b.pooled.data(), a.pooled.dataSync(), 1e-4, 1e-4, 'pooled');
+  assertClose(await b.lastHiddenState.data(), a.lastHiddenState.dataSync(), 1e-4, 1e-4, 'last hidden state');
+  for (const [n, g] of a.grads) {
+    const want = g.dataSync() as Float32Array;
+    assertClose(await b.grads.get(n)!.data(), want, 1e-4, 1e-4 * Math.max(1, ...want.map(Math.abs)), n);
+  }
+});
+
 gpu.run();

@@ -76,6 +76,40 @@ t('focusBackward is the sample gradient of Σ maps·dFocus (central differences 
   }
 });
 
+t('focusForwardBackward: the LoRA factors\' gradients of Σ maps·dFocus match central differences; the output gets no gradient', async () => {
+  const m = await sd1();
+  const focus = { tokens: [2, 4], queries: m.queries };
+  const probe = tensor(randomArray(2 * 2 * m.queries, 41), { shape: [2, 2, m.queries] });
+  const K = m.unet.weightNames.find((n) => /\.attn2\.to_k\.weight$/.test(n))!;
+  const [out, inp] = m.unet.weights[m.unet.weightNames.indexOf(K)].shape;
+  const a = Float32Array.from(randomArray(2 * inp, 42), (v) => 0.3 * v), b = Float32Array.from(randomArray(out * 2, 43), (v) => 0.3 * v);
+  const adapters = (bv: Float32Array) => [{ weight: K, lora: { a: tensor(a, { shape: [2, inp] }), b: tensor(bv, { shape: [out, 2] }) } }];
+  const r = await m.unet.focusForwardBackward(m.sample, m.ts, m.ctx, focus, probe, { trainable: [`${K}#lora.a`, `${K}#lora.b`], adapters: adapters(b) });
+  assert.equal([...r.grads.keys()], [`${K}#lora.a`, `${K}#lora.b`]);
+  const gb = f32(r.grads.get(`${K}#lora.b`)!);
+  const loss = async (bv: Float32Array): Promise<number> => {
+    const { out: y, maps } = await m.unet.focusForward(m.sample, m.ts, m.ctx, focus, { adapters: adapters(bv) });
+    y.dispose();
+    const v = f32(maps), p = f32(probe);
+    let s = 0;
+    for (let i = 0; i < v.length; i++) s += v[i] * p[i];
+    return s;
+  };
+  for (let d = 0; d < 2; d++) {
+    const dir = randomArray(b.length, 50 + d);
+    let analytic = 0;
+    for (let i = 0; i < b.length; i++) analytic += gb[i] * dir[i];
+    const central = async (h: number) => ((await loss(Float32Array.from(b, (v, i) => v + h * dir[i]))) - (await loss(Float32Array.from(b, (v, i) => v - h * dir[i])))) / (2 * h);
+    const numeric = (4 * (await central(0.01)) - (await central(0.02))) / 3;
+    assert.ok(Math.abs(numeric) > 1e-3, `direction ${d}: the derivative ${numeric} is large enough to test`);
+    assert.ok(Math.abs(numeric - analytic) <= 0.02 * Math.abs(numeric) + 1e-4, `direction ${d}: finite difference ${numeric}, analytic ${analytic}`);
+  }
+  // dFocus = 0: nothing flows (the output term is absent, not an MSE or a dy of ones).
+  const none = await m.unet.focusForwardBackward(m.sample, m.ts, m.ctx, focus, tensor(new Float32Array(2 * 2 * m.queries), { shape: [2, 2, m.queries] }), { trainable: [`${K}#lora.b`], adapters: adapters(b) });
+  assert.ok(f32(none.grads.get(`${K}#lora.b`)!).every((v) => v === 0), 'zero dFocus, zero gradient');
+  assert.ok(f32(none.dSample).every((v) => v === 0), 'zero dFocus, zero sample gradient');
+});
+
 t('bad probes are named', async () => {
   const m = await sd1();
   await assertRejects(() => m.unet.focusForward(m.sample, m.ts, m.ctx, { tokens: [7], queries: m.queries }), 'INVALID_ARGUMENT', /focus\.tokens must list 1 to 77 context positions/);

@@ -31,28 +31,7 @@ void check_weight(const char* op, const Tensor& ref, const Tensor& t, const std:
   }
 }
 
-ops::Attrs eps_attrs(double eps) {
-  ops::Attrs a;
-  a.numbers["eps"] = eps;
-  return a;
-}
-
 Tensor add(const Tensor& a, const Tensor& b) { return run_now(ops::binary(BinaryOp::Add, a, b)).front(); }
-
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) { return run_op("linear_forward", {&x, &w, &b}).front(); }
-
-// The final layer norm written straight into a preallocated output (the op's
-// result tensor, which exists before the graph runs); returns mean and rstd.
-std::pair<Tensor, Tensor> layer_norm_into(const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& out) {
-  const int64_t d = x.shape.back();
-  const int64_t rows = d == 0 ? 0 : x.numel() / d;
-  Tensor mean = Tensor::empty({rows}, DType::F32, x.device);
-  Tensor rstd = Tensor::empty({rows}, DType::F32, x.device);
-  LayerNormForwardArgs args{x.dtype, x.data(), w.data(), b.data(), out.data(), mean.data(), rstd.data(), rows, d, eps};
-  find_kernel("layer_norm_forward", x.device)(&args);
-  backend_for(x.device).synchronize();
-  return {mean, rstd};
-}
 
 }  // namespace
 
@@ -90,24 +69,7 @@ void clip_text_check(const char* op, const ClipTextConfig& c, const ClipTextWeig
                                        std::to_string(H) + "], got " + w.layers.front().fc1_w.describe());
   }
   for (size_t i = 0; i < w.layers.size(); ++i) {
-    const ClipTextLayerWeights& l = w.layers[i];
-    const std::string p = "encoder.layers." + std::to_string(i) + ".";
-    check_weight(op, tok, l.ln1_w, p + "layer_norm1.weight", {H});
-    check_weight(op, tok, l.ln1_b, p + "layer_norm1.bias", {H});
-    check_weight(op, tok, l.q_w, p + "self_attn.q_proj.weight", {H, H});
-    check_weight(op, tok, l.q_b, p + "self_attn.q_proj.bias", {H});
-    check_weight(op, tok, l.k_w, p + "self_attn.k_proj.weight", {H, H});
-    check_weight(op, tok, l.k_b, p + "self_attn.k_proj.bias", {H});
-    check_weight(op, tok, l.v_w, p + "self_attn.v_proj.weight", {H, H});
-    check_weight(op, tok, l.v_b, p + "self_attn.v_proj.bias", {H});
-    check_weight(op, tok, l.out_w, p + "self_attn.out_proj.weight", {H, H});
-    check_weight(op, tok, l.out_b, p + "self_attn.out_proj.bias", {H});
-    check_weight(op, tok, l.ln2_w, p + "layer_norm2.weight", {H});
-    check_weight(op, tok, l.ln2_b, p + "layer_norm2.bias", {H});
-    check_weight(op, tok, l.fc1_w, p + "mlp.fc1.weight", {I, H});
-    check_weight(op, tok, l.fc1_b, p + "mlp.fc1.bias", {I});
-    check_weight(op, tok, l.fc2_w, p + "mlp.fc2.weight", {H, I});
-    check_weight(op, tok, l.fc2_b, p + "mlp.fc2.bias", {H});
+    clip_layer_check(op, tok, w.layers[i], "encoder.layers." + std::to_string(i) + ".", H, I);
   }
   check_weight(op, tok, w.final_ln_w, "final_layer_norm.weight", {H});
   check_weight(op, tok, w.final_ln_b, "final_layer_norm.bias", {H});
@@ -155,8 +117,7 @@ void clip_text_check_ids(const char* op, const Tensor& ids, int64_t vocab) {
 
 ClipTextActivations clip_text_forward(const ClipTextConfig& c, const ClipTextWeights& w, const Tensor& ids,
                                       Tensor& last, Tensor* penultimate) {
-  const int64_t B = ids.shape[0], T = ids.shape[1], H = w.token_embedding.shape[1];
-  const int64_t hd = H / c.heads;
+  const int64_t T = ids.shape[1];
   const Device device = w.token_embedding.device;
   ClipTextActivations acts;
 
@@ -169,34 +130,7 @@ ClipTextActivations clip_text_forward(const ClipTextConfig& c, const ClipTextWei
   const Tensor pos = run_op("embedding_forward", {&pos_ids, &w.position_embedding}).front();
   acts.embeddings = add(tok, pos);  // [B, T, H] + [T, H]
 
-  ops::Attrs attn_attrs;
-  attn_attrs.numbers["causal"] = 1;
-  attn_attrs.numbers["scale"] = 1.0 / std::sqrt(static_cast<double>(hd));
-  const ops::Attrs ln_attrs = eps_attrs(c.eps);
-  const char* act_op = c.quick_gelu ? "quick_gelu_forward" : "gelu_forward";
-
-  Tensor x = acts.embeddings;
-  for (const ClipTextLayerWeights& l : w.layers) {
-    ClipTextLayerActivations a;
-    a.x = x;
-    std::vector<Tensor> ln1 = run_op("layer_norm_forward", {&x, &l.ln1_w, &l.ln1_b}, ln_attrs);
-    a.ln1 = ln1[0], a.ln1_mean = ln1[1], a.ln1_rstd = ln1[2];
-    // [B, T, H] → [B, T, heads, hd] → [B, heads, T, hd]
-    auto split = [&](const Tensor& t) { return swap_dims12(ops::reshape(t, {B, T, c.heads, hd})); };
-    a.q = split(linear(a.ln1, l.q_w, l.q_b));
-    a.k = split(linear(a.ln1, l.k_w, l.k_b));
-    a.v = split(linear(a.ln1, l.v_w, l.v_b));
-    std::vector<Tensor> attn = run_op("attention_forward", {&a.q, &a.k, &a.v}, attn_attrs);
-    a.attn_o = attn[0], a.attn_lse = attn[1];
-    a.attn_merged = ops::reshape(swap_dims12(a.attn_o), {B, T, H});
-    a.h = add(x, linear(a.attn_merged, l.out_w, l.out_b));
-    std::vector<Tensor> ln2 = run_op("layer_norm_forward", {&a.h, &l.ln2_w, &l.ln2_b}, ln_attrs);
-    a.ln2 = ln2[0], a.ln2_mean = ln2[1], a.ln2_rstd = ln2[2];
-    a.fc1 = linear(a.ln2, l.fc1_w, l.fc1_b);
-    a.act = run_op(act_op, {&a.fc1}).front();
-    x = add(a.h, linear(a.act, l.fc2_w, l.fc2_b));
-    acts.layers.push_back(std::move(a));
-  }
+  const Tensor x = clip_layers_forward(clip_text_encoder_options(c), w.layers, acts.embeddings, acts.layers);
   acts.final_in = x;
   std::tie(acts.final_mean, acts.final_rstd) = layer_norm_into(x, w.final_ln_w, w.final_ln_b, c.eps, last);
   if (penultimate) {
@@ -213,12 +147,7 @@ ClipTextWeights clip_text_weights_from_inputs(const char* op, const std::vector<
   w.token_embedding = in(first);
   w.position_embedding = in(first + 1);
   for (int64_t l = 0; l < layers; ++l) {
-    const size_t b = first + 2 + 16 * static_cast<size_t>(l);
-    ClipTextLayerWeights lw;
-    Tensor* slots[16] = {&lw.ln1_w, &lw.ln1_b, &lw.q_w,   &lw.q_b,   &lw.k_w,   &lw.k_b,   &lw.v_w,   &lw.v_b,
-                         &lw.out_w, &lw.out_b, &lw.ln2_w, &lw.ln2_b, &lw.fc1_w, &lw.fc1_b, &lw.fc2_w, &lw.fc2_b};
-    for (size_t j = 0; j < 16; ++j) *slots[j] = in(b + j);
-    w.layers.push_back(lw);
+    w.layers.push_back(clip_layer_weights_from_inputs(op, inputs, first + 2 + kClipLayerWeights * static_cast<size_t>(l)));
   }
   const size_t last = first + clip_text_weight_count(layers);
   w.final_ln_w = in(last - 2);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "models/clip_encoder.h"
 
 namespace imprint {
 namespace models {
@@ -22,34 +23,21 @@ struct ClipTextConfig {
   bool quick_gelu = true;  // false: exact erf GELU (OpenCLIP)
 };
 
-// Names are transformers' (under text_model.encoder.layers.N.).
-struct ClipTextLayerWeights {
-  Tensor ln1_w, ln1_b;          // layer_norm1 [H]
-  Tensor q_w, q_b, k_w, k_b;    // self_attn.{q,k}_proj [H, H], [H]
-  Tensor v_w, v_b, out_w, out_b;  // self_attn.{v,out}_proj [H, H], [H]
-  Tensor ln2_w, ln2_b;          // layer_norm2 [H]
-  Tensor fc1_w, fc1_b;          // mlp.fc1 [I, H], [I]
-  Tensor fc2_w, fc2_b;          // mlp.fc2 [H, I], [H]
-};
+// The text encoder's layers: causal attention.
+inline ClipEncoderOptions clip_text_encoder_options(const ClipTextConfig& c) {
+  ClipEncoderOptions o;
+  o.heads = c.heads, o.eps = c.eps, o.quick_gelu = c.quick_gelu, o.causal = true;
+  return o;
+}
+
+using ClipTextLayerWeights = ClipLayerWeights;
+using ClipTextLayerActivations = ClipLayerActivations;
 
 struct ClipTextWeights {
   Tensor token_embedding;     // [V, H]
   Tensor position_embedding;  // [P, H]
   std::vector<ClipTextLayerWeights> layers;
   Tensor final_ln_w, final_ln_b;  // [H]
-};
-
-// What a backward pass will need, per layer (kept now; the backward is a later step).
-struct ClipTextLayerActivations {
-  Tensor x;                    // layer input [B, T, H] (residual, ln1's input)
-  Tensor ln1, ln1_mean, ln1_rstd;  // ln1 output and stats (q/k/v projections' input)
-  Tensor q, k, v;              // [B, heads, T, hd] (attention's inputs)
-  Tensor attn_o, attn_lse;     // attention output [B, heads, T, hd] and its log-sum-exp
-  Tensor attn_merged;          // [B, T, H] (out_proj's input)
-  Tensor h;                    // after the attention residual (ln2's input)
-  Tensor ln2, ln2_mean, ln2_rstd;  // (fc1's input)
-  Tensor fc1;                  // pre-activation [B, T, I] (the activation's input)
-  Tensor act;                  // [B, T, I] (fc2's input)
 };
 
 struct ClipTextActivations {

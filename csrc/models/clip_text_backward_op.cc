@@ -25,76 +25,25 @@ namespace imprint {
 namespace ops {
 namespace {
 
-constexpr size_t kPerLayer = 16;
+constexpr size_t kPerLayer = models::kClipLayerWeights;
 constexpr size_t kFirstWeight = 4;
 
 Tensor add(const Tensor& a, const Tensor& b) { return models::run_now(binary(BinaryOp::Add, a, b)).front(); }
 
-// The gradients asked for, by weight index; a weight used twice (the final
-// layer norm, with the penultimate output) accumulates.
-struct Grads {
-  std::vector<bool> want;
-  std::vector<Tensor> got;
-  void put(size_t i, const Tensor& t) { got[i] = got[i].storage ? add(got[i], t) : t; }
-};
-
-// A layer norm's or linear's backward (`op`), with dweight / dbias only when trainable.
-Tensor param_backward(const char* op, const OpInputs& inputs, size_t wi, Grads& g) {
-  Attrs a;
-  const bool gw = g.want[wi], gb = g.want[wi + 1];
-  a.numbers["weightGrad"] = gw;
-  a.numbers["biasGrad"] = gb;
-  std::vector<Tensor> r = models::run_op(op, inputs, a);
-  size_t k = 1;
-  if (gw) g.put(wi, r[k++]);
-  if (gb) g.put(wi + 1, r[k++]);
-  return r[0];
-}
-
-Tensor ln_backward(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& w,
-                   size_t wi, Grads& g) {
-  return param_backward("layer_norm_backward", {&dy, &x, &mean, &rstd, &w}, wi, g);
-}
-
-// Frozen weights cost only the input gradient (weightGrad false).
-Tensor linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, size_t wi, Grads& g) {
-  return param_backward("linear_backward", {&dy, &x, &w}, wi, g);
-}
+using models::WeightGrads;
 
 void backward(const models::ClipTextConfig& c, const models::ClipTextWeights& w, const models::ClipTextActivations& acts,
-              const Tensor& ids, const Tensor& d_last, const Tensor* d_penult, const Tensor* row_mask, Grads& g) {
-  const int64_t B = ids.shape[0], T = ids.shape[1], H = w.token_embedding.shape[1];
-  const int64_t hd = H / c.heads;
+              const Tensor& ids, const Tensor& d_last, const Tensor* d_penult, const Tensor* row_mask, WeightGrads& g) {
   const size_t L = w.layers.size();
   const size_t final_w = 2 + kPerLayer * L;
-  Tensor dx = ln_backward(d_last, acts.final_in, acts.final_mean, acts.final_rstd, w.final_ln_w, final_w, g);
-
-  Attrs attn;
-  attn.numbers["causal"] = 1;
-  attn.numbers["scale"] = 1.0 / std::sqrt(static_cast<double>(hd));
-  const char* act_op = c.quick_gelu ? "quick_gelu_backward" : "gelu_backward";
+  Tensor dx = models::ln_backward(d_last, acts.final_in, acts.final_mean, acts.final_rstd, w.final_ln_w, final_w, g);
+  const models::ClipEncoderOptions o = models::clip_text_encoder_options(c);
   for (size_t li = L; li-- > 0;) {
-    const models::ClipTextLayerWeights& l = w.layers[li];
     const models::ClipTextLayerActivations& a = acts.layers[li];
-    const size_t b = 2 + kPerLayer * li;
-    // MLP: out = h + fc2(act(fc1(ln2(h))))
-    Tensor d_act = linear_backward(dx, a.act, l.fc2_w, b + 14, g);
-    Tensor d_fc1 = models::run_op(act_op, {&d_act, &a.fc1}).front();
-    Tensor d_ln2 = linear_backward(d_fc1, a.ln2, l.fc1_w, b + 12, g);
-    Tensor dh = add(dx, ln_backward(d_ln2, a.h, a.ln2_mean, a.ln2_rstd, l.ln2_w, b + 10, g));
-    // Attention: h = x + out_proj(merge(attention(split(q, k, v of ln1(x)))))
-    Tensor d_merged = linear_backward(dh, a.attn_merged, l.out_w, b + 8, g);
-    Tensor d_o = models::swap_dims12(reshape(d_merged, {B, T, c.heads, hd}));
-    std::vector<Tensor> dqkv =
-        models::run_op("attention_backward", {&d_o, &a.q, &a.k, &a.v, &a.attn_o, &a.attn_lse}, attn);
-    auto merge = [&](const Tensor& t) { return reshape(models::swap_dims12(t), {B, T, H}); };
-    Tensor d_ln1 = linear_backward(merge(dqkv[0]), a.ln1, l.q_w, b + 2, g);
-    d_ln1 = add(d_ln1, linear_backward(merge(dqkv[1]), a.ln1, l.k_w, b + 4, g));
-    d_ln1 = add(d_ln1, linear_backward(merge(dqkv[2]), a.ln1, l.v_w, b + 6, g));
-    dx = add(dh, ln_backward(d_ln1, a.x, a.ln1_mean, a.ln1_rstd, l.ln1_w, b, g));
+    dx = models::clip_layer_backward(o, w.layers[li], a, dx, 2 + kPerLayer * li, g);
     if (li + 1 == L && d_penult) {
       // penultimate = final_layer_norm(the last layer's input)
-      dx = add(dx, ln_backward(*d_penult, a.x, acts.penult_mean, acts.penult_rstd, w.final_ln_w, final_w, g));
+      dx = add(dx, models::ln_backward(*d_penult, a.x, acts.penult_mean, acts.penult_rstd, w.final_ln_w, final_w, g));
     }
   }
   // dx is now the gradient of token_embedding[ids] + position_embedding[0..T-1].
@@ -103,15 +52,7 @@ void backward(const models::ClipTextConfig& c, const models::ClipTextWeights& w,
     a.numbers["vocab"] = static_cast<double>(w.token_embedding.shape[0]);
     g.put(0, models::run_op("embedding_backward", {&dx, &ids, row_mask}, a).front());
   }
-  if (g.want[1]) {
-    std::vector<int64_t> pos(static_cast<size_t>(B * T));
-    for (size_t i = 0; i < pos.size(); ++i) pos[i] = static_cast<int64_t>(i) % T;
-    Tensor pos_ids = from_host(pos.data(), pos.size() * sizeof(int64_t), {B, T}, DType::I64, DType::I64);
-    if (dx.device.type != DeviceType::CPU) pos_ids = models::run_now(to_device(pos_ids, dx.device)).front();
-    Attrs a;
-    a.numbers["vocab"] = static_cast<double>(w.position_embedding.shape[0]);
-    g.put(1, models::run_op("embedding_backward", {&dx, &pos_ids}, a).front());
-  }
+  if (g.want[1]) g.put(1, models::position_embedding_backward(dx, w.position_embedding.shape[0]));
 }
 
 Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
@@ -171,7 +112,7 @@ Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
                                           tok.describe());
     }
   }
-  auto grads = std::make_shared<Grads>();
+  auto grads = std::make_shared<WeightGrads>();
   grads->want.assign(n_weights + 1, false);  // +1: param_backward reads wi + 1 past a final weight safely
   grads->got.assign(n_weights + 1, Tensor());
   const std::vector<int64_t> trainable = attrs.get_ints(op, "trainable", {});

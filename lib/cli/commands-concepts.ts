@@ -12,7 +12,8 @@ import { readCaptionFile } from '../concepts/captions.js';
 import { disposeConcept, loadConcept, saveConcept, type SaveConceptOptions } from '../concepts/concept-file.js';
 import { exportDiffusers, importDiffusers } from '../methods/custom-diffusion/diffusers-format.js';
 import { mergeConcepts, type MergeResult } from '../methods/custom-diffusion/merge.js';
-import type { ConceptWeights, CustomDiffusionConcept } from '../concepts/types.js';
+import type { ConceptWeights, ConesConcept, CustomDiffusionConcept } from '../concepts/types.js';
+import { combineSubjects } from '../methods/cones/combine.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { UNet2DConditionModel } from '../models/unet.js';
 import { StableDiffusionPipeline, type SchedulerName } from '../pipeline/txt2img.js';
@@ -58,9 +59,45 @@ const compressFlags: Record<string, OptionSpec> = {
   rank: { type: 'string', arg: 'r', help: 'store ΔW as truncated SVD of at most this rank' },
 };
 
+/** `merge` of Cones files: the union of their neuron sets, fine-tuned on multi-subject prompts when --prompt is given. */
+async function mergeCones(v: Values, files: string[], concepts: ConceptWeights[], out: string): Promise<void> {
+  try {
+    const other = concepts.findIndex((c) => c.method !== 'cones');
+    if (other >= 0) throw invalidArgument(`${files[other]} is a ${concepts[other].method} concept: merge Cones files with Cones files only`);
+    const cdFlags = ['reg-captions', 'target', 'ridge', 'force', 'energy', 'rank'].filter((f) => v[f] !== undefined);
+    if (cdFlags.length > 0) throw invalidArgument(`${cdFlags.map((f) => `--${f}`).join(', ')} ${cdFlags.length > 1 ? 'are' : 'is'} not used for Cones concept files`);
+    const prompts = list(v, 'prompt');
+    const tune = prompts.length > 0;
+    const r = await combineSubjects({
+      model: modelDir(v), concepts: concepts as ConesConcept[],
+      ...(tune ? {
+        prompts, excite: list(v, 'excite'), images: list(v, 'images'),
+        ...defined({ steps: int(v, 'steps'), lr: num(v, 'lr'), rank: int(v, 'lora-rank'), attentionWeight: num(v, 'attention-weight'), seed: int(v, 'seed', 0) }),
+        quiet: v.quiet === true,
+      } : {}),
+      ...defined({ device: str(v, 'device') }),
+    });
+    try {
+      const saved = await saveConcept(out, r.concept);
+      const shut = Object.values(r.shut).reduce((a, s) => ({ count: a.count + s.count, overlap: a.overlap + s.overlap }), { count: 0, overlap: 0 });
+      const last = r.losses[r.losses.length - 1];
+      process.stdout.write(`united ${concepts.length} neuron sets: ${shut.count} neurons shut, ${shut.overlap} shared${last ? `; fine-tuned ${r.losses.length} steps (diffusion ${last.diffusion.toFixed(4)}, attention ${last.attention.toFixed(4)})` : ''} → ${describeSave(saved)}\n`);
+    } finally {
+      disposeConcept(r.concept);
+    }
+  } finally {
+    concepts.forEach(disposeConcept);
+  }
+}
+
+/** The entries of `o` that are not undefined. */
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+}
+
 export const CONCEPT_COMMANDS: Record<string, Command> = {
   merge: {
-    summary: 'merge separately trained concept files into one, in closed form (Custom Diffusion §3.2); prints the residuals',
+    summary: 'merge separately trained concept files into one: Custom Diffusion in closed form (§3.2, prints the residuals); Cones by uniting the neuron sets, optionally fine-tuned on multi-subject prompts (--prompt)',
     usage: '<concept.safetensors>... --out merged.safetensors [options]',
     positionals: true,
     options: {
@@ -71,16 +108,32 @@ export const CONCEPT_COMMANDS: Record<string, Command> = {
       ridge: { type: 'string', arg: 'x', help: 'ridge added to C_regᵀC_reg, relative to its mean diagonal', default: '1e-6' },
       force: { type: 'boolean', help: 'merge concepts trained on another base model' },
       ...compressFlags,
+      prompt: { type: 'string', arg: 'text', help: 'cones: a prompt naming every subject to fine-tune on (repeat for several); without it the sets are only united', multiple: true },
+      excite: { type: 'string', arg: 'word', help: 'cones: a word of the prompts naming a subject (repeat for each)', multiple: true },
+      images: { type: 'string', arg: 'folder', help: "cones: a subject's images, in the order of the concept files (repeat for each)", multiple: true },
+      steps: { type: 'string', arg: 'n', help: 'cones: fine-tuning steps', default: 10 },
+      lr: { type: 'string', arg: 'x', help: 'cones: learning rate of the LoRA factors', default: '5e-4' },
+      'lora-rank': { type: 'string', arg: 'r', help: 'cones: rank of the LoRA on the cross-attention K/V', default: 4 },
+      'attention-weight': { type: 'string', arg: 'x', help: "cones: weight of Attend-and-Excite's term beside the diffusion loss", default: 1 },
+      seed: { type: 'string', arg: 'n', help: 'cones: seed of the fine-tuning', default: 0 },
+      device: { type: 'string', arg: 'dev', help: "cones: 'cpu' or 'cuda:0' for the fine-tuning", default: 'cpu' },
+      ...quietFlag,
     },
     async run(v, files) {
       if (files.length === 0) throw invalidArgument('give the concept files to merge');
       const out = need(v, 'out', '<file> for the merged concept');
       checkOutputFolder('out', out);
+      const concepts = await loadAll(files);
+      if (concepts.some((c) => c.method === 'cones')) return mergeCones(v, files, concepts, out);
+      const conesFlags = ['prompt', 'excite', 'images', 'steps', 'lr', 'lora-rank', 'attention-weight', 'seed', 'device', 'quiet'].filter((f) => v[f] !== undefined);
+      if (conesFlags.length > 0) {
+        concepts.forEach(disposeConcept);
+        throw invalidArgument(`${conesFlags.map((f) => `--${f}`).join(', ')} ${conesFlags.length > 1 ? 'are' : 'is'} for Cones concept files`);
+      }
       const reg = str(v, 'reg-captions');
       const ridge = num(v, 'ridge');
       const targets = v.target as string[] | undefined;
       const save = compression(v);
-      const concepts = await loadAll(files);
       const pipe = await StableDiffusionPipeline.fromPretrained(modelDir(v)).catch((e: unknown) => {
         concepts.forEach(disposeConcept);
         throw e;

@@ -266,6 +266,45 @@ export function parseClipTextConfig(raw: unknown, where = 'CLIP text config'): C
   });
 }
 
+/**
+ * transformers' CLIPVisionConfig (a CLIPVisionModel's config.json, or the
+ * vision_config of a CLIPModel's): the tuning encoder's backbone.
+ */
+export interface ClipVisionConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numChannels: number;
+  imageSize: number;
+  patchSize: number;
+  hiddenAct: 'quick_gelu' | 'gelu';
+  layerNormEps: number;
+}
+
+/** Parses a CLIPVisionModel config (defaults: transformers', ViT-B/32). */
+export function parseClipVisionConfig(raw: unknown, where = 'CLIP vision config'): ClipVisionConfig {
+  if (isParsed(raw)) return raw as ClipVisionConfig;
+  const f = fields(raw, where, 'CLIPVisionModel');
+  const hiddenSize = f.int('hidden_size', 768);
+  const numAttentionHeads = f.int('num_attention_heads', 12);
+  if (hiddenSize % numAttentionHeads !== 0) f.fail('num_attention_heads', `a divisor of hidden_size ${hiddenSize}`);
+  const imageSize = f.int('image_size', 224);
+  const patchSize = f.int('patch_size', 32);
+  if (imageSize % patchSize !== 0) f.fail('patch_size', `a divisor of image_size ${imageSize}`);
+  return markParsed({
+    hiddenSize,
+    intermediateSize: f.int('intermediate_size', 3072),
+    numHiddenLayers: f.int('num_hidden_layers', 12),
+    numAttentionHeads,
+    numChannels: f.int('num_channels', 3),
+    imageSize,
+    patchSize,
+    hiddenAct: f.oneOf('hidden_act', ['quick_gelu', 'gelu'] as const, 'quick_gelu'),
+    layerNormEps: positive(f, 'layer_norm_eps', f.num('layer_norm_eps', 1e-5)),
+  });
+}
+
 function positive(f: Fields, field: string, v: number): number {
   if (!(v > 0)) f.fail(field, 'a positive number');
   return v;

@@ -32,7 +32,7 @@ export function clipTextLayout(cfg: ClipTextConfig): Layout {
 export const TOKEN_EMBEDDING = 'text_model.embeddings.token_embedding.weight';
 
 // A layer's weights in the native ops' input order (csrc/models/clip_text_op.cc).
-const LAYER_PARAMS = [
+export const CLIP_LAYER_PARAMS = [
   'layer_norm1.weight', 'layer_norm1.bias',
   'self_attn.q_proj.weight', 'self_attn.q_proj.bias',
   'self_attn.k_proj.weight', 'self_attn.k_proj.bias',
@@ -46,7 +46,7 @@ const LAYER_PARAMS = [
 /** Every weight's full name in the order the native CLIP ops take them (the same set as clipTextLayout). */
 export function clipTextWeightNames(cfg: ClipTextConfig): string[] {
   const names = [TOKEN_EMBEDDING, 'text_model.embeddings.position_embedding.weight'];
-  for (let l = 0; l < cfg.numHiddenLayers; l++) for (const p of LAYER_PARAMS) names.push(`text_model.encoder.layers.${l}.${p}`);
+  for (let l = 0; l < cfg.numHiddenLayers; l++) for (const p of CLIP_LAYER_PARAMS) names.push(`text_model.encoder.layers.${l}.${p}`);
   names.push('text_model.final_layer_norm.weight', 'text_model.final_layer_norm.bias');
   return names;
 }

@@ -223,14 +223,34 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor, focus: UNetFocus, dFocus: Tensor<'f32'>,
     options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath } = {},
   ): Promise<Tensor<D>> {
-    const fn = 'UNet2DConditionModel.focusBackward';
+    const r = await this.#focusBackward('UNet2DConditionModel.focusBackward', sample, timestep, encoderHiddenStates, focus, dFocus, { ...options, trainable: 'none' });
+    r.out.dispose(), r.dContext.dispose();
+    return r.dSample;
+  }
+
+  /**
+   * focusBackward with weight gradients: the forward, then the backward of
+   * Σ maps·dFocus alone (the output gets no gradient) for the `trainable`
+   * weights and adapter parameters, as forwardBackward names them. An
+   * attention term in a training loss (e.g. Attend-and-Excite's on LoRA
+   * factors) is this, with dFocus = ∂term/∂maps at focusForward's maps.
+   */
+  async focusForwardBackward(
+    sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor, focus: UNetFocus, dFocus: Tensor<'f32'>,
+    options: UNetBackwardOptions = {},
+  ): Promise<{ out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
+    return this.#focusBackward('UNet2DConditionModel.focusForwardBackward', sample, timestep, encoderHiddenStates, focus, dFocus, options);
+  }
+
+  async #focusBackward(
+    fn: string, sample: Tensor, timestep: number | number[] | Tensor, encoderHiddenStates: Tensor, focus: UNetFocus, dFocus: Tensor<'f32'>, options: UNetBackwardOptions,
+  ): Promise<{ out: Tensor<D>; dSample: Tensor<D>; dContext: Tensor<D>; grads: Map<string, Tensor<D>> }> {
     const attrs = this.#focusAttrs(fn, focus, encoderHiddenStates);
     if (!(dFocus instanceof Tensor) || dFocus.disposed) throw invalidArgument(`${fn}: dFocus must be a live f32 Tensor [N, ${focus.tokens.length}, ${focus.queries}], got ${describe(dFocus)}`);
+    if (!(sample instanceof Tensor) || sample.ndim !== 4) throw invalidArgument(`${fn}: sample must be a Tensor [N, C, h, w], got ${describe(sample)}`);
     const dy = await zeros([sample.shape[0], this.config.outChannels, sample.shape[2], sample.shape[3]], { dtype: this.dtype, device: this.device });
     try {
-      const r = await this.#backward(fn, 'dy', sample, timestep, encoderHiddenStates, dy, { ...options, trainable: 'none' }, false, attrs, dFocus);
-      r.out.dispose(), r.dContext.dispose();
-      return r.dSample;
+      return await this.#backward(fn, 'dy', sample, timestep, encoderHiddenStates, dy, options, false, attrs, dFocus);
     } finally {
       dy.dispose();
     }

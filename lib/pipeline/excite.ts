@@ -20,7 +20,8 @@
 // steps; left out).
 import { tensor } from '../creation.js';
 import { invalidArgument } from '../errors.js';
-import { focusGrid, type UNet2DConditionModel, type UNetFocus } from '../models/unet.js';
+import { focusGrid, type UNet2DConditionModel, type UNetAdapter, type UNetFocus } from '../models/unet.js';
+import type { EncodeOptions, PaddedIds } from '../tokenizer/clip.js';
 import type { Tensor } from '../tensor.js';
 
 /** 3×3 Gaussian, σ = 0.5, normalised. */
@@ -113,25 +114,57 @@ export interface ExciteProbe {
 }
 
 /**
+ * focusForward at the probe and exciteLoss of its maps: L per image and
+ * weight·∂(Σ L)/∂maps as dFocus on the input's device (the caller frees it),
+ * for focusBackward (a latent update) or focusForwardBackward (a training term).
+ */
+export async function exciteMaps(
+  probe: ExciteProbe, input: Tensor, t: number, options: { adapters?: readonly UNetAdapter[]; weight?: number } = {},
+): Promise<{ focus: UNetFocus; loss: number[]; dFocus: Tensor<'f32'> }> {
+  const [n, , h, w] = input.shape;
+  const grid = focusGrid(probe.unet.config, h, w);
+  const focus: UNetFocus = { tokens: probe.tokens, queries: grid.queries };
+  const { out, maps } = await probe.unet.focusForward(input, t, probe.context, focus, options.adapters ? { adapters: options.adapters } : {});
+  out.dispose();
+  const r = exciteLoss(maps.dataSync() as Float32Array, n, probe.tokens.length, probe.subjects, grid.height, grid.width);
+  maps.dispose();
+  const weight = options.weight ?? 1;
+  if (weight !== 1) for (let i = 0; i < r.dMaps.length; i++) r.dMaps[i] *= weight;
+  const host = tensor(r.dMaps, { shape: [n, probe.tokens.length, grid.queries] });
+  if (input.device === 'cpu') return { focus, loss: r.loss, dFocus: host };
+  try {
+    return { focus, loss: r.loss, dFocus: await host.to(input.device) };
+  } finally {
+    host.dispose();
+  }
+}
+
+/**
  * ∂L/∂input of the UNet's input at timestep t (the latents as the UNet sees
  * them), and L per image before any update.
  */
 export async function exciteGradient(probe: ExciteProbe, input: Tensor, t: number): Promise<{ grad: Tensor; loss: number[] }> {
-  const [n, , h, w] = input.shape;
-  const grid = focusGrid(probe.unet.config, h, w);
-  const focus: UNetFocus = { tokens: probe.tokens, queries: grid.queries };
-  const { out, maps } = await probe.unet.focusForward(input, t, probe.context, focus);
-  out.dispose();
-  const r = exciteLoss(maps.dataSync() as Float32Array, n, probe.tokens.length, probe.subjects, grid.height, grid.width);
-  maps.dispose();
-  const host = tensor(r.dMaps, { shape: [n, probe.tokens.length, grid.queries] });
-  const dFocus = input.device === 'cpu' ? host : await host.to(input.device);
+  const { focus, loss, dFocus } = await exciteMaps(probe, input, t);
   try {
-    return { grad: await probe.unet.focusBackward(input, t, probe.context, focus, dFocus), loss: r.loss };
+    return { grad: await probe.unet.focusBackward(input, t, probe.context, focus, dFocus), loss };
   } finally {
-    host.dispose();
-    if (dFocus !== host) dFocus.dispose();
+    dFocus.dispose();
   }
+}
+
+/**
+ * The probe's token positions for `prompt` (every token between the start
+ * and end tokens) and the subjects `words` among them, with the prompt's
+ * token count; an error names a word the prompt lacks.
+ */
+export function promptFocus(fn: string, tokenizer: { encodePadded(text: string, options?: EncodeOptions): PaddedIds }, maxLength: number, prompt: string, words: readonly string[]): { tokens: number[]; subjects: number[]; length: number } {
+  const content = (text: string): number[] => {
+    const p = tokenizer.encodePadded(text, { maxLength });
+    return Array.from(p.ids.subarray(1, p.length - 1));
+  };
+  const padded = tokenizer.encodePadded(prompt, { maxLength });
+  const positions = subjectPositions(`${fn}: prompt "${prompt}"`, padded.ids, words, content);
+  return { tokens: Array.from({ length: padded.length - 2 }, (_, i) => i + 1), subjects: positions.map((p) => p - 1), length: padded.length };
 }
 
 /** The positions of `words` in the token ids of a prompt (each word's first token), or an error naming the missing one. */

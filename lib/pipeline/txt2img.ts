@@ -21,7 +21,7 @@ import { DDIMScheduler } from '../schedulers/ddim.js';
 import { EulerDiscreteScheduler } from '../schedulers/euler.js';
 import { EulerAncestralDiscreteScheduler } from '../schedulers/euler-ancestral.js';
 import { DPMSolverMultistepScheduler } from '../schedulers/dpm-solver.js';
-import { exciteGradient, subjectPositions, type ExciteProbe } from './excite.js';
+import { exciteGradient, promptFocus, type ExciteProbe } from './excite.js';
 
 /** What the pipeline needs of a tokenizer (ClipTokenizer, or a wrapper around it). */
 export interface PromptTokenizer {
@@ -576,27 +576,20 @@ export class StableDiffusionPipeline {
     }
     if (!(this.unet instanceof UNet2DConditionModel)) throw invalidArgument(`${fn}: excite needs a UNet2DConditionModel denoiser (it reads the cross-attention)`);
     const maxLength = this.textEncoder.config.maxPositionEmbeddings;
-    const content = (text: string): number[] => {
-      const p = this.tokenizer.encodePadded(text, { maxLength });
-      return Array.from(p.ids.subarray(1, p.length - 1));
-    };
-    let positions: number[] | undefined;
-    let length = 0;
+    let first: ReturnType<typeof promptFocus> | undefined;
     for (const prompt of prompts) {
-      const padded = this.tokenizer.encodePadded(prompt, { maxLength });
-      const found = subjectPositions(`${fn}: prompt "${prompt}"`, padded.ids, words as string[], content);
-      if (positions && (padded.length !== length || found.some((p, i) => p !== positions![i]))) {
+      const found = promptFocus(fn, this.tokenizer, maxLength, prompt, words as string[]);
+      if (first && (found.length !== first.length || found.subjects.some((p, i) => p !== first!.subjects[i]))) {
         throw invalidArgument(`${fn}: excite words sit at other token positions in "${prompt}" than in "${prompts[0]}" (or the prompts differ in length); generate such prompts apart`);
       }
-      positions = found, length = padded.length;
+      first ??= found;
     }
-    // The paper's maps: every token between the start and the end token.
-    const tokens = Array.from({ length: length - 2 }, (_, i) => i + 1);
     const onExcite = o.onExcite;
     if (onExcite !== undefined && typeof onExcite !== 'function') throw invalidArgument(`${fn}: onExcite must be a function, got ${describe(onExcite)}`);
     return {
-      tokens,
-      subjects: positions!.map((p) => p - 1),
+      // The paper's maps: every token between the start and the end token.
+      tokens: first!.tokens,
+      subjects: first!.subjects,
       steps: checkInt(fn, 'exciteSteps', o.exciteSteps, 0, steps, Math.ceil(steps / 2)),
       scale: checkNumberIn(fn, 'exciteScale', o.exciteScale, 0, 1e6, 20),
       onExcite: onExcite as ((info: { step: number; loss: number[] }) => void) | undefined,
