@@ -54,6 +54,31 @@ t('timesteps as numbers, f32 tensors and one broadcast value agree with the refe
   }
 });
 
+t('encoderFeatures: each down block\'s output and the mid block\'s, untouched by the up path, moved by the down path', async () => {
+  const m = await model('sd1-tiny');
+  const unet = UNet2DConditionModel.fromWeights(m.config, m.weights);
+  const [s, ts, e] = [get(m, 'sample'), get(m, 'timestep'), get(m, 'encoder_hidden_states')];
+  const f = await unet.encoderFeatures(s, ts, e);
+  const c = unet.config;
+  // Down blocks halve the grid except the last; the mid block keeps the last block's channels and grid.
+  const sides = c.blockOutChannels.map((_, i) => 16 / 2 ** Math.min(i + 1, c.blockOutChannels.length - 1));
+  assert.equal(f.map((x) => x.shape), [...c.blockOutChannels.map((ch, i) => [2, ch, sides[i], sides[i]]), [2, c.blockOutChannels.at(-1)!, sides.at(-1)!, sides.at(-1)!]]);
+  assert.ok(f.every((x) => f32(x).every(Number.isFinite) && f32(x).some((v) => v !== 0)));
+  // Odd sides: (h - 1) / 2 + 1 per downsample, as the convolution gives.
+  const odd = await unet.encoderFeatures(tensor(new Float32Array(4 * 7 * 9).fill(0.3), { shape: [1, 4, 7, 9] }), 10, tensor(f32(e).subarray(0, e.shape[1] * e.shape[2]), { shape: [1, e.shape[1], e.shape[2]] }));
+  assert.equal(odd[0].shape.slice(2), c.blockOutChannels.length > 1 ? [4, 5] : [7, 9]);
+  // The up path and the output head do not reach the features; a down-path weight does.
+  const scaled = async (names: string[]) => new Map(await Promise.all(names.map(async (n) => [n, tensor(Float32Array.from(f32(m.weights.get(n)!), (v) => 1.5 * v + 0.01), { shape: m.weights.get(n)!.shape })] as const)));
+  const up = unet.weightNames.filter((n) => /^(up_blocks|conv_norm_out|conv_out)\./.test(n));
+  const upChanged = unet.withWeights(await scaled(up));
+  const g = await upChanged.encoderFeatures(s, ts, e);
+  f.forEach((x, i) => assert.equal(f32(g[i]), f32(x), `feature ${i}: bit-identical with the up path changed`));
+  assert.not.equal(f32(await upChanged.forward(s, ts, e)), f32(await unet.forward(s, ts, e)), 'the prediction does change');
+  const downChanged = unet.withWeights(await scaled(['down_blocks.0.resnets.0.conv1.weight']));
+  const d = await downChanged.encoderFeatures(s, ts, e);
+  d.forEach((x, i) => assert.not.equal(f32(x), f32(f[i]), `feature ${i} moves with a down-block weight`));
+});
+
 t('a smaller sample (8x8) runs; each batch row is independent of the others', async () => {
   const m = await model('sd1-tiny');
   const unet = UNet2DConditionModel.fromWeights(m.config, m.weights);

@@ -259,9 +259,11 @@ void unet_forward(const UNetConfig& c, const UNetWeights& w, const Tensor& sampl
       x = downsample(x, b.resample_w, b.resample_b);
       skips.push_back(x);
     }
+    if (c.features) c.features->push_back(x);
   }
   x = layer(c, w.mid_res0, &w.mid_attn, x, acts.emb_act, context, keep);
   x = layer(c, w.mid_res1, nullptr, x, acts.emb_act, context, keep);
+  if (c.features) c.features->push_back(x);
   for (const UNetBlockWeights& b : w.up) {
     for (size_t j = 0; j < b.resnets.size(); ++j) {
       const Tensor skip = skips.back();

@@ -41,6 +41,10 @@ struct UNetConfig {
   double freq_shift = 0;
   bool linear_projection = false;  // use_linear_projection: proj_in/out are linears, not 1x1 convs
   std::shared_ptr<TokenFocus> focus;  // null: no attention probe
+  // Non-null: the forward appends the UNet encoder's features, each down
+  // block's output (after its downsample) and the mid block's (the tuning
+  // encoder's second backbone, DESIGN §1.3).
+  std::shared_ptr<std::vector<Tensor>> features;
 };
 
 // Names below are diffusers' (relative to the module's prefix).

@@ -21,7 +21,10 @@
 //   of 0/1 per block: Cross-attention block or not), heads (list per down
 //   block), transformerLayers (list per down block), linearProjection = false,
 //   groups = 32, eps = 1e-5, flipSinToCos = true, freqShift = 0.
-// Output: the noise prediction [N, out_channels, h, w].
+// Output: the noise prediction [N, out_channels, h, w]; with the focus
+//   probe (focusTokens, focusQueries) its maps next; with encoderFeatures =
+//   true (unet_forward only) each down block's output (after its downsample)
+//   and the mid block's last, the UNet encoder's features.
 //
 // Attention adapters (models/unet_adapters.h), on both ops: attr `adapters`,
 //   a flat list of records [weightIndex, kind, ...] for attention projection
@@ -226,19 +229,38 @@ Launch unet_forward(const OpInputs& inputs, const Attrs& attrs) {
   for (const Tensor* t : inputs) launch.inputs.push_back(*t);
   Tensor out = launch.output;
   const auto w = p.w;
-  const models::UNetConfig config = p.config;
+  models::UNetConfig config = p.config;
   Tensor maps;
   if (config.focus) {
     maps = Tensor::empty({p.sample.shape[0], static_cast<int64_t>(config.focus->tokens.size()), config.focus->queries},
                          DType::F32, ref.device);
     launch.outputs.push_back(maps);
   }
+  // encoderFeatures: each down block's output, then the mid block's, after the prediction (and maps).
+  std::vector<Tensor> features;
+  if (attrs.get_bool(kOp, "encoderFeatures", false)) {
+    int64_t h = ref.shape[2], wd = ref.shape[3], ch = 0;
+    for (const models::UNetBlockWeights& b : w->down) {
+      ch = b.resnets.back().conv2_w.shape[0];
+      if (b.has_resample) h = (h - 1) / 2 + 1, wd = (wd - 1) / 2 + 1;  // 3×3, stride 2, padding 1
+      features.push_back(Tensor::empty({ref.shape[0], ch, h, wd}, ref.dtype, ref.device));
+    }
+    features.push_back(Tensor::empty({ref.shape[0], w->mid_res1.conv2_w.shape[0], h, wd}, ref.dtype, ref.device));
+    for (const Tensor& f : features) launch.outputs.push_back(f);
+    config.features = std::make_shared<std::vector<Tensor>>();
+  }
   const Tensor s = p.sample, ts = p.timestep, ctx = p.context;
   const auto adapted = std::make_shared<Adapted>(p, inputs);
-  launch.run = [config, w, s, ts, ctx, out, maps, adapted]() mutable {
+  launch.run = [config, w, s, ts, ctx, out, maps, features, adapted]() mutable {
     std::vector<Tensor> effective;
     const models::UNetWeights run_w = adapted->materialise(*w, effective);
+    if (config.features) config.features->clear();
     models::unet_forward(config, run_w, s, ts, ctx, out);  // inference: keeps no activations
+    if (config.features) {
+      for (size_t i = 0; i < features.size(); ++i) copy_into(features[i], (*config.features)[i]);
+      config.features->clear();
+      backend_for(s.device).synchronize();
+    }
     if (config.focus) {
       check_focus_read(*config.focus);
       copy_into(maps, models::scaled(config.focus->sum, 1.0 / static_cast<double>(config.focus->layers)));

@@ -169,6 +169,24 @@ export class UNet2DConditionModel<D extends FloatDType = FloatDType> {
     return out;
   }
 
+  /**
+   * The UNet encoder's features (the tuning encoder's second backbone,
+   * DESIGN §1.3): each down block's output, after its downsample, then the
+   * mid block's, e.g. for SD1.5 at 64×64 latents [N, 320, 32, 32],
+   * [N, 640, 16, 16], [N, 1280, 8, 8], [N, 1280, 8, 8], [N, 1280, 8, 8].
+   * The whole forward runs (its prediction is dropped).
+   */
+  async encoderFeatures(
+    sample: Tensor,
+    timestep: number | number[] | Tensor,
+    encoderHiddenStates: Tensor,
+    options: { adapters?: readonly UNetAdapter[]; dual?: UNetDualPath } = {},
+  ): Promise<Tensor<D>[]> {
+    const [out, ...features] = await this.#forward('UNet2DConditionModel.encoderFeatures', sample, timestep, encoderHiddenStates, options, { encoderFeatures: 1 });
+    out.dispose();
+    return features;
+  }
+
   async #forward(
     fn: string,
     sample: Tensor,
