@@ -105,5 +105,6 @@ export { applyConcepts, type ApplyConceptsOptions, type ApplyConceptsResult } fr
 export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, type MatrixResidual, type Residuals } from './methods/custom-diffusion/merge.js';
 export { candidateWeights, findNeurons, selectNeurons, type FindNeuronsOptions, type FindNeuronsResult, type NeuronLayers } from './methods/cones/find.js';
 export { combineSubjects, uniteNeurons, type CombineSubjectsOptions, type CombineSubjectsResult } from './methods/cones/combine.js';
+export { embeddingRegularization, type EmbeddingRegularization, type EmbeddingRegularizationOptions } from './methods/tuning-encoder/regularization.js';
 export { DEFAULT_METHOD, METHOD_NAMES, METHODS, methodByName, type MethodName, type MethodTrainResult } from './methods/index.js';
 export { genericCaptions, readCaptionFile } from './concepts/captions.js';
