@@ -232,6 +232,11 @@ export class AdamW {
     this.#disposeState();
   }
 
+  /** Frees the optimizer's own state (moments, masters, EMA) and leaves the parameters to the caller. */
+  disposeState(): void {
+    this.#disposeState();
+  }
+
   #disposeState(): void {
     for (const map of [this.#master, this.#m, this.#v, this.#ema]) for (const t of map.values()) if (!t.disposed) t.dispose();
   }

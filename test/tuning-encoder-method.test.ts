@@ -1,0 +1,100 @@
+// The tuning encoder end to end on the tiny SD1 model: pretraining is
+// reproducible from its seed and resumes exactly; the encoder file round-trips
+// and is refused for another model; personalization gives a concept of one
+// token and LoRA factors on every cross-attention K/V that saves, loads and
+// samples; 0 steps keep the prediction, the pull holds the tuning to it.
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { applyConcepts } from '../lib/concepts/apply.js';
+import { disposeConcept, loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
+import { loadEncoder, saveEncoder } from '../lib/methods/tuning-encoder/encoder-file.js';
+import { personalize } from '../lib/methods/tuning-encoder/personalize.js';
+import { pretrainEncoder, type PretrainEncoderOptions } from '../lib/methods/tuning-encoder/pretrain.js';
+import { StableDiffusionPipeline } from '../lib/pipeline/txt2img.js';
+import type { Tensor } from '../lib/tensor.js';
+import { conceptFolder, removeTempFolders, tempFolder, tinyModelFolder } from './cd-fixture.js';
+import { assertRejects } from './helpers.js';
+
+const t = suite('tuning-encoder.method');
+t.after(removeTempFolders);
+const f32 = (x: Tensor): Float32Array => x.dataSync() as Float32Array;
+
+let fx: { model: string; images: string; options: PretrainEncoderOptions } | undefined;
+async function setup() {
+  if (!fx) {
+    const model = await tinyModelFolder(), images = await conceptFolder(3, [220, 20, 20]);
+    fx = {
+      model, images, options: {
+        model, images, classWord: 'dog', resolution: 16, steps: 3, batchSize: 2, hidden: 8, rank: 2, seed: 1, quiet: true,
+        vision: { hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, image_size: 16, patch_size: 4, num_channels: 3 },
+      },
+    };
+  }
+  return fx;
+}
+
+t('pretraining: reproducible from its seed, resumes to exactly the uninterrupted result', async () => {
+  const f = await setup();
+  const a = await pretrainEncoder(f.options);
+  const b = await pretrainEncoder(f.options);
+  assert.is(a.losses.length, 3);
+  assert.ok(a.losses.every(Number.isFinite));
+  assert.equal(a.losses, b.losses);
+  const work = await tempFolder('imprint-encoder-work-');
+  const part = await pretrainEncoder({ ...f.options, workDir: work, checkpointEvery: 1, maxStepsThisRun: 2 });
+  assert.is(part.steps, 2);
+  part.encoder.dispose();
+  await assertRejects(() => pretrainEncoder({ ...f.options, seed: 2, workDir: work }), 'INVALID_ARGUMENT', /written by another run/);
+  const resumed = await pretrainEncoder({ ...f.options, workDir: work });
+  assert.is(resumed.steps, 3);
+  assert.equal(resumed.losses, a.losses.slice(2));
+  for (const [n, p] of a.encoder.params) assert.equal(f32(resumed.encoder.params.get(n)!), f32(p), `${n}: resumed = uninterrupted`);
+  a.encoder.dispose(), b.encoder.dispose(), resumed.encoder.dispose();
+});
+
+t('encoder file round trip; personalization: a concept that saves, loads, applies and samples', async () => {
+  const f = await setup();
+  const pre = await pretrainEncoder(f.options);
+  const dir = await tempFolder('imprint-encoder-file-');
+  const file = join(dir, 'encoder.safetensors');
+  await saveEncoder(file, pre.encoder, { classWord: 'dog', baseFingerprint: pre.baseFingerprint, settings: pre.settings });
+  const back = await loadEncoder(file);
+  assert.is(back.info.classWord, 'dog');
+  for (const [n, p] of pre.encoder.params) assert.equal(f32(back.encoder.params.get(n)!), f32(p), n);
+  back.encoder.dispose();
+  const image = join(f.images, '00.png');
+  const zero = await personalize({ model: f.model, encoder: file, image, steps: 0, quiet: true });
+  assert.equal(zero.losses, []);
+  const tuned = await personalize({ model: f.model, encoder: file, image, steps: 3, pullWeight: 0, lr: 1e-2, quiet: true });
+  const held = await personalize({ model: f.model, encoder: file, image, steps: 3, pullWeight: 1e4, lr: 1e-2, quiet: true });
+  assert.is(tuned.losses.length, 3);
+  const c = tuned.concept;
+  assert.is(c.method, 'tuning-encoder');
+  assert.equal(c.tokens.map((tk) => [tk.token, tk.classWord, tk.prompt]), [['<new1>', 'dog', 'a <new1> dog']]);
+  assert.equal([...c.lora.keys()], pre.encoder.spec.targets.map((x) => x.weight));
+  // Without the pull the tuning moves every factor away from the prediction; a strong pull keeps it near.
+  const dist = (x: typeof c) => [...x.lora].reduce((s, [n, l]) => s + f32(l.b).reduce((a, v, i) => a + (v - f32(zero.concept.lora.get(n)!.b)[i]) ** 2, 0), 0);
+  assert.ok(dist(held.concept) < 0.1 * dist(c), `pull: ${dist(held.concept)} vs free ${dist(c)}`);
+  const path = join(dir, 'concept.safetensors');
+  await saveConcept(path, c);
+  const loaded = await loadConcept(path, { method: 'tuning-encoder' });
+  const pipe = await StableDiffusionPipeline.fromPretrained(f.model);
+  try {
+    const applied = await applyConcepts(pipe, [loaded]);
+    assert.equal(applied.tokens, ['<new1>']);
+    const out = await pipe.generate({ prompt: 'a <new1> dog', width: 16, height: 16, steps: 2, seed: 1 });
+    assert.ok(f32(out.images).every(Number.isFinite));
+    await applied.restore();
+  } finally {
+    pipe.dispose();
+  }
+  await assertRejects(() => personalize({ model: f.model, encoder: file, image, steps: 0, token: 'two words' }), 'INVALID_ARGUMENT', /token must be one word/);
+  await assertRejects(() => loadEncoder(path), 'INVALID_ARGUMENT', /is not a tuning encoder file/);
+  for (const x of [zero, tuned, held]) disposeConcept(x.concept);
+  disposeConcept(loaded);
+  pre.encoder.dispose();
+});
+
+t.run();
