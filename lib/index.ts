@@ -106,5 +106,9 @@ export { mergeConcepts, type MergeBase, type MergeOptions, type MergeResult, typ
 export { candidateWeights, findNeurons, selectNeurons, type FindNeuronsOptions, type FindNeuronsResult, type NeuronLayers } from './methods/cones/find.js';
 export { combineSubjects, uniteNeurons, type CombineSubjectsOptions, type CombineSubjectsResult } from './methods/cones/combine.js';
 export { embeddingRegularization, type EmbeddingRegularization, type EmbeddingRegularizationOptions } from './methods/tuning-encoder/regularization.js';
+export { TuningEncoder, tuningEncoderLayout, type TuningEncoderSpec, type LoraTarget } from './methods/tuning-encoder/model.js';
+export { pretrainEncoder, type PretrainEncoderOptions, type PretrainEncoderResult, type EncoderLossOptions } from './methods/tuning-encoder/pretrain.js';
+export { personalize, type PersonalizeOptions, type PersonalizeResult } from './methods/tuning-encoder/personalize.js';
+export { saveEncoder, loadEncoder, type EncoderFileInfo } from './methods/tuning-encoder/encoder-file.js';
 export { DEFAULT_METHOD, METHOD_NAMES, METHODS, methodByName, type MethodName, type MethodTrainResult } from './methods/index.js';
 export { genericCaptions, readCaptionFile } from './concepts/captions.js';

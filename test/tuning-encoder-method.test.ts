@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { applyConcepts } from '../lib/concepts/apply.js';
+import { ENCODER_COMMANDS, TRAIN_COMMANDS } from '../lib/cli/commands-train.js';
 import { disposeConcept, loadConcept, saveConcept } from '../lib/concepts/concept-file.js';
 import { loadEncoder, saveEncoder } from '../lib/methods/tuning-encoder/encoder-file.js';
 import { personalize } from '../lib/methods/tuning-encoder/personalize.js';
@@ -95,6 +96,30 @@ t('encoder file round trip; personalization: a concept that saves, loads, applie
   for (const x of [zero, tuned, held]) disposeConcept(x.concept);
   disposeConcept(loaded);
   pre.encoder.dispose();
+});
+
+t('the CLI: imprint pretrain-encoder writes an encoder, imprint train --method tuning-encoder a concept; misplaced flags are named', async () => {
+  const f = await setup();
+  const dir = await tempFolder('imprint-encoder-cli-');
+  const enc = join(dir, 'enc.safetensors'), out = join(dir, 'c.safetensors');
+  const write = process.stdout.write;
+  let printed = '';
+  process.stdout.write = ((s: string) => ((printed += s), true)) as typeof process.stdout.write;
+  try {
+    await ENCODER_COMMANDS['pretrain-encoder'].run({ model: f.model, images: f.images, class: 'dog', out: enc, steps: '2', 'batch-size': '1', quiet: true }, []);
+    assert.is((await loadEncoder(enc)).info.classWord, 'dog');
+    await TRAIN_COMMANDS.train.run({ method: 'tuning-encoder', model: f.model, encoder: enc, image: join(f.images, '01.png'), out, steps: '2', quiet: true }, []);
+  } finally {
+    process.stdout.write = write;
+  }
+  const summary = JSON.parse(printed.trim().split('\n').at(-1)!);
+  assert.equal([summary.method, summary.steps], ['tuning-encoder', 2]);
+  const c = await loadConcept(out, { method: 'tuning-encoder' });
+  assert.is(c.tokens[0].token, '<new1>');
+  disposeConcept(c);
+  await assertRejects(() => TRAIN_COMMANDS.train.run({ method: 'tuning-encoder', model: f.model, encoder: enc, image: join(f.images, '01.png'), rho: '1' }, []), 'INVALID_ARGUMENT', /--rho is not used by --method tuning-encoder/);
+  await assertRejects(() => TRAIN_COMMANDS.train.run({ model: f.model, class: 'dog', images: f.images, encoder: enc }, []), 'INVALID_ARGUMENT', /--encoder is for --method tuning-encoder/);
+  await assertRejects(() => ENCODER_COMMANDS['pretrain-encoder'].run({ images: f.images, out: enc }, []), 'INVALID_ARGUMENT', /--images and --class go with --model/);
 });
 
 t.run();

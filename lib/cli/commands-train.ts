@@ -8,13 +8,17 @@ import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
 import { invalidArgument } from '../errors.js';
+import { saveEncoder } from '../methods/tuning-encoder/encoder-file.js';
+import type { PersonalizeOptions } from '../methods/tuning-encoder/personalize.js';
+import { pretrainEncoder, type PretrainEncoderOptions, type PretrainEncoderResult } from '../methods/tuning-encoder/pretrain.js';
+import { pretrainWorldEncoder } from '../world/encoder.js';
 import { disposeConcept, saveConcept } from '../concepts/concept-file.js';
 import type { ConceptSpec, TrainCustomDiffusionOptions } from '../methods/custom-diffusion/train.js';
 import { DEFAULT_METHOD, methodByName, METHOD_NAMES, METHODS, type FindNeuronsOptions, type MethodTrainResult } from '../methods/index.js';
 import { isPlainObject } from '../validate.js';
 import { worldModelDir } from '../world/model-path.js';
 import { WORLD_TEACH_LR } from '../world/teach.js';
-import { checkOutputFolder, deviceFlags, int, num, positive, quietFlag, readFlagFile, str, type Command, type Values } from './flags.js';
+import { checkOutputFolder, deviceFlags, int, need, num, positive, quietFlag, readFlagFile, str, type Command, type Values } from './flags.js';
 
 /** Concepts from a JSON file: an array of ConceptSpec; relative image and folder paths are read from the file's folder. */
 export function readConceptsFile(path: string): ConceptSpec[] {
@@ -73,6 +77,9 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       'top-fraction': { type: 'string', arg: 'f', help: 'cones: keep this fraction of the candidates with the largest statistic', default: 0.005 },
       threshold: { type: 'string', arg: 's', help: 'cones: keep the neurons whose statistic is at least this (instead of --top-fraction)' },
       layers: { type: 'string', arg: 'kv|kv+self', help: 'cones: candidate weights (cross-attention K/V, or self-attention K/V too)', default: 'kv' },
+      encoder: { type: 'string', arg: 'file', help: 'tuning-encoder: the pretrained encoder (imprint pretrain-encoder)' },
+      image: { type: 'string', arg: 'file', help: "tuning-encoder: the concept's one image" },
+      'pull-weight': { type: 'string', arg: 'w', help: "tuning-encoder: L2 pull toward the encoder's predictions", default: 1 },
       device: deviceFlags.device,
       ...quietFlag,
     },
@@ -87,8 +94,14 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
         await findNeuronsFromFlags(v, model, out);
         return;
       }
+      if (method.name === 'tuning-encoder') {
+        await personalizeFromFlags(v, model, out);
+        return;
+      }
       const cdOnly = ['rho', 'top-fraction', 'threshold', 'layers'].filter((f) => v[f] !== undefined);
       if (cdOnly.length > 0) throw invalidArgument(`${cdOnly.map((f) => `--${f}`).join(', ')} ${cdOnly.length > 1 ? 'are' : 'is'} for --method cones`);
+      const teOnly = ['encoder', 'image', 'pull-weight'].filter((f) => v[f] !== undefined);
+      if (teOnly.length > 0) throw invalidArgument(`${teOnly.map((f) => `--${f}`).join(', ')} ${teOnly.length > 1 ? 'are' : 'is'} for --method tuning-encoder`);
       const file = str(v, 'concepts');
       let concepts: ConceptSpec[];
       if (file !== undefined) {
@@ -140,6 +153,74 @@ async function saveResult(out: string, r: MethodTrainResult, extra: Record<strin
   }
   process.stdout.write(`${JSON.stringify({ out, method: r.concept.method, bytes: saved.bytes, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep, ...extra })}\n`);
 }
+
+/** `imprint train --method tuning-encoder`: one image → the encoder's prediction → --steps tuning steps (default 12). */
+async function personalizeFromFlags(v: Values, model: string, out: string): Promise<void> {
+  const unused = ['concepts', 'images', 'initializer', 'prompt', 'class-prompt', 'reg-images', 'num-reg-images', 'mode', 'no-scale-lr', 'prior-loss-weight', 'no-augment', 'no-hflip',
+    'reg-steps', 'work-dir', 'checkpoint-every', 'fresh', 'rho', 'top-fraction', 'threshold', 'layers'].filter((f) => v[f] !== undefined);
+  if (unused.length > 0) throw invalidArgument(`${unused.map((f) => `--${f}`).join(', ')} ${unused.length > 1 ? 'are' : 'is'} not used by --method tuning-encoder`);
+  const encoder = need(v, 'encoder', '<file>: a pretrained encoder (imprint pretrain-encoder writes one)');
+  const image = need(v, 'image', "<file>: the concept's one image");
+  const o: PersonalizeOptions = { model, encoder, image, quiet: v.quiet === true };
+  for (const [key, flag] of [['token', 'token'], ['classWord', 'class'], ['device', 'device']] as const) if (str(v, flag) !== undefined) o[key] = str(v, flag)!;
+  const numeric: Array<[keyof PersonalizeOptions, number | undefined]> = [['steps', int(v, 'steps', 0)], ['batchSize', int(v, 'batch-size')], ['lr', positive(v, 'lr')],
+    ['pullWeight', num(v, 'pull-weight')], ['resolution', int(v, 'resolution')], ['seed', int(v, 'seed', 0)]];
+  for (const [key, value] of numeric) if (value !== undefined) (o as unknown as Record<string, unknown>)[key] = value;
+  await saveResult(out, await METHODS['tuning-encoder'].train(o));
+}
+
+/** `imprint pretrain-encoder`: a tuning encoder for a model and a domain's images (the embedded world's without --model). */
+export const ENCODER_COMMANDS: Record<string, Command> = {
+  'pretrain-encoder': {
+    summary: "pretrain the tuning encoder on a domain's images (without --model: the embedded world, its own single-object scenes)",
+    options: {
+      model: { type: 'string', arg: 'dir', help: 'diffusers model folder', default: 'the embedded world model' },
+      images: { type: 'string', arg: 'dir', help: "the domain's images (needed with --model)" },
+      class: { type: 'string', arg: 'word', help: "the domain's class word (needed with --model)", default: "'shape' on the world" },
+      out: { type: 'string', arg: 'file', help: 'encoder file to write', default: 'encoder.safetensors' },
+      steps: { type: 'string', arg: 'n', help: 'training steps', default: 2000 },
+      'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: '4 (world: 8)' },
+      lr: { type: 'string', arg: 'x', help: 'peak learning rate (warm-up, then cosine)', default: '1e-3' },
+      rank: { type: 'string', arg: 'r', help: 'LoRA rank of the predictions', default: 4 },
+      seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
+      'work-dir': { type: 'string', arg: 'dir', help: 'checkpoints (a rerun resumes)' },
+      'checkpoint-every': { type: 'string', arg: 'n', help: 'steps between checkpoints', default: 250 },
+      'max-steps-this-run': { type: 'string', arg: 'n', help: 'stop after this many steps (resume later with the same --work-dir)' },
+      fresh: { type: 'boolean', help: 'ignore an existing checkpoint in --work-dir' },
+      ...quietFlag,
+    },
+    async run(v) {
+      const out = str(v, 'out') ?? 'encoder.safetensors';
+      checkOutputFolder('out', out);
+      const model = str(v, 'model');
+      const o: Record<string, unknown> = { resume: v.fresh !== true, quiet: v.quiet === true };
+      const numeric: Array<[string, number | undefined]> = [['steps', int(v, 'steps')], ['batchSize', int(v, 'batch-size')], ['lr', positive(v, 'lr')], ['rank', int(v, 'rank')],
+        ['seed', int(v, 'seed', 0)], ['checkpointEvery', int(v, 'checkpoint-every')], ['maxStepsThisRun', int(v, 'max-steps-this-run')]];
+      for (const [key, value] of numeric) if (value !== undefined) o[key] = value;
+      if (str(v, 'work-dir') !== undefined) o.workDir = str(v, 'work-dir');
+      let r: PretrainEncoderResult;
+      let classWord: string;
+      if (model === undefined) {
+        if (str(v, 'images') !== undefined || str(v, 'class') !== undefined) throw invalidArgument('--images and --class go with --model (the world encoder trains on its own scenes)');
+        classWord = 'shape';
+        r = await pretrainWorldEncoder(o);
+      } else {
+        classWord = need(v, 'class', "<word>: the domain's class, e.g. dog");
+        r = await pretrainEncoder({ ...o, model, images: need(v, 'images', "<dir>: the domain's images"), classWord } as PretrainEncoderOptions);
+      }
+      try {
+        if (r.steps < (o.steps as number | undefined ?? 2000)) {
+          process.stdout.write(`${JSON.stringify({ stoppedAt: r.steps, workDir: o.workDir ?? null, note: 'rerun with the same --work-dir to continue' })}\n`);
+          return;
+        }
+        await saveEncoder(out, r.encoder, { classWord, baseFingerprint: r.baseFingerprint, settings: r.settings });
+        process.stdout.write(`${JSON.stringify({ out, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
+      } finally {
+        r.encoder.dispose();
+      }
+    },
+  },
+};
 
 /** `imprint train --method cones`: one subject's concept neurons (--steps statistic passes). */
 async function findNeuronsFromFlags(v: Values, model: string, out: string): Promise<void> {

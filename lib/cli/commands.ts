@@ -19,7 +19,7 @@ import {
   checkOutputFolder, conceptFlag, deviceFlags, deviceOptions, exciteFlags, exciteOptions, imageSide, int, modelDir, need, num, numList, positive, progress, quietFlag, readFlagFile, str, writeAtomic,
   saveGenerated, type Command, type OptionSpec, type Values,
 } from './flags.js';
-import { TRAIN_COMMANDS } from './commands-train.js';
+import { ENCODER_COMMANDS, TRAIN_COMMANDS } from './commands-train.js';
 
 export type { Command } from './flags.js';
 
@@ -236,5 +236,6 @@ export const COMMANDS: Record<string, Command> = {
   },
 
   ...TRAIN_COMMANDS,
+  ...ENCODER_COMMANDS,
   ...CONCEPT_COMMANDS,
 };

@@ -1,6 +1,6 @@
 // The personalization methods Imprint has, by the name `imprint train
 // --method` and teachWorldConcepts({ method }) take. A method is a folder
-// here (custom-diffusion/, cones/, and next tuning-encoder/) that keeps
+// here (custom-diffusion/, cones/, tuning-encoder/) that keeps
 // only its policy — what trains, what its loss adds, what it saves — and runs
 // on the shared layers: lib/train (the denoising step, run state, prior
 // batches, latent cache) and lib/concepts (data, regularization images,
@@ -10,9 +10,11 @@ import type { ConceptMethod, ConceptWeights } from '../concepts/types.js';
 import { describe } from '../validate.js';
 import { findNeurons, type FindNeuronsOptions } from './cones/find.js';
 import { trainCustomDiffusion, type TrainCustomDiffusionOptions } from './custom-diffusion/train.js';
+import { personalize, type PersonalizeOptions } from './tuning-encoder/personalize.js';
 
 export type { ConceptSpec, TrainCustomDiffusionOptions, TrainCustomDiffusionResult } from './custom-diffusion/train.js';
 export type { FindNeuronsOptions, FindNeuronsResult, NeuronLayers } from './cones/find.js';
+export type { PersonalizeOptions, PersonalizeResult } from './tuning-encoder/personalize.js';
 
 export interface MethodTrainResult {
   concept: ConceptWeights;
@@ -41,6 +43,14 @@ export const METHODS = {
     summary: 'concept neurons (Liu et al. 2023): the K/V weights whose shutting draws the subject, stored as sparse indices',
     train: findNeurons,
   } satisfies PersonalizationMethod<FindNeuronsOptions>,
+  'tuning-encoder': {
+    name: 'tuning-encoder',
+    summary: 'a pretrained encoder predicts a word embedding and LoRA weights from one image, then ≤ 12 tuning steps (Arar et al. 2023)',
+    train: async (o: PersonalizeOptions) => {
+      const r = await personalize(o);
+      return { concept: r.concept, losses: r.losses, steps: r.losses.length, secondsPerStep: r.secondsPerStep };
+    },
+  } satisfies PersonalizationMethod<PersonalizeOptions>,
 } as const;
 
 export type MethodName = keyof typeof METHODS;

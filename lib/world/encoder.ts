@@ -22,5 +22,5 @@ export function worldEncoderImages(seed: number): (step: number, batch: number) 
 
 /** Pretrains the world's encoder; options as pretrainEncoder's, with the world's model, images and class word. */
 export function pretrainWorldEncoder(options: Partial<Omit<PretrainEncoderOptions, 'model' | 'images' | 'classWord'>> = {}): Promise<PretrainEncoderResult> {
-  return pretrainEncoder({ steps: 3000, batchSize: 8, lr: 1e-3, ...options, model: worldModelDir(), images: worldEncoderImages(options.seed ?? 0), classWord: 'shape' });
+  return pretrainEncoder({ steps: 2000, batchSize: 8, lr: 1e-3, ...options, model: worldModelDir(), images: worldEncoderImages(options.seed ?? 0), classWord: 'shape' });
 }

@@ -19,7 +19,8 @@ export {
   type AttributeTallies, type AttributeTally, type ConceptDescriptor, type DetectedObject, type ImageAnalysis, type MetricValidation, type Stat, type ValidateOptions, type WorldAttribute,
 } from './metrics.js';
 export { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
-export { worldModelDir } from './model-path.js';
+export { worldEncoderPath, worldModelDir } from './model-path.js';
+export { pretrainWorldEncoder, worldEncoderImages } from './encoder.js';
 export { imagesToTensor, pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
 export { pretrainWorldRecipe, SHIPPED_RECIPE, type PhaseOptions, type PretrainPhase, type RecipeOptions } from './recipe.js';
 export {

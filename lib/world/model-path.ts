@@ -8,3 +8,9 @@ export function worldModelDir(): string {
   const here = fileURLToPath(new URL('./model', import.meta.url));
   return existsSync(here) ? here : fileURLToPath(new URL('../../lib/world/model', import.meta.url));
 }
+
+/** The shipped world tuning encoder (lib/world/encoder/encoder.safetensors; `npm run pretrain:encoder` rebuilds it). */
+export function worldEncoderPath(): string {
+  const here = fileURLToPath(new URL('./encoder/encoder.safetensors', import.meta.url));
+  return existsSync(here) ? here : fileURLToPath(new URL('../../lib/world/encoder/encoder.safetensors', import.meta.url));
+}

@@ -15,7 +15,7 @@ import { conceptById, conceptImages, type ConceptImage } from './concepts.js';
 import { evaluate, type EvaluateOptions, type EvaluateResult } from './evaluate.js';
 import { WORLD_RESOLUTION } from './model-config.js';
 import { backgroundPhrase, POSITION_PHRASE, type Position, type Scene } from './scene.js';
-import { worldModelDir } from './model-path.js';
+import { worldEncoderPath, worldModelDir } from './model-path.js';
 
 /** Scenes the concept never appeared in during training: position, background, size, a second object. */
 export const COMPOSITION_TEMPLATES: readonly string[] = Object.freeze([
@@ -34,6 +34,8 @@ export interface TeachWorldOptions {
   method?: MethodName;
   /** Cones' own settings (passes come from steps). */
   neurons?: Pick<FindNeuronsOptions, 'rho' | 'topFraction' | 'threshold' | 'layers' | 'priorLossWeight' | 'batchSize'>;
+  /** Method 'tuning-encoder': an encoder file (default the shipped world encoder); steps are its tuning steps (default 12). */
+  encoder?: string;
   /** The modifier token of each concept (default <new1>, <new2>, ... in order); e.g. ['<new2>'] to merge with a <new1> trained apart. */
   tokens?: readonly string[];
   model?: string;
@@ -116,12 +118,14 @@ export async function teachWorldConcepts(options: TeachWorldOptions & { method: 
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<MethodTrainResult>;
 export async function teachWorldConcepts(options: TeachWorldOptions): Promise<MethodTrainResult> {
   const fn = 'teachWorldConcepts';
-  const o = checkOptions(fn, options, ['concepts', 'method', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip', 'neurons']);
+  const o = checkOptions(fn, options, ['concepts', 'method', 'tokens', 'model', 'steps', 'lr', 'numRegImages', 'seed', 'workDir', 'quiet', 'mode', 'captions', 'augment', 'hflip', 'neurons', 'encoder']);
   const captions = checkBoolean(fn, 'captions', o.captions, true);
   const method = methodByName(fn, o.method);
   const ids = o.concepts as readonly string[];
   if (!Array.isArray(ids) || ids.length === 0) throw invalidArgument(`${fn}: concepts must be a non-empty list of world concept ids, got ${describe(ids)}`);
   if (method.name === 'cones') return findWorldNeurons(fn, ids, o);
+  if (method.name === 'tuning-encoder') return personalizeWorld(fn, ids, o);
+  if (o.encoder !== undefined) throw invalidArgument(`${fn}: encoder is for method 'tuning-encoder'`);
   const tokens = (o.tokens ?? ids.map((_, i) => `<new${i + 1}>`)) as readonly string[];
   if (!Array.isArray(tokens) || tokens.length !== ids.length || !tokens.every((t) => typeof t === 'string')) {
     throw invalidArgument(`${fn}: tokens must be one string per concept (${ids.length}), got ${describe(tokens)}`);
@@ -152,6 +156,21 @@ export async function teachWorldConcepts(options: TeachWorldOptions): Promise<Me
   train.augment = augment;
   train.hflip = (o.hflip ?? augment) as boolean;
   return METHODS['custom-diffusion'].train(train);
+}
+
+/** The tuning encoder on the world: one concept from its first instance image, with a pretrained world encoder (`encoder`: its file). */
+async function personalizeWorld(fn: string, ids: readonly string[], o: Record<string, unknown>): Promise<MethodTrainResult> {
+  if (ids.length !== 1) throw invalidArgument(`${fn}: the tuning encoder personalizes one concept at a time (got ${ids.length})`);
+  const unused = ['lr', 'mode', 'captions', 'augment', 'hflip', 'numRegImages', 'workDir', 'neurons'].filter((k) => o[k] !== undefined);
+  if (unused.length > 0) throw invalidArgument(`${fn}: ${unused.join(', ')} ${unused.length > 1 ? 'are' : 'is'} not used by method 'tuning-encoder'`);
+  const encoder = o.encoder ?? worldEncoderPath();
+  if (typeof encoder !== 'string') throw invalidArgument(`${fn}: encoder must be the file of a world encoder (imprint pretrain-encoder writes one), got ${describe(encoder)}`);
+  const c = conceptById(ids[0], fn);
+  const tokens = o.tokens as string[] | undefined;
+  return METHODS['tuning-encoder'].train({
+    model: (o.model ?? worldModelDir()) as string, encoder, image: (await conceptPngs(ids[0], 1))[0], classWord: c.classWord,
+    ...(tokens ? { token: tokens[0] } : {}), ...(o.steps !== undefined ? { steps: o.steps as number } : {}), seed: (o.seed ?? 0) as number, quiet: o.quiet === true,
+  });
 }
 
 /** Cones on the world: one concept's neurons, bound to its class word ("a shape"), with the world's regularization defaults. */
