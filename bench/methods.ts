@@ -8,7 +8,9 @@
 //     (latents 4×32×32, batch 2): a Cones pass (loss + backward at the current θ,
 //     then statisticStep over every cross-attention K/V) against Custom
 //     Diffusion's (loss + backward of the same weights, then AdamW).
-import { mkdtempSync, rmSync } from 'node:fs';
+//   world-personalize: the tuning encoder's whole personalization (model load,
+//     prediction, 12 steps) with the shipped world encoder.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,6 +24,7 @@ import { UNet2DConditionModel } from '../lib/models/unet.js';
 import { combine } from '../lib/schedulers/combine.js';
 import type { Tensor } from '../lib/tensor.js';
 import { AdamW } from '../lib/train/optimizer.js';
+import { worldEncoderPath } from '../lib/world/model-path.js';
 import { teachWorldConcepts } from '../lib/world/teach.js';
 import { time } from './measure.js';
 import { SD1_SMALL } from './train.js';
@@ -41,6 +44,18 @@ export async function runMethodCases(emit: (record: object) => void): Promise<vo
       imprint_s: cones.secondsPerStep, peer: 'custom diffusion step', peer_s: cd.secondsPerStep, ratio: cones.secondsPerStep / cd.secondsPerStep,
       cones_candidates: cones.counts.candidates, cones_neurons: cones.counts.neurons,
     });
+    // The tuning encoder: one image → prediction + 12 steps (the shipped world encoder), against
+    // the whole Custom Diffusion run above (250 steps would be the default; STEPS here).
+    if (existsSync(worldEncoderPath())) {
+      const t0 = performance.now();
+      const te = await teachWorldConcepts({ concepts: ['star'], method: 'tuning-encoder', steps: 12, quiet: true });
+      const total = (performance.now() - t0) / 1000;
+      disposeConcept(te.concept);
+      emit({
+        suite: 'methods', name: 'world-personalize', device: 'cpu', params: { model: 'embedded world', concept: 'star', encoder: 'shipped', tuningSteps: 12, batch: 2 },
+        imprint_s: total, peer: `custom diffusion, ${STEPS} steps`, peer_s: cd.secondsPerStep * STEPS, ratio: total / (cd.secondsPerStep * STEPS), step_s: te.secondsPerStep,
+      });
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -100,7 +100,7 @@ t('bad flags and files are refused with clear errors', async () => {
   await assertRejects(() => train.run({ model, concepts: bad, class: 'dog' }, []), 'INVALID_ARGUMENT', /drop --class/);
   await assertRejects(() => train.run({ model, class: 'dog', images, initializer: 'x', mode: 'all', ...small }, []), 'INVALID_ARGUMENT', /mode must be 'kv' or 'cross'/);
   // --method names one of lib/methods' methods; an unknown one is refused before the model loads.
-  await assertRejects(() => train.run({ model: dir, method: 'dreambooth', class: 'dog', images }, []), 'INVALID_ARGUMENT', /--method: method must be one of 'custom-diffusion', 'cones', got 'dreambooth'/);
+  await assertRejects(() => train.run({ model: dir, method: 'dreambooth', class: 'dog', images }, []), 'INVALID_ARGUMENT', /--method: method must be one of 'custom-diffusion', 'cones', 'tuning-encoder', got 'dreambooth'/);
 });
 
 t.run();

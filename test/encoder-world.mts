@@ -1,16 +1,16 @@
 // The tuning encoder on the embedded world: a pretrained world encoder
-// (imprint pretrain-encoder, or --encoder FILE) personalizes held-out concepts
+// (the shipped one, or --encoder FILE) personalizes held-out concepts
 // from ONE image each; scored as Custom Diffusion is (6 composition prompts ×
 // 2 images, the base model with the class word alone), per personalization
 // seed, for: the prediction alone (0 steps), 12 steps with the dual path
 // (α 0.7), 12 steps without it (α 1). Prints one JSON line per run and the
 // means ± std per variant.
-// npm run quality:encoder -- --encoder encoder.safetensors [--concepts star,ring --seeds 0,1,2]
+// npm run quality:encoder [-- --encoder FILE (default the shipped one) --concepts star,ring --seeds 0,1,2 --variants 0,1,2]
 import { disposeConcept } from '../lib/concepts/concept-file.js';
 import { personalize } from '../lib/methods/tuning-encoder/personalize.js';
 import type { EvaluateResult } from '../lib/world/evaluate.js';
 import { stat } from '../lib/world/metrics.js';
-import { worldModelDir } from '../lib/world/model-path.js';
+import { worldEncoderPath, worldModelDir } from '../lib/world/model-path.js';
 import { conceptById } from '../lib/world/concepts.js';
 import { conceptPngs, scoreWorldConcept } from '../lib/world/teach.js';
 
@@ -18,14 +18,15 @@ const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
-const encoder = arg('encoder', 'encoder.safetensors');
+const encoder = arg('encoder', worldEncoderPath());
 const ids = arg('concepts', 'star,ring,cross,heart').split(',');
 const seeds = arg('seeds', '0,1,2').split(',').map(Number);
-const VARIANTS = [
+const ALL_VARIANTS = [
   { name: 'predict only', steps: 0, alpha: 1 },
   { name: '12 steps, dual path α 0.7', steps: 12, alpha: 0.7 },
   { name: '12 steps, no dual path', steps: 12, alpha: 1 },
 ];
+const VARIANTS = arg('variants', '0,1,2').split(',').map((i) => ALL_VARIANTS[Number(i)]);
 const f3 = (x: number): string => x.toFixed(3);
 const rows: { id: string; seed: number; variant: string; image: number; shape: number; text: number; seconds: number }[] = [];
 const bases = new Map<string, EvaluateResult>();

@@ -98,6 +98,23 @@ t('encoder file round trip; personalization: a concept that saves, loads, applie
   pre.encoder.dispose();
 });
 
+t('the shipped world encoder: teachWorldConcepts({ method: \'tuning-encoder\' }) personalizes a held-out concept from one image', async () => {
+  const { teachWorldConcepts } = await import('../lib/world/teach.js');
+  const { worldEncoderPath } = await import('../lib/world/model-path.js');
+  const info = (await loadEncoder(worldEncoderPath()));
+  assert.is(info.info.classWord, 'shape');
+  assert.is(info.info.settings.steps, '2000');
+  info.encoder.dispose();
+  const r = await teachWorldConcepts({ concepts: ['star'], method: 'tuning-encoder', steps: 2, quiet: true });
+  assert.is(r.concept.method, 'tuning-encoder');
+  assert.equal(r.concept.tokens.map((tk) => [tk.token, tk.classWord]), [['<new1>', 'shape']]);
+  assert.is(r.losses.length, 2);
+  assert.ok(r.losses.every(Number.isFinite));
+  disposeConcept(r.concept);
+  await assertRejects(() => teachWorldConcepts({ concepts: ['star', 'ring'], method: 'tuning-encoder' }), 'INVALID_ARGUMENT', /one concept at a time/);
+  await assertRejects(() => teachWorldConcepts({ concepts: ['star'], encoder: 'x.safetensors' }), 'INVALID_ARGUMENT', /encoder is for method 'tuning-encoder'/);
+});
+
 t('the CLI: imprint pretrain-encoder writes an encoder, imprint train --method tuning-encoder a concept; misplaced flags are named', async () => {
   const f = await setup();
   const dir = await tempFolder('imprint-encoder-cli-');
