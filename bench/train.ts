@@ -19,6 +19,8 @@ import { WORLD_UNET_CONFIG } from '../lib/world/model-config.js';
 import { SD15_CONFIGS } from '../lib/models/configs.js';
 import type { BenchCase } from './cases.js';
 
+const SD15_UNET = { ...(SD15_CONFIGS.unet as Record<string, unknown>), sample_size: 64 };
+
 export const SD1_SMALL = {
   sample_size: 32, in_channels: 4, out_channels: 4,
   down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
@@ -64,14 +66,69 @@ function stepCase(name: string, config: Record<string, unknown>, batch: number, 
   };
 }
 
-/** `withSd15`: also the SD1.5 step (minutes on a CPU; `npm run bench -- train` only). */
+/**
+ * The tuning encoder's personalization step at SD1.5 size (512 px, batch 1):
+ * rank-4 LoRA factors on the 32 cross-attention K/V projections (what
+ * personalize trains, with the embedding row, whose text-encoder backward is
+ * left out here), the dual path (α 0.7, a second context), lossBackward and
+ * AdamW on the factors. params.weights_bytes is the frozen UNet's size, so
+ * weights_bytes + peak_bytes is the step's whole footprint.
+ */
+export function encoderTuneCase(device: string, dtype: 'f32' | 'bf16', checkpoint: boolean, suite: string): BenchCase {
+  const c = parseUNetConfig(SD15_UNET, 'bench');
+  const layout = unetLayout(c);
+  const numel = Object.values(layout).reduce((a, shape) => a + shape.reduce((x, y) => x * y, 1), 0);
+  const rank = 4;
+  return {
+    suite,
+    name: `sd15-512-encoder-tune-b1${checkpoint ? '-checkpointed' : ''}`,
+    device,
+    params: { model: 'sd15-unet (random weights)', batch: 1, latent: [4, 64, 64], dtype, rank, targets: 'attn2 to_k/to_v (32)', dual: 0.7, checkpoint, weights_bytes: numel * (dtype === 'f32' ? 4 : 2) },
+    timing: { warmup: 0, minRuns: 1 },
+    async prepare() {
+      const weights = dtype === 'bf16' ? await sd15Weights(device) : await initWeights(layout, { seed: 0 });
+      const unet = UNet2DConditionModel.fromWeights(SD15_UNET, weights);
+      const made = { device, dtype };
+      const x = await randn([1, 4, 64, 64], { seed: 1, ...made });
+      const target = await randn([1, 4, 64, 64], { seed: 2, ...made });
+      const soft = await randn([1, 77, 768], { seed: 3, ...made });
+      const hard = await randn([1, 77, 768], { seed: 4, ...made });
+      const targets = unet.weightNames.filter((n) => /\.attn2\.to_[kv]\.weight$/.test(n));
+      const params = new Map<string, Tensor>();
+      for (const [k, w] of targets.entries()) {
+        const [out, inp] = weights.get(w)!.shape;
+        params.set(`${w}#lora.a`, await randn([rank, inp], { seed: 10 + 2 * k, std: 1 / Math.sqrt(inp), ...made }));
+        params.set(`${w}#lora.b`, await randn([out, rank], { seed: 11 + 2 * k, std: 1e-3, ...made }));
+      }
+      const opt = await AdamW.create(params, { weightDecay: 0 });
+      const names = [...params.keys()];
+      return {
+        async step() {
+          const adapters = targets.map((w) => ({ weight: w, lora: { a: opt.params.get(`${w}#lora.a`)!, b: opt.params.get(`${w}#lora.b`)! } }));
+          const r = await unet.lossBackward(x, [500], soft, target, { trainable: names, adapters, dual: { alpha: 0.7, hardContext: hard }, checkpoint });
+          await opt.update(r.grads, 2e-3);
+          for (const v of [r.loss, r.out, r.dSample, r.dContext, ...r.grads.values()]) v.dispose();
+        },
+        dispose() {
+          opt.dispose();
+          for (const v of [x, target, soft, hard, ...weights.values()]) if (!v.disposed) v.dispose();
+        },
+      };
+    },
+  };
+}
+
+/** `withSd15`: also the SD1.5 steps (minutes each on a CPU; `npm run bench -- train` only). */
 export function trainCases(withSd15: boolean): BenchCase[] {
   const cases = [
     stepCase('world-all', WORLD_UNET_CONFIG, 16, 'all', false),
     stepCase('sd1-small-kv', SD1_SMALL, 2, 'kv', false),
     stepCase('sd1-small-kv-checkpointed', SD1_SMALL, 2, 'kv', true),
   ];
-  if (withSd15) cases.push(stepCase('sd15-512-kv-checkpointed', { ...(SD15_CONFIGS.unet as Record<string, unknown>), sample_size: 64 }, 1, 'kv', true, true));
+  if (withSd15) {
+    cases.push(stepCase('sd15-512-kv-checkpointed', SD15_UNET, 1, 'kv', true, true));
+    cases.push(encoderTuneCase('cpu', 'f32', true, 'train'));
+  }
   return cases;
 }
 
@@ -174,7 +231,6 @@ export function unetForwardFlops(config: Record<string, unknown>, batch: number,
   return flops;
 }
 
-const SD15_UNET = { ...(SD15_CONFIGS.unet as Record<string, unknown>), sample_size: 64 };
 
 /** Random SD1.5 UNet weights (PyTorch's init, seed 0) in bf16 on `device`, moved one tensor at a time. */
 async function sd15Weights(device: string): Promise<Map<string, Tensor>> {
@@ -261,12 +317,14 @@ function gpuCustomDiffusionCase(device: string, batch: number, checkpoint: boole
   };
 }
 
-/** The `cuda` suite's model cases on `device` (bf16): UNet forward at batch 1 and 8, Custom Diffusion steps at batch 8. */
+/** The `cuda` suite's model cases on `device` (bf16): UNet forward at batch 1 and 8, Custom Diffusion steps at batch 8, the tuning encoder's step at batch 1. */
 export function cudaModelCases(device: string): BenchCase[] {
   return [
     gpuForwardCase(device, 1),
     gpuForwardCase(device, 8),
     gpuCustomDiffusionCase(device, 8, false),
     gpuCustomDiffusionCase(device, 8, true),
+    encoderTuneCase(device, 'bf16', false, 'cuda'),
+    encoderTuneCase(device, 'bf16', true, 'cuda'),
   ];
 }

@@ -123,8 +123,13 @@ t('the CLI: imprint pretrain-encoder writes an encoder, imprint train --method t
   let printed = '';
   process.stdout.write = ((s: string) => ((printed += s), true)) as typeof process.stdout.write;
   try {
-    await ENCODER_COMMANDS['pretrain-encoder'].run({ model: f.model, images: f.images, class: 'dog', out: enc, steps: '2', 'batch-size': '1', quiet: true }, []);
-    assert.is((await loadEncoder(enc)).info.classWord, 'dog');
+    await ENCODER_COMMANDS['pretrain-encoder'].run({ model: f.model, images: f.images, class: 'dog', out: enc, steps: '2', 'batch-size': '1', alpha: '1', 'contrastive-weight': '0', conv: '3', 'lora-scale': '4', quiet: true }, []);
+    const saved = await loadEncoder(enc);
+    assert.is(saved.info.classWord, 'dog');
+    assert.equal([saved.encoder.spec.conv, saved.encoder.spec.loraScale], [3, 4]);
+    const losses = JSON.parse(saved.info.settings.losses);
+    assert.equal([losses.alpha, losses.contrastiveWeight], [1, 0]);  // the ablation flags reach the pretraining
+    saved.encoder.dispose();
     await TRAIN_COMMANDS.train.run({ method: 'tuning-encoder', model: f.model, encoder: enc, image: join(f.images, '01.png'), out, steps: '2', quiet: true }, []);
   } finally {
     process.stdout.write = write;
@@ -133,10 +138,12 @@ t('the CLI: imprint pretrain-encoder writes an encoder, imprint train --method t
   assert.equal([summary.method, summary.steps], ['tuning-encoder', 2]);
   const c = await loadConcept(out, { method: 'tuning-encoder' });
   assert.is(c.tokens[0].token, '<new1>');
+  assert.ok([...c.lora.values()].every((l) => l.scale === 4), 'the concept applies ΔW with the encoder\'s scale');
   disposeConcept(c);
   await assertRejects(() => TRAIN_COMMANDS.train.run({ method: 'tuning-encoder', model: f.model, encoder: enc, image: join(f.images, '01.png'), rho: '1' }, []), 'INVALID_ARGUMENT', /--rho is not used by --method tuning-encoder/);
   await assertRejects(() => TRAIN_COMMANDS.train.run({ model: f.model, class: 'dog', images: f.images, encoder: enc }, []), 'INVALID_ARGUMENT', /--encoder is for --method tuning-encoder/);
   await assertRejects(() => ENCODER_COMMANDS['pretrain-encoder'].run({ images: f.images, out: enc }, []), 'INVALID_ARGUMENT', /--images and --class go with --model/);
+  await assertRejects(() => ENCODER_COMMANDS['pretrain-encoder'].run({ model: f.model, images: f.images, class: 'dog', out: enc, alpha: '2', quiet: true }, []), 'INVALID_ARGUMENT', /alpha/);
 });
 
 t.run();

@@ -2,7 +2,8 @@
 // tiny spec: a fresh encoder predicts the class word and no weight change
 // (zero token and up heads); the backward's parameter gradients match
 // central differences of the forward along random directions, for each part
-// (ViT, trunk, token head, LoRA heads); bad input is named.
+// (ViT, convolutions, trunk, token head, LoRA heads), with and without the
+// convolutions over the feature maps; bad input is named.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 
@@ -35,11 +36,12 @@ t('a fresh encoder predicts no offset and no weight change (zero token and up he
   enc.dispose();
 });
 
-t('the backward matches central differences of the forward, part by part', async () => {
-  const fresh = await TuningEncoder.create(SPEC, { seed: 2 });
+for (const spec of [SPEC, { ...SPEC, conv: 5 }]) t(`the backward matches central differences of the forward, part by part (${spec.conv ? 'convolutions' : 'pooled features'})`, async () => {
+  const SPEC_ = spec;
+  const fresh = await TuningEncoder.create(SPEC_, { seed: 2 });
   let k = 10;
   const params = new Map([...fresh.params].map(([n, w]) => [n, tensor(Float32Array.from(randomArray(w.numel, k++), (v) => 0.3 * v + (/norm\d?\.weight$|layrnorm\.weight$|layernorm\.weight$/.test(n) ? 1 : 0)), { shape: w.shape })]));
-  const enc = TuningEncoder.fromParams(SPEC, params);
+  const enc = TuningEncoder.fromParams(SPEC_, params);
   const probes = { offset: randomArray(B * 10, 50), down: [randomArray(B * 20, 51), randomArray(B * 20, 52)], up: [randomArray(B * 16, 53), randomArray(B * 16, 54)] };
   const dot = (a: Float32Array, b: ArrayLike<number>) => a.reduce((s, v, i) => s + v * b[i], 0);
   const loss = async (e: TuningEncoder): Promise<number> => {
@@ -56,14 +58,15 @@ t('the backward matches central differences of the forward, part by part', async
   assert.equal([...grads.keys()], [...enc.params.keys()]);
   const groups: Record<string, (n: string) => boolean> = {
     vit: (n) => n.startsWith('vision_model.'), trunk: (n) => n.startsWith('trunk.'), token: (n) => n.startsWith('token_head.'),
-    down: (n) => /\.down\./.test(n), up: (n) => /\.up\./.test(n),
+    down: (n) => /\.down\./.test(n), up: (n) => /\.up\./.test(n), ...(spec.conv ? { conv: (n: string) => n.startsWith('conv.') } : {}),
   };
+  assert.is([...enc.params.keys()].some((n) => n.startsWith('conv.')), Boolean(spec.conv));
   for (const [g, pick] of Object.entries(groups)) {
     const names = [...enc.params.keys()].filter(pick);
     const dirs = new Map(names.map((n, i) => [n, randomArray(enc.params.get(n)!.numel, 100 + i)]));
     let analytic = 0;
     for (const n of names) analytic += dot(f32(grads.get(n)!), dirs.get(n)!);
-    const moved = (h: number) => TuningEncoder.fromParams(SPEC, new Map([...params].map(([n, w]) => [n, dirs.has(n) ? tensor(Float32Array.from(f32(w), (v, i) => v + h * dirs.get(n)![i]), { shape: w.shape }) : w])));
+    const moved = (h: number) => TuningEncoder.fromParams(SPEC_, new Map([...params].map(([n, w]) => [n, dirs.has(n) ? tensor(Float32Array.from(f32(w), (v, i) => v + h * dirs.get(n)![i]), { shape: w.shape }) : w])));
     const central = async (h: number) => ((await loss(moved(h))) - (await loss(moved(-h)))) / (2 * h);
     const numeric = (4 * (await central(0.005)) - (await central(0.01))) / 3;
     assert.ok(Math.abs(numeric) > 1e-3, `${g}: the derivative ${numeric} is large enough to test`);
@@ -75,6 +78,7 @@ t('the backward matches central differences of the forward, part by part', async
 t('bad input is named', async () => {
   await assertRejects(async () => TuningEncoder.create({ ...SPEC, targets: [] }), 'INVALID_ARGUMENT', /spec\.targets must list at least one/);
   await assertRejects(async () => TuningEncoder.create({ ...SPEC, rank: 0 }), 'INVALID_ARGUMENT', /spec\.rank/);
+  await assertRejects(async () => TuningEncoder.create({ ...SPEC, conv: 0 }), 'INVALID_ARGUMENT', /spec\.conv/);
   const enc = await TuningEncoder.create(SPEC);
   await assertRejects(() => enc.forward(pixels, features.slice(0, 1)), 'INVALID_ARGUMENT', /features must be the 2 UNet encoder features/);
   await assertRejects(() => enc.forward(pixels, [features[1], features[0]]), 'SHAPE_MISMATCH', /features\[0\] must be \[2, 4, h, w\]/);

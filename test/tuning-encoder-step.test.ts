@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 
 import { tensor } from '../lib/creation.js';
 import { TuningEncoder, type TuningEncoderSpec } from '../lib/methods/tuning-encoder/model.js';
-import { encoderStep, placeholderIds, placeholderPosition, type EncoderStepOptions } from '../lib/methods/tuning-encoder/step.js';
+import { EncoderStepContext, encoderStep, placeholderIds, placeholderPosition, type EncoderStepOptions } from '../lib/methods/tuning-encoder/step.js';
 import type { Tensor } from '../lib/tensor.js';
 import { disposeTrainingModel, loadTrainingModel } from '../lib/train/training-model.js';
 import { removeTempFolders, tinyModelFolder } from './cd-fixture.js';
@@ -40,7 +40,7 @@ t('the step\'s gradient is the derivative of its loss (central differences, per 
       noise: tensor(randomArray(B * 4 * side * side, 3), { shape: [B, 4, side, side] }),
       timesteps: [300, 700], classWord: 'dog',
     };
-    const model = { unet: m.unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, tokenizer: m.tokenizer, ddpm: m.ddpm };
+    const model = await EncoderStepContext.create({ unet: m.unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, tokenizer: m.tokenizer, ddpm: m.ddpm });
     // With the regularization, and without it (the diffusion loss alone: every gradient through the UNet and the text encoder).
     for (const o of [
       { alpha: 0.7, contrastiveWeight: 0.5, temperature: 0.2, neighbours: 3, embeddingL2: 0.1, loraL2: 0.1, loraScale: 1 },
@@ -63,6 +63,7 @@ t('the step\'s gradient is the derivative of its loss (central differences, per 
       assert.ok(Math.abs(numeric - analytic) <= 0.03 * Math.abs(numeric) + 2e-5, `${part} (regularization ${o.loraL2 > 0 ? 'on' : 'off'}): finite difference ${numeric}, step gradient ${analytic}`);
     }
     }
+    model.dispose();
   } finally {
     disposeTrainingModel(m);
   }

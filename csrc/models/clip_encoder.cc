@@ -27,16 +27,6 @@ ops::Attrs attention_attrs(const ClipEncoderOptions& o, int64_t hd) {
   return a;
 }
 
-void check_weight(const char* op, const Tensor& ref, const Tensor& t, const std::string& name, const Shape& shape) {
-  if (t.dtype != ref.dtype || t.device != ref.device) {
-    fail(ErrorCode::DtypeMismatch, std::string(op) + ": " + name + " is " + t.describe() + " but the other weights are " +
-                                       ref.describe() + "; every weight must share one dtype and device");
-  }
-  if (t.shape != shape) {
-    fail(ErrorCode::ShapeMismatch, std::string(op) + ": " + name + " must be " + shape_str(shape) + ", got " + t.describe());
-  }
-}
-
 // A layer norm's or linear's backward (`op`), with dweight / dbias only when wanted.
 Tensor param_backward(const char* op, const ops::OpInputs& inputs, size_t wi, WeightGrads& g) {
   ops::Attrs a;
@@ -65,6 +55,38 @@ std::pair<Tensor, Tensor> layer_norm_into(const Tensor& x, const Tensor& w, cons
 
 void WeightGrads::put(size_t i, const Tensor& t) { got[i] = got[i].storage ? add(got[i], t) : t; }
 
+void WeightGrads::want_trainable(const std::string& pre, size_t n_weights, const std::vector<int64_t>& trainable) {
+  want.assign(n_weights + 1, false);
+  got.assign(n_weights + 1, Tensor());
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    const int64_t t = trainable[i];
+    if (t < 0 || static_cast<size_t>(t) >= n_weights) {
+      fail(ErrorCode::InvalidArgument, pre + "trainable[" + std::to_string(i) + "] = " + std::to_string(t) +
+                                           " is not a weight index (0 to " + std::to_string(n_weights - 1) + ")");
+    }
+    if (i > 0 && t <= trainable[i - 1]) fail(ErrorCode::InvalidArgument, pre + "trainable must be ascending without repeats");
+    want[static_cast<size_t>(t)] = true;
+  }
+}
+
+void WeightGrads::copy_out(const std::vector<int64_t>& trainable, const std::vector<Tensor>& out) const {
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    Tensor g = got[static_cast<size_t>(trainable[i])];
+    if (!g.storage) g = run_now(ops::full(out[i].shape, out[i].dtype, out[i].device, 0.0)).front();
+    backend_for(g.device).copy_on_device(out[i].data(), g.data(), g.nbytes());
+  }
+}
+
+void clip_check_weight(const char* op, const Tensor& ref, const Tensor& t, const std::string& name, const Shape& shape) {
+  if (t.dtype != ref.dtype || t.device != ref.device) {
+    fail(ErrorCode::DtypeMismatch, std::string(op) + ": " + name + " is " + t.describe() + " but the model's other weights are " +
+                                       ref.describe() + "; every weight must share one dtype and device");
+  }
+  if (t.shape != shape) {
+    fail(ErrorCode::ShapeMismatch, std::string(op) + ": " + name + " must be " + shape_str(shape) + ", got " + t.describe());
+  }
+}
+
 ClipLayerWeights clip_layer_weights_from_inputs(const char* op, const std::vector<const Tensor*>& inputs, size_t first) {
   ClipLayerWeights lw;
   Tensor* slots[kClipLayerWeights] = {&lw.ln1_w, &lw.ln1_b, &lw.q_w,   &lw.q_b,   &lw.k_w,   &lw.k_b,
@@ -78,22 +100,22 @@ ClipLayerWeights clip_layer_weights_from_inputs(const char* op, const std::vecto
 
 void clip_layer_check(const char* op, const Tensor& ref, const ClipLayerWeights& l, const std::string& p, int64_t H,
                       int64_t I) {
-  check_weight(op, ref, l.ln1_w, p + "layer_norm1.weight", {H});
-  check_weight(op, ref, l.ln1_b, p + "layer_norm1.bias", {H});
-  check_weight(op, ref, l.q_w, p + "self_attn.q_proj.weight", {H, H});
-  check_weight(op, ref, l.q_b, p + "self_attn.q_proj.bias", {H});
-  check_weight(op, ref, l.k_w, p + "self_attn.k_proj.weight", {H, H});
-  check_weight(op, ref, l.k_b, p + "self_attn.k_proj.bias", {H});
-  check_weight(op, ref, l.v_w, p + "self_attn.v_proj.weight", {H, H});
-  check_weight(op, ref, l.v_b, p + "self_attn.v_proj.bias", {H});
-  check_weight(op, ref, l.out_w, p + "self_attn.out_proj.weight", {H, H});
-  check_weight(op, ref, l.out_b, p + "self_attn.out_proj.bias", {H});
-  check_weight(op, ref, l.ln2_w, p + "layer_norm2.weight", {H});
-  check_weight(op, ref, l.ln2_b, p + "layer_norm2.bias", {H});
-  check_weight(op, ref, l.fc1_w, p + "mlp.fc1.weight", {I, H});
-  check_weight(op, ref, l.fc1_b, p + "mlp.fc1.bias", {I});
-  check_weight(op, ref, l.fc2_w, p + "mlp.fc2.weight", {H, I});
-  check_weight(op, ref, l.fc2_b, p + "mlp.fc2.bias", {H});
+  clip_check_weight(op, ref, l.ln1_w, p + "layer_norm1.weight", {H});
+  clip_check_weight(op, ref, l.ln1_b, p + "layer_norm1.bias", {H});
+  clip_check_weight(op, ref, l.q_w, p + "self_attn.q_proj.weight", {H, H});
+  clip_check_weight(op, ref, l.q_b, p + "self_attn.q_proj.bias", {H});
+  clip_check_weight(op, ref, l.k_w, p + "self_attn.k_proj.weight", {H, H});
+  clip_check_weight(op, ref, l.k_b, p + "self_attn.k_proj.bias", {H});
+  clip_check_weight(op, ref, l.v_w, p + "self_attn.v_proj.weight", {H, H});
+  clip_check_weight(op, ref, l.v_b, p + "self_attn.v_proj.bias", {H});
+  clip_check_weight(op, ref, l.out_w, p + "self_attn.out_proj.weight", {H, H});
+  clip_check_weight(op, ref, l.out_b, p + "self_attn.out_proj.bias", {H});
+  clip_check_weight(op, ref, l.ln2_w, p + "layer_norm2.weight", {H});
+  clip_check_weight(op, ref, l.ln2_b, p + "layer_norm2.bias", {H});
+  clip_check_weight(op, ref, l.fc1_w, p + "mlp.fc1.weight", {I, H});
+  clip_check_weight(op, ref, l.fc1_b, p + "mlp.fc1.bias", {I});
+  clip_check_weight(op, ref, l.fc2_w, p + "mlp.fc2.weight", {H, I});
+  clip_check_weight(op, ref, l.fc2_b, p + "mlp.fc2.bias", {H});
 }
 
 Tensor clip_layers_forward(const ClipEncoderOptions& o, const std::vector<ClipLayerWeights>& layers, Tensor x,

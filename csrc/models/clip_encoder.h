@@ -65,7 +65,17 @@ struct WeightGrads {
   std::vector<bool> want;
   std::vector<Tensor> got;
   void put(size_t i, const Tensor& t);
+  // Wants the weights listed in `trainable` (indices below n_weights, ascending, no repeats;
+  // `pre` begins the error otherwise). One slot past the last weight: a bias read there is safe.
+  void want_trainable(const std::string& pre, size_t n_weights, const std::vector<int64_t>& trainable);
+  // Copies the gradients of `trainable` into `out` (same order; a weight no output depended on
+  // gets zeros). Synchronize, then release(): a launch outliving its run must not keep the scratch.
+  void copy_out(const std::vector<int64_t>& trainable, const std::vector<Tensor>& out) const;
+  void release() { got.assign(got.size(), Tensor()); }
 };
+
+// Fails (naming `op` and `name`) unless t shares ref's dtype and device and has `shape`.
+void clip_check_weight(const char* op, const Tensor& ref, const Tensor& t, const std::string& name, const Shape& shape);
 
 // A layer norm's backward; dweight / dbias (indices wi, wi + 1) only when wanted.
 Tensor ln_backward(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& rstd, const Tensor& w,

@@ -20,17 +20,6 @@ namespace {
 
 std::string prefix(const char* op) { return std::string(op) + ": "; }
 
-void check_weight(const char* op, const Tensor& ref, const Tensor& t, const std::string& name, const Shape& shape) {
-  if (t.dtype != ref.dtype || t.device != ref.device) {
-    fail(ErrorCode::DtypeMismatch, prefix(op) + name + " is " + t.describe() +
-                                       " but the token embedding is " + ref.describe() +
-                                       "; every weight must share one dtype and device");
-  }
-  if (t.shape != shape) {
-    fail(ErrorCode::ShapeMismatch, prefix(op) + name + " must be " + shape_str(shape) + ", got " + t.describe());
-  }
-}
-
 Tensor add(const Tensor& a, const Tensor& b) { return run_now(ops::binary(BinaryOp::Add, a, b)).front(); }
 
 }  // namespace
@@ -62,7 +51,7 @@ void clip_text_check(const char* op, const ClipTextConfig& c, const ClipTextWeig
     fail(ErrorCode::ShapeMismatch, prefix(op) + "position_embedding.weight must be [max_position_embeddings, " +
                                        std::to_string(H) + "], got " + pos.describe());
   }
-  check_weight(op, tok, pos, "position_embedding.weight", pos.shape);
+  clip_check_weight(op, tok, pos, "position_embedding.weight", pos.shape);
   const int64_t I = w.layers.front().fc1_w.ndim() == 2 ? w.layers.front().fc1_w.shape[0] : -1;
   if (I < 1) {
     fail(ErrorCode::ShapeMismatch, prefix(op) + "encoder.layers.0.mlp.fc1.weight must be [intermediate_size, " +
@@ -71,8 +60,8 @@ void clip_text_check(const char* op, const ClipTextConfig& c, const ClipTextWeig
   for (size_t i = 0; i < w.layers.size(); ++i) {
     clip_layer_check(op, tok, w.layers[i], "encoder.layers." + std::to_string(i) + ".", H, I);
   }
-  check_weight(op, tok, w.final_ln_w, "final_layer_norm.weight", {H});
-  check_weight(op, tok, w.final_ln_b, "final_layer_norm.bias", {H});
+  clip_check_weight(op, tok, w.final_ln_w, "final_layer_norm.weight", {H});
+  clip_check_weight(op, tok, w.final_ln_b, "final_layer_norm.bias", {H});
   if (ids.dtype != DType::I32 && ids.dtype != DType::I64) {
     fail(ErrorCode::DtypeMismatch, prefix(op) + "input_ids must be i32 or i64, got " + ids.describe());
   }

@@ -113,20 +113,8 @@ Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
     }
   }
   auto grads = std::make_shared<WeightGrads>();
-  grads->want.assign(n_weights + 1, false);  // +1: param_backward reads wi + 1 past a final weight safely
-  grads->got.assign(n_weights + 1, Tensor());
   const std::vector<int64_t> trainable = attrs.get_ints(op, "trainable", {});
-  for (size_t i = 0; i < trainable.size(); ++i) {
-    const int64_t t = trainable[i];
-    if (t < 0 || static_cast<size_t>(t) >= n_weights) {
-      fail(ErrorCode::InvalidArgument, pre + "trainable[" + std::to_string(i) + "] = " + std::to_string(t) +
-                                           " is not a weight index (0 to " + std::to_string(n_weights - 1) + ")");
-    }
-    if (i > 0 && t <= trainable[i - 1]) {
-      fail(ErrorCode::InvalidArgument, pre + "trainable must be ascending without repeats");
-    }
-    grads->want[static_cast<size_t>(t)] = true;
-  }
+  grads->want_trainable(pre, n_weights, trainable);
 
   Launch launch;
   launch.queue = tok.device;
@@ -155,12 +143,9 @@ Launch clip_text_forward_backward(const OpInputs& inputs, const Attrs& attrs) {
         models::clip_text_forward(config, *weights, ids, last, has_penult ? &penult : nullptr);
     backward(config, *weights, acts, ids, d_last, has_penult ? &d_penult : nullptr, has_mask ? &row_mask : nullptr,
              *grads);
-    for (size_t i = 0; i < trainable.size(); ++i) {
-      const Tensor& g = grads->got[static_cast<size_t>(trainable[i])];
-      backend_for(g.device).copy_on_device(grad_out[i].data(), g.data(), g.nbytes());
-    }
+    grads->copy_out(trainable, grad_out);
     backend_for(last.device).synchronize();
-    grads->got.assign(grads->got.size(), Tensor());  // the launch may outlive the run: drop the scratch
+    grads->release();
   };
   return launch;
 }

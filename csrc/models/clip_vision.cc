@@ -48,14 +48,6 @@ Tensor repeat_rows(const Tensor& row, int64_t B) {
 
 Tensor zeros(const Shape& shape, const Tensor& like) { return run_now(ops::full(shape, like.dtype, like.device, 0.0)).front(); }
 
-void check_weight(const char* op, const Tensor& ref, const Tensor& t, const std::string& name, const Shape& shape) {
-  if (t.dtype != ref.dtype || t.device != ref.device) {
-    fail(ErrorCode::DtypeMismatch, prefix(op) + name + " is " + t.describe() + " but embeddings.class_embedding is " +
-                                       ref.describe() + "; every weight must share one dtype and device");
-  }
-  if (t.shape != shape) fail(ErrorCode::ShapeMismatch, prefix(op) + name + " must be " + shape_str(shape) + ", got " + t.describe());
-}
-
 }  // namespace
 
 ClipVisionWeights clip_vision_weights_from_inputs(const char* op, const std::vector<const Tensor*>& inputs, size_t first,
@@ -100,7 +92,7 @@ void clip_vision_check(const char* op, const ClipVisionConfig& c, const ClipVisi
                                        std::to_string(c.patch) + ", got " + pixels.describe());
   }
   const int64_t C = pixels.shape[1], g = pixels.shape[2] / c.patch;
-  check_weight(op, cls, w.patch_embedding, "embeddings.patch_embedding.weight", {H, C, c.patch, c.patch});
+  clip_check_weight(op, cls, w.patch_embedding, "embeddings.patch_embedding.weight", {H, C, c.patch, c.patch});
   const Tensor& pos = w.position_embedding;
   if (pos.ndim() != 2 || pos.shape[1] != H || pos.shape[0] != g * g + 1) {
     fail(ErrorCode::ShapeMismatch, prefix(op) + "embeddings.position_embedding.weight must be [" + std::to_string(g * g + 1) + ", " +
@@ -108,14 +100,14 @@ void clip_vision_check(const char* op, const ClipVisionConfig& c, const ClipVisi
                                        std::to_string(c.patch) + "-pixel patches, got " + pos.describe() +
                                        " (images must have the model's image_size)");
   }
-  check_weight(op, cls, pos, "embeddings.position_embedding.weight", pos.shape);
-  check_weight(op, cls, w.pre_ln_w, "pre_layrnorm.weight", {H});
-  check_weight(op, cls, w.pre_ln_b, "pre_layrnorm.bias", {H});
+  clip_check_weight(op, cls, pos, "embeddings.position_embedding.weight", pos.shape);
+  clip_check_weight(op, cls, w.pre_ln_w, "pre_layrnorm.weight", {H});
+  clip_check_weight(op, cls, w.pre_ln_b, "pre_layrnorm.bias", {H});
   const int64_t I = w.layers.front().fc1_w.ndim() == 2 ? w.layers.front().fc1_w.shape[0] : -1;
   if (I < 1) fail(ErrorCode::ShapeMismatch, prefix(op) + "encoder.layers.0.mlp.fc1.weight must be [intermediate_size, " + std::to_string(H) + "]");
   for (size_t i = 0; i < w.layers.size(); ++i) clip_layer_check(op, cls, w.layers[i], "encoder.layers." + std::to_string(i) + ".", H, I);
-  check_weight(op, cls, w.post_ln_w, "post_layernorm.weight", {H});
-  check_weight(op, cls, w.post_ln_b, "post_layernorm.bias", {H});
+  clip_check_weight(op, cls, w.post_ln_w, "post_layernorm.weight", {H});
+  clip_check_weight(op, cls, w.post_ln_b, "post_layernorm.bias", {H});
 }
 
 ClipVisionActivations clip_vision_forward(const ClipVisionConfig& c, const ClipVisionWeights& w, const Tensor& pixels,

@@ -87,18 +87,9 @@ Launch clip_vision_forward_backward(const OpInputs& inputs, const Attrs& attrs) 
   check_d(d_pooled_p, "dPooled", {B, H});
   const size_t n_weights = models::clip_vision_weight_count(config.layers);
   auto grads = std::make_shared<models::WeightGrads>();
-  grads->want.assign(n_weights + 1, false);  // +1: a bias slot read past the last weight
-  grads->got.assign(n_weights + 1, Tensor());
   const std::vector<int64_t> trainable = attrs.get_ints(op, "trainable", {});
-  for (size_t i = 0; i < trainable.size(); ++i) {
-    const int64_t t = trainable[i];
-    if (t < 0 || static_cast<size_t>(t) >= n_weights) {
-      fail(ErrorCode::InvalidArgument, pre + "trainable[" + std::to_string(i) + "] = " + std::to_string(t) + " is not a weight index (0 to " +
-                                           std::to_string(n_weights - 1) + ")");
-    }
-    if (i > 0 && t <= trainable[i - 1]) fail(ErrorCode::InvalidArgument, pre + "trainable must be ascending without repeats");
-    grads->want[static_cast<size_t>(t)] = true;
-  }
+  grads->want_trainable(pre, n_weights, trainable);
+
   Launch launch;
   launch.queue = cls.device;
   launch.outputs = {Tensor::empty({B, S, H}, cls.dtype, cls.device), Tensor::empty({B, H}, cls.dtype, cls.device)};
@@ -118,14 +109,9 @@ Launch clip_vision_forward_backward(const OpInputs& inputs, const Attrs& attrs) 
   launch.run = [config, weights, pixels, last, pooled, d_last, d_pooled, has_last, has_pooled, grads, trainable, grad_out]() mutable {
     const models::ClipVisionActivations acts = models::clip_vision_forward(config, *weights, pixels, last, pooled);
     models::clip_vision_backward(config, *weights, acts, has_last ? &d_last : nullptr, has_pooled ? &d_pooled : nullptr, *grads);
-    for (size_t i = 0; i < trainable.size(); ++i) {
-      Tensor g = grads->got[static_cast<size_t>(trainable[i])];
-      // A weight no given output depends on (the post norm without dPooled) has a zero gradient.
-      if (!g.storage) g = models::run_now(full(grad_out[i].shape, grad_out[i].dtype, grad_out[i].device, 0.0)).front();
-      backend_for(g.device).copy_on_device(grad_out[i].data(), g.data(), g.nbytes());
-    }
+    grads->copy_out(trainable, grad_out);  // zeros for a weight no given output depends on (the post norm without dPooled)
     backend_for(last.device).synchronize();
-    grads->got.assign(grads->got.size(), Tensor());  // the launch may outlive the run: drop the scratch
+    grads->release();
   };
   return launch;
 }

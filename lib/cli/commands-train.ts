@@ -182,6 +182,10 @@ export const ENCODER_COMMANDS: Record<string, Command> = {
       'batch-size': { type: 'string', arg: 'n', help: 'images per step', default: '4 (world: 8)' },
       lr: { type: 'string', arg: 'x', help: 'peak learning rate (warm-up, then cosine)', default: '1e-3' },
       rank: { type: 'string', arg: 'r', help: 'LoRA rank of the predictions', default: 4 },
+      conv: { type: 'string', arg: 'c', help: 'channels of a 3×3 convolution over each UNet feature map', default: 'none' },
+      'lora-scale': { type: 'string', arg: 's', help: 'the constant s of the predicted ΔW = s·up·down', default: 1 },
+      alpha: { type: 'string', arg: 'a', help: 'dual-path blend α (1: no dual path)', default: 0.5 },
+      'contrastive-weight': { type: 'string', arg: 'w', help: 'weight of the contrastive nearest-word loss (0: none)', default: 0.01 },
       seed: { type: 'string', arg: 'n', help: 'random seed', default: 0 },
       'work-dir': { type: 'string', arg: 'dir', help: 'checkpoints (a rerun resumes)' },
       'checkpoint-every': { type: 'string', arg: 'n', help: 'steps between checkpoints', default: 250 },
@@ -195,7 +199,8 @@ export const ENCODER_COMMANDS: Record<string, Command> = {
       const model = str(v, 'model');
       const o: Record<string, unknown> = { resume: v.fresh !== true, quiet: v.quiet === true };
       const numeric: Array<[string, number | undefined]> = [['steps', int(v, 'steps')], ['batchSize', int(v, 'batch-size')], ['lr', positive(v, 'lr')], ['rank', int(v, 'rank')],
-        ['seed', int(v, 'seed', 0)], ['checkpointEvery', int(v, 'checkpoint-every')], ['maxStepsThisRun', int(v, 'max-steps-this-run')]];
+        ['seed', int(v, 'seed', 0)], ['checkpointEvery', int(v, 'checkpoint-every')], ['maxStepsThisRun', int(v, 'max-steps-this-run')],
+        ['alpha', num(v, 'alpha')], ['contrastiveWeight', num(v, 'contrastive-weight')], ['conv', int(v, 'conv')], ['loraScale', positive(v, 'lora-scale')]];
       for (const [key, value] of numeric) if (value !== undefined) o[key] = value;
       if (str(v, 'work-dir') !== undefined) o.workDir = str(v, 'work-dir');
       let r: PretrainEncoderResult;

@@ -85,6 +85,12 @@ export interface WorldObject {
   pattern?: Pattern;
   /** The held-out concept this object shows, if any. */
   concept?: string;
+  /**
+   * A procedural outline drawn instead of `shape` (polygon vertices in the
+   * object's box [-1, 1]², v down; `hole`: a polygon cut out of it). Only the
+   * tuning encoder's pretraining scenes have one: captions name `shape`.
+   */
+  outline?: { vertices: ReadonlyArray<readonly [number, number]>; hole?: ReadonlyArray<readonly [number, number]> };
 }
 
 export interface Scene {
@@ -315,6 +321,11 @@ function insideShape(shape: ShapeName, u: number, v: number): boolean {
   }
 }
 
+function insideObject(obj: WorldObject, u: number, v: number): boolean {
+  if (obj.outline === undefined) return insideShape(obj.shape, u, v);
+  return insidePolygon(u, v, obj.outline.vertices) && !(obj.outline.hole !== undefined && insidePolygon(u, v, obj.outline.hole));
+}
+
 function patternOn(pattern: Pattern, u: number, v: number): boolean {
   if (pattern.kind === 'stripes') return Math.floor((v + 1) * 2.5) % 2 === 1; // five horizontal bands
   return (Math.floor((u + 1) * 2) + Math.floor((v + 1) * 2)) % 2 === 1; // a 4×4 checkerboard
@@ -350,6 +361,7 @@ function checkScene(fn: string, scene: unknown): Scene {
     if (typeof obj.extent !== 'number' || !(obj.extent > 0 && obj.extent <= 1)) {
       throw invalidArgument(`${at}.extent must be a number in (0, 1], got ${describe(obj.extent)}`);
     }
+    if (obj.outline !== undefined) checkOutline(at, obj.outline);
     if (obj.pattern !== undefined) {
       const p = obj.pattern;
       if (!isPlainObject(p) || (p.kind !== 'stripes' && p.kind !== 'checker') || !(PALETTE_NAMES as readonly unknown[]).includes(p.colour)) {
@@ -358,6 +370,14 @@ function checkScene(fn: string, scene: unknown): Scene {
     }
   });
   return scene as unknown as Scene;
+}
+
+function checkOutline(at: string, outline: unknown): void {
+  const polygon = (v: unknown): boolean => Array.isArray(v) && v.length >= 3 && v.length <= 256
+    && v.every((p) => Array.isArray(p) && p.length === 2 && p.every((c) => typeof c === 'number' && c >= -1 && c <= 1));
+  if (!isPlainObject(outline) || !polygon(outline.vertices) || (outline.hole !== undefined && !polygon(outline.hole))) {
+    throw invalidArgument(`${at}.outline must be { vertices, hole? }: polygons of 3 to 256 [u, v] points in [-1, 1], got ${describe(outline)}`);
+  }
 }
 
 export function checkResolution(fn: string, resolution: unknown): number {
@@ -386,7 +406,7 @@ export function renderScene(scene: Scene, resolution = 32): Uint8Array {
             const half = obj.extent / 2;
             const u = (x - obj.cx) / half;
             const v = (y - obj.cy) / half;
-            if (u < -1 || u > 1 || v < -1 || v > 1 || !insideShape(obj.shape, u, v)) continue;
+            if (u < -1 || u > 1 || v < -1 || v > 1 || !insideObject(obj, u, v)) continue;
             colour = obj.pattern !== undefined && patternOn(obj.pattern, u, v) ? PALETTE[obj.pattern.colour] : PALETTE[obj.colour];
           }
           sum[0] += colour[0];

@@ -1,24 +1,26 @@
 // The tuning encoder's network (DESIGN §1.3), forward and backward, llm.c
 // style: what the backward needs is kept by the forward.
-//   image ──ViT──► pooled [B, Hv] ─┐
-//   UNet encoder features ─mean─► [B, ΣC] ─┴─ concat ─► trunk (linear, GELU) ─► h [B, hidden]
+//   image ──ViT──► pooled [B, Hv] ───────────────────────────┐
+//   UNet encoder feature i [B, C_i, h, w] ─ conv 3×3, GELU ─ mean ─► [B, c] ─┴─ concat ─► linear, GELU ─► h [B, hidden]
 //   h ─ token head ─► offset [B, D]            v* = the class word's embedding + offset
 //   h ─ LoRA heads ─► down_j [B, r, in_j], up_j [B, out_j, r] per chosen UNet projection j
 // The token head and every up head start at zero, so an untrained encoder
 // predicts the class word and no weight change. The UNet features are
-// constants (the UNet is frozen); the ViT trains with the rest. The trunk is
-// a linear layer over pooled features (the paper's is convolutional over the
-// feature maps): the smallest network the method's losses can train.
-import { full, randn, zeros } from '../../creation.js';
+// constants (the UNet is frozen); the ViT trains with the rest. The
+// convolutions over the feature maps (spec.conv) are the paper's shared
+// convolutional network in small; without them (files before it) each
+// feature map is averaged straight into the linear layer.
+import { full, randn, tensor, zeros } from '../../creation.js';
 import { ImprintError, invalidArgument } from '../../errors.js';
 import { parseClipVisionConfig, type ClipVisionConfig } from '../../models/configs.js';
 import { ClipVisionModel } from '../../models/clip-vision.js';
 import { clipVisionLayout } from '../../models/layout-clip-vision.js';
 import { gelu, geluBackward, scale } from '../../nn/act.js';
 import { concat, split } from '../../nn/concat.js';
+import { conv2d, conv2dBackward } from '../../nn/conv.js';
 import { linear, linearBackward } from '../../nn/linear.js';
 import type { Tensor } from '../../tensor.js';
-import { checkInt, describe, isPlainObject } from '../../validate.js';
+import { checkInt, checkNumberIn, describe, isPlainObject } from '../../validate.js';
 
 /** A UNet projection the hypernetwork predicts a LoRA for, with its shape [out, in]. */
 export interface LoraTarget {
@@ -38,6 +40,10 @@ export interface TuningEncoderSpec {
   tokenDim: number;
   rank: number;
   targets: LoraTarget[];
+  /** Output channels of the 3×3 convolution over each UNet feature map (absent: features are averaged unconvolved). */
+  conv?: number;
+  /** The constant s of ΔW = s·up·down (default 1): larger makes the heads' outputs move the weights further. */
+  loraScale?: number;
 }
 
 export interface EncoderPrediction {
@@ -47,14 +53,20 @@ export interface EncoderPrediction {
   down: Tensor<'f32'>[];
   up: Tensor<'f32'>[];
   /** What backward needs; free with disposePrediction. */
-  cache: { pixels: Tensor<'f32'>; x: Tensor<'f32'>; pre: Tensor<'f32'>; h: Tensor<'f32'> };
+  cache: { pixels: Tensor<'f32'>; x: Tensor<'f32'>; pre: Tensor<'f32'>; h: Tensor<'f32'>; features: readonly Tensor[]; convPre: Tensor<'f32'>[] };
 }
 
 /** The parameter names and shapes of a spec, in a fixed order (ViT first). */
 export function tuningEncoderLayout(spec: TuningEncoderSpec): Record<string, number[]> {
   const v = parseClipVisionConfig(spec.vision, 'tuningEncoderLayout');
-  const width = v.hiddenSize + spec.featureChannels.reduce((a, b) => a + b, 0);
+  const width = v.hiddenSize + (spec.conv ? spec.conv * spec.featureChannels.length : spec.featureChannels.reduce((a, b) => a + b, 0));
   const out: Record<string, number[]> = { ...clipVisionLayout(v) };
+  if (spec.conv) {
+    spec.featureChannels.forEach((c, i) => {
+      out[`conv.${i}.weight`] = [spec.conv!, c, 3, 3];
+      out[`conv.${i}.bias`] = [spec.conv!];
+    });
+  }
   out['trunk.weight'] = [spec.hidden, width];
   out['trunk.bias'] = [spec.hidden];
   out['token_head.weight'] = [spec.tokenDim, spec.hidden];
@@ -76,6 +88,8 @@ function checkSpec(fn: string, spec: unknown): TuningEncoderSpec {
   checkInt(fn, 'spec.hidden', s.hidden, 1, 1 << 16);
   checkInt(fn, 'spec.tokenDim', s.tokenDim, 1, 1 << 16);
   checkInt(fn, 'spec.rank', s.rank, 1, 1024);
+  if (s.conv !== undefined) checkInt(fn, 'spec.conv', s.conv, 1, 1 << 14);
+  if (s.loraScale !== undefined) checkNumberIn(fn, 'spec.loraScale', s.loraScale, 1e-6, 1e6);
   if (!Array.isArray(s.targets) || s.targets.length === 0) throw invalidArgument(`${fn}: spec.targets must list at least one UNet projection { weight, in, out }`);
   s.targets.forEach((t, j) => {
     if (!isPlainObject(t) || typeof t.weight !== 'string' || !Number.isInteger(t.in) || t.in < 1 || !Number.isInteger(t.out) || t.out < 1) {
@@ -100,7 +114,7 @@ export class TuningEncoder {
   /**
    * A new encoder: the ViT as transformers initialises CLIP (N(0, 0.02)
    * weights, unit norms, zero biases), the trunk and down heads N(0, 1/√fan_in),
-   * the token head and up heads zero.
+   * the token head and up heads zero (fan_in of a convolution: C·3·3).
    */
   static async create(spec: TuningEncoderSpec, options: { seed?: number } = {}): Promise<TuningEncoder> {
     const fn = 'TuningEncoder.create';
@@ -117,7 +131,7 @@ export class TuningEncoder {
         if (isNorm) t = await full(shape, 1);
         else if (leaf === 'bias' || name.startsWith('token_head.') || /\.up\.weight$/.test(name)) t = await zeros(shape);
         else if (name.startsWith('vision_model.')) t = await randn(shape, { seed: seed * 1009 + k, std: 0.02 });
-        else t = await randn(shape, { seed: seed * 1009 + k, std: 1 / Math.sqrt(shape[1]) });
+        else t = await randn(shape, { seed: seed * 1009 + k, std: 1 / Math.sqrt(shape.slice(1).reduce((a, b) => a * b, 1)) });
         params.set(name, t);
       }
     } catch (e) {
@@ -166,15 +180,22 @@ export class TuningEncoder {
     try {
       const { pooled, lastHiddenState } = await this.#vit().forward(pixels);
       temps.push(pooled, lastHiddenState);
-      const means: Tensor<'f32'>[] = [];
-      for (const f of features) {
-        const summed = (await f.sum({ dim: [2, 3] })) as Tensor<'f32'>;
+      const p = (n: string) => this.params.get(n)!;
+      const means: Tensor<'f32'>[] = [], convPre: Tensor<'f32'>[] = [];
+      for (const [i, f] of features.entries()) {
+        let map = f as Tensor<'f32'>;
+        if (s.conv) {
+          const c = await conv2d(map, p(`conv.${i}.weight`), p(`conv.${i}.bias`), { padding: 1 });
+          convPre.push(c);
+          map = await gelu(c);
+          temps.push(map);
+        }
+        const summed = (await map.sum({ dim: [2, 3] })) as Tensor<'f32'>;
         temps.push(summed);
         means.push(await scale(summed, 1 / (f.shape[2] * f.shape[3])));
         temps.push(means[means.length - 1]);
       }
       const x = await concat([pooled as Tensor<'f32'>, ...means], { dim: 1 });
-      const p = (n: string) => this.params.get(n)!;
       const pre = await linear(x, p('trunk.weight'), p('trunk.bias'));
       const h = await gelu(pre);
       const offset = await linear(h, p('token_head.weight'), p('token_head.bias'));
@@ -183,7 +204,7 @@ export class TuningEncoder {
         down.push((await linear(h, p(`lora.${j}.down.weight`), p(`lora.${j}.down.bias`))).reshape([B, s.rank, t.in]));
         up.push((await linear(h, p(`lora.${j}.up.weight`), p(`lora.${j}.up.bias`))).reshape([B, t.out, s.rank]));
       }
-      return { offset, down, up, cache: { pixels, x, pre, h } };
+      return { offset, down, up, cache: { pixels, x, pre, h, features, convPre } };
     } finally {
       for (const t of temps) if (!t.disposed) t.dispose();
     }
@@ -196,7 +217,7 @@ export class TuningEncoder {
    */
   async backward(pred: EncoderPrediction, d: { dOffset?: Tensor<'f32'>; dDown?: (Tensor<'f32'> | undefined)[]; dUp?: (Tensor<'f32'> | undefined)[] }): Promise<Map<string, Tensor<'f32'>>> {
     const s = this.spec;
-    const { h, pre, x, pixels } = pred.cache;
+    const { h, pre, x, pixels, features, convPre } = pred.cache;
     const B = h.shape[0];
     const grads = new Map<string, Tensor<'f32'>>();
     const temps: Tensor[] = [];
@@ -228,8 +249,23 @@ export class TuningEncoder {
       temps.push(dPre);
       const trunk = await linearBackward(dPre, x, p('trunk.weight'), { biasGrad: true });
       grads.set('trunk.weight', trunk.dweight!), grads.set('trunk.bias', trunk.dbias!);
-      const [dPooled, ...rest] = await split(trunk.dx, [this.vision.hiddenSize, ...s.featureChannels], { dim: 1 });
+      const [dPooled, ...rest] = await split(trunk.dx, [this.vision.hiddenSize, ...(s.conv ? s.featureChannels.map(() => s.conv!) : s.featureChannels)], { dim: 1 });
       temps.push(trunk.dx, ...rest);
+      // Through each convolution: the mean spreads dMean/(h·w) over the map, then GELU and the conv (its weights only: the features are constants).
+      if (s.conv) {
+        for (const [i, dMean] of rest.entries()) {
+          const [B_, c, hh, ww] = convPre[i].shape;
+          const dm = (await dMean.data()) as Float32Array, spread = new Float32Array(B_ * c * hh * ww);
+          for (let k = 0; k < B_ * c; k++) spread.fill(dm[k] / (hh * ww), k * hh * ww, (k + 1) * hh * ww);
+          const dAct = tensor(spread, { shape: convPre[i].shape });
+          temps.push(dAct);
+          const dc = await geluBackward(dAct, convPre[i]);
+          temps.push(dc);
+          const g = await conv2dBackward(dc, features[i] as Tensor<'f32'>, p(`conv.${i}.weight`), { padding: 1, biasGrad: true });
+          temps.push(g.dx);
+          grads.set(`conv.${i}.weight`, g.dweight!), grads.set(`conv.${i}.bias`, g.dbias!);
+        }
+      }
       const vit = await this.#vit().forwardBackward(pixels, { dPooled, trainable: 'all' });
       temps.push(dPooled, vit.pooled, vit.lastHiddenState);
       const ordered = new Map<string, Tensor<'f32'>>();
@@ -250,5 +286,5 @@ export class TuningEncoder {
 
 /** Frees a prediction's outputs and cache (not the pixels, which are the caller's). */
 export function disposePrediction(pred: EncoderPrediction): void {
-  for (const t of [pred.offset, ...pred.down, ...pred.up, pred.cache.x, pred.cache.pre, pred.cache.h]) if (!t.disposed) t.dispose();
+  for (const t of [pred.offset, ...pred.down, ...pred.up, pred.cache.x, pred.cache.pre, pred.cache.h, ...pred.cache.convPre]) if (!t.disposed) t.dispose();
 }

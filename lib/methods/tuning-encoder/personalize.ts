@@ -9,10 +9,8 @@ import type { LoraFactors, TuningEncoderConcept } from '../../concepts/types.js'
 import { randn, tensor } from '../../creation.js';
 import { checkUsableDevice } from '../../device.js';
 import { ImprintError, invalidArgument } from '../../errors.js';
-import { ClipTextTrainer, TOKEN_EMBEDDING } from '../../models/clip-text-backward.js';
-import { ClipTextEncoder } from '../../models/clip-text.js';
 import type { UNetAdapter } from '../../models/unet.js';
-import { concat, split } from '../../nn/concat.js';
+import { concat } from '../../nn/concat.js';
 import { tokenTopkCosine } from '../../nn/method.js';
 import { AdamW } from '../../train/optimizer.js';
 import { Progress } from '../../train/progress.js';
@@ -23,7 +21,7 @@ import { checkBoolean, checkInt, checkNumberIn, checkOptions, checkString, descr
 import { loadEncoder } from './encoder-file.js';
 import { disposePrediction, TuningEncoder } from './model.js';
 import { latents, stepOptions, type EncoderLossOptions } from './pretrain.js';
-import { placeholderIds } from './step.js';
+import { addedRowsGradient, EncoderStepContext } from './step.js';
 
 export interface PersonalizeOptions extends EncoderLossOptions {
   /** The base model the encoder was pretrained on. */
@@ -93,12 +91,14 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   const owned: Tensor[] = [];
   const keep = <T extends Tensor>(t: T): T => (owned.push(t), t);
   let opt: AdamW | undefined;
+  let ctx: EncoderStepContext | undefined;
   try {
     if (fileBase && fileBase !== m.fingerprint) throw invalidArgument(`${fn}: the encoder was pretrained on base model ${fileBase}, but ${modelDir} is ${m.fingerprint}`);
     if (!/^\S+$/.test(token)) throw invalidArgument(`${fn}: token must be one word without spaces, got '${token}'`);
     const R = m.resolution, T = m.ddpm.config.numTrainTimesteps;
-    const maxLength = m.encoder.config.maxPositionEmbeddings;
-    const base = ClipTextEncoder.fromWeights(m.rawText, m.model.textEncoder.weights);
+    const loraScale = encoder.spec.loraScale ?? 1;  // ΔW = s·B·A, as the encoder was pretrained
+    ctx = await EncoderStepContext.create({ unet: m.unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, tokenizer: m.tokenizer, ddpm: m.ddpm });
+    const base = ctx.base;
     const V = base.config.vocabSize, H = base.config.hiddenSize;
     const pixels = keep(tensor(await squarePixels(image, R), { shape: [1, 3, R, R] }));
     const x0 = await latents(m, pixels);
@@ -107,8 +107,7 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
     // The prediction: the encoder on the image and the UNet features of a noisy version (t = T/2, empty prompt).
     const noise0 = keep((await randn(x0.shape, { seed: seed * 7 + 1 })) as Tensor<'f32'>);
     const noisy0 = keep(await m.ddpm.addNoise(x0, noise0, [Math.floor(T / 2)]));
-    const empty = keep((await base.encode([Array.from(m.tokenizer.encodePadded('', { maxLength }).ids)])).lastHiddenState);
-    const features = await m.unet.encoderFeatures(noisy0, [Math.floor(T / 2)], empty);
+    const features = await m.unet.encoderFeatures(noisy0, [Math.floor(T / 2)], await ctx.emptyContext(1));
     owned.push(...features);
     const pred = await encoder.forward(pixels, features);
     const classIds = m.tokenizer.encode(classWord).slice(1, -1);
@@ -142,25 +141,19 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
         const v = opt.params.get('embedding')! as Tensor<'f32'>;
         const grown = await base.withTokenRows(v);
         sk(grown.tokenEmbedding);
-        const ids = sk(tensor(repeatRows(placeholderIds(m.tokenizer, maxLength, classWord, V), B), { shape: [B, maxLength] }));
+        const ids = sk(ctx.promptIds(classWord, Array(B).fill(V)));
         const soft = sk((await grown.encode(ids)).lastHiddenState);
-        const near = await tokenTopkCosine(v, table, { k: 1 });
+        const near = await tokenTopkCosine(v, table, { k: 1, vocabNorms: ctx.vocabNorms });
         sk(near.indices), sk(near.similarities);
         const nearest = (near.indices.dataSync() as Int32Array)[0];
-        const hardIds = sk(tensor(repeatRows(placeholderIds(m.tokenizer, maxLength, classWord, nearest), B), { shape: [B, maxLength] }));
+        const hardIds = sk(ctx.promptIds(classWord, Array(B).fill(nearest)));
         const hard = sk((await base.encode(hardIds)).lastHiddenState);
-        const adapters: UNetAdapter[] = encoder.spec.targets.map((t) => ({ weight: t.weight, lora: { a: opt!.params.get(`${t.weight}#lora.a`)!, b: opt!.params.get(`${t.weight}#lora.b`)! } }));
+        const adapters: UNetAdapter[] = encoder.spec.targets.map((t) => ({ weight: t.weight, lora: { a: opt!.params.get(`${t.weight}#lora.a`)!, b: opt!.params.get(`${t.weight}#lora.b`)!, scale: loraScale } }));
         const r = await m.unet.lossBackward(noisy, ts, soft, target, { trainable: names, adapters, dual: { alpha: so.alpha, hardContext: hard } });
         stepOwned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
         const loss = ((await r.loss.data()) as Float32Array)[0];
         if (!Number.isFinite(loss)) throw new ImprintError(`${fn}: the loss is not finite at step ${step + 1}; lower lr`, 'INVALID_ARGUMENT');
-        const textWeights = new Map(m.model.textEncoder.weights);
-        textWeights.set(TOKEN_EMBEDDING, grown.tokenEmbedding);
-        const rowMask = sk(tensor(Uint8Array.from({ length: V + 1 }, (_, i) => (i === V ? 1 : 0)), { shape: [V + 1] }));
-        const tr = await ClipTextTrainer.fromWeights({ ...m.rawText, vocab_size: V + 1 }, textWeights).forwardBackward(ids, { dLast: r.dContext, trainable: 'embeddings', rowMask });
-        sk(tr.lastHiddenState);
-        const [rest, row] = await split(sk(tr.grads.get(TOKEN_EMBEDDING)!), [V, 1], { dim: 0 });
-        sk(rest), sk(row);
+        const row = sk(await addedRowsGradient(ctx, grown, ids, r.dContext));
         // The pull toward the predictions: pull·‖θ − θ₀‖², gradient 2·pull·(θ − θ₀).
         const grads = new Map<string, Tensor>();
         const withPull = (name: string, g: Tensor): Tensor => {
@@ -180,7 +173,7 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
     }
     const lora = new Map<string, LoraFactors>();
     for (const t of encoder.spec.targets) {
-      lora.set(t.weight, { a: opt.params.get(`${t.weight}#lora.a`)! as Tensor<'f32'>, b: opt.params.get(`${t.weight}#lora.b`)! as Tensor<'f32'>, scale: 1 });
+      lora.set(t.weight, { a: opt.params.get(`${t.weight}#lora.a`)! as Tensor<'f32'>, b: opt.params.get(`${t.weight}#lora.b`)! as Tensor<'f32'>, scale: loraScale });
     }
     const embeddingRow = tensor(Float32Array.from(opt.params.get('embedding')!.dataSync() as Float32Array), { shape: [H] });
     const concept: TuningEncoderConcept = {
@@ -194,14 +187,8 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   } finally {
     if (opt) opt.dispose();
     for (const t of owned) if (!t.disposed) t.dispose();
+    ctx?.dispose();
     disposeTrainingModel(m);
     if (ownEncoder) encoder.dispose();
   }
-}
-
-/** `row` repeated `n` times. */
-function repeatRows(row: Int32Array, n: number): Int32Array {
-  const out = new Int32Array(row.length * n);
-  for (let i = 0; i < n; i++) out.set(row, i * row.length);
-  return out;
 }

@@ -21,7 +21,7 @@ import { disposeTrainingModel, loadTrainingModel, type TrainingModel } from '../
 import type { Tensor } from '../../tensor.js';
 import { checkBoolean, checkInt, checkNumberIn, checkOptions, checkString, describe, isPlainObject } from '../../validate.js';
 import { TuningEncoder, type TuningEncoderSpec } from './model.js';
-import { encoderStep, type EncoderStepOptions } from './step.js';
+import { EncoderStepContext, encoderStep, type EncoderStepOptions } from './step.js';
 
 /** The losses' weights and the dual path's α, shared by pretraining and personalization. */
 export interface EncoderLossOptions {
@@ -47,6 +47,10 @@ export interface PretrainEncoderOptions extends EncoderLossOptions {
   hidden?: number;
   /** LoRA rank (default 4). */
   rank?: number;
+  /** Channels of the 3×3 convolution over each UNet feature map (default none: the maps are averaged straight into the trunk). */
+  conv?: number;
+  /** The constant s of the predicted ΔW = s·up·down (default 1). */
+  loraScale?: number;
   steps?: number;
   batchSize?: number;
   /** Peak learning rate (default 1e-3 ... the paper's 1e-4 is for SD-size encoders). */
@@ -74,7 +78,7 @@ export interface PretrainEncoderResult {
   settings: Record<string, string>;
 }
 
-const OPTION_KEYS = ['model', 'images', 'classWord', 'vision', 'hidden', 'rank', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'resolution', 'workDir', 'checkpointEvery', 'resume', 'maxStepsThisRun',
+const OPTION_KEYS = ['model', 'images', 'classWord', 'vision', 'hidden', 'rank', 'conv', 'loraScale', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'resolution', 'workDir', 'checkpointEvery', 'resume', 'maxStepsThisRun',
   'device', 'onProgress', 'quiet', 'alpha', 'contrastiveWeight', 'temperature', 'neighbours', 'embeddingL2', 'loraL2'];
 
 /** The step options from the loss options, with the phase's default α. */
@@ -91,7 +95,7 @@ export function stepOptions(fn: string, o: EncoderLossOptions, alpha: number): E
 }
 
 /** The encoder's spec for a training model: LoRA on every cross-attention K/V. */
-export function encoderSpecFor(m: TrainingModel, o: { vision?: Record<string, unknown>; hidden: number; rank: number }): TuningEncoderSpec {
+export function encoderSpecFor(m: TrainingModel, o: { vision?: Record<string, unknown>; hidden: number; rank: number; conv?: number; loraScale?: number }): TuningEncoderSpec {
   const c = m.unet.config;
   const targets = m.unet.weightNames.filter((n) => /\.attn2\.to_[kv]\.weight$/.test(n)).map((w) => {
     const [out, inp] = m.unet.weights[m.unet.weightNames.indexOf(w)].shape;
@@ -101,7 +105,8 @@ export function encoderSpecFor(m: TrainingModel, o: { vision?: Record<string, un
   return {
     vision: o.vision ?? { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, image_size: side, patch_size: Math.max(1, side / 8), num_channels: 3 },
     featureChannels: [...c.blockOutChannels, c.blockOutChannels[c.blockOutChannels.length - 1]],
-    hidden: o.hidden, tokenDim: m.encoder.config.hiddenSize, rank: o.rank, targets,
+    hidden: o.hidden, tokenDim: m.encoder.config.hiddenSize, rank: o.rank, targets, ...(o.conv ? { conv: o.conv } : {}),
+    ...(o.loraScale !== undefined && o.loraScale !== 1 ? { loraScale: o.loraScale } : {}),
   };
 }
 
@@ -119,6 +124,8 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
   const seed = checkInt(fn, 'seed', o.seed, 0, 2 ** 31, 0);
   const hidden = checkInt(fn, 'hidden', o.hidden, 1, 1 << 16, 128);
   const rank = checkInt(fn, 'rank', o.rank, 1, 256, 4);
+  const conv = o.conv === undefined ? undefined : checkInt(fn, 'conv', o.conv, 1, 4096);
+  const loraScale = checkNumberIn(fn, 'loraScale', o.loraScale, 1e-6, 1e6, 1);
   const every = checkInt(fn, 'checkpointEvery', o.checkpointEvery, 1, 10_000_000, 250);
   const resume = checkBoolean(fn, 'resume', o.resume, true);
   const maxThisRun = checkInt(fn, 'maxStepsThisRun', o.maxStepsThisRun, 1, 10_000_000, 10_000_000);
@@ -126,7 +133,7 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
   const workDir = o.workDir === undefined ? undefined : checkString(fn, 'workDir', o.workDir);
   const onProgress = o.onProgress as PretrainEncoderOptions['onProgress'];
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument(`${fn}: onProgress must be a function, got ${describe(onProgress)}`);
-  const so = stepOptions(fn, o as EncoderLossOptions, 0.5);
+  const so = { ...stepOptions(fn, o as EncoderLossOptions, 0.5), loraScale };
   const device = checkUsableDevice(fn, o.device ?? 'cpu');
   if (device !== 'cpu') throw invalidArgument(`${fn}: the tuning encoder trains on the CPU for now (device '${device}')`);
   const source = o.images as PretrainEncoderOptions['images'];
@@ -136,8 +143,10 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
   const m = await loadTrainingModel(fn, modelDir, device, o.resolution);
   let encoder: TuningEncoder | undefined;
   let opt: AdamW | undefined;
+  let ctx: EncoderStepContext | undefined;
   try {
-    const spec = encoderSpecFor(m, { ...(o.vision ? { vision: o.vision as Record<string, unknown> } : {}), hidden, rank });
+    ctx = await EncoderStepContext.create({ unet: m.unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, tokenizer: m.tokenizer, ddpm: m.ddpm });
+    const spec = encoderSpecFor(m, { ...(o.vision ? { vision: o.vision as Record<string, unknown> } : {}), hidden, rank, conv, loraScale });
     encoder = await TuningEncoder.create(spec, { seed });
     opt = await AdamW.create(encoder.params as Map<string, Tensor>, { weightDecay: 0, maxGradNorm: 1 });
     const settings = {
@@ -169,8 +178,7 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
         const noise = (await randn(x0.shape, { seed: seed * 1_000_003 + step })) as Tensor<'f32'>;
         owned.push(noise);
         const timesteps = images.map(() => rng.int(0, T - 1));
-        const r = await encoderStep({ unet: m.unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, tokenizer: m.tokenizer, ddpm: m.ddpm },
-          encoder, { pixels: vitPixels(encoder, pixels), x0, noise, timesteps, classWord }, so);
+        const r = await encoderStep(ctx, encoder, { pixels, x0, noise, timesteps, classWord }, so);
         owned.push(...r.grads.values());
         run.guard(step, r.loss, Infinity);
         await opt.update(r.grads as Map<string, Tensor>, warmupCosine(step, steps, lr, warmup));
@@ -191,6 +199,7 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
     else encoder?.dispose();
     throw e;
   } finally {
+    ctx?.dispose();
     disposeTrainingModel(m);
   }
 }
@@ -206,12 +215,6 @@ export async function latents(m: TrainingModel, pixels: Tensor<'f32'>): Promise<
   } finally {
     mean.dispose();
   }
-}
-
-/** The ViT's input: the pixels themselves (its image_size is the model's resolution). */
-function vitPixels(encoder: TuningEncoder, pixels: Tensor<'f32'>): Tensor<'f32'> {
-  if (encoder.vision.imageSize !== pixels.shape[2]) throw invalidArgument(`pretrainEncoder: the encoder's ViT takes ${encoder.vision.imageSize}-pixel images, the model's resolution is ${pixels.shape[2]}`);
-  return pixels;
 }
 
 function digest(images: readonly RgbImage[]): string {

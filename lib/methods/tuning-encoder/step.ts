@@ -14,6 +14,7 @@ import { ClipTextEncoder } from '../../models/clip-text.js';
 import type { UNet2DConditionModel, UNetAdapter } from '../../models/unet.js';
 import { split } from '../../nn/concat.js';
 import { embedding } from '../../nn/embedding.js';
+import { tokenVocabNorms } from '../../nn/method.js';
 import type { DDPMTraining } from '../../schedulers/ddpm.js';
 import type { Tensor } from '../../tensor.js';
 import type { ClipTokenizer } from '../../tokenizer/clip.js';
@@ -26,6 +27,56 @@ export interface EncoderStepModel {
   textWeights: Map<string, Tensor>;
   tokenizer: ClipTokenizer;
   ddpm: DDPMTraining;
+}
+
+/**
+ * What every step of a run shares, built once: the frozen models, the text
+ * encoder, the token table's row norms (for the nearest-word search) and the
+ * empty prompt's context (the UNet features' condition) per batch size.
+ */
+export class EncoderStepContext {
+  readonly model: EncoderStepModel;
+  readonly base: ClipTextEncoder;
+  readonly maxLength: number;
+  readonly vocabNorms: Tensor<'f32'>;
+  readonly #empty = new Map<number, Tensor>();
+
+  private constructor(model: EncoderStepModel, base: ClipTextEncoder, vocabNorms: Tensor<'f32'>) {
+    this.model = model;
+    this.base = base;
+    this.maxLength = base.config.maxPositionEmbeddings;
+    this.vocabNorms = vocabNorms;
+  }
+
+  static async create(model: EncoderStepModel): Promise<EncoderStepContext> {
+    const base = ClipTextEncoder.fromWeights(model.textConfig, model.textWeights);
+    return new EncoderStepContext(model, base, await tokenVocabNorms(base.tokenEmbedding));
+  }
+
+  /** The empty prompt's last hidden state, [B, tokens, hidden] (kept until dispose). */
+  async emptyContext(B: number): Promise<Tensor> {
+    let c = this.#empty.get(B);
+    if (!c) {
+      const ids = Array.from(this.model.tokenizer.encodePadded('', { maxLength: this.maxLength }).ids);
+      c = (await this.base.encode(Array.from({ length: B }, () => ids))).lastHiddenState;
+      this.#empty.set(B, c);
+    }
+    return c;
+  }
+
+  /** Token ids [B, tokens] of `a <token> <classWord>`, one row per token id. */
+  promptIds(classWord: string, tokenIds: readonly number[]): Tensor<'i32'> {
+    const L = this.maxLength;
+    const ids = new Int32Array(tokenIds.length * L);
+    tokenIds.forEach((id, b) => ids.set(placeholderIds(this.model.tokenizer, L, classWord, id), b * L));
+    return tensor(ids, { shape: [tokenIds.length, L] });
+  }
+
+  dispose(): void {
+    for (const t of this.#empty.values()) if (!t.disposed) t.dispose();
+    this.#empty.clear();
+    if (!this.vocabNorms.disposed) this.vocabNorms.dispose();
+  }
 }
 
 export interface EncoderStepBatch {
@@ -77,20 +128,18 @@ export function placeholderPosition(tokenizer: ClipTokenizer): number {
 }
 
 /** One step; see the file's comment. The caller applies the gradients. */
-export async function encoderStep(model: EncoderStepModel, encoder: TuningEncoder, batch: EncoderStepBatch, o: EncoderStepOptions): Promise<EncoderStepResult> {
-  const { unet, tokenizer, ddpm } = model;
+export async function encoderStep(ctx: EncoderStepContext, encoder: TuningEncoder, batch: EncoderStepBatch, o: EncoderStepOptions): Promise<EncoderStepResult> {
+  const { unet, tokenizer, ddpm } = ctx.model;
+  const base = ctx.base;
   const B = batch.x0.shape[0];
-  const maxLength = (model.textConfig.max_position_embeddings as number | undefined) ?? 77;
   const owned: Tensor[] = [];
   const keep = <T extends Tensor>(t: T): T => (owned.push(t), t);
-  const base = ClipTextEncoder.fromWeights(model.textConfig, model.textWeights);
   const V = base.config.vocabSize, H = base.config.hiddenSize;
   try {
     const noisy = keep(await ddpm.addNoise(batch.x0, batch.noise, batch.timesteps));
     const target = keep(await ddpm.target(batch.x0, batch.noise, batch.timesteps));
     // UNet encoder features of the noisy sample under the empty prompt (constants).
-    const empty = keep((await base.encode(Array.from({ length: B }, () => Array.from(tokenizer.encodePadded('', { maxLength }).ids)))).lastHiddenState);
-    const features = await unet.encoderFeatures(noisy, batch.timesteps, empty);
+    const features = await unet.encoderFeatures(noisy, batch.timesteps, await ctx.emptyContext(B));
     owned.push(...features);
     const pred = await encoder.forward(batch.pixels, features);
     try {
@@ -100,33 +149,21 @@ export async function encoderStep(model: EncoderStepModel, encoder: TuningEncode
       const vStar = keep(await classRow.add(pred.offset));
       const grown = await base.withTokenRows(vStar);
       keep(grown.tokenEmbedding);
-      const ids = new Int32Array(B * maxLength);
-      for (let b = 0; b < B; b++) ids.set(placeholderIds(tokenizer, maxLength, batch.classWord, V + b), b * maxLength);
-      const idTensor = keep(tensor(ids, { shape: [B, maxLength] }));
+      const idTensor = keep(ctx.promptIds(batch.classWord, Array.from({ length: B }, (_, b) => V + b)));
       const soft = keep((await grown.encode(idTensor)).lastHiddenState);
       // The hard context: v*'s nearest real word in its place (no gradient).
       const reg = await embeddingRegularization(vStar, base.tokenEmbedding as Tensor<'f32'>, {
-        k: o.neighbours, temperature: o.temperature, contrastiveWeight: o.contrastiveWeight, l2Weight: 0,
+        k: o.neighbours, temperature: o.temperature, contrastiveWeight: o.contrastiveWeight, l2Weight: 0, vocabNorms: ctx.vocabNorms,
       });
       keep(reg.dEmbeddings);
-      const hardIds = new Int32Array(B * maxLength);
-      for (let b = 0; b < B; b++) hardIds.set(placeholderIds(tokenizer, maxLength, batch.classWord, reg.nearest[b]), b * maxLength);
-      const hard = keep((await base.encode(keep(tensor(hardIds, { shape: [B, maxLength] })))).lastHiddenState);
+      const hard = keep((await base.encode(keep(ctx.promptIds(batch.classWord, reg.nearest)))).lastHiddenState);
       const adapters: UNetAdapter[] = encoder.spec.targets.map((t, j) => ({ weight: t.weight, sampleLora: { down: pred.down[j], up: pred.up[j], scale: o.loraScale } }));
       const names = encoder.spec.targets.flatMap((t) => [`${t.weight}#sample.down`, `${t.weight}#sample.up`]);
       const r = await unet.lossBackward(noisy, batch.timesteps, soft, target, { trainable: names, adapters, dual: { alpha: o.alpha, hardContext: hard } });
       owned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
       const diffusion = ((await r.loss.data()) as Float32Array)[0];
       // The added rows' gradient: the text encoder's backward from dContext.
-      const textWeights = new Map(model.textWeights);
-      textWeights.set(TOKEN_EMBEDDING, grown.tokenEmbedding);
-      const rowMask = keep(tensor(Uint8Array.from({ length: V + B }, (_, i) => (i >= V ? 1 : 0)), { shape: [V + B] }));
-      const tr = await ClipTextTrainer.fromWeights({ ...model.textConfig, vocab_size: V + B }, textWeights)
-        .forwardBackward(idTensor, { dLast: r.dContext, trainable: 'embeddings', rowMask });
-      keep(tr.lastHiddenState);
-      const table = keep(tr.grads.get(TOKEN_EMBEDDING)!);
-      const [rest, rows] = await split(table, [V, B], { dim: 0 });
-      keep(rest), keep(rows);
+      const rows = keep(await addedRowsGradient(ctx, grown, idTensor, r.dContext));
       // dv*: the text path, the regularization, and L2 on the offset (2·w·offset / B).
       const dv = Float32Array.from((await rows.data()) as Float32Array);
       const dr = (await reg.dEmbeddings.data()) as Float32Array;
@@ -156,3 +193,25 @@ export async function encoderStep(model: EncoderStepModel, encoder: TuningEncode
   }
 }
 
+/**
+ * The gradient of the rows a text encoder `grown` by withTokenRows added
+ * ([n, hidden]), for the gradient dContext of its output on `ids`: the text
+ * encoder's backward with only those rows trainable.
+ */
+export async function addedRowsGradient(ctx: EncoderStepContext, grown: ClipTextEncoder, ids: Tensor, dContext: Tensor): Promise<Tensor> {
+  const V = ctx.base.config.vocabSize, n = grown.config.vocabSize - V;
+  const textWeights = new Map(ctx.model.textWeights);
+  textWeights.set(TOKEN_EMBEDDING, grown.tokenEmbedding);
+  const rowMask = tensor(Uint8Array.from({ length: V + n }, (_, i) => (i >= V ? 1 : 0)), { shape: [V + n] });
+  const owned: Tensor[] = [rowMask];
+  try {
+    const tr = await ClipTextTrainer.fromWeights({ ...ctx.model.textConfig, vocab_size: V + n }, textWeights).forwardBackward(ids, { dLast: dContext, trainable: 'embeddings', rowMask });
+    const table = tr.grads.get(TOKEN_EMBEDDING)!;
+    owned.push(tr.lastHiddenState, table);
+    const [rest, rows] = await split(table, [V, n], { dim: 0 });
+    rest.dispose();
+    return rows;
+  } finally {
+    for (const t of owned) if (!t.disposed) t.dispose();
+  }
+}
