@@ -10,12 +10,14 @@ import { worldModelDir } from '../lib/world/model-path.js';
 import { conceptById } from '../lib/world/concepts.js';
 import { conceptPngs, scoreWorldConcept } from '../lib/world/teach.js';
 
-export interface EncoderVariant { name: string; steps: number; alpha: number }
+export interface EncoderVariant { name: string; steps: number; alpha: number; lr?: number; pullWeight?: number }
 
 export const ENCODER_VARIANTS: readonly EncoderVariant[] = [
   { name: 'predict only', steps: 0, alpha: 1 },
   { name: '12 steps, dual path α 0.7', steps: 12, alpha: 0.7 },
   { name: '12 steps, no dual path', steps: 12, alpha: 1 },
+  // Not the method: what the prediction's rank-4 LoRA and token can reach from the one image when tuned long, unpulled.
+  { name: '200 steps at lr 5e-3, no pull (the adapter\'s reach)', steps: 200, alpha: 1, lr: 5e-3, pullWeight: 0 },
 ];
 
 export interface EncoderRow { encoder: string; id: string; seed: number; variant: string; image: number; shape: number; text: number; seconds: number }
@@ -32,7 +34,8 @@ export async function evaluateEncoder(encoder: string, label: string, ids: reado
     for (const seed of seeds) {
       for (const v of variants) {
         const t0 = Date.now();
-        const r = await personalize({ model: worldModelDir(), encoder, image, classWord: c.classWord, steps: v.steps, alpha: v.alpha, seed, quiet: true });
+        const r = await personalize({ model: worldModelDir(), encoder, image, classWord: c.classWord, steps: v.steps, alpha: v.alpha, seed, quiet: true,
+          ...(v.lr !== undefined ? { lr: v.lr } : {}), ...(v.pullWeight !== undefined ? { pullWeight: v.pullWeight } : {}) });
         const seconds = (Date.now() - t0) / 1000;
         const key = `${id}/${seed}`;
         const s = await scoreWorldConcept(r.concept, 0, id, { imagesPerPrompt: 2, steps: 20, seed, ...(bases.has(key) ? { base: bases.get(key)! } : {}) });

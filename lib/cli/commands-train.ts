@@ -172,7 +172,7 @@ async function personalizeFromFlags(v: Values, model: string, out: string): Prom
 /** `imprint pretrain-encoder`: a tuning encoder for a model and a domain's images (the embedded world's without --model). */
 export const ENCODER_COMMANDS: Record<string, Command> = {
   'pretrain-encoder': {
-    summary: "pretrain the tuning encoder on a domain's images (without --model: the embedded world, its own single-object scenes)",
+    summary: "pretrain the tuning encoder on a domain's images (without --model: the embedded world, its procedural single-object scenes)",
     options: {
       model: { type: 'string', arg: 'dir', help: 'diffusers model folder', default: 'the embedded world model' },
       images: { type: 'string', arg: 'dir', help: "the domain's images (needed with --model)" },
