@@ -50,9 +50,10 @@ export async function runMethodCases(emit: (record: object) => void): Promise<vo
       const t0 = performance.now();
       const te = await teachWorldConcepts({ concepts: ['star'], method: 'tuning-encoder', steps: 12, quiet: true });
       const total = (performance.now() - t0) / 1000;
+      const batch = Number(te.concept.settings?.batchSize);  // the encoder file's tuning
       disposeConcept(te.concept);
       emit({
-        suite: 'methods', name: 'world-personalize', device: 'cpu', params: { model: 'embedded world', concept: 'star', encoder: 'shipped', tuningSteps: 12, batch: 2 },
+        suite: 'methods', name: 'world-personalize', device: 'cpu', params: { model: 'embedded world', concept: 'star', encoder: 'shipped', tuningSteps: 12, batch },
         imprint_s: total, peer: `custom diffusion, ${STEPS} steps`, peer_s: cd.secondsPerStep * STEPS, ratio: total / (cd.secondsPerStep * STEPS), step_s: te.secondsPerStep,
       });
     }

@@ -222,10 +222,11 @@ void conv2d_backward_cuda(const Conv2dBackwardArgs& a) {
   if (a.dbias) bias_grad(a.dtype, a.dy, a.dbias, g.n, g.cout, pixels, stream);
   if (g.n == 0 || g.cout == 0 || g.cin == 0) {
     // Nothing to multiply: the gradients are empty or all zero.
-    launch_fill(FillArgs{a.dtype, a.dx, g.n * g.cin * plane, 0.0}, stream);
+    if (a.dx) launch_fill(FillArgs{a.dtype, a.dx, g.n * g.cin * plane, 0.0}, stream);
     if (a.dw) launch_fill(FillArgs{a.dtype, a.dw, g.cout * k, 0.0}, stream);
     return;
   }
+  if (!a.dx && !a.dw) return;  // the bias gradient alone
   const bool direct = is_direct(g);
   const char* x = static_cast<const char*>(a.x);
   const char* dy = static_cast<const char*>(a.dy);
@@ -272,27 +273,29 @@ void conv2d_backward_cuda(const Conv2dBackwardArgs& a) {
         add_dw(img, 0, pixels, x + static_cast<size_t>(img * g.cin * plane) * elem, plane);
       }
     }
-    gx.c_dtype = a.dtype;  // dx_img is dcols_img itself
-    gx.n = pixels;
-    gx.b = a.dy;
-    gx.c = a.dx;
-    gx.ldc = pixels;
-    gx.stride_c = g.cin * plane;
-    gx.batch = g.n;
-    gemm(gx, stream);
+    if (a.dx) {
+      gx.c_dtype = a.dtype;  // dx_img is dcols_img itself
+      gx.n = pixels;
+      gx.b = a.dy;
+      gx.c = a.dx;
+      gx.ldc = pixels;
+      gx.stride_c = g.cin * plane;
+      gx.batch = g.n;
+      gemm(gx, stream);
+    }
   } else {
     // One buffer per chunk: first the im2col columns (dtype), then dcols (f32).
     const ColPlan plan = plan_cols(g, k, static_cast<int64_t>(sizeof(float)));
     const bool row_tiles = plan.rows < g.ho;
     Scratch cols(static_cast<size_t>(plan.images * plan.rows * g.wo * k) * sizeof(float), "conv2d_backward im2col");
     // Row tiles each add their part to dx: in f32, in dx itself for f32, else in one image's scratch.
-    const bool dx_scratch = row_tiles && a.dtype != DType::F32;
+    const bool dx_scratch = dx && row_tiles && a.dtype != DType::F32;
     Scratch dx32(dx_scratch ? static_cast<size_t>(g.cin * plane) * sizeof(float) : 0, "conv2d_backward input gradient");
     gx.c_dtype = DType::F32;
     gx.c = cols.get();
     for (int64_t img0 = 0; img0 < g.n; img0 += plan.images) {
       const int64_t count = std::min(plan.images, g.n - img0);
-      char* dx_chunk = dx + static_cast<size_t>(img0 * g.cin * plane) * elem;
+      char* dx_chunk = dx ? dx + static_cast<size_t>(img0 * g.cin * plane) * elem : nullptr;
       for (int64_t oh0 = 0; oh0 < g.ho; oh0 += plan.rows) {
         const int64_t rows = std::min(plan.rows, g.ho - oh0), tile = rows * g.wo;
         if (a.dw) {
@@ -302,6 +305,7 @@ void conv2d_backward_cuda(const Conv2dBackwardArgs& a) {
                    tile);
           }
         }
+        if (!dx) continue;  // x is a constant: no dcols
         gx.n = tile;
         gx.b = dy + static_cast<size_t>(img0 * g.cout * pixels + oh0 * g.wo) * elem;
         gx.ldc = tile;

@@ -109,6 +109,6 @@ export { embeddingRegularization, type EmbeddingRegularization, type EmbeddingRe
 export { TuningEncoder, tuningEncoderLayout, type TuningEncoderSpec, type LoraTarget } from './methods/tuning-encoder/model.js';
 export { pretrainEncoder, type PretrainEncoderOptions, type PretrainEncoderResult, type EncoderLossOptions } from './methods/tuning-encoder/pretrain.js';
 export { personalize, type PersonalizeOptions, type PersonalizeResult } from './methods/tuning-encoder/personalize.js';
-export { saveEncoder, loadEncoder, type EncoderFileInfo } from './methods/tuning-encoder/encoder-file.js';
+export { saveEncoder, loadEncoder, type EncoderFileInfo, type EncoderTuning } from './methods/tuning-encoder/encoder-file.js';
 export { DEFAULT_METHOD, METHOD_NAMES, METHODS, methodByName, type MethodName, type MethodTrainResult } from './methods/index.js';
 export { genericCaptions, readCaptionFile } from './concepts/captions.js';

@@ -55,7 +55,7 @@ t('usage lists every command; --help per command shows its flags and defaults', 
   assert.match(g.out, /--steps <n> +denoising steps \(default 25\)/);
   assert.match(g.out, /--device <dev> +'cpu' or 'cuda:0'/);
   assert.match(g.out, /--quiet +no progress on stderr/);
-  assert.match(imprint('train', '--help').out, /--lr <x> +base learning rate \(default 1e-5 with --model, 0\.001 on the embedded world model\)/);
+  assert.match(imprint('train', '--help').out, /--lr <x> +base learning rate \(default 1e-5 with --model, 0\.001 on the embedded world model; tuning-encoder: the encoder file's, else 2e-3\)/);
   assert.match(imprint('pretrain-world', '--help').out, /--out <dir> +where the diffusers folder goes, required/);
 });
 

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { saveEncoder } from '../lib/methods/tuning-encoder/encoder-file.js';
-import { pretrainWorldEncoder } from '../lib/world/encoder.js';
+import { pretrainWorldEncoder, WORLD_ENCODER_TUNING } from '../lib/world/encoder.js';
 import { arg, ENCODER_VARIANTS, evaluateEncoder, printSummary, type EncoderRow } from './encoder-eval.js';
 
 const steps = Number(arg('steps', '500'));
@@ -32,7 +32,7 @@ for (const a of ABLATIONS.filter((x) => only.length === 0 || only.includes(x.nam
   if (!existsSync(file)) {
     const t0 = Date.now();
     const r = await pretrainWorldEncoder({ steps, ...a.options, quiet: true });
-    await saveEncoder(file, r.encoder, { classWord: 'shape', baseFingerprint: r.baseFingerprint, settings: r.settings });
+    await saveEncoder(file, r.encoder, { classWord: 'shape', baseFingerprint: r.baseFingerprint, settings: r.settings, tuning: WORLD_ENCODER_TUNING });
     console.log(JSON.stringify({ pretrained: a.name, steps, seconds: (Date.now() - t0) / 1000, finalLoss: r.losses.at(-1) }));
     r.encoder.dispose();
   }

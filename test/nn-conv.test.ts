@@ -88,7 +88,7 @@ t('conv2d forward and backward match PyTorch (11 cases, tolerance 1e-5)', async 
     assert.equal(y.shape, get('y').shape, `${what} y shape`);
     assertClose(y.dataSync(), get('y').dataSync(), 1e-5, 1e-5, `${what} y`);
     const g = await conv2dBackward(dy, x, w, { stride, padding, biasGrad: !!hasBias });
-    assertClose(g.dx.dataSync(), get('dx').dataSync(), 1e-5, 1e-5, `${what} dx`);
+    assertClose(g.dx!.dataSync(), get('dx').dataSync(), 1e-5, 1e-5, `${what} dx`);
     assertClose(g.dweight!.dataSync(), get('dw').dataSync(), 1e-5, 1e-5, `${what} dw`);
     if (hasBias) assertClose(g.dbias!.dataSync(), get('db').dataSync(), 1e-5, 1e-5, `${what} db`);
   }
@@ -130,7 +130,7 @@ t('large shapes match a double-precision reference with 1, 2 and 3 threads', asy
         const y = await conv2d(x, w, b, { stride: c.stride, padding: c.padding });
         assertClose(y.dataSync(), ref.y, 1e-4, 1e-4, `${what} y`);
         const g = await conv2dBackward(dy, x, w, { stride: c.stride, padding: c.padding, biasGrad: true });
-        assertClose(g.dx.dataSync(), ref.dx, 1e-4, 1e-4, `${what} dx`);
+        assertClose(g.dx!.dataSync(), ref.dx, 1e-4, 1e-4, `${what} dx`);
         assertClose(g.dweight!.dataSync(), ref.dw, 1e-4, 1e-3, `${what} dw`);
         assertClose(g.dbias!.dataSync(), ref.db, 1e-5, 1e-4, `${what} db`);
       }
@@ -166,7 +166,7 @@ t('unusual strides, paddings and kernel sizes match a double-precision reference
     assert.equal(y.shape, ys, `${what} y shape`);
     assertClose(y.dataSync(), ref.y, 1e-5, 1e-5, `${what} y`);
     const g = await conv2dBackward(tensor(dy0, { shape: ys }), x, w, { stride: c.stride, padding: c.padding, biasGrad: true });
-    assertClose(g.dx.dataSync(), ref.dx, 1e-5, 1e-5, `${what} dx`);
+    assertClose(g.dx!.dataSync(), ref.dx, 1e-5, 1e-5, `${what} dx`);
     assertClose(g.dweight!.dataSync(), ref.dw, 1e-5, 1e-5, `${what} dw`);
     assertClose(g.dbias!.dataSync(), ref.db, 1e-5, 1e-5, `${what} db`);
   }
@@ -182,7 +182,7 @@ t('finite differences agree for x, weight and bias (3x3 stride 2, asymmetric pad
   const x = tensor(x0, { shape: xs });
   const w = tensor(w0, { shape: ws });
   const b = tensor(b0);
-  await gradcheck('dx', x0, xs, (xt) => conv2d(xt, w, b, opts), async (dy) => (await conv2dBackward(dy, x, w, opts)).dx);
+  await gradcheck('dx', x0, xs, (xt) => conv2d(xt, w, b, opts), async (dy) => (await conv2dBackward(dy, x, w, opts)).dx!);
   await gradcheck('dweight', w0, ws, (wt) => conv2d(x, wt, b, opts), async (dy) => (await conv2dBackward(dy, x, w, opts)).dweight!);
   await gradcheck('dbias', b0, [4], (bt) => conv2d(x, w, bt, opts), async (dy) => (await conv2dBackward(dy, x, w, { ...opts, weightGrad: false, biasGrad: true })).dbias!);
 });
@@ -194,7 +194,7 @@ t('finite differences agree for a 1x1 convolution (the direct GEMM path)', async
   const w0 = randomArray(15, 5);
   const x = tensor(x0, { shape: xs });
   const w = tensor(w0, { shape: ws });
-  await gradcheck('dx', x0, xs, (xt) => conv2d(xt, w), async (dy) => (await conv2dBackward(dy, x, w)).dx);
+  await gradcheck('dx', x0, xs, (xt) => conv2d(xt, w), async (dy) => (await conv2dBackward(dy, x, w)).dx!);
   await gradcheck('dweight', w0, ws, (wt) => conv2d(x, wt), async (dy) => (await conv2dBackward(dy, x, w)).dweight!);
 });
 
@@ -205,11 +205,11 @@ t('weight and bias gradients only when asked for', async () => {
   const none = await conv2dBackward(dy, x, w, { padding: 1, weightGrad: false });
   assert.is(none.dweight, undefined);
   assert.is(none.dbias, undefined);
-  assert.equal(none.dx.shape, [2, 3, 5, 5]);
+  assert.equal(none.dx!.shape, [2, 3, 5, 5]);
   const biasOnly = await conv2dBackward(dy, x, w, { padding: 1, weightGrad: false, biasGrad: true });
   assert.is(biasOnly.dweight, undefined);
   assert.equal(biasOnly.dbias!.shape, [4]);
-  assert.equal(biasOnly.dx.dataSync(), none.dx.dataSync());
+  assert.equal(biasOnly.dx!.dataSync(), none.dx!.dataSync());
   const dyData = dy.dataSync();
   const expected = [0, 1, 2, 3].map((co) => {
     let s = 0;
@@ -219,13 +219,33 @@ t('weight and bias gradients only when asked for', async () => {
   assertClose(biasOnly.dbias!.dataSync(), expected, 1e-6, 1e-5, 'dbias');
 });
 
+t('inputGrad: false leaves out dx and gives the same dweight and dbias, bit for bit', async () => {
+  // 3×3 padded (im2col, row tiles), 1×1 unpadded (the direct GEMM), strided.
+  for (const [ks, opts] of [[3, { padding: 1 }], [1, {}], [3, { stride: 2, padding: [1, 0, 1, 0] }]] as const) {
+    const x = tensor(randomArray(2 * 3 * 9 * 9, 11), { shape: [2, 3, 9, 9] });
+    const w = tensor(randomArray(4 * 3 * ks * ks, 12), { shape: [4, 3, ks, ks] });
+    const ys = (await conv2d(x, w, null, opts)).shape;
+    const dy = tensor(randomArray(ys.reduce((a, b) => a * b, 1), 13), { shape: ys });
+    const all = await conv2dBackward(dy, x, w, { ...opts, biasGrad: true });
+    const params = await conv2dBackward(dy, x, w, { ...opts, inputGrad: false, biasGrad: true });
+    assert.is(params.dx, undefined);
+    assert.equal(params.dweight!.dataSync(), all.dweight!.dataSync(), `dweight, kernel ${ks}`);
+    assert.equal(params.dbias!.dataSync(), all.dbias!.dataSync(), `dbias, kernel ${ks}`);
+    const biasOnly = await conv2dBackward(dy, x, w, { ...opts, inputGrad: false, weightGrad: false, biasGrad: true });
+    assert.equal([biasOnly.dx, biasOnly.dweight], [undefined, undefined]);
+    assert.equal(biasOnly.dbias!.dataSync(), all.dbias!.dataSync());
+    await assertRejects(() => conv2dBackward(dy, x, w, { ...opts, inputGrad: false, weightGrad: false }), 'INVALID_ARGUMENT', /no gradient asked for/);
+    if (ks === 1) await assertRejects(() => runOp('conv2d_backward', [dy, x, w], { inputGrad: false, weightGrad: false }), 'INVALID_ARGUMENT', /conv2d_backward: .*no gradient asked for/);
+  }
+});
+
 t('empty batch and zero input channels', async () => {
   const w = tensor(randomArray(4 * 3 * 9, 2), { shape: [4, 3, 3, 3] });
   const x0 = tensor(new Float32Array(0), { shape: [0, 3, 5, 5] });
   const y0 = await conv2d(x0, w, null, { padding: 1 });
   assert.equal(y0.shape, [0, 4, 5, 5]);
   const g0 = await conv2dBackward(tensor(new Float32Array(0), { shape: [0, 4, 5, 5] }), x0, w, { padding: 1, biasGrad: true });
-  assert.equal(g0.dx.shape, [0, 3, 5, 5]);
+  assert.equal(g0.dx!.shape, [0, 3, 5, 5]);
   assert.equal(Array.from(g0.dweight!.dataSync()), new Array(108).fill(0));
   assert.equal(Array.from(g0.dbias!.dataSync()), [0, 0, 0, 0]);
   // No input channels: the output is the bias alone.

@@ -2,7 +2,10 @@
 // reproducible from its seed and resumes exactly; the encoder file round-trips
 // and is refused for another model; personalization gives a concept of one
 // token and LoRA factors on every cross-attention K/V that saves, loads and
-// samples; 0 steps keep the prediction, the pull holds the tuning to it.
+// samples; 0 steps keep the prediction, the pull holds the tuning to it; an
+// encoder file's tuning settings are checked and are personalize's defaults;
+// a generated pretraining source's imagesId guards resuming.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -98,12 +101,77 @@ t('encoder file round trip; personalization: a concept that saves, loads, applie
   pre.encoder.dispose();
 });
 
+t('encoder file tuning: recorded, checked on load, the default of personalize, and an option overrides it', async () => {
+  const f = await setup();
+  const pre = await pretrainEncoder({ ...f.options, steps: 1 });
+  const dir = await tempFolder('imprint-encoder-tuning-');
+  const file = join(dir, 'tuned.safetensors'), plain = join(dir, 'plain.safetensors');
+  const info = { classWord: 'dog', baseFingerprint: pre.baseFingerprint, settings: pre.settings };
+  await saveEncoder(file, pre.encoder, { ...info, tuning: { lr: 5e-3, batchSize: 3, pullWeight: 0.25 } });
+  await saveEncoder(plain, pre.encoder, info);
+  assert.equal((await withLoaded(file)).tuning, { lr: 5e-3, batchSize: 3, pullWeight: 0.25 });
+  assert.is((await withLoaded(plain)).tuning, undefined);
+  const image = join(f.images, '00.png');
+  const settings = async (enc: string, o: object = {}) => {
+    const r = await personalize({ model: f.model, encoder: enc, image, steps: 1, quiet: true, ...o });
+    const s = r.concept.settings ?? {};
+    disposeConcept(r.concept);
+    return [s.lr, s.batchSize, s.pullWeight];
+  };
+  assert.equal(await settings(file), ['0.005', '3', '0.25']);
+  assert.equal(await settings(file, { lr: 1e-3, batchSize: 1 }), ['0.001', '1', '0.25']);
+  assert.equal(await settings(plain), ['0.002', '2', '1']);  // the method's generic defaults
+  // Bad records are refused with the file and the key named, at save and at load.
+  await assertRejects(() => saveEncoder(join(dir, 'bad.safetensors'), pre.encoder, { ...info, tuning: { lr: 2 } }), 'INVALID_ARGUMENT', /tuning\.lr must be a number in \[0, 1\]/);
+  await assertRejects(() => saveEncoder(join(dir, 'bad.safetensors'), pre.encoder, { ...info, tuning: { batchSize: 2.5 } }), 'INVALID_ARGUMENT', /tuning\.batchSize must be an integer/);
+  assert.not.ok(existsSync(join(dir, 'bad.safetensors')));
+  // A file whose tuning metadata is wrong (the header rewritten, the tensors kept).
+  const raw = readFileSync(file), n = Number(raw.readBigUInt64LE(0));
+  const header = JSON.parse(raw.subarray(8, 8 + n).toString('utf8'));
+  for (const [bad, why] of [['{"steps":3}', /unknown key 'steps'/], ['{"lr":', /not valid JSON/]] as const) {
+    header.__metadata__.tuning = bad;
+    const h = Buffer.from(JSON.stringify(header)), len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const badFile = join(dir, 'bad-meta.safetensors');
+    writeFileSync(badFile, Buffer.concat([len, h, raw.subarray(8 + n)]));
+    await assertRejects(() => loadEncoder(badFile), 'INVALID_ARGUMENT', new RegExp(`bad-meta\\.safetensors.*${why.source}`));
+  }
+  pre.encoder.dispose();
+});
+
+async function withLoaded(file: string) {
+  const l = await loadEncoder(file);
+  l.encoder.dispose();
+  return l.info;
+}
+
+t('pretraining from a function source records its imagesId: a work dir resumes only with the same source', async () => {
+  const f = await setup();
+  const { loadImagesWithCaptions } = await import('../lib/concepts/data.js');
+  const pool = (await loadImagesWithCaptions('test', 'images', f.images)).map((x) => x.image);
+  const source = (step: number, batch: number) => Array.from({ length: batch }, (_, i) => pool[(step + i) % pool.length]);
+  const o = { ...f.options, images: source, steps: 2 };
+  const work = await tempFolder('imprint-encoder-source-');
+  const part = await pretrainEncoder({ ...o, imagesId: 'scenes v1', workDir: work, checkpointEvery: 1, maxStepsThisRun: 1 });
+  assert.is(part.settings.data, 'scenes v1');
+  part.encoder.dispose();
+  await assertRejects(() => pretrainEncoder({ ...o, imagesId: 'scenes v2', workDir: work }), 'INVALID_ARGUMENT', /written by another run/);
+  const done = await pretrainEncoder({ ...o, imagesId: 'scenes v1', workDir: work });
+  assert.is(done.steps, 2);
+  done.encoder.dispose();
+  const unnamed = await pretrainEncoder({ ...o, steps: 1 });
+  assert.is(unnamed.settings.data, 'generated');
+  unnamed.encoder.dispose();
+  await assertRejects(() => pretrainEncoder({ ...f.options, imagesId: 'x' }), 'INVALID_ARGUMENT', /imagesId names a function source/);
+});
+
 t('the shipped world encoder: teachWorldConcepts({ method: \'tuning-encoder\' }) personalizes a held-out concept from one image', async () => {
   const { teachWorldConcepts } = await import('../lib/world/teach.js');
   const { worldEncoderPath } = await import('../lib/world/model-path.js');
   const info = (await loadEncoder(worldEncoderPath()));
   assert.is(info.info.classWord, 'shape');
   assert.is(info.info.settings.steps, '2000');
+  assert.equal(info.info.tuning, { lr: 1e-2, batchSize: 8, pullWeight: 0 });  // WORLD_ENCODER_TUNING, measured (README)
   info.encoder.dispose();
   const r = await teachWorldConcepts({ concepts: ['star'], method: 'tuning-encoder', steps: 2, quiet: true });
   assert.is(r.concept.method, 'tuning-encoder');

@@ -43,8 +43,8 @@ t('the step\'s gradient is the derivative of its loss (central differences, per 
     const model = await EncoderStepContext.create({ unet: m.unet, textConfig: m.rawText, textWeights: m.model.textEncoder.weights, tokenizer: m.tokenizer, ddpm: m.ddpm });
     // With the regularization, and without it (the diffusion loss alone: every gradient through the UNet and the text encoder).
     for (const o of [
-      { alpha: 0.7, contrastiveWeight: 0.5, temperature: 0.2, neighbours: 3, embeddingL2: 0.1, loraL2: 0.1, loraScale: 1 },
-      { alpha: 0.7, contrastiveWeight: 0, temperature: 0.2, neighbours: 3, embeddingL2: 0, loraL2: 0, loraScale: 1 },
+      { alpha: 0.7, contrastiveWeight: 0.5, temperature: 0.2, neighbours: 3, embeddingL2: 0.1, loraL2: 0.1 },
+      { alpha: 0.7, contrastiveWeight: 0, temperature: 0.2, neighbours: 3, embeddingL2: 0, loraL2: 0 },
     ] satisfies EncoderStepOptions[]) {
     const r = await encoderStep(model, enc, batch, o);
     assert.ok(Number.isFinite(r.loss) && r.diffusion > 0 && (o.loraL2 === 0 ? r.regularization === 0 : r.regularization > 0), JSON.stringify(r));

@@ -214,10 +214,11 @@ void conv2d_backward_cpu(const Conv2dBackwardArgs& a) {
   if (a.dbias) conv2d_bias_grad(g, dy, static_cast<float*>(a.dbias));
   if (g.n == 0 || g.cout == 0 || g.cin == 0) {
     // Nothing to multiply: the gradients are empty or all zero.
-    std::fill(dx, dx + g.n * g.cin * plane, 0.0f);
+    if (dx) std::fill(dx, dx + g.n * g.cin * plane, 0.0f);
     if (dw) std::fill(dw, dw + g.cout * k, 0.0f);
     return;
   }
+  if (!dx && !dw) return;  // the bias gradient alone
   const bool direct = is_direct(g);
   const int64_t threads = num_threads();
 
@@ -243,8 +244,8 @@ void conv2d_backward_cpu(const Conv2dBackwardArgs& a) {
       for (int64_t img = 0; img < g.n; ++img) {
         const float* x_img = x + img * g.cin * plane;
         const float* dy_img = dy + img * g.cout * pixels;
-        float* dx_img = dx + img * g.cin * plane;
-        if (!direct) std::fill(dx_img + c0 * plane, dx_img + c1 * plane, 0.0f);
+        float* dx_img = dx ? dx + img * g.cin * plane : nullptr;
+        if (dx_img && !direct) std::fill(dx_img + c0 * plane, dx_img + c1 * plane, 0.0f);
         for (int64_t t = 0; t < tiles; ++t) {
           const int64_t oh0 = part_start(g.ho, tiles, t), oh1 = part_start(g.ho, tiles, t + 1);
           const int64_t p0 = oh0 * g.wo, count = (oh1 - oh0) * g.wo;
@@ -264,6 +265,7 @@ void conv2d_backward_cpu(const Conv2dBackwardArgs& a) {
               for (int64_t i = 0; i < g.cout * bk; ++i) dw_sum[i] += dw_tile[i];
             }
           }
+          if (!dx_img) continue;  // x is a constant: no dcol
           if (direct) {
             sgemm(true, false, bk, count, g.cout, w + c0, k, dy_img + p0, pixels, dx_img + c0 * plane + p0, plane);
           } else {

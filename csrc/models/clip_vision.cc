@@ -168,8 +168,9 @@ void clip_vision_backward(const ClipVisionConfig& c, const ClipVisionWeights& w,
     const int64_t side = acts.pixels.shape[2] / c.patch;
     const Tensor d_patches = from_tokens(parts[1], side, side);
     ops::Attrs a = patch_attrs(c);
+    a.numbers["inputGrad"] = 0;  // the pixels are a constant
     a.numbers["weightGrad"] = 1;
-    g.put(1, run_op("conv2d_backward", {&d_patches, &acts.pixels, &w.patch_embedding}, a)[1]);
+    g.put(1, run_op("conv2d_backward", {&d_patches, &acts.pixels, &w.patch_embedding}, a)[0]);
   }
 }
 

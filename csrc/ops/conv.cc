@@ -2,8 +2,9 @@
 //                stride = 1, padding = [0, 0, 0, 0] as [top, bottom, left, right])
 //   → y [N, Cout, Ho, Wo]
 // conv2d_backward(dy [N, Cout, Ho, Wo], x, weight; stride, padding,
-//                 weightGrad = true, biasGrad = false)
-//   → dx, then dweight and dbias when asked for.
+//                 inputGrad = true, weightGrad = true, biasGrad = false)
+//   → dx, dweight and dbias, each when asked for, in that order (inputGrad
+//   false: x is a constant, e.g. features fed to a trained convolution).
 #include <climits>
 
 #include "core/args/conv.h"
@@ -103,11 +104,19 @@ Launch conv2d_backward(const OpInputs& inputs, const Attrs& attrs) {
   const Conv2dGeometry g = check_conv(op, x, w, nullptr, attrs);
   check_matches(op, x, "x", dy, "dy");
   check_shape(op, dy, "dy", {g.n, g.cout, g.ho, g.wo});
+  const bool input_grad = attrs.get_bool(op, "inputGrad", true);
   const bool weight_grad = attrs.get_bool(op, "weightGrad", true);
   const bool bias_grad = attrs.get_bool(op, "biasGrad", false);
-  Tensor dx = Tensor::empty(x.shape, x.dtype, x.device);
-  std::vector<Tensor> outputs = {dx};
-  Conv2dBackwardArgs args{x.dtype, dy.data(), x.data(), w.data(), dx.data(), nullptr, nullptr, g};
+  if (!input_grad && !weight_grad && !bias_grad) {
+    fail(ErrorCode::InvalidArgument, std::string(op) + ": inputGrad, weightGrad and biasGrad are all false: no gradient asked for");
+  }
+  std::vector<Tensor> outputs;
+  Conv2dBackwardArgs args{x.dtype, dy.data(), x.data(), w.data(), nullptr, nullptr, nullptr, g};
+  if (input_grad) {
+    Tensor dx = Tensor::empty(x.shape, x.dtype, x.device);
+    args.dx = dx.data();
+    outputs.push_back(dx);
+  }
   if (weight_grad) {
     Tensor dw = Tensor::empty(w.shape, w.dtype, w.device);
     args.dw = dw.data();

@@ -11,7 +11,7 @@ import { invalidArgument } from '../errors.js';
 import { saveEncoder } from '../methods/tuning-encoder/encoder-file.js';
 import type { PersonalizeOptions } from '../methods/tuning-encoder/personalize.js';
 import { pretrainEncoder, type PretrainEncoderOptions, type PretrainEncoderResult } from '../methods/tuning-encoder/pretrain.js';
-import { pretrainWorldEncoder } from '../world/encoder.js';
+import { pretrainWorldEncoder, WORLD_ENCODER_TUNING } from '../world/encoder.js';
 import { disposeConcept, saveConcept } from '../concepts/concept-file.js';
 import type { ConceptSpec, TrainCustomDiffusionOptions } from '../methods/custom-diffusion/train.js';
 import { DEFAULT_METHOD, methodByName, METHOD_NAMES, METHODS, type FindNeuronsOptions, type MethodTrainResult } from '../methods/index.js';
@@ -61,8 +61,8 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       out: { type: 'string', arg: 'file', help: 'concept file to write', default: 'concept.safetensors' },
       mode: { type: 'string', arg: 'kv|cross', help: "what trains: attn2 K/V, or all of attn2 ('cross', for faces)", default: 'kv' },
       steps: { type: 'string', arg: 'n', help: 'training steps (cones: statistic passes)', default: '250, 500 for several concepts; cones 200' },
-      'batch-size': { type: 'string', arg: 'n', help: 'instance images per step', default: 2 },
-      lr: { type: 'string', arg: 'x', help: 'base learning rate', default: `1e-5 with --model, ${WORLD_TEACH_LR} on the embedded world model` },
+      'batch-size': { type: 'string', arg: 'n', help: 'instance images per step (tuning-encoder: noise draws of the image)', default: "2; tuning-encoder: the encoder file's, else 2" },
+      lr: { type: 'string', arg: 'x', help: 'base learning rate', default: `1e-5 with --model, ${WORLD_TEACH_LR} on the embedded world model; tuning-encoder: the encoder file's, else 2e-3` },
       'no-scale-lr': { type: 'boolean', help: 'use --lr as is (not × batch, × 2 with prior preservation)' },
       'prior-loss-weight': { type: 'string', arg: 'w', help: 'regularization loss weight (0 = no prior preservation)', default: 1 },
       'no-augment': { type: 'boolean', help: 'no random scale, paste or crop' },
@@ -79,7 +79,7 @@ export const TRAIN_COMMANDS: Record<string, Command> = {
       layers: { type: 'string', arg: 'kv|kv+self', help: 'cones: candidate weights (cross-attention K/V, or self-attention K/V too)', default: 'kv' },
       encoder: { type: 'string', arg: 'file', help: 'tuning-encoder: the pretrained encoder (imprint pretrain-encoder)' },
       image: { type: 'string', arg: 'file', help: "tuning-encoder: the concept's one image" },
-      'pull-weight': { type: 'string', arg: 'w', help: "tuning-encoder: L2 pull toward the encoder's predictions", default: 1 },
+      'pull-weight': { type: 'string', arg: 'w', help: "tuning-encoder: L2 pull toward the encoder's predictions", default: "the encoder file's, else 1" },
       device: deviceFlags.device,
       ...quietFlag,
     },
@@ -218,7 +218,7 @@ export const ENCODER_COMMANDS: Record<string, Command> = {
           process.stdout.write(`${JSON.stringify({ stoppedAt: r.steps, workDir: o.workDir ?? null, note: 'rerun with the same --work-dir to continue' })}\n`);
           return;
         }
-        await saveEncoder(out, r.encoder, { classWord, baseFingerprint: r.baseFingerprint, settings: r.settings });
+        await saveEncoder(out, r.encoder, { classWord, baseFingerprint: r.baseFingerprint, settings: r.settings, ...(model === undefined ? { tuning: WORLD_ENCODER_TUNING } : {}) });
         process.stdout.write(`${JSON.stringify({ out, steps: r.steps, finalLoss: r.losses.at(-1), secondsPerStep: r.secondsPerStep })}\n`);
       } finally {
         r.encoder.dispose();

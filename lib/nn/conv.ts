@@ -16,6 +16,8 @@ export interface Conv2dOptions {
 }
 
 export interface Conv2dBackwardOptions extends Conv2dOptions {
+  /** Compute dx (default true; false when x is a constant, e.g. features into a trained convolution). */
+  inputGrad?: boolean;
   /** Compute dweight (default true). */
   weightGrad?: boolean;
   /** Compute dbias (default false). */
@@ -23,7 +25,8 @@ export interface Conv2dBackwardOptions extends Conv2dOptions {
 }
 
 export interface Conv2dGrads<D extends FloatDType = FloatDType> {
-  dx: Tensor<D>;
+  /** Absent with inputGrad: false. */
+  dx?: Tensor<D>;
   dweight?: Tensor<D>;
   dbias?: Tensor<D>;
 }
@@ -55,11 +58,13 @@ export async function conv2d<D extends FloatDType>(x: Tensor<D>, weight: Tensor<
 
 /** Gradients of conv2d() for the upstream gradient dy [N, Cout, Ho, Wo]; pass the forward's stride and padding. */
 export async function conv2dBackward<D extends FloatDType>(dy: Tensor<D>, x: Tensor<D>, weight: Tensor<D>, options?: Conv2dBackwardOptions): Promise<Conv2dGrads<D>> {
-  const o = checkOptions('conv2dBackward', options, ['stride', 'padding', 'weightGrad', 'biasGrad']);
+  const o = checkOptions('conv2dBackward', options, ['stride', 'padding', 'inputGrad', 'weightGrad', 'biasGrad']);
   const stride = checkStride('conv2dBackward', o.stride);
   const padding = checkPadding('conv2dBackward', o.padding);
+  const inputGrad = checkBoolean('conv2dBackward', 'inputGrad', o.inputGrad, true);
   const weightGrad = checkBoolean('conv2dBackward', 'weightGrad', o.weightGrad, true);
   const biasGrad = checkBoolean('conv2dBackward', 'biasGrad', o.biasGrad, false);
-  const [dx, ...rest] = await runOp<D>('conv2d_backward', [dy, x, weight], { stride, padding, weightGrad, biasGrad });
-  return { dx, dweight: weightGrad ? rest.shift() : undefined, dbias: biasGrad ? rest.shift() : undefined };
+  if (!inputGrad && !weightGrad && !biasGrad) throw invalidArgument('conv2dBackward: inputGrad, weightGrad and biasGrad are all false: no gradient asked for');
+  const outs = await runOp<D>('conv2d_backward', [dy, x, weight], { stride, padding, inputGrad, weightGrad, biasGrad });
+  return { dx: inputGrad ? outs.shift() : undefined, dweight: weightGrad ? outs.shift() : undefined, dbias: biasGrad ? outs.shift() : undefined };
 }

@@ -5,8 +5,9 @@
 // small ViT at 32 px. The domain must hold many shapes for the encoder to
 // learn to carry a new one (with the world's three alone it learned none);
 // the held-out concepts' outlines are never drawn as such.
-// `imprint encoder pretrain` without --model runs this.
+// `imprint pretrain-encoder` without --model runs this.
 import type { RgbImage } from '../concepts/data.js';
+import type { EncoderTuning } from '../methods/tuning-encoder/encoder-file.js';
 import { pretrainEncoder, type PretrainEncoderOptions, type PretrainEncoderResult } from '../methods/tuning-encoder/pretrain.js';
 import { SeededRandom } from '../train/random.js';
 import { WORLD_RESOLUTION } from './model-config.js';
@@ -55,6 +56,9 @@ export function encoderScene(rng: SeededRandom): Scene {
   return { background, objects: [obj] };
 }
 
+/** Names the scene generator in a pretraining's settings: change it when encoderScene changes, so old work dirs are not resumed. */
+export const WORLD_SCENES_ID = 'world encoder scenes v2 (procedural outlines)';
+
 /** Step `step`'s batch of pretraining scenes (seeded by `seed`). */
 export function worldEncoderImages(seed: number): (step: number, batch: number) => RgbImage[] {
   return (step, batch) => {
@@ -65,7 +69,15 @@ export function worldEncoderImages(seed: number): (step: number, batch: number) 
   };
 }
 
+/**
+ * How the world's encoders personalize (written into their files): 8 noise draws per step at lr 1e-2,
+ * no pull. Measured on the held-out concepts (docs/tuning-encoder-world.md): the method's generic
+ * 2 draws at 2e-3 with pull 1 leave the prediction where it is; the pull, even at 0.01, holds the
+ * LoRA factors near the encoder's small prediction.
+ */
+export const WORLD_ENCODER_TUNING: Readonly<EncoderTuning> = { lr: 1e-2, batchSize: 8, pullWeight: 0 };
+
 /** Pretrains the world's encoder; options as pretrainEncoder's, with the world's model, images and class word. */
-export function pretrainWorldEncoder(options: Partial<Omit<PretrainEncoderOptions, 'model' | 'images' | 'classWord'>> = {}): Promise<PretrainEncoderResult> {
-  return pretrainEncoder({ steps: 2000, batchSize: 8, lr: 1e-3, ...options, model: worldModelDir(), images: worldEncoderImages(options.seed ?? 0), classWord: 'shape' });
+export function pretrainWorldEncoder(options: Partial<Omit<PretrainEncoderOptions, 'model' | 'images' | 'imagesId' | 'classWord'>> = {}): Promise<PretrainEncoderResult> {
+  return pretrainEncoder({ steps: 2000, batchSize: 8, lr: 1e-3, ...options, model: worldModelDir(), images: worldEncoderImages(options.seed ?? 0), imagesId: `${WORLD_SCENES_ID} seed ${options.seed ?? 0}`, classWord: 'shape' });
 }

@@ -20,7 +20,7 @@ export {
 } from './metrics.js';
 export { WORLD_MODEL_INDEX, WORLD_RESOLUTION, WORLD_SCHEDULER_CONFIG, WORLD_TEXT_ENCODER_CONFIG, WORLD_UNET_CONFIG } from './model-config.js';
 export { worldEncoderPath, worldModelDir } from './model-path.js';
-export { pretrainWorldEncoder, worldEncoderImages } from './encoder.js';
+export { pretrainWorldEncoder, worldEncoderImages, WORLD_ENCODER_TUNING, WORLD_SCENES_ID } from './encoder.js';
 export { imagesToTensor, pretrainWorld, type PretrainOptions, type PretrainResult } from './pretrain.js';
 export { pretrainWorldRecipe, SHIPPED_RECIPE, type PhaseOptions, type PretrainPhase, type RecipeOptions } from './recipe.js';
 export {

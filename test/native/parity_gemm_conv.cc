@@ -303,12 +303,13 @@ ParityCase conv_forward_case(DType dtype, const ConvSpec& s, bool bias) {
   return c;
 }
 
-ParityCase conv_backward_case(DType dtype, const ConvSpec& s, bool weight_grad, bool bias_grad) {
+ParityCase conv_backward_case(DType dtype, const ConvSpec& s, bool weight_grad, bool bias_grad, bool input_grad = true) {
   ParityCase c;
   const int64_t ho = conv_out(s.x[2], s.kh, s.stride, s.padding[0], s.padding[1]);
   const int64_t wo = conv_out(s.x[3], s.kw, s.stride, s.padding[2], s.padding[3]);
   c.inputs = {normal({s.x[0], s.cout, ho, wo}, dtype), normal(s.x, dtype), normal({s.cout, s.x[1], s.kh, s.kw}, dtype)};
   ops::Attrs a = conv_attrs(s);
+  a.numbers["inputGrad"] = input_grad ? 1 : 0;
   a.numbers["weightGrad"] = weight_grad ? 1 : 0;
   a.numbers["biasGrad"] = bias_grad ? 1 : 0;
   c.run = [a, s](const Tensors& in) {
@@ -316,7 +317,7 @@ ParityCase conv_backward_case(DType dtype, const ConvSpec& s, bool weight_grad, 
     ScopedEnv cublas("IMPRINT_CUBLAS", s.without_cublas ? "0" : "");
     return run_float_op("conv2d_backward", {&in[0], &in[1], &in[2]}, a);
   };
-  c.tolerances = {sum_tolerance(dtype, s.cout * s.kh * s.kw)};
+  if (input_grad) c.tolerances.push_back(sum_tolerance(dtype, s.cout * s.kh * s.kw));
   if (weight_grad) c.tolerances.push_back(sum_tolerance(dtype, s.x[0] * ho * wo));
   if (bias_grad) c.tolerances.push_back(sum_tolerance(dtype, s.x[0] * ho * wo));
   return c;
@@ -380,6 +381,11 @@ IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_all_bf16) { return conv_backward_cas
 IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_all_f32) { return conv_backward_case(DType::F32, kRowTiles, true, false); }
 IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_stride2_f32) { return conv_backward_case(DType::F32, kRowTilesStride2, true, true); }
 IMPRINT_PARITY_CASE(gemm_conv_bwd_image_chunks_all_f16) { return conv_backward_case(DType::F16, kImageChunks, true, true); }
+// inputGrad false (x a constant, as the tuning encoder's features): dweight and dbias alone, on
+// the im2col path, the row-tiled one and the direct 1x1 GEMM.
+IMPRINT_PARITY_CASE(gemm_conv_bwd_sd3x3_params_only_bf16) { return conv_backward_case(DType::BF16, kSd3x3, true, true, false); }
+IMPRINT_PARITY_CASE(gemm_conv_bwd_row_tiles_params_only_f16) { return conv_backward_case(DType::F16, kRowTiles, true, true, false); }
+IMPRINT_PARITY_CASE(gemm_conv_bwd_shortcut_params_only_f32) { return conv_backward_case(DType::F32, kSdShortcut, true, true, false); }
 IMPRINT_PARITY_CASE(gemm_fallback_conv_fwd_sd3x3_bias_bf16) { return conv_forward_case(DType::BF16, kSd3x3Fallback, true); }
 IMPRINT_PARITY_CASE(gemm_fallback_conv_bwd_sd3x3_all_bf16) { return conv_backward_case(DType::BF16, kSd3x3Fallback, true, true); }
 IMPRINT_PARITY_CASE(gemm_fallback_conv_bwd_odd_stride2_all_f16) {

@@ -31,7 +31,7 @@ struct Conv2dBackwardArgs {
   const void* dy;  // [n, cout, ho, wo]
   const void* x;   // [n, cin, h, w]
   const void* w;   // [cout, cin, kh, kw]
-  void* dx;        // [n, cin, h, w]
+  void* dx;        // [n, cin, h, w] or nullptr when not asked for
   void* dw;        // [cout, cin, kh, kw] or nullptr when not asked for
   void* dbias;     // [cout] or nullptr when not asked for
   Conv2dGeometry g;

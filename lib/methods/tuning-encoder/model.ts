@@ -261,8 +261,8 @@ export class TuningEncoder {
           temps.push(dAct);
           const dc = await geluBackward(dAct, convPre[i]);
           temps.push(dc);
-          const g = await conv2dBackward(dc, features[i] as Tensor<'f32'>, p(`conv.${i}.weight`), { padding: 1, biasGrad: true });
-          temps.push(g.dx);
+          // The features are constants: no dx.
+          const g = await conv2dBackward(dc, features[i] as Tensor<'f32'>, p(`conv.${i}.weight`), { padding: 1, inputGrad: false, biasGrad: true });
           grads.set(`conv.${i}.weight`, g.dweight!), grads.set(`conv.${i}.bias`, g.dbias!);
         }
       }

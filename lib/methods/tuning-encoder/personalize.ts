@@ -1,9 +1,11 @@
 // Personalization with a pretrained tuning encoder (DESIGN §1.3): one image,
 // one forward pass of the encoder (v* and a LoRA per cross-attention K/V),
-// then at most a few steps (default 12, lr 2e-3) of the LoRA factors and the
+// then at most a few steps (default 12) of the LoRA factors and the
 // embedding on that image, with an L2 pull toward the encoder's predictions
 // and the dual path; the result is a concept of the shared container (one
 // token, LoRA factors), usable by applyConcepts and `imprint sample`.
+// lr, noise draws per step and pull weight default to the encoder file's
+// `tuning` (the world's: 1e-2, 8, 0), else 2e-3, 2, 1.
 import { loadImagesWithCaptions, squarePixels } from '../../concepts/data.js';
 import type { LoraFactors, TuningEncoderConcept } from '../../concepts/types.js';
 import { randn, tensor } from '../../creation.js';
@@ -18,7 +20,7 @@ import { SeededRandom } from '../../train/random.js';
 import { disposeTrainingModel, loadTrainingModel } from '../../train/training-model.js';
 import type { Tensor } from '../../tensor.js';
 import { checkBoolean, checkInt, checkNumberIn, checkOptions, checkString, describe, isPlainObject } from '../../validate.js';
-import { loadEncoder } from './encoder-file.js';
+import { loadEncoder, type EncoderTuning } from './encoder-file.js';
 import { disposePrediction, TuningEncoder } from './model.js';
 import { latents, stepOptions, type EncoderLossOptions } from './pretrain.js';
 import { addedRowsGradient, EncoderStepContext } from './step.js';
@@ -36,11 +38,11 @@ export interface PersonalizeOptions extends EncoderLossOptions {
   classWord?: string;
   /** Tuning steps after the prediction (default 12; 0: the prediction alone). */
   steps?: number;
-  /** Learning rate of the tuning (default 2e-3). */
+  /** Learning rate of the tuning (default: the encoder file's `tuning.lr`, else 2e-3). */
   lr?: number;
-  /** Weight of the L2 pull toward the encoder's predictions (default 1). */
+  /** Weight of the L2 pull toward the encoder's predictions (default: the file's, else 1). */
   pullWeight?: number;
-  /** Noise draws of the image per step (default 2). */
+  /** Noise draws of the image per step (default: the file's, else 2). */
   batchSize?: number;
   seed?: number;
   resolution?: number;
@@ -67,9 +69,10 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   const modelDir = checkString(fn, 'model', o.model);
   const token = checkString(fn, 'token', o.token, '<new1>');
   const steps = checkInt(fn, 'steps', o.steps, 0, 1000, 12);
-  const lr = checkNumberIn(fn, 'lr', o.lr, 0, 1, 2e-3);
-  const pull = checkNumberIn(fn, 'pullWeight', o.pullWeight, 0, 1e6, 1);
-  const B = checkInt(fn, 'batchSize', o.batchSize, 1, 64, 2);
+  // Checked now, resolved against the encoder file's tuning once it is read.
+  const lrOption = o.lr === undefined ? undefined : checkNumberIn(fn, 'lr', o.lr, 0, 1);
+  const pullOption = o.pullWeight === undefined ? undefined : checkNumberIn(fn, 'pullWeight', o.pullWeight, 0, 1e6);
+  const batchOption = o.batchSize === undefined ? undefined : checkInt(fn, 'batchSize', o.batchSize, 1, 64);
   const seed = checkInt(fn, 'seed', o.seed, 0, 2 ** 31, 0);
   const quiet = checkBoolean(fn, 'quiet', o.quiet, false);
   const onProgress = o.onProgress as PersonalizeOptions['onProgress'];
@@ -77,13 +80,16 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
   const so = stepOptions(fn, o as EncoderLossOptions, 1);
   const device = checkUsableDevice(fn, o.device ?? 'cpu');
   if (device !== 'cpu') throw invalidArgument(`${fn}: the tuning encoder runs on the CPU for now (device '${device}')`);
-  let encoder: TuningEncoder, fileClass = '', fileBase = '';
+  let encoder: TuningEncoder, fileClass = '', fileBase = '', tuning: EncoderTuning = {};
   const ownEncoder = typeof o.encoder === 'string';
   if (typeof o.encoder === 'string') {
     const l = await loadEncoder(o.encoder);
-    encoder = l.encoder, fileClass = l.info.classWord, fileBase = l.info.baseFingerprint;
+    encoder = l.encoder, fileClass = l.info.classWord, fileBase = l.info.baseFingerprint, tuning = l.info.tuning ?? {};
   } else if (o.encoder instanceof TuningEncoder) encoder = o.encoder;
   else throw invalidArgument(`${fn}: encoder must be an encoder file's path or a TuningEncoder, got ${describe(o.encoder)}`);
+  const lr = lrOption ?? tuning.lr ?? 2e-3;
+  const pull = pullOption ?? tuning.pullWeight ?? 1;
+  const B = batchOption ?? tuning.batchSize ?? 2;
   const classWord = checkString(fn, 'classWord', o.classWord ?? (fileClass || undefined));
   const [image] = (await loadImagesWithCaptions(fn, 'image', [o.image as string | Buffer])).map((s) => s.image);
 
@@ -128,6 +134,7 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
     const progress = new Progress(Math.max(1, steps), 0, { label: 'personalize', quiet: quiet || steps === 0 });
     const losses: number[] = [];
     const names = encoder.spec.targets.flatMap((t) => [`${t.weight}#lora.a`, `${t.weight}#lora.b`]);
+    let hard: { token: number; context: Tensor } | undefined;
     for (let step = 0; step < steps; step++) {
       const rng = root.fork(`step ${step}`);
       const stepOwned: Tensor[] = [];
@@ -143,13 +150,18 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
         sk(grown.tokenEmbedding);
         const ids = sk(ctx.promptIds(classWord, Array(B).fill(V)));
         const soft = sk((await grown.encode(ids)).lastHiddenState);
-        const near = await tokenTopkCosine(v, table, { k: 1, vocabNorms: ctx.vocabNorms });
-        sk(near.indices), sk(near.similarities);
-        const nearest = (near.indices.dataSync() as Int32Array)[0];
-        const hardIds = sk(ctx.promptIds(classWord, Array(B).fill(nearest)));
-        const hard = sk((await base.encode(hardIds)).lastHiddenState);
+        if (so.alpha < 1) {  // at α = 1 the hard path weighs nothing and is skipped
+          const near = await tokenTopkCosine(v, table, { k: 1, vocabNorms: ctx.vocabNorms });
+          sk(near.indices), sk(near.similarities);
+          const nearest = (near.indices.dataSync() as Int32Array)[0];
+          if (hard?.token !== nearest) {  // the hard context changes only when v*'s nearest word does
+            if (hard) hard.context.dispose();
+            const hardIds = sk(ctx.promptIds(classWord, Array(B).fill(nearest)));
+            hard = { token: nearest, context: keep((await base.encode(hardIds)).lastHiddenState) };
+          }
+        }
         const adapters: UNetAdapter[] = encoder.spec.targets.map((t) => ({ weight: t.weight, lora: { a: opt!.params.get(`${t.weight}#lora.a`)!, b: opt!.params.get(`${t.weight}#lora.b`)!, scale: loraScale } }));
-        const r = await m.unet.lossBackward(noisy, ts, soft, target, { trainable: names, adapters, dual: { alpha: so.alpha, hardContext: hard } });
+        const r = await m.unet.lossBackward(noisy, ts, soft, target, { trainable: names, adapters, ...(hard ? { dual: { alpha: so.alpha, hardContext: hard.context } } : {}) });
         stepOwned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
         const loss = ((await r.loss.data()) as Float32Array)[0];
         if (!Number.isFinite(loss)) throw new ImprintError(`${fn}: the loss is not finite at step ${step + 1}; lower lr`, 'INVALID_ARGUMENT');
@@ -178,7 +190,7 @@ export async function personalize(options: PersonalizeOptions): Promise<Personal
     const embeddingRow = tensor(Float32Array.from(opt.params.get('embedding')!.dataSync() as Float32Array), { shape: [H] });
     const concept: TuningEncoderConcept = {
       method: 'tuning-encoder', tokens: [{ token, classWord, embedding: embeddingRow, prompt: `a ${token} ${classWord}` }], lora, baseFingerprint: m.fingerprint,
-      settings: { steps: String(steps), lr: String(lr), pullWeight: String(pull), alpha: String(so.alpha), seed: String(seed) },
+      settings: { steps: String(steps), lr: String(lr), batchSize: String(B), pullWeight: String(pull), alpha: String(so.alpha), seed: String(seed) },
     };
     opt.params.get('embedding')!.dispose();
     opt.disposeState();

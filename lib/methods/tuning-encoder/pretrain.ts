@@ -39,6 +39,8 @@ export interface PretrainEncoderOptions extends EncoderLossOptions {
   model: string;
   /** The domain's images: a folder, a list, or a function giving step `step`'s batch (e.g. a procedural source). */
   images: string | ReadonlyArray<string | Buffer | Uint8Array> | ((step: number, batch: number) => RgbImage[]);
+  /** For a function source: a name for what it generates, kept in the settings so that a work dir resumes only with the same source (default 'generated'). */
+  imagesId?: string;
   /** The domain's class word (v* starts from its embedding), e.g. 'dog'. */
   classWord: string;
   /** The ViT's CLIPVisionConfig (default: 2 layers, width 64, patches of resolution/8, at the model's resolution). */
@@ -78,7 +80,7 @@ export interface PretrainEncoderResult {
   settings: Record<string, string>;
 }
 
-const OPTION_KEYS = ['model', 'images', 'classWord', 'vision', 'hidden', 'rank', 'conv', 'loraScale', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'resolution', 'workDir', 'checkpointEvery', 'resume', 'maxStepsThisRun',
+const OPTION_KEYS = ['model', 'images', 'imagesId', 'classWord', 'vision', 'hidden', 'rank', 'conv', 'loraScale', 'steps', 'batchSize', 'lr', 'warmup', 'seed', 'resolution', 'workDir', 'checkpointEvery', 'resume', 'maxStepsThisRun',
   'device', 'onProgress', 'quiet', 'alpha', 'contrastiveWeight', 'temperature', 'neighbours', 'embeddingL2', 'loraL2'];
 
 /** The step options from the loss options, with the phase's default α. */
@@ -90,7 +92,6 @@ export function stepOptions(fn: string, o: EncoderLossOptions, alpha: number): E
     neighbours: checkInt(fn, 'neighbours', o.neighbours, 1, 256, 8),
     embeddingL2: checkNumberIn(fn, 'embeddingL2', o.embeddingL2, 0, 1e6, 1e-4),
     loraL2: checkNumberIn(fn, 'loraL2', o.loraL2, 0, 1e6, 1e-4),
-    loraScale: 1,
   };
 }
 
@@ -133,10 +134,12 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
   const workDir = o.workDir === undefined ? undefined : checkString(fn, 'workDir', o.workDir);
   const onProgress = o.onProgress as PretrainEncoderOptions['onProgress'];
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalidArgument(`${fn}: onProgress must be a function, got ${describe(onProgress)}`);
-  const so = { ...stepOptions(fn, o as EncoderLossOptions, 0.5), loraScale };
+  const so = stepOptions(fn, o as EncoderLossOptions, 0.5);
   const device = checkUsableDevice(fn, o.device ?? 'cpu');
   if (device !== 'cpu') throw invalidArgument(`${fn}: the tuning encoder trains on the CPU for now (device '${device}')`);
   const source = o.images as PretrainEncoderOptions['images'];
+  if (o.imagesId !== undefined && typeof source !== 'function') throw invalidArgument(`${fn}: imagesId names a function source; images is a folder or list, whose digest is recorded instead`);
+  const imagesId = checkString(fn, 'imagesId', o.imagesId, 'generated');
   let pool: RgbImage[] | undefined;
   if (typeof source !== 'function') pool = (await loadImagesWithCaptions(fn, 'images', source)).map((s) => s.image);
 
@@ -151,7 +154,7 @@ export async function pretrainEncoder(options: PretrainEncoderOptions): Promise<
     opt = await AdamW.create(encoder.params as Map<string, Tensor>, { weightDecay: 0, maxGradNorm: 1 });
     const settings = {
       seed: String(seed), batch: String(batch), lr: String(lr), steps: String(steps), classWord, spec: JSON.stringify(spec),
-      losses: JSON.stringify(so), data: typeof source === 'function' ? 'generated' : digest(pool!),
+      losses: JSON.stringify(so), data: typeof source === 'function' ? imagesId : digest(pool!),
     };
     const run = new RunState(fn, workDir, { method: 'tuning-encoder', fingerprint: m.fingerprint, ...settings }, { lossHint: 'Lower lr?' });
     const start = run.resumeStep(resume);

@@ -100,8 +100,6 @@ export interface EncoderStepOptions {
   embeddingL2: number;
   /** L2 weight on the predicted LoRA factors. */
   loraL2: number;
-  /** Scale s of ΔW = s·up·down. */
-  loraScale: number;
 }
 
 export interface EncoderStepResult {
@@ -156,10 +154,11 @@ export async function encoderStep(ctx: EncoderStepContext, encoder: TuningEncode
         k: o.neighbours, temperature: o.temperature, contrastiveWeight: o.contrastiveWeight, l2Weight: 0, vocabNorms: ctx.vocabNorms,
       });
       keep(reg.dEmbeddings);
-      const hard = keep((await base.encode(keep(ctx.promptIds(batch.classWord, reg.nearest)))).lastHiddenState);
-      const adapters: UNetAdapter[] = encoder.spec.targets.map((t, j) => ({ weight: t.weight, sampleLora: { down: pred.down[j], up: pred.up[j], scale: o.loraScale } }));
+      // At α = 1 the hard path weighs nothing: skip it (the same result, half the attention work).
+      const hard = o.alpha < 1 ? keep((await base.encode(keep(ctx.promptIds(batch.classWord, reg.nearest)))).lastHiddenState) : undefined;
+      const adapters: UNetAdapter[] = encoder.spec.targets.map((t, j) => ({ weight: t.weight, sampleLora: { down: pred.down[j], up: pred.up[j], scale: encoder.spec.loraScale ?? 1 } }));
       const names = encoder.spec.targets.flatMap((t) => [`${t.weight}#sample.down`, `${t.weight}#sample.up`]);
-      const r = await unet.lossBackward(noisy, batch.timesteps, soft, target, { trainable: names, adapters, dual: { alpha: o.alpha, hardContext: hard } });
+      const r = await unet.lossBackward(noisy, batch.timesteps, soft, target, { trainable: names, adapters, ...(hard ? { dual: { alpha: o.alpha, hardContext: hard } } : {}) });
       owned.push(r.out, r.dSample, r.dContext, r.loss, ...r.grads.values());
       const diffusion = ((await r.loss.data()) as Float32Array)[0];
       // The added rows' gradient: the text encoder's backward from dContext.
